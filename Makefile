@@ -1,0 +1,72 @@
+# Corrigo build. `make run` and `make test` create the virtual environment on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PROTOS := $(sort $(wildcard proto/corrigo/v1/*.proto))
+PYTEST_ARGS ?=
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: venv run test lint typecheck gen gen-check gateway-check buf-lint check bench reliability clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+run: $(STAMP)
+	$(VENV)/bin/corrigo serve
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Generated code: Python, gRPC and .pyi stubs, plus the OpenAPI document.
+# Written to a scratch directory first, so gen-check can compare without touching gen/.
+define generate
+	rm -rf $(1) && mkdir -p $(1)/corrigo/v1 $(1)/openapi
+	$(PY) -m grpc_tools.protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') \
+		--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTOS)
+	touch $(1)/corrigo/__init__.py $(1)/corrigo/v1/__init__.py $(1)/corrigo/v1/py.typed
+	protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') -I/usr/include \
+		--swagger_out=allow_merge=true,merge_file_name=corrigo,json_names_for_fields=false:$(1)/openapi $(PROTOS)
+endef
+
+gen: $(STAMP)
+	$(call generate,.build/gen)
+	rm -rf gen && mv .build/gen gen
+
+gen-check: $(STAMP)
+	$(call generate,.build/gen-check)
+	diff -r gen .build/gen-check || { echo "gen/ is stale: run 'make gen' and commit gen/"; exit 1; }
+
+# Both grpc-gateway generators must accept the protos (no proto3 optional, valid routes).
+gateway-check: $(STAMP)
+	rm -rf .build/gateway && mkdir -p .build/gateway
+	protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') -I/usr/include \
+		--grpc-gateway_out=logtostderr=true:.build/gateway --swagger_out=logtostderr=true:.build/gateway $(PROTOS)
+
+buf-lint: $(STAMP)
+	rm -rf .build/buf && mkdir -p .build/buf/googleapis/google/api
+	cp $$($(PY) -c 'import google.api, os; print(google.api.__path__[0])')/{annotations,http}.proto .build/buf/googleapis/google/api/
+	$(VENV)/bin/buf lint
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check server client tests
+	$(VENV)/bin/ruff format --check server client tests
+
+typecheck: $(STAMP)
+	rm -rf .build/mypy && mkdir -p .build/mypy/corrigo
+	touch .build/mypy/corrigo/__init__.py
+	ln -s ../../../gen/corrigo/v1 .build/mypy/corrigo/v1
+	ln -s ../../../server .build/mypy/corrigo/server
+	ln -s ../../../client .build/mypy/corrigo/client
+	cd .build/mypy && MYPYPATH= ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p corrigo.server -p corrigo.client
+
+check: lint typecheck gen-check gateway-check buf-lint test
+
+clean:
+	rm -rf .build $(VENV)

@@ -46,7 +46,7 @@ class CorrigoError(grpc.RpcError):
         if isinstance(error, CorrigoError):
             return error
         status = None
-        for key, value in error.trailing_metadata() or ():  # type: ignore[attr-defined]
+        for key, value in error.trailing_metadata() or ():
             if key == _DETAILS_KEY:
                 status = status_pb2.Status.FromString(value)
-        return cls(error.code(), error.details() or "", status)  # type: ignore[attr-defined]
+        return cls(error.code(), error.details() or "", status)

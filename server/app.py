@@ -8,19 +8,19 @@ import logging
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.descriptor import ServiceDescriptor
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-
 from corrigo.server import pagination
 from corrigo.server.config import Config
 from corrigo.server.interceptors import interceptors
 from corrigo.server.services.admin import AdminService
 from corrigo.server.store import database, identity
 from corrigo.v1 import admin_pb2, admin_pb2_grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger("corrigo.server")
 
@@ -80,13 +80,17 @@ class CorrigoServer:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = [entry.descriptor.full_name for entry in SERVICES]
         reflection.enable_server_reflection(
-            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-             reflection.SERVICE_NAME],
+            [
+                *names,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ],
             server,
         )
         if config.tls_cert and config.tls_key:
-            with open(config.tls_key, "rb") as key, open(config.tls_cert, "rb") as cert:
-                credentials = grpc.ssl_server_credentials([(key.read(), cert.read())])
+            key = await asyncio.to_thread(Path(config.tls_key).read_bytes)
+            cert = await asyncio.to_thread(Path(config.tls_cert).read_bytes)
+            credentials = grpc.ssl_server_credentials([(key, cert)])
             port = server.add_secure_port(config.listen, credentials)
         else:
             port = server.add_insecure_port(config.listen)

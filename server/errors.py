@@ -7,11 +7,10 @@ status with an ErrorInfo (stable reason) and, for bad input, a BadRequest.
 from __future__ import annotations
 
 import grpc
+from corrigo.v1 import errors_pb2
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
-
-from corrigo.v1 import errors_pb2
 
 DOMAIN = "corrigo.v1"
 
@@ -20,7 +19,7 @@ class CorrigoError(Exception):
     """An expected failure with a gRPC code and a stable reason."""
 
     code = grpc.StatusCode.UNKNOWN
-    reason = errors_pb2.ERROR_REASON_UNSPECIFIED
+    reason: int = errors_pb2.ERROR_REASON_UNSPECIFIED
 
     def __init__(
         self,
@@ -37,7 +36,9 @@ class CorrigoError(Exception):
 
     def details(self) -> list[any_pb2.Any]:
         info = error_details_pb2.ErrorInfo(
-            reason=errors_pb2.ErrorReason.Name(self.reason), domain=DOMAIN, metadata=self.metadata
+            reason=errors_pb2.ErrorReason.Name(errors_pb2.ErrorReason.ValueType(self.reason)),
+            domain=DOMAIN,
+            metadata=self.metadata,
         )
         packed = any_pb2.Any()
         packed.Pack(info)

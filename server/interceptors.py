@@ -18,10 +18,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
-
 from corrigo.server import auth
 from corrigo.server.errors import CorrigoError, internal_status
+from google.protobuf.message import Message
 
 Middleware = Callable[
     [str, grpc.aio.ServicerContext, Message | None], AbstractAsyncContextManager[None]
@@ -82,7 +81,7 @@ class MiddlewareInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return _wrap(handler, handler_call_details.method, self._middleware)  # type: ignore[attr-defined]
+        return _wrap(handler, handler_call_details.method, self._middleware)
 
 
 @asynccontextmanager

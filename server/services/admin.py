@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import grpc
-from google.protobuf import empty_pb2
-from google.protobuf.message import Message
-
 from corrigo.server import auth, pagination
 from corrigo.server.errors import NotFound, PermissionDenied
 from corrigo.server.store import identity, projects
@@ -13,6 +10,8 @@ from corrigo.server.timestamps import to_proto
 from corrigo.server.validation import Violations
 from corrigo.v1 import admin_pb2, admin_pb2_grpc
 from corrigo.v1.admin_pb2 import Member, User
+from google.protobuf import empty_pb2
+from google.protobuf.message import Message
 
 _SERVICE = "/corrigo.v1.AdminService/"
 _PAGE_DEFAULT = 100
@@ -23,7 +22,7 @@ def user_proto(row: identity.User) -> User:
     return User(
         id=row.id,
         email=row.email,
-        role=row.role,
+        role=User.Role.ValueType(row.role),
         display_name=row.display_name,
         created_at=to_proto(row.created_at),
     )
@@ -94,7 +93,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
                 id=org.id, name=org.name, created_at=to_proto(org.created_at)
             ),
             memberships=[
-                Member(project_id=p, user_id=user.id, email=user.email, role=role)
+                Member(
+                    project_id=p,
+                    user_id=user.id,
+                    email=user.email,
+                    role=Member.Role.ValueType(role),
+                )
                 for p, role in memberships
             ],
             token_id=principal.token_id,
@@ -172,7 +176,12 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         rows, token = page.finish(rows, lambda r: r[0])
         return admin_pb2.ListMembersResponse(
             members=[
-                Member(project_id=project.id, user_id=user_id, email=email, role=role)
+                Member(
+                    project_id=project.id,
+                    user_id=user_id,
+                    email=email,
+                    role=Member.Role.ValueType(role),
+                )
                 for user_id, email, role in rows
             ],
             next_page_token=token,
@@ -214,7 +223,9 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
             auth.current().principal.organization_id, page.after(), page.fetch
         )
         rows, token = page.finish(rows, lambda r: r.id)
-        return admin_pb2.ListUsersResponse(users=[user_proto(r) for r in rows], next_page_token=token)
+        return admin_pb2.ListUsersResponse(
+            users=[user_proto(r) for r in rows], next_page_token=token
+        )
 
     async def CreateApiToken(
         self, request: admin_pb2.CreateApiTokenRequest, context: grpc.aio.ServicerContext

@@ -9,13 +9,13 @@ from __future__ import annotations
 import datetime
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import peewee
 from playhouse.migrations import Runner
 from playhouse.pwasyncio import AsyncModel, AsyncPostgresqlDatabase, AsyncSqliteDatabase
 
-Database = AsyncSqliteDatabase | AsyncPostgresqlDatabase
+Database: TypeAlias = AsyncSqliteDatabase | AsyncPostgresqlDatabase
 
 # Models bind to this proxy; `open_database` points it at the real database.
 database = peewee.DatabaseProxy()

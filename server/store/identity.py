@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import peewee
-
 from corrigo.server.errors import AlreadyExists, NotFound, Unauthenticated
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.v1 import errors_pb2
@@ -110,9 +109,7 @@ async def authenticate(token: str) -> Principal:
         raise Unauthenticated("token was revoked", reason=errors_pb2.TOKEN_REVOKED)
     now = utcnow()
     if last_used_at is None or now - last_used_at > _LAST_USED_RESOLUTION:
-        await database.aexecute(
-            ApiToken.update(last_used_at=now).where(ApiToken.id == token_id)
-        )
+        await database.aexecute(ApiToken.update(last_used_at=now).where(ApiToken.id == token_id))
     return Principal(user_id, org_id, role, email, token_id)
 
 

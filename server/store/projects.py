@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import peewee
-
 from corrigo.server.errors import AlreadyExists, FailedPrecondition, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.identity import Organization, User
@@ -91,7 +90,9 @@ async def remove_member(project_id: int, user_id: int) -> None:
         raise NotFound(f"user {user_id} is not a member of project {project_id}")
 
 
-async def list_members(project_id: int, after_user_id: int, limit: int) -> list[tuple[int, str, int]]:
+async def list_members(
+    project_id: int, after_user_id: int, limit: int
+) -> list[tuple[int, str, int]]:
     """(user_id, email, role) rows by ascending user id."""
     query = (
         Membership.select(Membership.user, User.email, Membership.role)

@@ -1,6 +1,7 @@
 """Organizations, users, API tokens, projects, memberships, and the server secret."""
 
 import secrets
+from typing import Any
 
 from peewee import (
     AutoField,
@@ -14,7 +15,7 @@ from peewee import (
 )
 
 
-def up(migrator, db):
+def up(migrator: Any, db: Any) -> None:
     class Base(Model):
         class Meta:
             database = db

@@ -100,6 +100,15 @@ _ClientCallDetails._fields = (
 )
 
 
+def _raise_decoded(outcome: Any) -> Any:
+    error = outcome if isinstance(outcome, grpc.RpcError) else outcome.exception()
+    if isinstance(error, grpc.RpcError):
+        raise CorrigoError.from_rpc_error(error)
+    if error is not None:
+        raise error
+    return outcome
+
+
 class TokenInterceptor(
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
@@ -115,21 +124,13 @@ class TokenInterceptor(
         return _with_token(details, self._token, _ClientCallDetails)
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        outcome = continuation(self._details(details), request)
-        error = outcome.exception()
-        if error is not None:
-            raise CorrigoError.from_rpc_error(error)
-        return outcome
+        return _raise_decoded(continuation(self._details(details), request))
 
     def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return continuation(self._details(details), request)
 
     def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
-        outcome = continuation(self._details(details), requests)
-        error = outcome.exception()
-        if error is not None:
-            raise CorrigoError.from_rpc_error(error)
-        return outcome
+        return _raise_decoded(continuation(self._details(details), requests))
 
     def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
         return continuation(self._details(details), requests)

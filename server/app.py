@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from corrigo.server import pagination
+from corrigo.server import pagination, reflection
 from corrigo.server.config import Config
 from corrigo.server.interceptors import interceptors
 from corrigo.server.services.admin import AdminService
@@ -20,7 +20,6 @@ from corrigo.server.store import database, identity
 from corrigo.v1 import admin_pb2, admin_pb2_grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 log = logging.getLogger("corrigo.server")
 
@@ -79,13 +78,8 @@ class CorrigoServer:
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = [entry.descriptor.full_name for entry in SERVICES]
-        reflection.enable_server_reflection(
-            [
-                *names,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ],
-            server,
+        reflection.enable(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server
         )
         if config.tls_cert and config.tls_key:
             key = await asyncio.to_thread(Path(config.tls_key).read_bytes)

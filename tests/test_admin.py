@@ -10,8 +10,6 @@ from corrigo.v1.admin_pb2 import Member, User
 
 from tests.conftest import Org
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
-
 
 async def test_whoami_answers_user_org_and_memberships(org: Org) -> None:
     project = await org.project()

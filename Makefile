@@ -8,7 +8,7 @@ PROTOS := $(sort $(wildcard proto/corrigo/v1/*.proto))
 PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv run test lint typecheck gen gen-check gateway-check buf-lint check bench reliability clean
+.PHONY: venv run test lint typecheck gen gen-check gateway-check buf-lint package-check check clean
 
 venv: $(STAMP)
 
@@ -66,7 +66,18 @@ typecheck: $(STAMP)
 	ln -s ../../../client .build/mypy/corrigo/client
 	cd .build/mypy && MYPYPATH= ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p corrigo.server -p corrigo.client
 
-check: lint typecheck gen-check gateway-check buf-lint test
+# A regular (non-editable) install works too: build the wheel, install it in a scratch venv,
+# and use it from outside the source tree.
+package-check: $(STAMP)
+	rm -rf .build/package && mkdir -p .build/package
+	$(PY) -m pip wheel -q --no-deps -w .build/package/dist .
+	$(PYTHON) -m venv .build/package/venv
+	.build/package/venv/bin/pip install -q .build/package/dist/corrigo-*.whl
+	cd .build/package && venv/bin/corrigo --help >/dev/null
+	cd .build/package && venv/bin/python -c 'import corrigo.v1.admin_pb2, corrigo.server.app, corrigo.client'
+	cd .build/package && venv/bin/corrigo migrate --database sqlite:///package-check.sqlite3
+
+check: lint typecheck gen-check gateway-check buf-lint package-check test
 
 clean:
 	rm -rf .build $(VENV)

@@ -1,0 +1,195 @@
+"""Channels to a Corrigo server: target, TLS, bearer token, retries and error decoding."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import grpc
+from corrigo.client.errors import CorrigoError
+from corrigo.v1 import admin_pb2
+from google.api import annotations_pb2
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+_FILES = [admin_pb2.DESCRIPTOR]
+_READ_PREFIXES = ("Get", "List", "Export", "Stream", "Watch", "WhoAmI")
+
+
+def _idempotent(method: Any) -> bool:
+    """Safe to retry: read-only by name, or GET/PUT/DELETE by its HTTP route."""
+    if method.name.startswith(_READ_PREFIXES):
+        return True
+    options = method.GetOptions()
+    if not options.HasExtension(annotations_pb2.http):
+        return False
+    rule = options.Extensions[annotations_pb2.http]
+    return rule.WhichOneof("pattern") in ("get", "put", "delete")
+
+
+def service_config() -> str:
+    """Retry UNAVAILABLE, with backoff, on idempotent methods only."""
+    names = [
+        {"service": service.full_name, "method": method.name}
+        for file in _FILES
+        for service in file.services_by_name.values()
+        for method in service.methods
+        if _idempotent(method)
+    ]
+    return json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": names,
+                    "retryPolicy": {
+                        "maxAttempts": 5,
+                        "initialBackoff": "0.1s",
+                        "maxBackoff": "3s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+
+
+def channel_options() -> list[tuple[str, Any]]:
+    return [
+        ("grpc.service_config", service_config()),
+        ("grpc.enable_retries", 1),
+        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ]
+
+
+def resolve(target: str | None, token: str | None) -> tuple[str, str | None]:
+    return (
+        target or os.environ.get("CORRIGO_TARGET") or DEFAULT_TARGET,
+        token if token is not None else os.environ.get("CORRIGO_TOKEN"),
+    )
+
+
+def auth_metadata(token: str | None) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),) if token else ()
+
+
+def _with_token(details: Any, token: str | None, factory: Callable[..., Any]) -> Any:
+    metadata = list(details.metadata or ())
+    metadata.extend(auth_metadata(token))
+    fields = {name: getattr(details, name) for name in details._fields}
+    fields["metadata"] = metadata
+    return factory(**fields)
+
+
+class _ClientCallDetails(grpc.ClientCallDetails):
+    def __init__(self, **fields: Any) -> None:
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+
+_ClientCallDetails._fields = (
+    "method",
+    "timeout",
+    "metadata",
+    "credentials",
+    "wait_for_ready",
+    "compression",
+)
+
+
+def _raise_decoded(outcome: Any) -> Any:
+    error = outcome if isinstance(outcome, grpc.RpcError) else outcome.exception()
+    if isinstance(error, grpc.RpcError):
+        raise CorrigoError.from_rpc_error(error)
+    if error is not None:
+        raise error
+    return outcome
+
+
+class TokenInterceptor(
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+):
+    """Adds the bearer token to every call; unary failures raise CorrigoError."""
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token
+
+    def _details(self, details: Any) -> Any:
+        return _with_token(details, self._token, _ClientCallDetails)
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return _raise_decoded(continuation(self._details(details), request))
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return _raise_decoded(continuation(self._details(details), requests))
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+class AsyncTokenInterceptor(
+    grpc.aio.UnaryUnaryClientInterceptor,
+    grpc.aio.UnaryStreamClientInterceptor,
+    grpc.aio.StreamUnaryClientInterceptor,
+):
+    """The asyncio twin of TokenInterceptor."""
+
+    def __init__(self, token: str | None) -> None:
+        self._token = token
+
+    def _details(self, details: Any) -> Any:
+        return _with_token(details, self._token, grpc.aio.ClientCallDetails)
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        call = await continuation(self._details(details), request)
+        try:
+            return await call
+        except grpc.aio.AioRpcError as error:
+            raise CorrigoError.from_rpc_error(error) from None
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_stream_unary(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        call = await continuation(self._details(details), request_iterator)
+        try:
+            return await call
+        except grpc.aio.AioRpcError as error:
+            raise CorrigoError.from_rpc_error(error) from None
+
+
+def secure_credentials(root_certificates: bytes | None) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(root_certificates=root_certificates)
+
+
+def sync_channel(target: str, root_certificates: bytes | None, tls: bool) -> grpc.Channel:
+    if tls:
+        return grpc.secure_channel(
+            target, secure_credentials(root_certificates), options=channel_options()
+        )
+    return grpc.insecure_channel(target, options=channel_options())
+
+
+def async_channel(
+    target: str, token: str | None, root_certificates: bytes | None, tls: bool
+) -> grpc.aio.Channel:
+    interceptors: Iterable[Any] = [AsyncTokenInterceptor(token)]
+    if tls:
+        return grpc.aio.secure_channel(
+            target,
+            secure_credentials(root_certificates),
+            options=channel_options(),
+            interceptors=interceptors,
+        )
+    return grpc.aio.insecure_channel(target, options=channel_options(), interceptors=interceptors)

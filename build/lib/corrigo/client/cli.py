@@ -1,0 +1,139 @@
+"""The `corrigo` command: run the server, administer it, and make everyday calls."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from corrigo.client import Client, CorrigoError
+from corrigo.v1 import admin_pb2
+from google.protobuf import json_format
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from corrigo.server import app, config
+
+    settings = config.from_arguments(args)
+    logging.basicConfig(
+        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    asyncio.run(app.serve(settings))
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from corrigo.server.store import database
+
+    async def run() -> list[str]:
+        db = database.connect(args.database)
+        try:
+            return await database.migrate(db)
+        finally:
+            await database.close(db)
+
+    applied = asyncio.run(run())
+    print("\n".join(applied) if applied else "database is up to date", file=sys.stderr)
+    return 0
+
+
+def _bootstrap(args: argparse.Namespace) -> int:
+    from corrigo.server.errors import CorrigoError as ServerError
+    from corrigo.server.store import database, identity
+    from corrigo.server.validation import Violations
+
+    checks = Violations()
+    checks.name("--org", args.org)
+    checks.email("--email", args.email)
+    if checks.items:
+        for field, problem in checks.items:
+            print(f"corrigo admin bootstrap: {field}: {problem}", file=sys.stderr)
+        return 2
+
+    async def run() -> str:
+        db = database.connect(args.database)
+        try:
+            await database.migrate(db)
+            _, _, token = await identity.bootstrap(args.org, args.email)
+            return token
+        finally:
+            await database.close(db)
+
+    try:
+        token = asyncio.run(run())
+    except ServerError as err:
+        print(f"corrigo admin bootstrap: {err.message}", file=sys.stderr)
+        return 1
+    print(token)
+    print(
+        f"organization {args.org!r} created; admin {args.email}; the token above is shown once",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _whoami(args: argparse.Namespace) -> int:
+    with Client(args.target, args.token) as client:
+        answer = client.admin.WhoAmI(admin_pb2.WhoAmIRequest())
+    print(json_format.MessageToJson(answer, preserving_proto_field_name=True))
+    return 0
+
+
+def _add_connection(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--target", help="server HOST:PORT (env CORRIGO_TARGET; default 127.0.0.1:50051)"
+    )
+    parser.add_argument("--token", help="API token (env CORRIGO_TOKEN)")
+
+
+def parser() -> argparse.ArgumentParser:
+    from corrigo.server import config
+
+    root = argparse.ArgumentParser(
+        prog="corrigo",
+        description="Corrigo: the system of record for human-in-the-loop model improvement.",
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the gRPC server")
+    config.add_arguments(serve)
+    serve.set_defaults(run=_serve)
+
+    migrate = commands.add_parser("migrate", help="apply pending database migrations")
+    config.add_database_argument(migrate)
+    migrate.set_defaults(run=_migrate)
+
+    admin = commands.add_parser("admin", help="administer the database directly")
+    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+    bootstrap = admin_commands.add_parser(
+        "bootstrap",
+        help="create an organization, its first admin and a token (printed alone on stdout)",
+    )
+    bootstrap.add_argument("--org", required=True, help="organization name")
+    bootstrap.add_argument("--email", required=True, help="the first admin's email")
+    config.add_database_argument(bootstrap)
+    bootstrap.set_defaults(run=_bootstrap)
+
+    whoami = commands.add_parser("whoami", help="show who the token belongs to")
+    _add_connection(whoami)
+    whoami.set_defaults(run=_whoami)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    try:
+        code = args.run(args)
+    except CorrigoError as err:
+        detail = "".join(f"\n  {field}: {problem}" for field, problem in err.field_violations)
+        print(f"corrigo: {err.code.name}: {err.message}{detail}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

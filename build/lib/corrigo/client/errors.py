@@ -1,0 +1,52 @@
+"""Errors raised by the client, with the server's status details decoded."""
+
+from __future__ import annotations
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+_DETAILS_KEY = "grpc-status-details-bin"
+
+
+class CorrigoError(grpc.RpcError):
+    """A failed call: the gRPC code and message, plus the ErrorInfo reason and the
+    BadRequest field violations the server sent."""
+
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        status: status_pb2.Status | None = None,
+    ) -> None:
+        super().__init__(f"{code.name}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.reason = ""
+        self.error_metadata: dict[str, str] = {}
+        self.field_violations: list[tuple[str, str]] = []
+        for detail in status.details if status else ():
+            info = error_details_pb2.ErrorInfo()
+            bad_request = error_details_pb2.BadRequest()
+            if detail.Unpack(info):
+                self.reason = info.reason
+                self.error_metadata = dict(info.metadata)
+            elif detail.Unpack(bad_request):
+                self.field_violations = [
+                    (v.field, v.description) for v in bad_request.field_violations
+                ]
+
+    @property
+    def fields(self) -> list[str]:
+        """The names of the fields the server rejected."""
+        return [field for field, _ in self.field_violations]
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError) -> CorrigoError:
+        if isinstance(error, CorrigoError):
+            return error
+        status = None
+        for key, value in error.trailing_metadata() or ():
+            if key == _DETAILS_KEY:
+                status = status_pb2.Status.FromString(value)
+        return cls(error.code(), error.details() or "", status)

@@ -1,0 +1,115 @@
+"""Assembles and runs the gRPC server: services, health, reflection, interceptors,
+TLS, limits and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from corrigo.server import pagination, reflection
+from corrigo.server.config import Config
+from corrigo.server.interceptors import interceptors
+from corrigo.server.services.admin import AdminService
+from corrigo.server.store import database, identity
+from corrigo.v1 import admin_pb2, admin_pb2_grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+log = logging.getLogger("corrigo.server")
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    descriptor: ServiceDescriptor
+    register: Callable[[Any, grpc.aio.Server], None]
+    servicer: Callable[[], Any]
+
+
+SERVICES = [
+    ServiceEntry(
+        admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
+        admin_pb2_grpc.add_AdminServiceServicer_to_server,
+        AdminService,
+    ),
+]
+
+
+class CorrigoServer:
+    """A started server; `port` is the bound port (useful with port 0)."""
+
+    def __init__(
+        self,
+        server: grpc.aio.Server,
+        health_servicer: health.aio.HealthServicer,
+        db: database.Database,
+        port: int,
+    ) -> None:
+        self.server = server
+        self.health = health_servicer
+        self.db = db
+        self.port = port
+
+    @classmethod
+    async def start(cls, config: Config) -> CorrigoServer:
+        db = database.connect(config.database_url)
+        applied = await database.migrate(db)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        pagination.configure(await identity.server_secret("page_tokens"))
+
+        options = [
+            ("grpc.max_receive_message_length", config.max_message_bytes),
+            ("grpc.max_send_message_length", config.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        server = grpc.aio.server(
+            interceptors=interceptors(),
+            options=options,
+            maximum_concurrent_rpcs=config.max_concurrent_rpcs,
+        )
+        for entry in SERVICES:
+            entry.register(entry.servicer(), server)
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        names = [entry.descriptor.full_name for entry in SERVICES]
+        reflection.enable(
+            [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server
+        )
+        if config.tls_cert and config.tls_key:
+            key = await asyncio.to_thread(Path(config.tls_key).read_bytes)
+            cert = await asyncio.to_thread(Path(config.tls_cert).read_bytes)
+            credentials = grpc.ssl_server_credentials([(key, cert)])
+            port = server.add_secure_port(config.listen, credentials)
+        else:
+            port = server.add_insecure_port(config.listen)
+        await server.start()
+        for name in ["", *names]:
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving on port %d (%s)", port, "TLS" if config.tls_cert else "plaintext")
+        return cls(server, health_servicer, db, port)
+
+    async def stop(self, grace: float) -> None:
+        """Health turns NOT_SERVING, new calls are refused, in-flight calls get `grace`
+        seconds, then the database pool closes."""
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        await database.close(self.db)
+
+
+async def serve(config: Config) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    running = await CorrigoServer.start(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    log.info("shutting down: in-flight calls get %.1fs", config.grace_seconds)
+    await running.stop(config.grace_seconds)
+    log.info("stopped")

@@ -1,0 +1,123 @@
+"""Domain errors and their mapping to google.rpc.Status.
+
+Handlers and stores raise these; the error-mapping interceptor turns them into a
+status with an ErrorInfo (stable reason) and, for bad input, a BadRequest.
+"""
+
+from __future__ import annotations
+
+import grpc
+from corrigo.v1 import errors_pb2
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+DOMAIN = "corrigo.v1"
+
+
+class CorrigoError(Exception):
+    """An expected failure with a gRPC code and a stable reason."""
+
+    code = grpc.StatusCode.UNKNOWN
+    reason: int = errors_pb2.ERROR_REASON_UNSPECIFIED
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        reason: int | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.metadata = dict(metadata or {})
+
+    def details(self) -> list[any_pb2.Any]:
+        info = error_details_pb2.ErrorInfo(
+            reason=errors_pb2.ErrorReason.Name(errors_pb2.ErrorReason.ValueType(self.reason)),
+            domain=DOMAIN,
+            metadata=self.metadata,
+        )
+        packed = any_pb2.Any()
+        packed.Pack(info)
+        return [packed]
+
+    def to_status(self) -> grpc.Status:
+        status = status_pb2.Status(
+            code=self.code.value[0], message=self.message, details=self.details()
+        )
+        return rpc_status.to_status(status)
+
+
+class InvalidArgument(CorrigoError):
+    """Bad input; `violations` names each bad field (proto field paths)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    reason = errors_pb2.INVALID_REQUEST
+
+    def __init__(self, violations: list[tuple[str, str]], *, reason: int | None = None) -> None:
+        message = "; ".join(f"{field}: {description}" for field, description in violations)
+        super().__init__(message, reason=reason)
+        self.violations = violations
+
+    @classmethod
+    def field(cls, field: str, description: str, *, reason: int | None = None) -> InvalidArgument:
+        return cls([(field, description)], reason=reason)
+
+    def details(self) -> list[any_pb2.Any]:
+        bad_request = error_details_pb2.BadRequest(
+            field_violations=[
+                error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
+                for field, description in self.violations
+            ]
+        )
+        packed = any_pb2.Any()
+        packed.Pack(bad_request)
+        return [*super().details(), packed]
+
+
+class Unauthenticated(CorrigoError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDenied(CorrigoError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    reason = errors_pb2.PERMISSION_MISSING
+
+
+class NotFound(CorrigoError):
+    code = grpc.StatusCode.NOT_FOUND
+    reason = errors_pb2.RESOURCE_NOT_FOUND
+
+
+class AlreadyExists(CorrigoError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    reason = errors_pb2.RESOURCE_EXISTS
+
+
+class Aborted(CorrigoError):
+    """A conflict with the current state that maps to HTTP 409."""
+
+    code = grpc.StatusCode.ABORTED
+
+
+class FailedPrecondition(CorrigoError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    reason = errors_pb2.FAILED_PRECONDITION
+
+
+def internal_status(error_id: str) -> grpc.Status:
+    """The status of an unexpected failure: no stack, no SQL, only an id to find the log."""
+    info = error_details_pb2.ErrorInfo(
+        reason=errors_pb2.ErrorReason.Name(errors_pb2.INTERNAL_ERROR),
+        domain=DOMAIN,
+        metadata={"error_id": error_id},
+    )
+    packed = any_pb2.Any()
+    packed.Pack(info)
+    status = status_pb2.Status(
+        code=code_pb2.INTERNAL, message=f"internal error (error id {error_id})", details=[packed]
+    )
+    return rpc_status.to_status(status)

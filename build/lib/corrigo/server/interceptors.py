@@ -1,0 +1,141 @@
+"""Server interceptors: access logging and error mapping, and the wrapping they share.
+
+Each concern is a small async context manager run around every handler (unary or
+streaming). `MiddlewareInterceptor` wraps the handler found for a call, so the
+middleware runs in the handler's own task: context variables it sets are visible to
+the handler, and exceptions the handler raises reach it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+import grpc
+from corrigo.server import auth
+from corrigo.server.errors import CorrigoError, internal_status
+from google.protobuf.message import Message
+
+Middleware = Callable[
+    [str, grpc.aio.ServicerContext, Message | None], AbstractAsyncContextManager[None]
+]
+
+access_log = logging.getLogger("corrigo.access")
+error_log = logging.getLogger("corrigo.errors")
+
+
+def _wrap(handler: grpc.RpcMethodHandler, method: str, middleware: Middleware) -> Any:
+    def around_unary(inner: Callable[..., Awaitable[Any]], unary_request: bool) -> Any:
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with middleware(method, context, request if unary_request else None):
+                return await inner(request, context)
+
+        return behavior
+
+    def around_stream(inner: Callable[..., Any], unary_request: bool) -> Any:
+        if not inspect.isasyncgenfunction(inner):
+            # Handlers that answer through `context.write` (such as Health/Watch).
+            return around_unary(inner, unary_request)
+
+        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            async with middleware(method, context, request if unary_request else None):
+                async for response in inner(request, context):
+                    yield response
+
+        return behavior
+
+    codec = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(around_unary(handler.unary_unary, True), **codec)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            around_stream(handler.unary_stream, True), **codec
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            around_unary(handler.stream_unary, False), **codec
+        )
+    return grpc.stream_stream_rpc_method_handler(
+        around_stream(handler.stream_stream, False), **codec
+    )
+
+
+class MiddlewareInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, middleware: Middleware) -> None:
+        self._middleware = middleware
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return None
+        return _wrap(handler, handler_call_details.method, self._middleware)
+
+
+@asynccontextmanager
+async def log_access(
+    method: str, context: grpc.aio.ServicerContext, request: Message | None
+) -> AsyncIterator[None]:
+    """One line per call: method, code, duration, principal, peer. Never a token."""
+    start = time.perf_counter()
+    code = grpc.StatusCode.OK
+    try:
+        yield
+    except asyncio.CancelledError:
+        code = grpc.StatusCode.CANCELLED
+        raise
+    except BaseException:
+        code = context.code() or grpc.StatusCode.UNKNOWN
+        raise
+    finally:
+        call = auth.current_or_none()
+        access_log.info(
+            "rpc method=%s code=%s duration_ms=%.1f principal=%s peer=%s",
+            method,
+            code.name if isinstance(code, grpc.StatusCode) else code,
+            (time.perf_counter() - start) * 1000,
+            f"user:{call.principal.user_id}" if call else "-",
+            context.peer(),
+        )
+
+
+@asynccontextmanager
+async def map_errors(
+    method: str, context: grpc.aio.ServicerContext, request: Message | None
+) -> AsyncIterator[None]:
+    """Domain errors become their status; anything unexpected becomes INTERNAL with an id
+    that is also logged with the stack, and the client sees neither stack nor SQL."""
+    try:
+        yield
+    except CorrigoError as err:
+        status = err.to_status()
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    except (grpc.aio.AbortError, grpc.aio.UsageError):
+        raise
+    except Exception:
+        error_id = uuid.uuid4().hex[:12]
+        error_log.exception("unexpected error in %s (error id %s)", method, error_id)
+        status = internal_status(error_id)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """Outermost first: logging sees the final code, errors are mapped for every layer
+    inside it, and authorization runs before the handler."""
+    return [
+        MiddlewareInterceptor(log_access),
+        MiddlewareInterceptor(map_errors),
+        MiddlewareInterceptor(auth.authorize_call),
+    ]

@@ -1,0 +1,144 @@
+"""Opaque, stateless page tokens bound to their query.
+
+A token carries a keyset position (the sort key of the last row served) and a
+fingerprint of the query it was issued for: the RPC, the caller's organization and
+every request field except the token and the page size. It is encrypted and
+authenticated with a secret kept in the database, so every replica reads the tokens of
+every other, a client cannot read or forge one, and a token replayed against another
+query is refused with INVALID_ARGUMENT.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from corrigo.server.errors import InvalidArgument
+from corrigo.server.validation import Violations
+from corrigo.v1 import errors_pb2
+from google.protobuf.message import Message
+
+T = TypeVar("T")
+
+_NONCE = 12
+_TAG = 16
+_secret = b""
+
+
+def configure(secret: bytes) -> None:
+    """Set the signing secret (done once at server start, from the database)."""
+    global _secret
+    _secret = secret
+
+
+def _key(purpose: bytes) -> bytes:
+    return hmac.new(_secret, purpose, hashlib.sha256).digest()
+
+
+def _keystream(nonce: bytes, length: int) -> bytes:
+    # HMAC-SHA256 in counter mode: a PRF keystream, enough to keep positions unreadable.
+    key = _key(b"encrypt")
+    blocks = (
+        hmac.new(key, nonce + counter.to_bytes(4, "big"), hashlib.sha256).digest()
+        for counter in range((length + 31) // 32)
+    )
+    return b"".join(blocks)[:length]
+
+
+def fingerprint(
+    method: str, organization_id: int, request: Message, exclude: Sequence[str]
+) -> bytes:
+    """What a token is bound to: the method, the tenant, and the request minus `exclude`."""
+    bound = type(request)()
+    bound.CopyFrom(request)
+    for field in exclude:
+        bound.ClearField(field)
+    digest = hashlib.sha256(f"{method}\0{organization_id}\0".encode())
+    digest.update(bound.SerializeToString(deterministic=True))
+    return digest.digest()[:16]
+
+
+def issue(query: bytes, position: Sequence[Any]) -> str:
+    plain = query + json.dumps(list(position), separators=(",", ":")).encode()
+    nonce = secrets.token_bytes(_NONCE)
+    cipher = bytes(a ^ b for a, b in zip(plain, _keystream(nonce, len(plain)), strict=True))
+    tag = hmac.new(_key(b"sign"), nonce + cipher, hashlib.sha256).digest()[:_TAG]
+    return base64.urlsafe_b64encode(nonce + cipher + tag).decode().rstrip("=")
+
+
+def read(token: str, query: bytes, field: str) -> list[Any]:
+    """The position a token carries; INVALID_ARGUMENT on `field` when it is not ours
+    or was issued for another query."""
+    invalid = InvalidArgument.field(
+        field,
+        "invalid or expired token: pass a token exactly as returned, with the same query",
+        reason=errors_pb2.PAGE_TOKEN_INVALID,
+    )
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise invalid from None
+    if len(raw) < _NONCE + len(query) + _TAG:
+        raise invalid
+    nonce, cipher, tag = raw[:_NONCE], raw[_NONCE:-_TAG], raw[-_TAG:]
+    expected = hmac.new(_key(b"sign"), nonce + cipher, hashlib.sha256).digest()[:_TAG]
+    if not hmac.compare_digest(tag, expected):
+        raise invalid
+    plain = bytes(a ^ b for a, b in zip(cipher, _keystream(nonce, len(cipher)), strict=True))
+    if not hmac.compare_digest(plain[: len(query)], query):
+        raise InvalidArgument.field(
+            field,
+            "token was issued for another query: keep every other field as in the first call",
+            reason=errors_pb2.PAGE_TOKEN_INVALID,
+        )
+    position = json.loads(plain[len(query) :])
+    if not isinstance(position, list):
+        raise invalid
+    return position
+
+
+class IdPager:
+    """Keyset paging by ascending integer id, for list RPCs with page_size/page_token."""
+
+    def __init__(
+        self,
+        method: str,
+        organization_id: int,
+        request: Message,
+        checks: Violations,
+        *,
+        default: int,
+        maximum: int,
+    ) -> None:
+        self.query = fingerprint(method, organization_id, request, ("page_size", "page_token"))
+        self.size = checks.page_size(
+            "page_size",
+            request.page_size,  # type: ignore[attr-defined]
+            default=default,
+            maximum=maximum,
+        )
+        self.token: str = request.page_token  # type: ignore[attr-defined]
+
+    def after(self) -> int:
+        """The id the page starts after; 0 for the first page."""
+        if not self.token:
+            return 0
+        return int(read(self.token, self.query, "page_token")[0])
+
+    @property
+    def fetch(self) -> int:
+        """How many rows to ask the store for: one more than a page, to know if more follow."""
+        return self.size + 1
+
+    def finish(self, rows: list[T], id_of: Callable[[T], int]) -> tuple[list[T], str]:
+        """The page's rows and the token for the next page ("" on the last page)."""
+        if len(rows) <= self.size:
+            return rows, ""
+        rows = rows[: self.size]
+        return rows, issue(self.query, [id_of(rows[-1])])

@@ -1,0 +1,114 @@
+"""The permission model: what each role may do, and what each RPC needs.
+
+`RULES` is the single declarative table RPC -> rule. The auth interceptor checks it
+before any handler runs; an RPC missing from it is refused (fail closed), and the
+test suite fails when a service method has no rule.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from corrigo.v1.admin_pb2 import Member, User
+
+
+class Permission(enum.Enum):
+    VIEW_LABELS = "view_labels"
+    VIEW_SOURCES = "view_sources"
+    ANNOTATE = "annotate"
+    CORRECTION_SESSIONS = "correction_sessions"
+    PRACTICE = "practice"
+    EDIT_MESSAGES = "edit_messages"
+    MODIFY_DATASETS = "modify_datasets"
+    EXPORT_DATASETS = "export_datasets"
+    DATASETS_ADMIN = "datasets_admin"
+    MODEL_ADMIN = "model_admin"
+    MEMBERS_ADMIN = "members_admin"
+    # Organization-level permissions.
+    ORG_ADMIN = "org_admin"
+    BATCHES = "batches"
+
+
+_VIEWER = frozenset({Permission.VIEW_LABELS, Permission.VIEW_SOURCES})
+_ANNOTATOR = _VIEWER | {Permission.ANNOTATE, Permission.CORRECTION_SESSIONS, Permission.PRACTICE}
+_EDITOR = _ANNOTATOR | {
+    Permission.EDIT_MESSAGES,
+    Permission.MODIFY_DATASETS,
+    Permission.EXPORT_DATASETS,
+}
+_ADMIN = _EDITOR | {Permission.DATASETS_ADMIN, Permission.MODEL_ADMIN, Permission.MEMBERS_ADMIN}
+
+PROJECT_ROLE_PERMISSIONS: dict[int, frozenset[Permission]] = {
+    Member.VIEWER: _VIEWER,
+    Member.ANNOTATOR: _ANNOTATOR,
+    Member.EDITOR: _EDITOR,
+    Member.ADMIN: _ADMIN,
+}
+
+# Organization roles. An organization admin holds every project permission in every project.
+ORG_ROLE_PERMISSIONS: dict[int, frozenset[Permission]] = {
+    User.MEMBER: frozenset(),
+    User.ADMIN: _ADMIN | {Permission.ORG_ADMIN, Permission.BATCHES},
+    User.SERVICE: frozenset({Permission.BATCHES}),
+}
+
+
+class Scope(enum.Enum):
+    """Where a rule's permission is looked up."""
+
+    PUBLIC = "public"  # no token needed (health, reflection)
+    USER = "user"  # any valid token; the handler limits what the caller sees
+    ORG = "org"  # the caller's organization role
+    PROJECT = "project"  # the caller's role in the project named by the request
+
+
+@dataclass(frozen=True)
+class Rule:
+    scope: Scope
+    permission: Permission | None = None
+    # For PROJECT rules: the request field naming the project, either an id (`project_id`)
+    # or a name (`owner`). None when the handler finds the project from a resource and
+    # calls `auth.authorize_project`.
+    project_field: str | None = None
+
+
+def public() -> Rule:
+    return Rule(Scope.PUBLIC)
+
+
+def user() -> Rule:
+    return Rule(Scope.USER)
+
+
+def org(permission: Permission) -> Rule:
+    return Rule(Scope.ORG, permission)
+
+
+def project(permission: Permission, field: str | None = None) -> Rule:
+    return Rule(Scope.PROJECT, permission, field)
+
+
+_ADMIN_SERVICE = "/corrigo.v1.AdminService/"
+
+RULES: dict[str, Rule] = {
+    "/grpc.health.v1.Health/Check": public(),
+    "/grpc.health.v1.Health/Watch": public(),
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": public(),
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": public(),
+    _ADMIN_SERVICE + "WhoAmI": user(),
+    _ADMIN_SERVICE + "CreateProject": org(Permission.ORG_ADMIN),
+    _ADMIN_SERVICE + "GetProject": project(Permission.VIEW_SOURCES, "project_id"),
+    _ADMIN_SERVICE + "ListProjects": user(),
+    _ADMIN_SERVICE + "DeleteProject": org(Permission.ORG_ADMIN),
+    _ADMIN_SERVICE + "SetMember": project(Permission.MEMBERS_ADMIN, "project_id"),
+    _ADMIN_SERVICE + "ListMembers": project(Permission.VIEW_SOURCES, "project_id"),
+    _ADMIN_SERVICE + "RemoveMember": project(Permission.MEMBERS_ADMIN, "project_id"),
+    _ADMIN_SERVICE + "CreateUser": org(Permission.ORG_ADMIN),
+    _ADMIN_SERVICE + "ListUsers": org(Permission.ORG_ADMIN),
+    # Own tokens for everyone; another user's need ORG_ADMIN, checked by the handler
+    # because it depends on the request's user_id.
+    _ADMIN_SERVICE + "CreateApiToken": user(),
+    _ADMIN_SERVICE + "ListApiTokens": user(),
+    _ADMIN_SERVICE + "RevokeApiToken": user(),
+}

@@ -1,0 +1,101 @@
+"""The database: opening it from a URL, the model base class, and migrations.
+
+SQLite (aiosqlite) is the embedded default; a `postgresql://` URL selects PostgreSQL
+(asyncpg). All access goes through `playhouse.pwasyncio`, so no query blocks the loop.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+from typing import Any, TypeAlias
+
+import peewee
+from playhouse.migrations import Runner
+from playhouse.pwasyncio import AsyncModel, AsyncPostgresqlDatabase, AsyncSqliteDatabase
+
+Database: TypeAlias = AsyncSqliteDatabase | AsyncPostgresqlDatabase
+
+# Models bind to this proxy; `open_database` points it at the real database.
+database = peewee.DatabaseProxy()
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+DEFAULT_URL = "sqlite:///corrigo.sqlite3"
+# Arbitrary constant key for the PostgreSQL advisory lock that serialises migrations of
+# replicas starting together.
+_MIGRATION_LOCK_KEY = 0x636F7272
+
+
+class BaseModel(AsyncModel):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+def utcnow() -> datetime.datetime:
+    """Now in UTC, naive: every timestamp column holds naive UTC."""
+    return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+
+
+def is_postgres(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def sqlite_path(url: str) -> str:
+    """`sqlite:///relative.db`, `sqlite:////abs/path.db`, or a bare path."""
+    if url.startswith("sqlite:///"):
+        return url[len("sqlite:///") :]
+    if url.startswith("sqlite://"):
+        raise ValueError(f"unsupported SQLite URL {url!r}: use sqlite:///PATH")
+    return url
+
+
+def connect(url: str, *, pool_size: int = 10) -> Database:
+    """Open the database named by `url` and bind the models to it."""
+    db: Database
+    if is_postgres(url):
+        db = AsyncPostgresqlDatabase(url, pool_size=pool_size, pool_min_size=1)
+    else:
+        path = sqlite_path(url)
+        if path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+        db = AsyncSqliteDatabase(
+            path,
+            pool_size=pool_size,
+            # WAL with synchronous=NORMAL: a committed transaction survives a process
+            # crash; busy_timeout lets writers queue instead of failing at once.
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "normal",
+                "foreign_keys": 1,
+                "busy_timeout": 10000,
+            },
+        )
+    database.initialize(db)
+    return db
+
+
+async def migrate(db: Database) -> list[str]:
+    """Apply pending migrations; answers the names applied."""
+
+    def run() -> list[str]:
+        if isinstance(db, AsyncPostgresqlDatabase):
+            db.execute_sql("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+            try:
+                return list(Runner(db, str(MIGRATIONS)).up())
+            finally:
+                db.execute_sql("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+        return list(Runner(db, str(MIGRATIONS)).up())
+
+    return await db.run(run)
+
+
+async def close(db: Database) -> None:
+    await db.close_pool()
+
+
+def atomic() -> Any:
+    """`async with atomic():` a transaction (a savepoint when nested) on the bound database."""
+    return database.obj.atomic()

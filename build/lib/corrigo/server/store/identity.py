@@ -1,0 +1,210 @@
+"""Organizations, users and API tokens.
+
+A token is `crg_<id>_<secret>`: the id finds the row, and the secret is compared with
+its stored SHA-256 in constant time. The secret itself is never stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import peewee
+from corrigo.server.errors import AlreadyExists, NotFound, Unauthenticated
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow
+from corrigo.v1 import errors_pb2
+from corrigo.v1.admin_pb2 import User as UserProto
+
+TOKEN_PREFIX = "crg"
+# last_used_at is a hint, not an audit log: refresh it at most this often per token.
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class Organization(BaseModel):
+    id = peewee.AutoField()
+    name = peewee.CharField(max_length=64, unique=True)
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class User(BaseModel):
+    id = peewee.AutoField()
+    organization = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
+    email = peewee.CharField(max_length=254, unique=True)
+    display_name = peewee.CharField(max_length=200, default="")
+    role = peewee.IntegerField()
+    created_at = peewee.DateTimeField(default=utcnow)
+
+
+class ApiToken(BaseModel):
+    id = peewee.AutoField()
+    user = peewee.ForeignKeyField(User, on_delete="CASCADE")
+    secret_hash = peewee.CharField(max_length=64)
+    description = peewee.CharField(max_length=200, default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    revoked_at = peewee.DateTimeField(null=True)
+    last_used_at = peewee.DateTimeField(null=True)
+
+
+class ServerSecret(BaseModel):
+    id = peewee.AutoField()
+    purpose = peewee.CharField(max_length=32, unique=True)
+    value = peewee.TextField()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a call is made by, as established from its token."""
+
+    user_id: int
+    organization_id: int
+    role: int
+    email: str
+    token_id: int
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def parse_token(token: str) -> tuple[int, str] | None:
+    """(id, secret) of a well-formed token, else None."""
+    prefix, _, rest = token.partition("_")
+    token_id, _, secret = rest.partition("_")
+    if prefix != TOKEN_PREFIX or not token_id.isdigit() or len(token_id) > 9 or not secret:
+        return None
+    return int(token_id), secret
+
+
+async def authenticate(token: str) -> Principal:
+    parsed = parse_token(token)
+    if parsed is None:
+        raise Unauthenticated(
+            "malformed bearer token: expected 'Bearer crg_<id>_<secret>'",
+            reason=errors_pb2.TOKEN_MALFORMED,
+        )
+    token_id, secret = parsed
+    rows = await database.list(
+        ApiToken.select(
+            ApiToken.secret_hash,
+            ApiToken.revoked_at,
+            ApiToken.last_used_at,
+            User.id,
+            User.organization,
+            User.role,
+            User.email,
+        )
+        .join(User)
+        .where(ApiToken.id == token_id)
+        .tuples()
+    )
+    # Compare even when the id is unknown, so timing does not tell ids apart.
+    stored = rows[0][0] if rows else "0" * 64
+    if not hmac.compare_digest(stored, _hash(secret)) or not rows:
+        raise Unauthenticated("invalid token", reason=errors_pb2.TOKEN_INVALID)
+    _, revoked_at, last_used_at, user_id, org_id, role, email = rows[0]
+    if revoked_at is not None:
+        raise Unauthenticated("token was revoked", reason=errors_pb2.TOKEN_REVOKED)
+    now = utcnow()
+    if last_used_at is None or now - last_used_at > _LAST_USED_RESOLUTION:
+        await database.aexecute(ApiToken.update(last_used_at=now).where(ApiToken.id == token_id))
+    return Principal(user_id, org_id, role, email, token_id)
+
+
+async def _issue_token(user_id: int, description: str) -> tuple[ApiToken, str]:
+    secret = secrets.token_urlsafe(32)
+    row = await ApiToken.acreate(user=user_id, secret_hash=_hash(secret), description=description)
+    return row, f"{TOKEN_PREFIX}_{row.id}_{secret}"
+
+
+async def bootstrap(org_name: str, email: str) -> tuple[Organization, User, str]:
+    """Create an organization with its first admin and a token for them, in one transaction."""
+    async with atomic():
+        if await database.exists(Organization.select().where(Organization.name == org_name)):
+            raise AlreadyExists(
+                f"organization {org_name!r} is already bootstrapped",
+                reason=errors_pb2.ALREADY_BOOTSTRAPPED,
+            )
+        if await database.exists(User.select().where(User.email == email)):
+            raise AlreadyExists(f"a user with email {email!r} already exists")
+        org = await Organization.acreate(name=org_name)
+        user = await User.acreate(organization=org.id, email=email, role=UserProto.ADMIN)
+        _, token = await _issue_token(user.id, "bootstrap")
+    return org, user, token
+
+
+async def get_organization(org_id: int) -> Organization:
+    return await Organization.aget_by_id(org_id)
+
+
+async def create_user(org_id: int, email: str, role: int, display_name: str) -> User:
+    try:
+        async with atomic():
+            return await User.acreate(
+                organization=org_id, email=email, role=role, display_name=display_name
+            )
+    except peewee.IntegrityError:
+        raise AlreadyExists(f"a user with email {email!r} already exists") from None
+
+
+async def get_user(org_id: int, user_id: int) -> User:
+    user = await User.aget_or_none(User.id == user_id, User.organization == org_id)
+    if user is None:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+async def list_users(org_id: int, after_id: int, limit: int) -> list[User]:
+    query = (
+        User.select()
+        .where(User.organization == org_id, User.id > after_id)
+        .order_by(User.id)
+        .limit(limit)
+    )
+    return await database.list(query)
+
+
+async def create_token(user_id: int, description: str) -> tuple[ApiToken, str]:
+    async with atomic():
+        return await _issue_token(user_id, description)
+
+
+async def list_tokens(user_id: int, after_id: int, limit: int) -> list[ApiToken]:
+    query = (
+        ApiToken.select()
+        .where(ApiToken.user == user_id, ApiToken.id > after_id)
+        .order_by(ApiToken.id)
+        .limit(limit)
+    )
+    return await database.list(query)
+
+
+async def get_token(org_id: int, token_id: int) -> ApiToken:
+    """A token of the organization; NOT_FOUND for other organizations' tokens."""
+    query = (
+        ApiToken.select(ApiToken)
+        .join(User)
+        .where(ApiToken.id == token_id, User.organization == org_id)
+    )
+    rows = await database.list(query)
+    if not rows:
+        raise NotFound(f"API token {token_id} not found")
+    return rows[0]
+
+
+async def revoke_token(token: ApiToken) -> ApiToken:
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+        await database.aexecute(
+            ApiToken.update(revoked_at=token.revoked_at).where(
+                ApiToken.id == token.id, ApiToken.revoked_at.is_null()
+            )
+        )
+    return token
+
+
+async def server_secret(purpose: str) -> bytes:
+    row = await ServerSecret.aget(ServerSecret.purpose == purpose)
+    return bytes.fromhex(row.value)

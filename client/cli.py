@@ -8,9 +8,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from google.protobuf import json_format
+
 from corrigo.client import Client, CorrigoError
 from corrigo.v1 import admin_pb2
-from google.protobuf import json_format
 
 
 def _serve(args: argparse.Namespace) -> int:

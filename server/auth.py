@@ -14,6 +14,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import grpc
+from google.protobuf.message import Message
+
 from corrigo.server.errors import NotFound, PermissionDenied, Unauthenticated
 from corrigo.server.permissions import (
     ORG_ROLE_PERMISSIONS,
@@ -28,7 +30,6 @@ from corrigo.server.store.identity import Principal
 from corrigo.server.store.projects import Project
 from corrigo.server.validation import MAX_ID, Violations
 from corrigo.v1 import errors_pb2
-from google.protobuf.message import Message
 
 log = logging.getLogger("corrigo.auth")
 

@@ -7,10 +7,11 @@ status with an ErrorInfo (stable reason) and, for bad input, a BadRequest.
 from __future__ import annotations
 
 import grpc
-from corrigo.v1 import errors_pb2
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
+from corrigo.v1 import errors_pb2
 
 DOMAIN = "corrigo.v1"
 

@@ -19,10 +19,11 @@ import secrets
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from google.protobuf.message import Message
+
 from corrigo.server.errors import InvalidArgument
 from corrigo.server.validation import Violations
 from corrigo.v1 import errors_pb2
-from google.protobuf.message import Message
 
 T = TypeVar("T")
 

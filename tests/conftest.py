@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+
 from corrigo.client import AsyncClient
 from corrigo.server.app import CorrigoServer
 from corrigo.server.config import Config

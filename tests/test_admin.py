@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import pytest
+
 from corrigo.client import CorrigoError
 from corrigo.v1 import admin_pb2
 from corrigo.v1.admin_pb2 import Member, User
-
 from tests.conftest import Org
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import peewee
+
 from corrigo.server.errors import AlreadyExists, NotFound, Unauthenticated
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.v1 import errors_pb2

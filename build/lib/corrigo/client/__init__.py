@@ -14,6 +14,7 @@ from __future__ import annotations
 from types import TracebackType
 
 import grpc
+
 from corrigo.client.channel import TokenInterceptor, async_channel, resolve, sync_channel
 from corrigo.client.errors import CorrigoError
 from corrigo.v1 import admin_pb2_grpc

@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
+from google.api import annotations_pb2
+
 from corrigo.client.errors import CorrigoError
 from corrigo.v1 import admin_pb2
-from google.api import annotations_pb2
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024

@@ -12,14 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
 from corrigo.server import pagination, reflection
 from corrigo.server.config import Config
 from corrigo.server.interceptors import interceptors
 from corrigo.server.services.admin import AdminService
 from corrigo.server.store import database, identity
 from corrigo.v1 import admin_pb2, admin_pb2_grpc
-from google.protobuf.descriptor import ServiceDescriptor
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 log = logging.getLogger("corrigo.server")
 

@@ -18,9 +18,10 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
+
 from corrigo.server import auth
 from corrigo.server.errors import CorrigoError, internal_status
-from google.protobuf.message import Message
 
 Middleware = Callable[
     [str, grpc.aio.ServicerContext, Message | None], AbstractAsyncContextManager[None]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import grpc
+from google.protobuf import empty_pb2
+from google.protobuf.message import Message
+
 from corrigo.server import auth, pagination
 from corrigo.server.errors import NotFound, PermissionDenied
 from corrigo.server.store import identity, projects
@@ -10,8 +13,6 @@ from corrigo.server.timestamps import to_proto
 from corrigo.server.validation import Violations
 from corrigo.v1 import admin_pb2, admin_pb2_grpc
 from corrigo.v1.admin_pb2 import Member, User
-from google.protobuf import empty_pb2
-from google.protobuf.message import Message
 
 _SERVICE = "/corrigo.v1.AdminService/"
 _PAGE_DEFAULT = 100

@@ -9,12 +9,12 @@ from typing import Any
 
 import grpc
 from corrigo.client.errors import CorrigoError
-from corrigo.v1 import admin_pb2
+from corrigo.v1 import admin_pb2, practice_pb2
 from google.api import annotations_pb2
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_FILES = [admin_pb2.DESCRIPTOR]
+_FILES = [admin_pb2.DESCRIPTOR, practice_pb2.DESCRIPTOR]
 _READ_PREFIXES = ("Get", "List", "Export", "Stream", "Watch", "WhoAmI")
 
 

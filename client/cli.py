@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from corrigo.client import Client, CorrigoError
+from corrigo.client import Client, CorrigoError, practice_cli
 from corrigo.v1 import admin_pb2
 from google.protobuf import json_format
 
@@ -119,6 +119,8 @@ def parser() -> argparse.ArgumentParser:
     whoami = commands.add_parser("whoami", help="show who the token belongs to")
     _add_connection(whoami)
     whoami.set_defaults(run=_whoami)
+
+    practice_cli.add_commands(commands, _add_connection)
     return root
 
 

@@ -16,7 +16,7 @@ from types import TracebackType
 import grpc
 from corrigo.client.channel import TokenInterceptor, async_channel, resolve, sync_channel
 from corrigo.client.errors import CorrigoError
-from corrigo.v1 import admin_pb2_grpc, practice_pb2_grpc
+from corrigo.v1 import admin_pb2_grpc, improvement_pb2_grpc, practice_pb2_grpc
 
 __all__ = ["AsyncClient", "Client", "CorrigoError"]
 
@@ -40,6 +40,7 @@ class Client:
         self.catalog = practice_pb2_grpc.PracticeCatalogServiceStub(self.channel)
         self.examples = practice_pb2_grpc.FewShotExampleServiceStub(self.channel)
         self.practice = practice_pb2_grpc.PracticeSessionServiceStub(self.channel)
+        self.improvement = improvement_pb2_grpc.ImprovementServiceStub(self.channel)
 
     def close(self) -> None:
         self._base.close()
@@ -73,6 +74,7 @@ class AsyncClient:
         self.catalog = practice_pb2_grpc.PracticeCatalogServiceStub(self.channel)
         self.examples = practice_pb2_grpc.FewShotExampleServiceStub(self.channel)
         self.practice = practice_pb2_grpc.PracticeSessionServiceStub(self.channel)
+        self.improvement = improvement_pb2_grpc.ImprovementServiceStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from corrigo.client import Client, CorrigoError, practice_cli
+from corrigo.client import Client, CorrigoError, improvement_cli, practice_cli
 from corrigo.v1 import admin_pb2
 from google.protobuf import json_format
 
@@ -121,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
     whoami.set_defaults(run=_whoami)
 
     practice_cli.add_commands(commands, _add_connection)
+    improvement_cli.add_commands(commands, _add_connection)
     return root
 
 

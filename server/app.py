@@ -17,10 +17,18 @@ from corrigo.server.config import Config
 from corrigo.server.interceptors import interceptors
 from corrigo.server.services.admin import AdminService
 from corrigo.server.services.few_shot import FewShotExampleService
+from corrigo.server.services.improvement import ImprovementService
 from corrigo.server.services.practice_catalog import PracticeCatalogService
 from corrigo.server.services.practice_sessions import PracticeSessionService
 from corrigo.server.store import database, identity
-from corrigo.v1 import admin_pb2, admin_pb2_grpc, practice_pb2, practice_pb2_grpc
+from corrigo.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    improvement_pb2,
+    improvement_pb2_grpc,
+    practice_pb2,
+    practice_pb2_grpc,
+)
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -55,6 +63,11 @@ SERVICES = [
         practice_pb2.DESCRIPTOR.services_by_name["PracticeSessionService"],
         practice_pb2_grpc.add_PracticeSessionServiceServicer_to_server,
         PracticeSessionService,
+    ),
+    ServiceEntry(
+        improvement_pb2.DESCRIPTOR.services_by_name["ImprovementService"],
+        improvement_pb2_grpc.add_ImprovementServiceServicer_to_server,
+        ImprovementService,
     ),
 ]
 

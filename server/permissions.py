@@ -93,6 +93,7 @@ _ADMIN_SERVICE = "/corrigo.v1.AdminService/"
 _CATALOG = "/corrigo.v1.PracticeCatalogService/"
 _EXAMPLES = "/corrigo.v1.FewShotExampleService/"
 _SESSIONS = "/corrigo.v1.PracticeSessionService/"
+_IMPROVEMENT = "/corrigo.v1.ImprovementService/"
 
 RULES: dict[str, Rule] = {
     "/grpc.health.v1.Health/Check": public(),
@@ -145,4 +146,13 @@ RULES: dict[str, Rule] = {
     _SESSIONS + "RecordResponse": project(Permission.PRACTICE),
     _SESSIONS + "AppendEvents": project(Permission.PRACTICE),
     _SESSIONS + "ListEvents": project(Permission.PRACTICE),
+    # Improvement: the handler lets a session's owner schedule it, or whoever holds
+    # `model_admin` in its project (project or organization admin); to anyone else the
+    # session is NOT_FOUND, as in PracticeSessionService. Pipelines read and release.
+    _IMPROVEMENT + "UseSessionForImprovement": user(),
+    _IMPROVEMENT + "GetBatchSessions": org(Permission.BATCHES),
+    _IMPROVEMENT + "StreamBatchSessions": org(Permission.BATCHES),
+    _IMPROVEMENT + "ReleaseBatch": org(Permission.BATCHES),
+    _IMPROVEMENT + "GetBatch": org(Permission.BATCHES),
+    _IMPROVEMENT + "ListBatches": org(Permission.BATCHES),
 }

@@ -9,12 +9,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
+from corrigo.server.errors import FailedPrecondition
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.few_shot import FewShotExample
 from corrigo.server.store.fields import JSONField
 from corrigo.server.store.identity import Organization, User
 from corrigo.server.store.practice_catalog import KnowledgeItem, PracticeAgent, PracticeClass
 from corrigo.server.store.projects import Project
+from corrigo.v1 import errors_pb2
 from corrigo.v1.practice_pb2 import PracticeEvent as EventProto
 
 
@@ -218,6 +220,13 @@ async def get_owned(org_id: int, user_id: int, session_id: int) -> PracticeSessi
     return row
 
 
+async def get_in_organization(org_id: int, session_id: int) -> PracticeSession | None:
+    row: PracticeSession | None = await PracticeSession.aget_or_none(
+        PracticeSession.id == session_id, PracticeSession.organization == org_id
+    )
+    return row
+
+
 async def get_many(session_ids: Collection[int]) -> list[PracticeSession]:
     if not session_ids:
         return []
@@ -373,7 +382,17 @@ async def linked_example_ids(session_id: int) -> set[int]:
 
 
 async def delete_session(session_id: int) -> None:
-    await database.aexecute(PracticeSession.delete().where(PracticeSession.id == session_id))
+    try:
+        async with atomic():
+            await database.aexecute(
+                PracticeSession.delete().where(PracticeSession.id == session_id)
+            )
+    except peewee.IntegrityError:
+        # The only table whose foreign key keeps a session is the improvement batches'.
+        raise FailedPrecondition(
+            f"practice session {session_id} is scheduled in an improvement batch",
+            reason=errors_pb2.SESSION_SCHEDULED,
+        ) from None
 
 
 async def session_models(session_id: int) -> list[PracticeSessionModel]:
@@ -481,3 +500,43 @@ async def list_events(session_id: int, after_id: int, limit: int) -> list[Practi
         .limit(limit)
     )
     return await database.list(query)
+
+
+async def events_of(
+    session_ids: Collection[int], per_session: int
+) -> dict[int, list[PracticeEvent]]:
+    """The first `per_session` events of each session, oldest first, in one query."""
+    if not session_ids:
+        return {}
+    rank = (
+        peewee.fn.ROW_NUMBER()
+        .over(partition_by=[PracticeEvent.session], order_by=[PracticeEvent.id])
+        .alias("rank")
+    )
+    ranked = (
+        PracticeEvent.select(PracticeEvent.id, rank)
+        .where(PracticeEvent.session.in_(list(session_ids)))
+        .alias("ranked")
+    )
+    query = (
+        PracticeEvent.select()
+        .join(ranked, on=(PracticeEvent.id == ranked.c.id))
+        .where(ranked.c.rank <= per_session)
+        .order_by(PracticeEvent.session, PracticeEvent.id)
+    )
+    found: dict[int, list[PracticeEvent]] = defaultdict(list)
+    for event in await database.list(query):
+        found[event.session_id].append(event)
+    return found
+
+
+async def event_counts(session_ids: Collection[int]) -> dict[int, int]:
+    if not session_ids:
+        return {}
+    query = (
+        PracticeEvent.select(PracticeEvent.session, peewee.fn.COUNT(PracticeEvent.id))
+        .where(PracticeEvent.session.in_(list(session_ids)))
+        .group_by(PracticeEvent.session)
+        .tuples()
+    )
+    return dict(await database.list(query))

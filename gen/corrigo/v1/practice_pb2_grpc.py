@@ -1127,6 +1127,7 @@ class PracticeSessionServiceServicer:
 
     def DeletePracticeSession(self, request, context):
         """Deletes one of the caller's sessions with its settings, models, responses and events.
+        FAILED_PRECONDITION (reason SESSION_SCHEDULED) once it is in an improvement batch.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

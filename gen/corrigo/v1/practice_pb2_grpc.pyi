@@ -410,7 +410,9 @@ class PracticeSessionServiceStub:
     settings' agent snapshot. Same NOT_FOUND and PERMISSION_DENIED cases as create.
     """
     DeletePracticeSession: _grpc.UnaryUnaryMultiCallable[_practice_pb2.DeletePracticeSessionRequest, _empty_pb2.Empty]
-    """Deletes one of the caller's sessions with its settings, models, responses and events."""
+    """Deletes one of the caller's sessions with its settings, models, responses and events.
+    FAILED_PRECONDITION (reason SESSION_SCHEDULED) once it is in an improvement batch.
+    """
     UpdatePracticeSettings: _grpc.UnaryUnaryMultiCallable[_practice_pb2.UpdatePracticeSettingsRequest, _practice_pb2.PracticeSession]
     """Changes a session's settings: style preset, parameters, and the few-shot links
     with their order (AIP-134 field mask). Linked examples must be the caller's own
@@ -468,7 +470,9 @@ class PracticeSessionServiceAsyncStub(PracticeSessionServiceStub):
     settings' agent snapshot. Same NOT_FOUND and PERMISSION_DENIED cases as create.
     """
     DeletePracticeSession: _aio.UnaryUnaryMultiCallable[_practice_pb2.DeletePracticeSessionRequest, _empty_pb2.Empty]  # type: ignore[assignment]
-    """Deletes one of the caller's sessions with its settings, models, responses and events."""
+    """Deletes one of the caller's sessions with its settings, models, responses and events.
+    FAILED_PRECONDITION (reason SESSION_SCHEDULED) once it is in an improvement batch.
+    """
     UpdatePracticeSettings: _aio.UnaryUnaryMultiCallable[_practice_pb2.UpdatePracticeSettingsRequest, _practice_pb2.PracticeSession]  # type: ignore[assignment]
     """Changes a session's settings: style preset, parameters, and the few-shot links
     with their order (AIP-134 field mask). Linked examples must be the caller's own
@@ -553,7 +557,9 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _practice_pb2.DeletePracticeSessionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
-        """Deletes one of the caller's sessions with its settings, models, responses and events."""
+        """Deletes one of the caller's sessions with its settings, models, responses and events.
+        FAILED_PRECONDITION (reason SESSION_SCHEDULED) once it is in an improvement batch.
+        """
 
     @_abc_1.abstractmethod
     def UpdatePracticeSettings(

@@ -11,11 +11,11 @@ import grpc
 from google.api import annotations_pb2
 
 from corrigo.client.errors import CorrigoError
-from corrigo.v1 import admin_pb2
+from corrigo.v1 import admin_pb2, improvement_pb2, practice_pb2
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_FILES = [admin_pb2.DESCRIPTOR]
+_FILES = [admin_pb2.DESCRIPTOR, practice_pb2.DESCRIPTOR, improvement_pb2.DESCRIPTOR]
 _READ_PREFIXES = ("Get", "List", "Export", "Stream", "Watch", "WhoAmI")
 
 
@@ -137,18 +137,20 @@ class TokenInterceptor(
         return continuation(self._details(details), requests)
 
 
-class AsyncTokenInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-):
-    """The asyncio twin of TokenInterceptor."""
+class _AsyncToken:
+    """Adds the bearer token to a call's metadata (shared by the asyncio interceptors)."""
 
     def __init__(self, token: str | None) -> None:
         self._token = token
 
     def _details(self, details: Any) -> Any:
         return _with_token(details, self._token, grpc.aio.ClientCallDetails)
+
+
+# grpc.aio files each interceptor under the first call kind it implements, so every
+# kind needs an interceptor class of its own.
+class AsyncTokenInterceptor(_AsyncToken, grpc.aio.UnaryUnaryClientInterceptor):
+    """The asyncio twin of TokenInterceptor for unary calls; failures raise CorrigoError."""
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         call = await continuation(self._details(details), request)
@@ -157,9 +159,13 @@ class AsyncTokenInterceptor(
         except grpc.aio.AioRpcError as error:
             raise CorrigoError.from_rpc_error(error) from None
 
+
+class AsyncServerStreamTokenInterceptor(_AsyncToken, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class AsyncClientStreamTokenInterceptor(_AsyncToken, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(
         self, continuation: Any, details: Any, request_iterator: Any
     ) -> Any:
@@ -168,6 +174,13 @@ class AsyncTokenInterceptor(
             return await call
         except grpc.aio.AioRpcError as error:
             raise CorrigoError.from_rpc_error(error) from None
+
+
+class AsyncBidiStreamTokenInterceptor(_AsyncToken, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._details(details), request_iterator)
 
 
 def secure_credentials(root_certificates: bytes | None) -> grpc.ChannelCredentials:
@@ -185,7 +198,12 @@ def sync_channel(target: str, root_certificates: bytes | None, tls: bool) -> grp
 def async_channel(
     target: str, token: str | None, root_certificates: bytes | None, tls: bool
 ) -> grpc.aio.Channel:
-    interceptors: Iterable[Any] = [AsyncTokenInterceptor(token)]
+    interceptors: Iterable[Any] = [
+        AsyncTokenInterceptor(token),
+        AsyncServerStreamTokenInterceptor(token),
+        AsyncClientStreamTokenInterceptor(token),
+        AsyncBidiStreamTokenInterceptor(token),
+    ]
     if tls:
         return grpc.aio.secure_channel(
             target,

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from google.protobuf import json_format
 
-from corrigo.client import Client, CorrigoError
+from corrigo.client import Client, CorrigoError, improvement_cli, practice_cli
 from corrigo.v1 import admin_pb2
 
 
@@ -120,6 +120,9 @@ def parser() -> argparse.ArgumentParser:
     whoami = commands.add_parser("whoami", help="show who the token belongs to")
     _add_connection(whoami)
     whoami.set_defaults(run=_whoami)
+
+    practice_cli.add_commands(commands, _add_connection)
+    improvement_cli.add_commands(commands, _add_connection)
     return root
 
 

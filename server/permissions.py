@@ -90,6 +90,10 @@ def project(permission: Permission, field: str | None = None) -> Rule:
 
 
 _ADMIN_SERVICE = "/corrigo.v1.AdminService/"
+_CATALOG = "/corrigo.v1.PracticeCatalogService/"
+_EXAMPLES = "/corrigo.v1.FewShotExampleService/"
+_SESSIONS = "/corrigo.v1.PracticeSessionService/"
+_IMPROVEMENT = "/corrigo.v1.ImprovementService/"
 
 RULES: dict[str, Rule] = {
     "/grpc.health.v1.Health/Check": public(),
@@ -111,4 +115,44 @@ RULES: dict[str, Rule] = {
     _ADMIN_SERVICE + "CreateApiToken": user(),
     _ADMIN_SERVICE + "ListApiTokens": user(),
     _ADMIN_SERVICE + "RevokeApiToken": user(),
+    # Practice catalog: the handler finds where an item lives (a project, or the whole
+    # organization) and checks there; organization-wide items are readable by everyone.
+    **{
+        _CATALOG + verb + noun: project(Permission.MODEL_ADMIN)
+        for verb in ("Create", "Update", "Delete")
+        for noun in ("PracticeClass", "PracticeAgent", "KnowledgeItem")
+    },
+    _CATALOG + "GetPracticeClass": project(Permission.PRACTICE),
+    _CATALOG + "ListPracticeClasses": project(Permission.PRACTICE),
+    _CATALOG + "GetPracticeAgent": project(Permission.PRACTICE),
+    _CATALOG + "ListPracticeAgents": project(Permission.PRACTICE),
+    _CATALOG + "GetKnowledgeItem": project(Permission.PRACTICE),
+    _CATALOG + "ListKnowledgeItems": project(Permission.PRACTICE),
+    # Few-shot examples: everyone's own, the handler never shows another user's.
+    _EXAMPLES + "CreateFewShotExample": user(),
+    _EXAMPLES + "GetFewShotExample": user(),
+    _EXAMPLES + "ListFewShotExamples": user(),
+    _EXAMPLES + "UpdateFewShotExample": user(),
+    _EXAMPLES + "DeleteFewShotExample": user(),
+    # Practice sessions: own sessions only; a session of a project needs `practice` there,
+    # checked by the handler once it knows the project (from the request or the session).
+    _SESSIONS + "CreatePracticeSession": project(Permission.PRACTICE),
+    _SESSIONS + "GetPracticeSession": project(Permission.PRACTICE),
+    _SESSIONS + "ListPracticeSessions": user(),
+    _SESSIONS + "UpdatePracticeSession": project(Permission.PRACTICE),
+    _SESSIONS + "DeletePracticeSession": project(Permission.PRACTICE),
+    _SESSIONS + "UpdatePracticeSettings": project(Permission.PRACTICE),
+    _SESSIONS + "ListSessionModels": project(Permission.PRACTICE),
+    _SESSIONS + "RecordResponse": project(Permission.PRACTICE),
+    _SESSIONS + "AppendEvents": project(Permission.PRACTICE),
+    _SESSIONS + "ListEvents": project(Permission.PRACTICE),
+    # Improvement: the handler lets a session's owner schedule it, or whoever holds
+    # `model_admin` in its project (project or organization admin); to anyone else the
+    # session is NOT_FOUND, as in PracticeSessionService. Pipelines read and release.
+    _IMPROVEMENT + "UseSessionForImprovement": user(),
+    _IMPROVEMENT + "GetBatchSessions": org(Permission.BATCHES),
+    _IMPROVEMENT + "StreamBatchSessions": org(Permission.BATCHES),
+    _IMPROVEMENT + "ReleaseBatch": org(Permission.BATCHES),
+    _IMPROVEMENT + "GetBatch": org(Permission.BATCHES),
+    _IMPROVEMENT + "ListBatches": org(Permission.BATCHES),
 }

@@ -16,7 +16,7 @@ from types import TracebackType
 import grpc
 from corrigo.client.channel import TokenInterceptor, async_channel, resolve, sync_channel
 from corrigo.client.errors import CorrigoError
-from corrigo.v1 import admin_pb2_grpc
+from corrigo.v1 import admin_pb2_grpc, datasets_pb2_grpc, models_pb2_grpc, sources_pb2_grpc
 
 __all__ = ["AsyncClient", "Client", "CorrigoError"]
 
@@ -37,6 +37,9 @@ class Client:
         self._base = channel or sync_channel(self.target, root_certificates, tls)
         self.channel = grpc.intercept_channel(self._base, TokenInterceptor(self.token))
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.sources = sources_pb2_grpc.SourceServiceStub(self.channel)
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
+        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
 
     def close(self) -> None:
         self._base.close()
@@ -67,6 +70,9 @@ class AsyncClient:
         self.target, self.token = resolve(target, token)
         self.channel = async_channel(self.target, self.token, root_certificates, tls)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.sources = sources_pb2_grpc.SourceServiceStub(self.channel)
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
+        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()

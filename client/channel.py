@@ -9,12 +9,17 @@ from typing import Any
 
 import grpc
 from corrigo.client.errors import CorrigoError
-from corrigo.v1 import admin_pb2
+from corrigo.v1 import admin_pb2, datasets_pb2, models_pb2, sources_pb2
 from google.api import annotations_pb2
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_FILES = [admin_pb2.DESCRIPTOR]
+_FILES = [
+    admin_pb2.DESCRIPTOR,
+    sources_pb2.DESCRIPTOR,
+    datasets_pb2.DESCRIPTOR,
+    models_pb2.DESCRIPTOR,
+]
 _READ_PREFIXES = ("Get", "List", "Export", "Stream", "Watch", "WhoAmI")
 
 

@@ -16,8 +16,20 @@ from corrigo.server import pagination
 from corrigo.server.config import Config
 from corrigo.server.interceptors import interceptors
 from corrigo.server.services.admin import AdminService
+from corrigo.server.services.datasets import DatasetService
+from corrigo.server.services.models import ModelService
+from corrigo.server.services.sources import SourceService
 from corrigo.server.store import database, identity
-from corrigo.v1 import admin_pb2, admin_pb2_grpc
+from corrigo.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    datasets_pb2,
+    datasets_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    sources_pb2,
+    sources_pb2_grpc,
+)
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -37,6 +49,21 @@ SERVICES = [
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
         admin_pb2_grpc.add_AdminServiceServicer_to_server,
         AdminService,
+    ),
+    ServiceEntry(
+        sources_pb2.DESCRIPTOR.services_by_name["SourceService"],
+        sources_pb2_grpc.add_SourceServiceServicer_to_server,
+        SourceService,
+    ),
+    ServiceEntry(
+        datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"],
+        datasets_pb2_grpc.add_DatasetServiceServicer_to_server,
+        DatasetService,
+    ),
+    ServiceEntry(
+        models_pb2.DESCRIPTOR.services_by_name["ModelService"],
+        models_pb2_grpc.add_ModelServiceServicer_to_server,
+        ModelService,
     ),
 ]
 

@@ -140,18 +140,17 @@ class TokenInterceptor(
         return continuation(self._details(details), requests)
 
 
-class AsyncTokenInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-):
-    """The asyncio twin of TokenInterceptor."""
-
+class _AsyncToken:
     def __init__(self, token: str | None) -> None:
         self._token = token
 
     def _details(self, details: Any) -> Any:
         return _with_token(details, self._token, grpc.aio.ClientCallDetails)
+
+
+class AsyncTokenInterceptor(_AsyncToken, grpc.aio.UnaryUnaryClientInterceptor):
+    """The asyncio twin of TokenInterceptor for unary calls: adds the token, raises
+    CorrigoError. `async_interceptors` gives the ones for streaming calls."""
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         call = await continuation(self._details(details), request)
@@ -160,9 +159,13 @@ class AsyncTokenInterceptor(
         except grpc.aio.AioRpcError as error:
             raise CorrigoError.from_rpc_error(error) from None
 
+
+class _AsyncUnaryStreamToken(_AsyncToken, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _AsyncStreamUnaryToken(_AsyncToken, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(
         self, continuation: Any, details: Any, request_iterator: Any
     ) -> Any:
@@ -171,6 +174,25 @@ class AsyncTokenInterceptor(
             return await call
         except grpc.aio.AioRpcError as error:
             raise CorrigoError.from_rpc_error(error) from None
+
+
+class _AsyncStreamStreamToken(_AsyncToken, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._details(details), request_iterator)
+
+
+def async_interceptors(token: str | None) -> list[Any]:
+    """One interceptor per call kind: grpc.aio files an interceptor under the first kind
+    it implements only, so one object implementing several kinds would leave streaming
+    calls without the token."""
+    return [
+        AsyncTokenInterceptor(token),
+        _AsyncUnaryStreamToken(token),
+        _AsyncStreamUnaryToken(token),
+        _AsyncStreamStreamToken(token),
+    ]
 
 
 def secure_credentials(root_certificates: bytes | None) -> grpc.ChannelCredentials:
@@ -188,7 +210,7 @@ def sync_channel(target: str, root_certificates: bytes | None, tls: bool) -> grp
 def async_channel(
     target: str, token: str | None, root_certificates: bytes | None, tls: bool
 ) -> grpc.aio.Channel:
-    interceptors: Iterable[Any] = [AsyncTokenInterceptor(token)]
+    interceptors: Iterable[Any] = async_interceptors(token)
     if tls:
         return grpc.aio.secure_channel(
             target,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import peewee
 from corrigo.server.errors import Aborted, NotFound
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
 from corrigo.server.store.datasets import Dataset
 from corrigo.server.store.sources import BytesField, Comment
 
@@ -112,7 +112,7 @@ async def create_version(dataset_id: int, model_id: int, score: float) -> ModelV
     """The next version number of the dataset. Two concurrent creations cannot take the
     same number (unique index): the loser gets ABORTED and may retry."""
     try:
-        async with atomic():
+        async with write_atomic():
             current = await database.scalar(
                 ModelVersion.select(peewee.fn.MAX(ModelVersion.version)).where(
                     ModelVersion.dataset == dataset_id

@@ -10,7 +10,7 @@ import re
 import grpc
 import pytest
 from corrigo.client import CorrigoError
-from corrigo.v1 import datasets_pb2, models_pb2, sources_pb2
+from corrigo.v1 import datasets_pb2, models_pb2
 from corrigo.v1.comments_pb2 import Comment, Label, PredictedLabel
 from google.protobuf import json_format
 

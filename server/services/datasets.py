@@ -108,6 +108,12 @@ async def _label_defs_answer(dataset_id: int) -> datasets_pb2.LabelDefsResponse:
     )
 
 
+def _drop_result(task: asyncio.Future[object]) -> None:
+    """Retrieve an abandoned page read's outcome, so asyncio does not log it as lost."""
+    if not task.cancelled():
+        task.exception()
+
+
 class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     async def ListDatasets(
         self, request: datasets_pb2.ListDatasetsRequest, context: grpc.aio.ServicerContext
@@ -323,11 +329,14 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     ) -> AsyncIterator[datasets_pb2.StreamExportDatasetResponse]:
         plan: export.Export | None = await export.plan(request)
         total = await plan.count() if request.include_total and plan is not None else None
-        # The next page is read while the current one is being sent.
+        # The next page is read while the current one is being sent. A page read is never
+        # cancelled (shield): a query cancelled half way through could hand its pooled
+        # connection back inside an open read transaction. When the client goes away,
+        # the read in flight finishes on its own and its result is dropped.
         pending = asyncio.ensure_future(plan.page()) if plan is not None else None
         try:
             while pending is not None:
-                comments, continuation, plan = await pending
+                comments, continuation, plan = await asyncio.shield(pending)
                 pending = asyncio.ensure_future(plan.page()) if plan is not None else None
                 message = datasets_pb2.StreamExportDatasetResponse.FromString(
                     comments + (wire.field(2, continuation.encode()) if continuation else b"")
@@ -337,5 +346,5 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
                     total = None
                 yield message
         finally:
-            if pending is not None:
-                pending.cancel()
+            if pending is not None and not pending.done():
+                pending.add_done_callback(_drop_result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
 from corrigo.server import auth, export, labels, pagination, wire
@@ -108,7 +109,7 @@ async def _label_defs_answer(dataset_id: int) -> datasets_pb2.LabelDefsResponse:
     )
 
 
-def _drop_result(task: asyncio.Future[object]) -> None:
+def _drop_result(task: asyncio.Future[Any]) -> None:
     """Retrieve an abandoned page read's outcome, so asyncio does not log it as lost."""
     if not task.cancelled():
         task.exception()

@@ -113,8 +113,14 @@ async def create_dataset(
 ) -> Dataset:
     try:
         async with atomic():
+            now = utcnow()
             row = await Dataset.acreate(
-                project=project.id, hex_id=new_hex_id(), name=name, **fields
+                project=project.id,
+                hex_id=new_hex_id(),
+                name=name,
+                created=now,
+                last_modified=now,
+                **fields,
             )
             await _link_sources(row.id, source_ids)
     except peewee.IntegrityError:

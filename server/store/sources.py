@@ -80,8 +80,11 @@ def micros(value: datetime.datetime) -> int:
 async def create_source(project: Project, name: str, title: str, description: str) -> Source:
     try:
         async with atomic():
+            now = utcnow()
             return await Source.acreate(
                 project=project.id,
+                created_at=now,
+                updated_at=now,
                 hex_id=new_hex_id(),
                 name=name,
                 title=title,

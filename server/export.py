@@ -186,6 +186,8 @@ async def plan(request: AnyExportRequest) -> Export:
     from_us = parse_time(checks, "from", getattr(request, "from"))
     to_us = parse_time(checks, "to", request.to)
     checks.raise_if_any()
+    checks.name("name", request.name)
+    checks.raise_if_any()
     project = auth.project()
     dataset = await datasets.find(project, request.name)
     in_dataset = await datasets.dataset_sources(dataset.id)

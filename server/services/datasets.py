@@ -41,6 +41,15 @@ def dataset_proto(view: datasets.DatasetView) -> Dataset:
     return answer
 
 
+async def named_dataset(name: str, field: str = "name") -> datasets.Dataset:
+    """The request's dataset in the authorized project: INVALID_ARGUMENT on `field` for a
+    malformed name, NOT_FOUND when there is none of that name."""
+    checks = Violations()
+    checks.name(field, name)
+    checks.raise_if_any()
+    return await datasets.find(auth.project(), name)
+
+
 def _answer(view: datasets.DatasetView) -> datasets_pb2.DatasetResponse:
     return datasets_pb2.DatasetResponse(dataset=dataset_proto(view), status=_OK)
 
@@ -147,7 +156,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.GetDatasetRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.DatasetResponse:
         project = auth.project()
-        row = await datasets.find(project, request.name)
+        row = await named_dataset(request.name)
         return _answer(await datasets.view(project, row))
 
     async def CreateDataset(
@@ -192,7 +201,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         checks.text("dataset.title", given.title, 256)
         checks.text("dataset.description", given.description, 4096)
         project = auth.project()
-        row = await datasets.find(project, request.name)
+        row = await named_dataset(request.name)
         source_ids = None
         if "source_ids" in writes:
             source_ids = await _source_ids(checks, project, "dataset.source_ids", given.source_ids)
@@ -206,14 +215,14 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     async def DeleteDataset(
         self, request: datasets_pb2.DeleteDatasetRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.DeleteDatasetResponse:
-        row = await datasets.find(auth.project(), request.name)
+        row = await named_dataset(request.name)
         await datasets.delete_dataset(row)
         return datasets_pb2.DeleteDatasetResponse(status=_OK)
 
     async def ListModelTags(
         self, request: datasets_pb2.ListModelTagsRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.ListModelTagsResponse:
-        row = await datasets.find(auth.project(), request.name)
+        row = await named_dataset(request.name)
         tags = await models.list_tags(row.id)
         return datasets_pb2.ListModelTagsResponse(
             model_tags=[
@@ -236,7 +245,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
                 labels.check_name(checks, f"label_defs[{i}].name", label.name)
                 checks.text(f"label_defs[{i}].description", label.description, 1024)
         checks.raise_if_any()
-        row = await datasets.find(auth.project(), request.name)
+        row = await named_dataset(request.name)
         wanted: dict[str, str] = {}
         for label in request.label_defs:
             for parent in labels.ancestors(label.name):
@@ -248,7 +257,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     async def ListLabelDefs(
         self, request: datasets_pb2.ListLabelDefsRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.LabelDefsResponse:
-        row = await datasets.find(auth.project(), request.name)
+        row = await named_dataset(request.name)
         return await _label_defs_answer(row.id)
 
     async def DeleteLabelDef(
@@ -257,7 +266,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         checks = Violations()
         labels.check_name(checks, "label_name", request.label_name)
         checks.raise_if_any()
-        row = await datasets.find(auth.project(), request.name)
+        row = await named_dataset(request.name)
 
         def prune(assigned: bytes, dismissed: bytes) -> tuple[bytes, bytes] | None:
             new_assigned, changed_a = _without(request.label_name, assigned)
@@ -271,7 +280,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.UpdateLabellingRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.LabellingResponse:
         checks = Violations()
-        row = await datasets.find(auth.project(), request.name)
+        row = await named_dataset(request.name)
         labels.check_assigned(checks, "assigned", request.assigned, row.has_sentiment)
         labels.check_assigned(checks, "dismissed", request.dismissed, row.has_sentiment)
         checks.raise_if_any()
@@ -300,7 +309,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     async def GetLabelling(
         self, request: datasets_pb2.GetLabellingRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.LabellingResponse:
-        row = await datasets.find(auth.project(), request.name)
+        row = await named_dataset(request.name)
         uid, comment_id = await _comment_of(Violations(), row, request.comment_uid)
         return await self._labelling(row, uid, comment_id)
 

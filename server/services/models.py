@@ -6,6 +6,7 @@ import math
 
 import grpc
 from corrigo.server import auth, export, labels, pagination
+from corrigo.server.services.datasets import named_dataset
 from corrigo.server.store import datasets, models, sources
 from corrigo.server.timestamps import to_proto
 from corrigo.server.validation import MAX_ID, Violations
@@ -64,7 +65,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         _check_names(checks, "model.classes", list(given.classes), hierarchical=False)
         _check_names(checks, "model.labels", list(given.labels), hierarchical=True)
         checks.raise_if_any()
-        dataset = await datasets.find(auth.project(), request.dataset)
+        dataset = await named_dataset(request.dataset, "dataset")
         row = await models.create_model(
             dataset.id, given.display_name, given.type, given.classes, given.labels
         )
@@ -76,7 +77,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         checks = Violations()
         checks.check(1 <= request.model_id <= MAX_ID, "model_id", "must be >= 1")
         checks.raise_if_any()
-        dataset = await datasets.find(auth.project(), request.dataset)
+        dataset = await named_dataset(request.dataset, "dataset")
         row = await models.get_model(dataset.id, request.model_id)
         latest = await models.latest_versions([row.id])
         return model_proto(row, latest.get(row.id, 0))
@@ -94,7 +95,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
             maximum=1000,
         )
         checks.raise_if_any()
-        dataset = await datasets.find(auth.project(), request.dataset)
+        dataset = await named_dataset(request.dataset, "dataset")
         rows = await models.list_models(dataset.id, page.after(), page.fetch)
         rows, token = page.finish(rows, lambda r: r.id)
         latest = await models.latest_versions([r.id for r in rows])
@@ -114,7 +115,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
             f"must be 0..1, got {score}",
         )
         checks.raise_if_any()
-        dataset = await datasets.find(auth.project(), request.dataset)
+        dataset = await named_dataset(request.dataset, "dataset")
         model = await models.get_model(dataset.id, request.model_id)
         return version_proto(await models.create_version(dataset.id, model.id, score))
 
@@ -129,7 +130,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
             f"1..{sources.MAX_SYNC} comments required, got {len(request.predictions)}",
         )
         checks.raise_if_any()
-        dataset = await datasets.find(auth.project(), request.dataset)
+        dataset = await named_dataset(request.dataset, "dataset")
         uids: list[tuple[str, str]] = []
         seen: set[str] = set()
         for i, item in enumerate(request.predictions):
@@ -176,7 +177,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         )
         checks.check(request.version >= 1, "version", f"must be >= 1, got {request.version}")
         checks.raise_if_any()
-        dataset = await datasets.find(auth.project(), request.dataset)
+        dataset = await named_dataset(request.dataset, "dataset")
         version = await models.find_version(dataset.id, request.version)
         tag = await models.set_tag(dataset.id, request.name, version)
         return datasets_pb2.ModelTag(

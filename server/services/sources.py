@@ -38,6 +38,9 @@ def _check_source_fields(checks: Violations, source: Source) -> None:
 
 
 async def _named_source(request_name: str) -> tuple[Project, sources.Source]:
+    checks = Violations()
+    checks.name("name", request_name)
+    checks.raise_if_any()
     project = auth.project()
     return project, await sources.get_source(project, request_name)
 

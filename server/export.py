@@ -1,7 +1,7 @@
 """The dataset export: request checks, continuations, and pages.
 
 `plan` turns an ExportDatasetRequest (or its streaming twin) into a resolved query and
-a keyset position; `Export.page` reads one page in three queries and assembles its
+a keyset position; `Export.page` reads one page in one query and assembles its
 messages from stored bytes (see `wire`). The unary and the streaming export share it,
 and their continuations are interchangeable.
 
@@ -74,31 +74,25 @@ class Export:
         return await store.count(self.query, self.after)
 
     async def page(self) -> tuple[bytes, str, Export | None]:
-        """One page: its `comments` fields as wire bytes, its continuation ("" on the last
-        page), and the export positioned after it (None on the last page)."""
+        """One page (one query): its `comments` fields as wire bytes, its continuation (""
+        on the last page), and the export positioned after it (None on the last page)."""
         if not self.query.source_ids:
             return b"", "", None
-        rows = await store.comments(self.query, self.after, self.limit + 1)
+        rows = await store.page(self.query, self.after, self.limit + 1)
         more = len(rows) > self.limit
         rows = rows[: self.limit]
-        ids = [row[0] for row in rows]
-        labels = await store.assigned_labels(self.query.dataset_id, ids) if ids else {}
-        predictions: dict[int, bytes] = {}
-        if ids and self.query.version_id is not None:
-            predictions = await store.predictions(self.query.version_id, ids)
         parts = []
-        for comment_id, _, body in rows:
-            assigned = labels.get(comment_id)
+        for _, _, body, assigned, predicted in rows:
             comment = body if assigned is None else body + _HAS_ANNOTATIONS
             exported = (
                 wire.field(1, comment)
                 + wire.field(2, wire.field(1, assigned or b""))
-                + wire.field(3, predictions.get(comment_id, b""))
+                + wire.field(3, predicted or b"")
             )
             parts.append(wire.field(1, exported))
         if not more:
             return b"".join(parts), "", None
-        last_id, last_key, _ = rows[-1]
+        last_id, last_key = rows[-1][0], rows[-1][1]
         position = [self.query.started_us, self.query.version_id or 0, last_key, last_id]
         continuation = pagination.issue(self.token_query, position)
         return b"".join(parts), continuation, replace(self, after=(last_key, last_id))

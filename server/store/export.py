@@ -1,6 +1,6 @@
-"""The export's queries: one page of comments, their labellings, their predictions.
+"""The export's query: one page of comments with their labellings and predictions.
 
-A page costs three queries whatever its size. Comments are read by keyset on
+A page costs one query whatever its size. Comments are read by keyset on
 (sort key, internal id) from the per-source indexes `(source, ts_us, id)` and
 `(source, created_us, id)`: each source of the dataset is one branch ordered and
 limited on its index, and the branches are merged by one UNION ALL ... ORDER BY ...
@@ -44,7 +44,9 @@ class Query:
     version_id: int | None
 
 
-Row = tuple[int, int, bytes]  # (internal id, sort key, serialized Comment)
+# (internal id, sort key, serialized Comment, serialized AssignedLabels or None,
+# serialized Predictions or None)
+Row = tuple[int, int, bytes, bytes | None, bytes | None]
 
 
 def _key(query: Query) -> peewee.Field:
@@ -78,24 +80,39 @@ def _sources(query: Query) -> peewee.Expression:
     return Comment.source.in_(list(query.source_ids))
 
 
-async def comments(query: Query, after: tuple[int, int] | None, limit: int) -> list[Row]:
-    """Up to `limit` comments after the keyset position `after`, in export order."""
+def _comments(query: Query, after: tuple[int, int] | None, limit: int) -> peewee.SelectBase:
+    """(id, sort key, body) of up to `limit` comments after `after`, in export order."""
     key = _key(query)
     columns = (Comment.id, key, Comment.body)
-    merge = query.uids is None and 1 < len(query.source_ids) <= MERGE_SOURCES_MAX
-    select: peewee.SelectBase
-    if not merge:
+    if query.uids is not None or not 1 < len(query.source_ids) <= MERGE_SOURCES_MAX:
         select = _filtered(query, Comment.select(*columns).where(_sources(query)), after)
-        select = select.order_by(key, Comment.id).limit(limit)
+        return select.order_by(key, Comment.id).limit(limit)
+    branches = [
+        _filtered(query, Comment.select(*columns).where(Comment.source == source), after)
+        .order_by(key, Comment.id)
+        .limit(limit)
+        for source in query.source_ids
+    ]
+    union = functools.reduce(operator.add, branches)
+    return union.order_by(peewee.SQL("2"), peewee.SQL("1")).limit(limit)
+
+
+async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[Row]:
+    """Up to `limit` comments after the keyset position `after`, in export order, each
+    with its serialized assigned labels and predictions (None when it has none): one
+    query, the page's comments joined to their labelling and prediction by primary key."""
+    page = _comments(query, after, limit).alias("page")
+    key = page.c.created_us if query.by_created else page.c.ts_us
+    labelling = (Labelling.dataset == query.dataset_id) & (Labelling.comment == page.c.id)
+    columns = [page.c.id, key, page.c.body, Labelling.assigned]
+    select = peewee.Select([page]).join(Labelling, peewee.JOIN.LEFT_OUTER, on=labelling)
+    if query.version_id is not None:
+        predicted = (Prediction.version == query.version_id) & (Prediction.comment == page.c.id)
+        select = select.join(Prediction, peewee.JOIN.LEFT_OUTER, on=predicted)
+        columns.append(Prediction.labels)
     else:
-        branches = [
-            _filtered(query, Comment.select(*columns).where(Comment.source == source), after)
-            .order_by(key, Comment.id)
-            .limit(limit)
-            for source in query.source_ids
-        ]
-        union = functools.reduce(operator.add, branches)
-        select = union.order_by(peewee.SQL("2"), peewee.SQL("1")).limit(limit)
+        columns.append(peewee.Value(None))
+    select = select.select(*columns).order_by(key, page.c.id).bind(database.obj)
     return await database.list(select.tuples())
 
 
@@ -105,23 +122,3 @@ async def count(query: Query, after: tuple[int, int] | None) -> int:
         query, Comment.select(peewee.fn.COUNT(Comment.id)).where(_sources(query)), after
     )
     return int(await database.scalar(select) or 0)
-
-
-async def assigned_labels(dataset_id: int, comment_ids: Sequence[int]) -> dict[int, bytes]:
-    """Internal comment id -> serialized AssignedLabels, for the labelled comments."""
-    rows = await database.list(
-        Labelling.select(Labelling.comment, Labelling.assigned)
-        .where(Labelling.dataset == dataset_id, Labelling.comment.in_(list(comment_ids)))
-        .tuples()
-    )
-    return dict(rows)
-
-
-async def predictions(version_id: int, comment_ids: Sequence[int]) -> dict[int, bytes]:
-    """Internal comment id -> serialized Predictions of the version."""
-    rows = await database.list(
-        Prediction.select(Prediction.comment, Prediction.labels)
-        .where(Prediction.version == version_id, Prediction.comment.in_(list(comment_ids)))
-        .tuples()
-    )
-    return dict(rows)

@@ -14,6 +14,7 @@ from corrigo.server.errors import Aborted, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
 from corrigo.server.store.datasets import Dataset
 from corrigo.server.store.sources import BytesField, Comment
+from corrigo.v1 import errors_pb2
 
 
 class MlModel(BaseModel):
@@ -125,7 +126,10 @@ async def create_version(dataset_id: int, model_id: int, score: float) -> ModelV
                 validation_score=score,
             )
     except peewee.IntegrityError:
-        raise Aborted("another version was created at the same time: retry") from None
+        raise Aborted(
+            "another version was created at the same time: retry",
+            reason=errors_pb2.CONCURRENT_CHANGE,
+        ) from None
 
 
 async def find_version(dataset_id: int, version: int) -> ModelVersion:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import peewee
 from corrigo.server.errors import AlreadyExists, NotFound
+from corrigo.server.store import statistics
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
 from corrigo.server.store.projects import Project
 from corrigo.v1.comments_pb2 import Comment as CommentProto
@@ -212,6 +213,7 @@ async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
                     ],
                 )
             )
+    statistics.comments_inserted(counts["new"])
     return SyncCounts(**counts)
 
 

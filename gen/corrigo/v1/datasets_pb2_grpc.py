@@ -201,7 +201,8 @@ class DatasetServiceServicer:
         """Sets the labels assigned to and dismissed from a comment in the dataset, replacing
         what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
         labels outside the taxonomy, sentiment on a dataset without it (or none on a
-        dataset with it), or a comment uid that is not in the dataset's sources.
+        dataset with it), or a malformed comment uid or one whose source is not in the
+        dataset; NOT_FOUND when the comment does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -80,7 +80,8 @@ class DatasetServiceStub:
     """Sets the labels assigned to and dismissed from a comment in the dataset, replacing
     what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
     labels outside the taxonomy, sentiment on a dataset without it (or none on a
-    dataset with it), or a comment uid that is not in the dataset's sources.
+    dataset with it), or a malformed comment uid or one whose source is not in the
+    dataset; NOT_FOUND when the comment does not exist.
     """
     GetLabelling: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.GetLabellingRequest, _datasets_pb2.LabellingResponse]
     """Gets a comment's labelling in the dataset (empty lists when it has none)."""
@@ -160,7 +161,8 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     """Sets the labels assigned to and dismissed from a comment in the dataset, replacing
     what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
     labels outside the taxonomy, sentiment on a dataset without it (or none on a
-    dataset with it), or a comment uid that is not in the dataset's sources.
+    dataset with it), or a malformed comment uid or one whose source is not in the
+    dataset; NOT_FOUND when the comment does not exist.
     """
     GetLabelling: _aio.UnaryUnaryMultiCallable[_datasets_pb2.GetLabellingRequest, _datasets_pb2.LabellingResponse]  # type: ignore[assignment]
     """Gets a comment's labelling in the dataset (empty lists when it has none)."""
@@ -297,7 +299,8 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
         """Sets the labels assigned to and dismissed from a comment in the dataset, replacing
         what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
         labels outside the taxonomy, sentiment on a dataset without it (or none on a
-        dataset with it), or a comment uid that is not in the dataset's sources.
+        dataset with it), or a malformed comment uid or one whose source is not in the
+        dataset; NOT_FOUND when the comment does not exist.
         """
 
     @_abc_1.abstractmethod

@@ -50,6 +50,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The operation conflicts with the resource's current state."""
     INTERNAL_ERROR: _ErrorReason.ValueType  # 13
     """An unexpected server error; ErrorInfo.metadata["error_id"] is also in the server log."""
+    CONCURRENT_CHANGE: _ErrorReason.ValueType  # 20
+    """Another call changed the same resource at the same moment (such as two model
+    versions numbered at once); retrying succeeds.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason of
@@ -85,4 +89,8 @@ FAILED_PRECONDITION: ErrorReason.ValueType  # 12
 """The operation conflicts with the resource's current state."""
 INTERNAL_ERROR: ErrorReason.ValueType  # 13
 """An unexpected server error; ErrorInfo.metadata["error_id"] is also in the server log."""
+CONCURRENT_CHANGE: ErrorReason.ValueType  # 20
+"""Another call changed the same resource at the same moment (such as two model
+versions numbered at once); retrying succeeds.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

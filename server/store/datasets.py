@@ -6,13 +6,14 @@ messages, so the export merges them into its answer without building them in Pyt
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import peewee
 from corrigo.server.errors import AlreadyExists, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
-from corrigo.server.store.projects import Project
+from corrigo.server.store.projects import Membership, Project
 from corrigo.server.store.sources import BytesField, Comment, Source, new_hex_id
 
 
@@ -144,8 +145,6 @@ async def list_datasets(
     org_id: int, member_id: int | None, after_id: int, limit: int
 ) -> list[DatasetView]:
     """The organization's datasets, or those of the projects `member_id` is a member of."""
-    from corrigo.server.store.projects import Membership
-
     query = (
         Dataset.select(Dataset, Project.name)
         .join(Project)
@@ -300,7 +299,9 @@ async def set_labelling(
     )
 
 
-async def get_labelling(dataset_id: int, comment_id: int) -> tuple[bytes, bytes, object] | None:
+async def get_labelling(
+    dataset_id: int, comment_id: int
+) -> tuple[bytes, bytes, datetime.datetime] | None:
     rows = await database.list(
         Labelling.select(Labelling.assigned, Labelling.dismissed, Labelling.updated_at)
         .where(Labelling.dataset == dataset_id, Labelling.comment == comment_id)

@@ -19,6 +19,8 @@ _MAX_PROPERTIES = 256
 _MAX_PROPERTY_NAME = 128
 _MAX_PROPERTY_VALUE = 4096
 _MAX_THREAD = 256
+# A stored comment's largest serialized size, so a page of the export can always hold one.
+MAX_COMMENT_BYTES = 256 * 1024
 # Timestamps from year 1 to 9999, as google.protobuf.Timestamp allows.
 _MIN_SECONDS = -62135596800
 _MAX_SECONDS = 253402300799
@@ -108,6 +110,12 @@ def check_comment(checks: Violations, at: str, comment: Comment) -> Comment:
             f"{at}.text_format",
             f"must be one of {', '.join(TEXT_FORMATS)}",
         )
+    size = comment.ByteSize()
+    checks.check(
+        size <= MAX_COMMENT_BYTES,
+        at,
+        f"at most {MAX_COMMENT_BYTES} bytes serialized, got {size}",
+    )
     canonical = Comment(
         id=comment.id,
         thread_id=comment.thread_id,

@@ -29,6 +29,8 @@ MAX_LIMIT = 256
 MAX_COMMENT_UIDS = 256
 MAX_SOURCE_IDS = 1024
 ORDERS = ("timestamp", "created_at")
+# A page holds fewer than `limit` comments when they would pass this many bytes.
+PAGE_BYTES = 2 * 1024 * 1024
 HEX_ID = re.compile(r"^[0-9a-f]{16}$")
 TAG_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 _METHOD = "/corrigo.v1.DatasetService/ExportDataset"
@@ -81,15 +83,22 @@ class Export:
         rows = await store.page(self.query, self.after, self.limit + 1)
         more = len(rows) > self.limit
         rows = rows[: self.limit]
-        parts = []
-        for _, _, body, assigned, predicted in rows:
+        parts: list[bytes] = []
+        size = 0
+        for i, (_, _, body, assigned, predicted) in enumerate(rows):
             comment = body if assigned is None else body + _HAS_ANNOTATIONS
-            exported = (
+            exported = wire.field(
+                1,
                 wire.field(1, comment)
                 + wire.field(2, wire.field(1, assigned or b""))
-                + wire.field(3, predicted or b"")
+                + wire.field(3, predicted or b""),
             )
-            parts.append(wire.field(1, exported))
+            size += len(exported)
+            if parts and size > PAGE_BYTES:
+                # Big comments: end the page early, so a message stays far below 4 MiB.
+                rows, more = rows[:i], True
+                break
+            parts.append(exported)
         if not more:
             return b"".join(parts), "", None
         last_id, last_key = rows[-1][0], rows[-1][1]

@@ -411,3 +411,24 @@ async def test_model_version_and_tag_choose_predictions(org: Org) -> None:
     assert await predicted() == []  # the latest version, 3, predicted nothing
     assert await predicted(model_version=2) == ["L2"]
     assert await predicted(model_tag="prod") == ["L1"]
+
+
+async def test_big_comments_end_pages_early(org: Org) -> None:
+    project = await org.project()
+    src = await h.source(org.admin, project.name)
+    await h.dataset(org.admin, project.name, [src.id])
+    big = []
+    for i in range(24):
+        made = h.comment(f"big{i}", i, "x" * 60_000)
+        made.messages.extend([made.messages[0]] * 2)
+        big.append(made)
+    await h.sync(org.admin, project.name, "mailbox", big)
+    request = datasets_pb2.ExportDatasetRequest(owner=project.name, name="ds", limit=256)
+    pages = await h.export_all(org.admin, request)
+    assert [c.comment.id for p in pages for c in p.comments] == [f"big{i}" for i in range(24)]
+    assert len(pages) > 1 and all(p.ByteSize() < 3 * 1024 * 1024 for p in pages)
+    too_big = h.comment("huge", 0, "x" * 65_000)
+    too_big.messages.extend([too_big.messages[0]] * 4)
+    with pytest.raises(CorrigoError) as err:
+        await h.sync(org.admin, project.name, "mailbox", [too_big])
+    assert err.value.fields == ["comments[0]"]

@@ -23,7 +23,8 @@ DESCRIPTOR: _descriptor.FileDescriptor
 @_typing.final
 class Comment(_message.Message):
     """A comment of a source: one conversation item (an email, a chat, a ticket) with its
-    messages. Shared by sources (sync, get), datasets (export) and models (predictions).
+    messages, at most 256 KiB serialized. Shared by sources (sync, get) and datasets
+    (export).
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -702,7 +702,9 @@ class ExportDatasetRequest(_message.Message):
     continuation: _builtins.str
     """The continuation of the previous page; empty for the first page."""
     limit: _builtins.int
-    """Comments per page, 0..256; 0 means 64."""
+    """Comments per page, 0..256; 0 means 64. A page holds fewer (and a continuation) when
+    its comments would pass 2 MiB.
+    """
     model_version: _builtins.int
     """The model version whose predictions to include; 0 means the dataset's latest
     version when the export starts (none: empty predictions). Not with `model_tag`.
@@ -842,7 +844,7 @@ class StreamExportDatasetRequest(_message.Message):
     stream, with the same filters; empty for the beginning.
     """
     limit: _builtins.int
-    """Comments per message, 0..256; 0 means 64."""
+    """Comments per message, 0..256; 0 means 64; fewer when they would pass 2 MiB."""
     model_version: _builtins.int
     """As ExportDatasetRequest.model_version."""
     model_tag: _builtins.str

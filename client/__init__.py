@@ -17,7 +17,14 @@ import grpc
 
 from corrigo.client.channel import TokenInterceptor, async_channel, resolve, sync_channel
 from corrigo.client.errors import CorrigoError
-from corrigo.v1 import admin_pb2_grpc, improvement_pb2_grpc, practice_pb2_grpc
+from corrigo.v1 import (
+    admin_pb2_grpc,
+    datasets_pb2_grpc,
+    improvement_pb2_grpc,
+    models_pb2_grpc,
+    practice_pb2_grpc,
+    sources_pb2_grpc,
+)
 
 __all__ = ["AsyncClient", "Client", "CorrigoError"]
 
@@ -42,6 +49,9 @@ class Client:
         self.examples = practice_pb2_grpc.FewShotExampleServiceStub(self.channel)
         self.practice = practice_pb2_grpc.PracticeSessionServiceStub(self.channel)
         self.improvement = improvement_pb2_grpc.ImprovementServiceStub(self.channel)
+        self.sources = sources_pb2_grpc.SourceServiceStub(self.channel)
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
+        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
 
     def close(self) -> None:
         self._base.close()
@@ -76,6 +86,9 @@ class AsyncClient:
         self.examples = practice_pb2_grpc.FewShotExampleServiceStub(self.channel)
         self.practice = practice_pb2_grpc.PracticeSessionServiceStub(self.channel)
         self.improvement = improvement_pb2_grpc.ImprovementServiceStub(self.channel)
+        self.sources = sources_pb2_grpc.SourceServiceStub(self.channel)
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
+        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -94,6 +94,9 @@ _CATALOG = "/corrigo.v1.PracticeCatalogService/"
 _EXAMPLES = "/corrigo.v1.FewShotExampleService/"
 _SESSIONS = "/corrigo.v1.PracticeSessionService/"
 _IMPROVEMENT = "/corrigo.v1.ImprovementService/"
+_DATASETS = "/corrigo.v1.DatasetService/"
+_SOURCES = "/corrigo.v1.SourceService/"
+_MODELS = "/corrigo.v1.ModelService/"
 
 RULES: dict[str, Rule] = {
     "/grpc.health.v1.Health/Check": public(),
@@ -155,4 +158,37 @@ RULES: dict[str, Rule] = {
     _IMPROVEMENT + "ReleaseBatch": org(Permission.BATCHES),
     _IMPROVEMENT + "GetBatch": org(Permission.BATCHES),
     _IMPROVEMENT + "ListBatches": org(Permission.BATCHES),
+    # Datasets, taxonomy, labellings, export (the Communications Mining document's
+    # permissions). ListDatasets spans projects: the handler shows those the caller is in.
+    _DATASETS + "ListDatasets": user(),
+    _DATASETS + "GetDataset": project(Permission.VIEW_LABELS, "owner"),
+    _DATASETS + "CreateDataset": project(Permission.MODIFY_DATASETS, "owner"),
+    _DATASETS + "UpdateDataset": project(Permission.MODIFY_DATASETS, "owner"),
+    _DATASETS + "DeleteDataset": project(Permission.DATASETS_ADMIN, "owner"),
+    _DATASETS + "ListModelTags": project(Permission.MODEL_ADMIN, "owner"),
+    _DATASETS + "CreateLabelDefs": project(Permission.MODIFY_DATASETS, "owner"),
+    _DATASETS + "ListLabelDefs": project(Permission.VIEW_LABELS, "owner"),
+    _DATASETS + "DeleteLabelDef": project(Permission.MODIFY_DATASETS, "owner"),
+    _DATASETS + "UpdateLabelling": project(Permission.ANNOTATE, "owner"),
+    _DATASETS + "GetLabelling": project(Permission.VIEW_LABELS, "owner"),
+    _DATASETS + "ExportDataset": project(Permission.EXPORT_DATASETS, "owner"),
+    _DATASETS + "StreamExportDataset": project(Permission.EXPORT_DATASETS, "owner"),
+    # Sources and comments. The bulk sync is client-streaming: its handler authorizes the
+    # project named by the first chunk.
+    _SOURCES + "CreateSource": project(Permission.MODIFY_DATASETS, "owner"),
+    _SOURCES + "GetSource": project(Permission.VIEW_SOURCES, "owner"),
+    _SOURCES + "ListSources": project(Permission.VIEW_SOURCES, "owner"),
+    _SOURCES + "UpdateSource": project(Permission.MODIFY_DATASETS, "owner"),
+    _SOURCES + "DeleteSource": project(Permission.DATASETS_ADMIN, "owner"),
+    _SOURCES + "SyncComments": project(Permission.EDIT_MESSAGES, "owner"),
+    _SOURCES + "StreamSyncComments": project(Permission.EDIT_MESSAGES),
+    _SOURCES + "GetComment": project(Permission.VIEW_SOURCES, "owner"),
+    _SOURCES + "DeleteComments": project(Permission.EDIT_MESSAGES, "owner"),
+    # Models, versions, predictions and tags.
+    _MODELS + "CreateModel": project(Permission.MODEL_ADMIN, "owner"),
+    _MODELS + "GetModel": project(Permission.MODEL_ADMIN, "owner"),
+    _MODELS + "ListModels": project(Permission.MODEL_ADMIN, "owner"),
+    _MODELS + "CreateModelVersion": project(Permission.MODEL_ADMIN, "owner"),
+    _MODELS + "UploadPredictions": project(Permission.MODEL_ADMIN, "owner"),
+    _MODELS + "SetModelTag": project(Permission.MODEL_ADMIN, "owner"),
 }

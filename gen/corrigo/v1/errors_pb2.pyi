@@ -62,6 +62,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """No improvement batch is active: nothing was scheduled since the last release."""
     SESSION_SCHEDULED: _ErrorReason.ValueType  # 43
     """The session is scheduled in an improvement batch, which keeps it."""
+    CONCURRENT_CHANGE: _ErrorReason.ValueType  # 20
+    """Another call changed the same resource at the same moment (such as two model
+    versions numbered at once); retrying succeeds.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason of
@@ -109,4 +113,8 @@ NO_ACTIVE_BATCH: ErrorReason.ValueType  # 42
 """No improvement batch is active: nothing was scheduled since the last release."""
 SESSION_SCHEDULED: ErrorReason.ValueType  # 43
 """The session is scheduled in an improvement batch, which keeps it."""
+CONCURRENT_CHANGE: ErrorReason.ValueType  # 20
+"""Another call changed the same resource at the same moment (such as two model
+versions numbered at once); retrying succeeds.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

@@ -1,0 +1,176 @@
+"""`corrigo sync` and `corrigo export` as subprocesses against the test server, and the
+client's resuming export iterator."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+
+from corrigo.client import Client
+from corrigo.client.export import export_pages, export_to_file, result_json
+from corrigo.v1 import datasets_pb2
+from tests import dataset_helpers as h
+from tests.conftest import Org
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+CORRIGO = str(Path(sys.executable).parent / "corrigo")
+
+
+async def _corrigo(org: Org, *args: str) -> tuple[int, str, str]:
+    env = {**os.environ, "CORRIGO_TARGET": org.running.target, "CORRIGO_TOKEN": org.admin_token}
+    process = await asyncio.create_subprocess_exec(
+        CORRIGO,
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()
+
+
+def _state(out: Path) -> Any:
+    """The resume state `corrigo export` keeps next to its output, if any."""
+    path = out.with_name(out.name + ".export-state")
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+async def _filled(org: Org, tmp_path: Path, n: int) -> tuple[str, str]:
+    """A project with source `mailbox` and dataset `ds`, `n` comments synced by the CLI."""
+    project = await org.project()
+    src = await h.source(org.admin, project.name)
+    await h.dataset(org.admin, project.name, [src.id])
+    lines = [
+        json_format.MessageToJson(h.comment(f"c{i}", i, f"text {i}"), indent=None) for i in range(n)
+    ]
+    data = tmp_path / "comments.jsonl"
+    data.write_text("\n".join(lines) + "\n")
+    code, _, err = await _corrigo(
+        org, "sync", f"{project.name}/mailbox", str(data), "--chunk-size", "100"
+    )
+    assert code == 0, err
+    assert f"{n} new, 0 updated, 0 unchanged in {(n + 99) // 100} chunks" in err
+    assert f"sync {project.name}/mailbox [" in err and f"{n}/{n}" in err
+    return project.name, src.id
+
+
+async def _expected_lines(org: Org, owner: str) -> list[str]:
+    pages = await h.export_all(
+        org.admin, datasets_pb2.ExportDatasetRequest(owner=owner, name="ds", limit=256)
+    )
+    return [result_json(c) for page in pages for c in page.comments]
+
+
+async def test_cli_sync_then_export_jsonl_and_csv(org: Org, tmp_path: Path) -> None:
+    owner, source_id = await _filled(org, tmp_path, 450)
+    expected = await _expected_lines(org, owner)
+    assert len(expected) == 450
+
+    out = tmp_path / "export.jsonl"
+    code, _, err = await _corrigo(org, "export", f"{owner}/ds", "-o", str(out), "--limit", "64")
+    assert code == 0, err
+    assert out.read_text().splitlines() == expected
+    assert "450/450" in err and "450 comments written" in err
+    assert _state(out) is None
+
+    # Syncing the export's own lines back changes nothing.
+    code, _, err = await _corrigo(org, "sync", f"{owner}/mailbox", str(out), "-q")
+    assert code == 0 and "0 new, 0 updated, 450 unchanged" in err, err
+
+    table = tmp_path / "export.csv"
+    code, _, err = await _corrigo(
+        org, "export", f"{owner}/ds", "-o", str(table), "--format", "csv",
+        "--source-id", source_id, "--from", "2020-01-01T00:01:00Z", "-q",
+    )  # fmt: skip
+    assert code == 0, err
+    rows = list(csv.reader(table.open()))
+    assert rows[0][:3] == ["uid", "source_id", "id"]
+    assert [r[2] for r in rows[1:]] == [f"c{i}" for i in range(60, 450)]
+    assert rows[1][7] == "text 60" and rows[1][8] == "a@b.c"
+
+
+async def test_cli_errors_are_reported(org: Org, tmp_path: Path) -> None:
+    project = await org.project()
+    code, _, err = await _corrigo(org, "export", f"{project.name}/nope", "-o", str(tmp_path / "x"))
+    assert code == 1 and "NOT_FOUND" in err
+    code, _, err = await _corrigo(org, "export", "no-slash", "-o", str(tmp_path / "x"))
+    assert code == 2 and "OWNER/NAME" in err
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _BreakingStub:
+    """Passes the real stream through, and fails after `pages` pages of the first call."""
+
+    def __init__(self, real: Any, pages: int, error: BaseException) -> None:
+        self.real, self.pages, self.error, self.calls = real, pages, error, 0
+
+    def StreamExportDataset(self, request: Any) -> Iterator[Any]:
+        self.calls += 1
+        for i, page in enumerate(self.real.StreamExportDataset(request)):
+            if self.calls == 1 and i == self.pages:
+                raise self.error
+            yield page
+
+
+class _Unavailable(grpc.RpcError):
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.UNAVAILABLE
+
+
+async def test_interrupted_export_resumes_where_it_stopped(org: Org, tmp_path: Path) -> None:
+    owner, _ = await _filled(org, tmp_path, 300)
+    expected = await _expected_lines(org, owner)
+    out = tmp_path / "resumed.jsonl"
+    request = datasets_pb2.StreamExportDatasetRequest(owner=owner, name="ds", limit=32)
+
+    def interrupted() -> None:
+        with Client(org.running.target, org.admin_token) as client:
+            stub = _BreakingStub(client.datasets, 3, _Interrupted())
+            with pytest.raises(_Interrupted):
+                export_to_file(stub, request, out, "jsonl", progress=False)  # type: ignore[arg-type]
+
+    await asyncio.to_thread(interrupted)
+    state = _state(out)
+    assert state is not None
+    assert state["written"] == 96
+    # A page half written when the process died is cut off on resume.
+    with out.open("a") as partial:
+        partial.write('{"comment": {"id": "half')
+    # Other arguments than the interrupted export's: refused, unless --restart.
+    code, _, err = await _corrigo(org, "export", f"{owner}/ds", "-o", str(out), "--limit", "64")
+    assert code == 1 and "--restart" in err
+    code, _, err = await _corrigo(org, "export", f"{owner}/ds", "-o", str(out), "--limit", "32")
+    assert code == 0, err
+    assert out.read_text().splitlines() == expected
+    assert "300/300" in err
+    assert _state(out) is None
+
+
+async def test_export_pages_resume_after_unavailable(org: Org, tmp_path: Path) -> None:
+    owner, _ = await _filled(org, tmp_path, 100)
+    expected = await _expected_lines(org, owner)
+
+    def read() -> tuple[list[str], int]:
+        with Client(org.running.target, org.admin_token) as client:
+            stub = _BreakingStub(client.datasets, 2, _Unavailable())
+            request = datasets_pb2.StreamExportDatasetRequest(owner=owner, name="ds", limit=10)
+            lines = [result_json(c) for page in export_pages(stub, request) for c in page.comments]  # type: ignore[arg-type]
+            return lines, stub.calls
+
+    lines, calls = await asyncio.to_thread(read)
+    assert calls == 2
+    assert lines == expected

@@ -137,7 +137,7 @@ async def authorize_call(
         assert permission is not None
         if permission not in ORG_ROLE_PERMISSIONS[principal.role]:
             raise _denied(permission, "in the organization")
-    elif rule.scope is Scope.PROJECT and rule.project_field and request is not None:
+    elif rule.scope is Scope.PROJECT and rule.project_field and isinstance(request, Message):
         project = await _find_project(call, request)
         reference = repr(getattr(request, rule.project_field))
         await authorize_project(project, reference)

@@ -6,7 +6,9 @@ status with an ErrorInfo (stable reason) and, for bad input, a BadRequest.
 
 from __future__ import annotations
 
+import asyncpg
 import grpc
+import peewee
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -107,6 +109,36 @@ class Aborted(CorrigoError):
 class FailedPrecondition(CorrigoError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     reason = errors_pb2.FAILED_PRECONDITION
+
+
+class Unavailable(CorrigoError):
+    code = grpc.StatusCode.UNAVAILABLE
+    reason = errors_pb2.DATABASE_UNAVAILABLE
+
+
+_PG_CONNECTION_ERRORS = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+)
+
+
+def from_database_error(error: Exception) -> CorrigoError | None:
+    """The answer for a database failure a client can act on, else None (INTERNAL).
+    Messages never carry the driver's text, which may quote SQL or values."""
+    if isinstance(error, peewee.DataError | asyncpg.exceptions.DataError):
+        return InvalidArgument.field(
+            "request",
+            "holds a value the database cannot store "
+            "(such as a NUL character in a text, or a number out of range)",
+        )
+    locked = isinstance(error, peewee.OperationalError) and "database is locked" in str(error)
+    if locked or isinstance(
+        error, (peewee.InterfaceError, ConnectionError, TimeoutError, *_PG_CONNECTION_ERRORS)
+    ):
+        return Unavailable("the database is unavailable or busy; retry shortly")
+    return None
 
 
 def internal_status(error_id: str) -> grpc.Status:

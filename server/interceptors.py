@@ -21,7 +21,12 @@ import grpc
 from google.protobuf.message import Message
 
 from corrigo.server import auth
-from corrigo.server.errors import CorrigoError, internal_status
+from corrigo.server.errors import (
+    CorrigoError,
+    InvalidArgument,
+    from_database_error,
+    internal_status,
+)
 
 Middleware = Callable[
     [str, grpc.aio.ServicerContext, Message | None], AbstractAsyncContextManager[None]
@@ -85,6 +90,84 @@ class MiddlewareInterceptor(grpc.aio.ServerInterceptor):
         return _wrap(handler, handler_call_details.method, self._middleware)
 
 
+class Undecodable:
+    """A request that failed to parse (corrupt wire format, invalid UTF-8 in a string);
+    stands in for the message so the call is answered INVALID_ARGUMENT, not UNKNOWN."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _reject_undecodable(item: Any) -> Any:
+    if isinstance(item, Undecodable):
+        raise InvalidArgument.field("request", f"not a valid message: {item.problem}")
+    return item
+
+
+def _guard_decoding(handler: grpc.RpcMethodHandler) -> Any:
+    parse = handler.request_deserializer
+
+    def safe_parse(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as err:
+            return Undecodable(str(err))
+
+    async def checked(requests: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        async for item in requests:
+            yield _reject_undecodable(item)
+
+    def unary_request(inner: Callable[..., Any]) -> Any:
+        if inspect.isasyncgenfunction(inner):
+
+            async def stream_behavior(request: Any, context: Any) -> AsyncIterator[Any]:
+                async for response in inner(_reject_undecodable(request), context):
+                    yield response
+
+            return stream_behavior
+
+        async def behavior(request: Any, context: Any) -> Any:
+            return await inner(_reject_undecodable(request), context)
+
+        return behavior
+
+    def stream_request(inner: Callable[..., Any]) -> Any:
+        if inspect.isasyncgenfunction(inner):
+
+            async def stream_behavior(requests: Any, context: Any) -> AsyncIterator[Any]:
+                async for response in inner(checked(requests), context):
+                    yield response
+
+            return stream_behavior
+
+        async def behavior(requests: Any, context: Any) -> Any:
+            return await inner(checked(requests), context)
+
+        return behavior
+
+    codec = {"request_deserializer": safe_parse, "response_serializer": handler.response_serializer}
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(unary_request(handler.unary_unary), **codec)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(unary_request(handler.unary_stream), **codec)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(stream_request(handler.stream_unary), **codec)
+    return grpc.stream_stream_rpc_method_handler(stream_request(handler.stream_stream), **codec)
+
+
+class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):
+    """Innermost: turns requests that do not parse into INVALID_ARGUMENT on `request`
+    (grpcio would answer UNKNOWN). The layers outside it see an `Undecodable` request."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        return None if handler is None else _guard_decoding(handler)
+
+
 @asynccontextmanager
 async def log_access(
     method: str, context: grpc.aio.ServicerContext, request: Message | None
@@ -128,7 +211,12 @@ async def map_errors(
         await context.abort(status.code, status.details, status.trailing_metadata)
     except (grpc.aio.AbortError, grpc.aio.UsageError):
         raise
-    except Exception:
+    except Exception as error:
+        translated = from_database_error(error)
+        if translated is not None:
+            error_log.warning("database error in %s: %r", method, error)
+            status = translated.to_status()
+            await context.abort(status.code, status.details, status.trailing_metadata)
         error_id = uuid.uuid4().hex[:12]
         error_log.exception("unexpected error in %s (error id %s)", method, error_id)
         status = internal_status(error_id)
@@ -142,4 +230,5 @@ def interceptors() -> list[grpc.aio.ServerInterceptor]:
         MiddlewareInterceptor(log_access),
         MiddlewareInterceptor(map_errors),
         MiddlewareInterceptor(auth.authorize_call),
+        DecodeGuardInterceptor(),
     ]

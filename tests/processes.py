@@ -108,3 +108,31 @@ class ServerProcess:
         finally:
             self._log.close()
         return code
+
+
+def scratch_database(backend: str, tmp_path: Path, postgres_url: str) -> str:
+    """A database of its own for a test that damages or kills what it runs on: a SQLite
+    file, or a new PostgreSQL database beside the test one (drop it with `drop_scratch`)."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'scratch.sqlite3'}"
+    import psycopg2
+
+    name = f"corrigo_scratch_{os.getpid()}_{time.monotonic_ns() % 10**9}"
+    conn = psycopg2.connect(postgres_url)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    conn.close()
+    return postgres_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_scratch(url: str, postgres_url: str) -> None:
+    if not url.startswith("postgresql://"):
+        return
+    import psycopg2
+
+    conn = psycopg2.connect(postgres_url)
+    conn.autocommit = True
+    with conn.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+    conn.close()

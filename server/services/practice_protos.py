@@ -34,7 +34,11 @@ def plain(value: struct_pb2.Struct) -> dict[str, Any]:
 
 
 def check_object(checks: Violations, field: str, value: struct_pb2.Struct) -> dict[str, Any]:
-    data = plain(value)
+    try:
+        data = plain(value)
+    except (json_format.Error, ValueError):
+        checks.add(field, "must be a JSON object whose numbers are finite (no NaN or Infinity)")
+        return {}
     size = len(json.dumps(data, separators=(",", ":")))
     checks.check(size <= MAX_OBJECT_BYTES, field, f"at most {MAX_OBJECT_BYTES} bytes of JSON")
     return data

@@ -50,6 +50,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The operation conflicts with the resource's current state."""
     INTERNAL_ERROR: _ErrorReason.ValueType  # 13
     """An unexpected server error; ErrorInfo.metadata["error_id"] is also in the server log."""
+    DATABASE_UNAVAILABLE: _ErrorReason.ValueType  # 14
+    """The database cannot be reached or is busy (shutting down, locked, restarting);
+    retrying later succeeds.
+    """
     SESSION_MODEL_RETIRED: _ErrorReason.ValueType  # 40
     """The session model was retired when the practice session's class changed; record
     responses against one of the session's active models.
@@ -101,6 +105,10 @@ FAILED_PRECONDITION: ErrorReason.ValueType  # 12
 """The operation conflicts with the resource's current state."""
 INTERNAL_ERROR: ErrorReason.ValueType  # 13
 """An unexpected server error; ErrorInfo.metadata["error_id"] is also in the server log."""
+DATABASE_UNAVAILABLE: ErrorReason.ValueType  # 14
+"""The database cannot be reached or is busy (shutting down, locked, restarting);
+retrying later succeeds.
+"""
 SESSION_MODEL_RETIRED: ErrorReason.ValueType  # 40
 """The session model was retired when the practice session's class changed; record
 responses against one of the session's active models.

@@ -8,7 +8,7 @@ PROTOS := $(sort $(wildcard proto/corrigo/v1/*.proto))
 PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv run test lint typecheck gen gen-check gateway-check buf-lint package-check check clean
+.PHONY: venv run test reliability lint typecheck gen gen-check gateway-check buf-lint package-check check clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,14 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The reliability suite with its heavy parts (SIGKILLs, SIGTERMs, replicas), pushed
+# RELIABILITY_SCALE times harder; its figures replace README's Reliability table.
+RELIABILITY_SCALE ?= 4
+reliability: $(STAMP)
+	rm -rf .build/reliability
+	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m pytest tests/reliability -m "" $(PYTEST_ARGS)
+	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m tests.reliability.report README.md
 
 # Generated code: Python, gRPC and .pyi stubs, plus the OpenAPI document.
 # Written to a scratch directory first, so gen-check can compare without touching gen/.

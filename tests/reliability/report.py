@@ -34,7 +34,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     "crash durability": (
         "{kills} SIGKILLs during bulk sync, labelling and batch scheduling",
         "{acknowledged} acknowledged writes all present after restart; "
-        "{partial} half-written syncs; integrity_check ok {integrity_ok}/{integrity_checks}",
+        "{partial} half-written syncs; SQLite integrity_check ok {integrity_ok}/{integrity_checks}",
     ),
     "shutdown mid-stream": (
         "{shutdowns} SIGTERMs while {streams} export and batch streams ran",
@@ -45,7 +45,7 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "{burst} calls at once against a cap of {cap}; deadlines; oversized messages; "
         "a stalled stream consumer",
         "{exhausted} answered RESOURCE_EXHAUSTED at once, none failed otherwise; "
-        "expired calls wrote nothing; server RSS grew {rss_growth_mb} MB while stalled",
+        "expired calls wrote nothing; server RSS +{rss_growth_mb} MB in all, flat while stalled",
     ),
     "two replicas": (
         "export started on one replica and resumed on the other; {writes} concurrent writes "

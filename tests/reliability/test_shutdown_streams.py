@@ -1,0 +1,171 @@
+"""SIGTERM while export and batch streams run: health turns NOT_SERVING, each stream
+finishes within the grace period or ends UNAVAILABLE, and the client resumes from its
+last continuation (or number) on the restarted server with nothing missing or repeated."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import uuid
+from pathlib import Path
+from typing import TypeVar
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from corrigo.client import AsyncClient
+from corrigo.v1 import admin_pb2, datasets_pb2, improvement_pb2, practice_pb2
+from corrigo.v1.practice_pb2 import PracticeEvent
+from tests import dataset_helpers
+from tests.processes import ServerProcess, bootstrap
+from tests.reliability import report
+
+pytestmark = pytest.mark.heavy
+
+T = TypeVar("T")
+COMMENTS = 3000
+SESSIONS = 40
+
+
+async def _read_export(
+    client: AsyncClient, owner: str, continuation: str, seen: list[str]
+) -> tuple[str, grpc.StatusCode]:
+    """Reads slowly until the stream ends; answers the last continuation and the end code."""
+    stream = client.datasets.StreamExportDataset(
+        datasets_pb2.StreamExportDatasetRequest(
+            owner=owner, name="ds", limit=32, continuation=continuation
+        )
+    )
+    try:
+        async for page in stream:
+            seen.extend(c.comment.id for c in page.comments)
+            continuation = page.continuation
+            if not continuation:
+                return "", grpc.StatusCode.OK
+            await asyncio.sleep(0.1)
+    except grpc.aio.AioRpcError as error:
+        return continuation, error.code()
+    return continuation, grpc.StatusCode.OK
+
+
+async def _read_batch(
+    client: AsyncClient, after: int, seen: list[int]
+) -> tuple[int, grpc.StatusCode]:
+    stream = client.improvement.StreamBatchSessions(
+        improvement_pb2.StreamBatchSessionsRequest(after_number=after, limit=1)
+    )
+    try:
+        async for page in stream:
+            seen.extend(s.number for s in page.sessions)
+            after = page.last_number or after
+            await asyncio.sleep(0.2)
+    except grpc.aio.AioRpcError as error:
+        return after, error.code()
+    return after, grpc.StatusCode.OK
+
+
+async def _big_sessions(client: AsyncClient, count: int) -> list[int]:
+    """Sessions with 200 KB of events each, more than transport windows hold in a batch."""
+    ids = []
+    for _ in range(count):
+        session = await client.practice.CreatePracticeSession(
+            practice_pb2.CreatePracticeSessionRequest()
+        )
+        await client.practice.AppendEvents(
+            practice_pb2.AppendEventsRequest(
+                session_id=session.session_id,
+                events=[
+                    PracticeEvent(type=PracticeEvent.PROMPT, text="q" * 100_000),
+                    PracticeEvent(type=PracticeEvent.RESPONSE, text="a" * 100_000),
+                ],
+            )
+        )
+        ids.append(session.session_id)
+    return ids
+
+
+async def _finished(position: T) -> tuple[T, grpc.StatusCode]:
+    return position, grpc.StatusCode.OK
+
+
+async def test_sigterm_mid_stream_then_resume(
+    scratch_db: str, tmp_path: Path, backend: str
+) -> None:
+    shutdowns = max(2, int(2 * report.scale()))
+    org = f"term-{uuid.uuid4().hex[:8]}"
+    token = bootstrap(scratch_db, org, f"admin@{org}.test")
+    server = ServerProcess(scratch_db, tmp_path / "server-0.log", grace=1)
+    server.wait_serving()
+    async with AsyncClient(server.target, token) as client:
+        project = (
+            await client.admin.CreateProject(
+                admin_pb2.CreateProjectRequest(project=admin_pb2.Project(name="term"))
+            )
+        ).name
+        source = await dataset_helpers.source(client, project, "inbox")
+        await dataset_helpers.dataset(client, project, [source.id], "ds")
+        await dataset_helpers.sync(
+            client,
+            project,
+            "inbox",
+            [dataset_helpers.comment(f"c{i:05}", i) for i in range(COMMENTS)],
+        )
+        for session_id in await _big_sessions(client, SESSIONS):
+            await client.improvement.UseSessionForImprovement(
+                improvement_pb2.UseSessionForImprovementRequest(session_id=session_id)
+            )
+    exported: list[str] = []
+    numbers: list[int] = []
+    continuation, after = "", 0
+    interrupted = resumed = 0
+    export_done = batch_done = False
+    for round_ in range(shutdowns + 1):
+        async with (
+            AsyncClient(server.target, token) as client,
+            grpc.aio.insecure_channel(server.target) as health_channel,
+        ):
+            watch = health_pb2_grpc.HealthStub(health_channel).Watch(
+                health_pb2.HealthCheckRequest()
+            )
+            assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+            export = asyncio.ensure_future(
+                _read_export(client, project, continuation, exported)
+                if not export_done
+                else _finished(continuation)
+            )
+            batch = asyncio.ensure_future(
+                _read_batch(client, after, numbers) if not batch_done else _finished(after)
+            )
+            if round_ < shutdowns:
+                # Stop the server while both streams are under way.
+                start_export, start_batch = len(exported), len(numbers)
+                for _ in range(200):
+                    if (export_done or len(exported) > start_export) and (
+                        batch_done or len(numbers) > start_batch
+                    ):
+                        break
+                    await asyncio.sleep(0.02)
+                server.process.send_signal(signal.SIGTERM)
+                changed = await asyncio.wait_for(watch.read(), 10)
+                assert changed.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            (continuation, export_code), (after, batch_code) = await asyncio.wait_for(
+                asyncio.gather(export, batch), 60
+            )
+            for code in (export_code, batch_code):
+                assert code in (grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE), code
+                interrupted += code == grpc.StatusCode.UNAVAILABLE
+            export_done = export_code == grpc.StatusCode.OK
+            batch_done = batch_code == grpc.StatusCode.OK
+        assert server.stop() == 0
+        if round_ < shutdowns:
+            resumed += (not export_done) + (not batch_done)
+            server = ServerProcess(scratch_db, tmp_path / f"server-{round_ + 1}.log", grace=1)
+            server.wait_serving()
+    assert interrupted > 0, "no stream was cut by a shutdown: the test proved nothing"
+    assert continuation == ""
+    assert exported == [f"c{i:05}" for i in range(COMMENTS)]
+    assert numbers == list(range(1, SESSIONS + 1))
+    report.record(
+        "shutdown mid-stream", backend, shutdowns=shutdowns, streams=2 * shutdowns, resumed=resumed
+    )

@@ -38,8 +38,9 @@ TEMPLATES: dict[str, tuple[str, str]] = {
     ),
     "shutdown mid-stream": (
         "{shutdowns} SIGTERMs while {streams} export and batch streams ran",
-        "health NOT_SERVING each time; streams finished or ended UNAVAILABLE; "
-        "{resumed} resumed with 0 missing, 0 repeated",
+        "health NOT_SERVING each time; {resumed} streams cut (UNAVAILABLE) and resumed, "
+        "the rest finished in the grace period; {completed} complete reads, 0 missing, "
+        "0 repeated",
     ),
     "overload": (
         "{burst} calls at once against a cap of {cap}; deadlines; oversized messages; "

@@ -164,12 +164,14 @@ def _check_vocabulary(checks: Violations, view: SessionView, request: Message) -
     class per document."""
     classes, label_names = models.names_of(view.model)
     vocabulary = set(classes) | set(label_names)
+    refused = {field for field, _ in checks.items}
     for field in ("assigned", "dismissed"):
         given: Sequence[Label] = getattr(request, field)
         for i, label in enumerate(given):
+            at = f"{field}[{i}].name"
             checks.check(
-                not vocabulary or label.name in vocabulary,
-                f"{field}[{i}].name",
+                not vocabulary or label.name in vocabulary or at in refused,
+                at,
                 f"{label.name!r} is not one of the model's classes or labels",
             )
     if view.model.type in _CLASS_TYPES:

@@ -7,8 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import grpc
+
 from corrigo.client import AsyncClient
-from corrigo.v1 import correction_pb2, datasets_pb2, models_pb2
+from corrigo.v1 import admin_pb2, correction_pb2, datasets_pb2, models_pb2
 from corrigo.v1.admin_pb2 import Member
 from corrigo.v1.comments_pb2 import Label, PredictedLabel
 from corrigo.v1.correction_pb2 import CorrectionSession, CorrectionSessionChange
@@ -26,6 +28,7 @@ class Corpus:
     annotator of the project."""
 
     org: Org
+    org_id: int
     project_id: int
     owner: str
     source_id: str
@@ -129,8 +132,10 @@ async def corpus(
         )
     )
     annotator_id, annotator = await org.member(project.id, Member.ANNOTATOR)
+    me = await org.admin.admin.WhoAmI(admin_pb2.WhoAmIRequest())
     made = Corpus(
         org,
+        me.organization.id,
         project.id,
         owner,
         source.id,
@@ -171,6 +176,14 @@ async def watch(
     finally:
         call.cancel()
     return seen
+
+
+async def gone(corpus: Corpus, session_id: int) -> None:
+    """Wait until a session being deleted is gone: its watch ends (or it is gone already)."""
+    try:
+        await watch(corpus.annotator, corpus.project_id, session_id, until=())
+    except grpc.aio.AioRpcError as error:
+        assert error.code() == grpc.StatusCode.NOT_FOUND, error
 
 
 async def prepared(corpus: Corpus, session: CorrectionSession) -> CorrectionSession:

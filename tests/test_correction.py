@@ -293,7 +293,7 @@ async def test_uncertainty_takes_the_least_confident_documents_first(org: Org) -
             project_id=corpus.project_id, session_id=session.id
         )
     )
-    await c.watch(corpus.annotator, corpus.project_id, session.id, until=())
+    await c.gone(corpus, session.id)
     small = await corpus.create(strategy=CreateCorrectionSessionRequest.UNCERTAINTY, sample_size=2)
     await c.prepared(corpus, small)
     assert [d.uid for d in await c.documents(corpus, small.id)] == [corpus.uids[3], corpus.uids[1]]

@@ -14,6 +14,7 @@ from google.protobuf import empty_pb2, json_format
 
 from corrigo.client import CorrigoError
 from corrigo.v1 import correction_pb2, datasets_pb2
+from corrigo.v1.comments_pb2 import Label
 from corrigo.v1.correction_pb2 import CreateCorrectionSessionRequest
 from corrigo.v1.models_pb2 import Model
 from tests import correction_helpers as c
@@ -178,7 +179,7 @@ async def test_sampling_never_returns_an_annotated_document(org: Org) -> None:
             owner=corpus.owner,
             name="ds",
             comment_uid=corpus.uids[2],
-            dismissed=[c.Label(name="Comfort", sentiment="positive")],
+            dismissed=[Label(name="Comfort", sentiment="positive")],
         )
     )
     session = await corpus.create()  # sample size 100 by default

@@ -18,6 +18,7 @@ from corrigo.server.store import correction, correction_sampling
 from corrigo.server.store.correction import CorrectionSession, NewSession
 from corrigo.server.store.database import database
 from corrigo.v1 import correction_pb2
+from corrigo.v1.admin_pb2 import Member
 from tests import correction_helpers as c
 from tests.conftest import Org
 from tests.correction_helpers import Status
@@ -43,7 +44,7 @@ def assert_disjoint(documents: dict[int, set[str]]) -> None:
 
 async def test_sessions_created_at_once_never_share_a_document(org: Org) -> None:
     corpus = await c.corpus(org, 40)
-    _, second = await org.member(corpus.project_id, c.Member.ANNOTATOR)
+    _, second = await org.member(corpus.project_id, Member.ANNOTATOR)
     clients = [corpus.annotator, second, corpus.annotator, second]
     sessions = await asyncio.gather(
         *(

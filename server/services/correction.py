@@ -285,13 +285,10 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
         context: grpc.aio.ServicerContext,
     ) -> CorrectionSession:
         view = await _session(request)
-        project_id = view.row.project_id
-        if not await correction.mark_deleting(project_id, view.row.id):
-            raise NotFound(f"correction session {view.row.id} not found")
-        deleting = await correction.get(project_id, view.row.id)
+        deleting = await correction.mark_deleting(view.row.project_id, view.row.id)
         if deleting is None:
             raise NotFound(f"correction session {view.row.id} not found")
-        answer = session_proto(deleting)
+        answer = session_proto(SessionView(deleting, view.model))
         # Another server may be preparing it: that one deletes it, else this one.
         if await correction.take_lease(view.row.id, correction_work.REPLICA):
             await correction_work.launch(view.row.id)

@@ -330,15 +330,16 @@ async def fail(session_id: int, reason: str) -> None:
         await record(row, status=Status.FAILED, failure_reason=reason)
 
 
-async def mark_deleting(project_id: int, session_id: int) -> bool:
-    """DELETING (a change); False when there is no such session."""
+async def mark_deleting(project_id: int, session_id: int) -> CorrectionSession | None:
+    """DELETING (a change); the session as it is then, None when there is no such
+    session in the project."""
     async with write_atomic():
         row = await locked(session_id)
         if row is None or row.project_id != project_id:
-            return False
+            return None
         if row.status != Status.DELETING:
             await record(row, status=Status.DELETING)
-    return True
+    return row
 
 
 async def delete(session_id: int) -> None:

@@ -96,6 +96,24 @@ async def close(db: Database) -> None:
     await db.close_pool()
 
 
+async def release_connection() -> None:
+    """Give the calling task's pooled connection back (outside a transaction). For a
+    long-lived task that waits between queries, such as a watch stream: a task keeps its
+    connection until it ends otherwise. The next query takes one again."""
+    await database.obj.aclose()
+
+
 def atomic() -> Any:
     """`async with atomic():` a transaction (a savepoint when nested) on the bound database."""
     return database.obj.atomic()
+
+
+def write_atomic() -> Any:
+    """`async with write_atomic():` a transaction that reads and then writes. On SQLite it
+    takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction that read
+    first cannot wait for a concurrent writer and fails at once with "database is
+    locked", while an immediate one queues behind it (busy_timeout)."""
+    db = database.obj
+    if isinstance(db, AsyncSqliteDatabase):
+        return db.atomic(lock_type="IMMEDIATE")
+    return db.atomic()

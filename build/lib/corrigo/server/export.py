@@ -1,0 +1,251 @@
+"""The dataset export: request checks, continuations, and pages.
+
+`plan` turns an ExportDatasetRequest (or its streaming twin) into a resolved query and
+a keyset position; `Export.page` reads one page in one query and assembles its
+messages from stored bytes (see `wire`). The unary and the streaming export share it,
+and their continuations are interchangeable.
+
+A continuation carries [export start, model version, sort key, comment id] and is
+bound (`pagination.fingerprint`) to the organization, the dataset (its internal id, so a
+re-created dataset of the same name refuses it) and every filter of the request.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from dataclasses import dataclass, replace
+
+from corrigo.server import auth, pagination, wire
+from corrigo.server.store import datasets, models
+from corrigo.server.store import export as store
+from corrigo.server.store.database import utcnow
+from corrigo.server.store.sources import micros
+from corrigo.server.validation import Violations
+from corrigo.v1.datasets_pb2 import ExportDatasetRequest, StreamExportDatasetRequest
+
+DEFAULT_LIMIT = 64
+MAX_LIMIT = 256
+MAX_COMMENT_UIDS = 256
+MAX_SOURCE_IDS = 1024
+ORDERS = ("timestamp", "created_at")
+# A page holds fewer than `limit` comments when they would pass this many bytes.
+PAGE_BYTES = 2 * 1024 * 1024
+HEX_ID = re.compile(r"^[0-9a-f]{16}$")
+TAG_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_METHOD = "/corrigo.v1.DatasetService/ExportDataset"
+_FILTERS = ("comment_uids", "source_ids", "order_by", "from", "to", "model_version", "model_tag")
+
+AnyExportRequest = ExportDatasetRequest | StreamExportDatasetRequest
+
+
+def parse_time(checks: Violations, field: str, value: str) -> int | None:
+    """Microseconds since the epoch of an ISO-8601 time (UTC when it has no offset)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        checks.add(
+            field, f"must be an ISO-8601 timestamp such as 2021-02-16T10:55:05Z, got {value!r}"
+        )
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(datetime.UTC).replace(tzinfo=None)
+    return micros(parsed)
+
+
+def split_uid(uid: str) -> tuple[str, str] | None:
+    """(source hex id, comment id) of a well-formed comment uid."""
+    source_hex, dot, comment_id = uid.partition(".")
+    if not dot or not HEX_ID.match(source_hex) or not comment_id or len(comment_id) > 256:
+        return None
+    return source_hex, comment_id
+
+
+@dataclass(frozen=True)
+class Export:
+    query: store.Query
+    token_query: bytes
+    after: tuple[int, int] | None
+    limit: int
+
+    async def count(self) -> int:
+        if not self.query.source_ids:
+            return 0
+        return await store.count(self.query, self.after)
+
+    async def page(self) -> tuple[bytes, str, Export | None]:
+        """One page (one query): its `comments` fields as wire bytes, its continuation (""
+        on the last page), and the export positioned after it (None on the last page)."""
+        if not self.query.source_ids:
+            return b"", "", None
+        rows = await store.page(self.query, self.after, self.limit + 1)
+        more = len(rows) > self.limit
+        rows = rows[: self.limit]
+        parts: list[bytes] = []
+        size = 0
+        for i, (_, _, body, assigned, predicted) in enumerate(rows):
+            comment = body if assigned is None else body + _HAS_ANNOTATIONS
+            exported = wire.field(
+                1,
+                wire.field(1, comment)
+                + wire.field(2, wire.field(1, assigned or b""))
+                + wire.field(3, predicted or b""),
+            )
+            size += len(exported)
+            if parts and size > PAGE_BYTES:
+                # Big comments: end the page early, so a message stays far below 4 MiB.
+                rows, more = rows[:i], True
+                break
+            parts.append(exported)
+        if not more:
+            return b"".join(parts), "", None
+        last_id, last_key = rows[-1][0], rows[-1][1]
+        position = [self.query.started_us, self.query.version_id or 0, last_key, last_id]
+        continuation = pagination.issue(self.token_query, position)
+        return b"".join(parts), continuation, replace(self, after=(last_key, last_id))
+
+
+_HAS_ANNOTATIONS = wire.true_flag(12)
+
+
+def _check_filters(checks: Violations, request: AnyExportRequest) -> list[tuple[str, str]]:
+    """Checks the request's own fields; answers the parsed comment uids."""
+    checks.check(
+        0 <= request.limit <= MAX_LIMIT, "limit", f"must be 0..{MAX_LIMIT}, got {request.limit}"
+    )
+    if request.order_by:
+        checks.check(request.order_by in ORDERS, "order_by", f"must be one of {', '.join(ORDERS)}")
+    uids: list[tuple[str, str]] = []
+    if request.comment_uids:
+        if checks.check(
+            len(request.comment_uids) <= MAX_COMMENT_UIDS,
+            "comment_uids",
+            f"at most {MAX_COMMENT_UIDS} uids, got {len(request.comment_uids)}",
+        ):
+            for i, uid in enumerate(request.comment_uids):
+                parsed = split_uid(uid)
+                if checks.check(
+                    parsed is not None,
+                    f"comment_uids[{i}]",
+                    "must be source_id.comment_id (source_id: 16 hex characters)",
+                ):
+                    assert parsed is not None
+                    uids.append(parsed)
+        for other in ("source_ids", "from", "to"):
+            checks.check(
+                not getattr(request, other),
+                "comment_uids",
+                f"no other filter may be passed with comment_uids (got {other})",
+            )
+    if checks.check(
+        len(request.source_ids) <= MAX_SOURCE_IDS,
+        "source_ids",
+        f"at most {MAX_SOURCE_IDS} source ids, got {len(request.source_ids)}",
+    ):
+        for i, source_id in enumerate(request.source_ids):
+            checks.check(
+                bool(HEX_ID.match(source_id)), f"source_ids[{i}]", "must be 16 hex characters"
+            )
+    checks.check(
+        request.model_version >= 0,
+        "model_version",
+        f"must be >= 0, got {request.model_version}",
+    )
+    if request.model_tag:
+        checks.check(
+            bool(TAG_NAME.match(request.model_tag)),
+            "model_tag",
+            "must be 1..32 lower-case letters, digits, '-' or '_', starting with a letter",
+        )
+        checks.check(
+            not request.model_version, "model_tag", "give model_version or model_tag, not both"
+        )
+    return uids
+
+
+async def _version_id(dataset_id: int, request: AnyExportRequest) -> int | None:
+    if request.model_version:
+        return (await models.find_version(dataset_id, request.model_version)).id
+    if request.model_tag:
+        return (await models.tagged_version(dataset_id, request.model_tag)).id
+    latest = await models.latest_version(dataset_id)
+    return latest.id if latest else None
+
+
+def _position(checks: Violations, token: str, token_query: bytes) -> list[int]:
+    position = pagination.read(token, token_query, "continuation")
+    if len(position) != 4 or not all(isinstance(v, int) for v in position):
+        checks.add("continuation", "invalid continuation")
+        checks.raise_if_any()
+    return position
+
+
+async def plan(request: AnyExportRequest) -> Export:
+    """Check the request, resolve its dataset, sources, model version and position."""
+    checks = Violations()
+    uids = _check_filters(checks, request)
+    from_us = parse_time(checks, "from", getattr(request, "from"))
+    to_us = parse_time(checks, "to", request.to)
+    checks.raise_if_any()
+    checks.name("name", request.name)
+    checks.raise_if_any()
+    project = auth.project()
+    dataset = await datasets.find(project, request.name)
+    in_dataset = await datasets.dataset_sources(dataset.id)
+    for i, source_id in enumerate(request.source_ids):
+        checks.check(
+            source_id in in_dataset,
+            f"source_ids[{i}]",
+            f"{source_id} is not a source of the dataset",
+        )
+    for i, (source_hex, _) in enumerate(uids):
+        checks.check(
+            source_hex in in_dataset,
+            f"comment_uids[{i}]",
+            f"source {source_hex} is not a source of the dataset",
+        )
+    checks.raise_if_any()
+
+    bound = ExportDatasetRequest(owner=request.owner, name=request.name)
+    for name in _FILTERS:
+        value = getattr(request, name)
+        if isinstance(value, str | int):
+            setattr(bound, name, value)
+        else:
+            getattr(bound, name).extend(value)
+    token_query = pagination.fingerprint(
+        f"{_METHOD}#{dataset.id}", project.organization_id, bound, ()
+    )
+    if request.continuation:
+        started_us, version_id, key, comment_id = _position(
+            checks, request.continuation, token_query
+        )
+        after: tuple[int, int] | None = (key, comment_id)
+        version: int | None = version_id or None
+    else:
+        started_us, after = micros(utcnow()), None
+        version = await _version_id(dataset.id, request)
+
+    by_uid: dict[int, list[str]] | None = None
+    if uids:
+        by_uid = {}
+        for source_hex, uid_comment in uids:
+            by_uid.setdefault(in_dataset[source_hex], []).append(uid_comment)
+        source_ids = sorted(by_uid)
+    elif request.source_ids:
+        source_ids = sorted({in_dataset[s] for s in request.source_ids})
+    else:
+        source_ids = sorted(in_dataset.values())
+    query = store.Query(
+        dataset_id=dataset.id,
+        source_ids=source_ids,
+        by_created=request.order_by == "created_at",
+        from_us=from_us,
+        to_us=to_us,
+        uids=by_uid,
+        started_us=started_us,
+        version_id=version,
+    )
+    return Export(query, token_query, after, request.limit or DEFAULT_LIMIT)

@@ -1,0 +1,125 @@
+"""The export's query: one page of comments with their labellings and predictions.
+
+A page costs one query whatever its size. Comments are read by keyset on
+(sort key, internal id) from the per-source indexes `(source, ts_us, id)` and
+`(source, created_us, id)`: each source of the dataset is one branch ordered and
+limited on its index, and the branches are merged by one UNION ALL ... ORDER BY ...
+LIMIT, so a page reads at most `limit` index entries per source, wherever it starts.
+Past `MERGE_SOURCES_MAX` sources (SQLite caps compound selects at 500 terms) one
+query filters the sources with IN and sorts instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import peewee
+
+from corrigo.server.store.database import database
+from corrigo.server.store.datasets import Labelling
+from corrigo.server.store.models import Prediction
+from corrigo.server.store.sources import Comment
+
+MERGE_SOURCES_MAX = 64
+
+
+@dataclass(frozen=True)
+class Query:
+    """What an export reads, resolved from its request and continuation."""
+
+    dataset_id: int
+    # Internal ids of the sources to read, never empty.
+    source_ids: Sequence[int]
+    by_created: bool
+    from_us: int | None
+    to_us: int | None
+    # With comment_uids: source internal id -> comment ids.
+    uids: dict[int, list[str]] | None
+    # The export's start: in `timestamp` order, comments whose timestamp a sync changed
+    # after it are left out, so none is returned twice.
+    started_us: int
+    # The model version whose predictions to include (internal id), if any.
+    version_id: int | None
+
+
+# (internal id, sort key, serialized Comment, serialized AssignedLabels or None,
+# serialized Predictions or None)
+Row = tuple[int, int, bytes, bytes | None, bytes | None]
+
+
+def _key(query: Query) -> peewee.Field:
+    return Comment.created_us if query.by_created else Comment.ts_us
+
+
+def _filtered(query: Query, select: peewee.Select, after: tuple[int, int] | None) -> peewee.Select:
+    key = _key(query)
+    if after is not None:
+        select = select.where(peewee.Tuple(key, Comment.id) > peewee.Tuple(*after))
+    if query.from_us is not None:
+        select = select.where(key >= query.from_us)
+    if query.to_us is not None:
+        select = select.where(key <= query.to_us)
+    if not query.by_created:
+        select = select.where(
+            Comment.ts_moved_us.is_null() | (Comment.ts_moved_us <= query.started_us)
+        )
+    return select
+
+
+def _sources(query: Query) -> peewee.Expression:
+    if query.uids is not None:
+        parts = [
+            (Comment.source == source_id) & Comment.comment_id.in_(ids)
+            for source_id, ids in query.uids.items()
+        ]
+        return functools.reduce(operator.or_, parts)
+    if len(query.source_ids) == 1:
+        return Comment.source == query.source_ids[0]
+    return Comment.source.in_(list(query.source_ids))
+
+
+def _comments(query: Query, after: tuple[int, int] | None, limit: int) -> peewee.SelectBase:
+    """(id, sort key, body) of up to `limit` comments after `after`, in export order."""
+    key = _key(query)
+    columns = (Comment.id, key, Comment.body)
+    if query.uids is not None or not 1 < len(query.source_ids) <= MERGE_SOURCES_MAX:
+        select = _filtered(query, Comment.select(*columns).where(_sources(query)), after)
+        return select.order_by(key, Comment.id).limit(limit)
+    branches = [
+        _filtered(query, Comment.select(*columns).where(Comment.source == source), after)
+        .order_by(key, Comment.id)
+        .limit(limit)
+        for source in query.source_ids
+    ]
+    union = functools.reduce(operator.add, branches)
+    return union.order_by(peewee.SQL("2"), peewee.SQL("1")).limit(limit)
+
+
+async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[Row]:
+    """Up to `limit` comments after the keyset position `after`, in export order, each
+    with its serialized assigned labels and predictions (None when it has none): one
+    query, the page's comments joined to their labelling and prediction by primary key."""
+    page = _comments(query, after, limit).alias("page")
+    key = page.c.created_us if query.by_created else page.c.ts_us
+    labelling = (Labelling.dataset == query.dataset_id) & (Labelling.comment == page.c.id)
+    columns = [page.c.id, key, page.c.body, Labelling.assigned]
+    select = peewee.Select([page]).join(Labelling, peewee.JOIN.LEFT_OUTER, on=labelling)
+    if query.version_id is not None:
+        predicted = (Prediction.version == query.version_id) & (Prediction.comment == page.c.id)
+        select = select.join(Prediction, peewee.JOIN.LEFT_OUTER, on=predicted)
+        columns.append(Prediction.labels)
+    else:
+        columns.append(peewee.Value(None))
+    select = select.select(*columns).order_by(key, page.c.id).bind(database.obj)
+    return await database.list(select.tuples())
+
+
+async def count(query: Query, after: tuple[int, int] | None) -> int:
+    """How many comments follow `after` (for progress bars)."""
+    select = _filtered(
+        query, Comment.select(peewee.fn.COUNT(Comment.id)).where(_sources(query)), after
+    )
+    return int(await database.scalar(select) or 0)

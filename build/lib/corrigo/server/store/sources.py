@@ -1,0 +1,276 @@
+"""Sources and their comments.
+
+A comment row keeps the keys the export sorts and filters on as integer microseconds
+since the epoch (compared and converted without parsing), and everything it answers
+as one serialized `corrigo.v1.Comment` (`body`), so a page of comments is built by
+parsing bytes in C rather than by setting fields in Python.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import operator
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import peewee
+
+from corrigo.server.errors import AlreadyExists, NotFound
+from corrigo.server.store import statistics
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
+from corrigo.server.store.projects import Project
+from corrigo.v1.comments_pb2 import Comment as CommentProto
+
+# The most comments one sync (or one chunk of a bulk sync) writes in one transaction.
+MAX_SYNC = 4096
+
+
+class BytesField(peewee.Field):
+    """Raw bytes: BLOB on SQLite, BYTEA on PostgreSQL. (peewee's BlobField asks the driver
+    for a binary wrapper, which the asyncpg adapter does not have; asyncpg and sqlite3
+    both take and give plain bytes.)"""
+
+    field_type = "BLOB"
+
+    def db_value(self, value: bytes | None) -> bytes | None:
+        return None if value is None else bytes(value)
+
+
+class Source(BaseModel):
+    id = peewee.AutoField()
+    project = peewee.ForeignKeyField(Project)
+    hex_id = peewee.CharField(max_length=16, unique=True)
+    name = peewee.CharField(max_length=64)
+    title = peewee.CharField(max_length=256, default="")
+    description = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("project", "name"), True),)
+
+
+class Comment(BaseModel):
+    id = peewee.BigAutoField()
+    source = peewee.ForeignKeyField(Source, on_delete="CASCADE", index=False)
+    comment_id = peewee.CharField(max_length=256)
+    # `timestamp`, `created_at`, and when a sync last changed `timestamp` (null if never).
+    ts_us = peewee.BigIntegerField()
+    created_us = peewee.BigIntegerField()
+    ts_moved_us = peewee.BigIntegerField(null=True)
+    # Of the synced fields only: tells an unchanged re-sync from an update.
+    content_hash = peewee.CharField(max_length=32)
+    body = BytesField()
+
+
+def new_hex_id() -> str:
+    return secrets.token_hex(8)
+
+
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def micros(value: datetime.datetime) -> int:
+    """Microseconds since the epoch of a naive-UTC datetime."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+async def create_source(project: Project, name: str, title: str, description: str) -> Source:
+    try:
+        async with atomic():
+            now = utcnow()
+            return await Source.acreate(
+                project=project.id,
+                created_at=now,
+                updated_at=now,
+                hex_id=new_hex_id(),
+                name=name,
+                title=title,
+                description=description,
+            )
+    except peewee.IntegrityError:
+        raise AlreadyExists(f"source {name!r} already exists in {project.name!r}") from None
+
+
+async def get_source(project: Project, name: str) -> Source:
+    row = await Source.aget_or_none(Source.project == project.id, Source.name == name)
+    if row is None:
+        raise NotFound(f"source {project.name}/{name} not found")
+    return row
+
+
+async def list_sources(project_id: int, after_id: int, limit: int) -> list[Source]:
+    query = (
+        Source.select()
+        .where(Source.project == project_id, Source.id > after_id)
+        .order_by(Source.id)
+        .limit(limit)
+    )
+    return await database.list(query)
+
+
+async def update_source(source: Source, changes: dict[str, str]) -> Source:
+    if changes:
+        for field, value in changes.items():
+            setattr(source, field, value)
+        source.updated_at = utcnow()
+        await database.aexecute(
+            Source.update(**changes, updated_at=source.updated_at).where(Source.id == source.id)
+        )
+    return source
+
+
+async def delete_source(source: Source) -> None:
+    """The source, its comments and (by cascade) their labellings, predictions and
+    dataset links, in one transaction."""
+    async with atomic():
+        await database.aexecute(Source.delete().where(Source.id == source.id))
+
+
+async def sources_by_hex(project_id: int, hex_ids: Iterable[str]) -> dict[str, int]:
+    """hex id -> internal id of those of `hex_ids` that are sources of the project."""
+    wanted = list(set(hex_ids))
+    if not wanted:
+        return {}
+    query = Source.select(Source.hex_id, Source.id).where(
+        Source.project == project_id, Source.hex_id.in_(wanted)
+    )
+    return dict(await database.list(query.tuples()))
+
+
+@dataclass(frozen=True)
+class SyncCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def content_hash(comment: CommentProto) -> str:
+    return hashlib.sha256(comment.SerializeToString(deterministic=True)).hexdigest()[:32]
+
+
+async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
+    """Upsert `comments` (validated, ids unique, only synced fields set) by id, in one
+    transaction: one read of the existing rows, one multi-row upsert."""
+    hashes = [content_hash(c) for c in comments]
+    now = utcnow()
+    now_us = micros(now)
+    counts = {"new": 0, "updated": 0, "unchanged": 0}
+    async with write_atomic():
+        existing_rows = await database.list(
+            Comment.select(
+                Comment.comment_id,
+                Comment.content_hash,
+                Comment.ts_us,
+                Comment.created_us,
+                Comment.ts_moved_us,
+            )
+            .where(
+                Comment.source == source.id,
+                Comment.comment_id.in_([c.id for c in comments]),
+            )
+            .tuples()
+        )
+        existing = {row[0]: row[1:] for row in existing_rows}
+        rows = []
+        for comment, digest in zip(comments, hashes, strict=True):
+            ts_us = comment.timestamp.seconds * 1_000_000 + comment.timestamp.nanos // 1000
+            known = existing.get(comment.id)
+            if known is None:
+                counts["new"] += 1
+                created_us, moved_us = now_us, None
+            elif known[0] == digest:
+                counts["unchanged"] += 1
+                continue
+            else:
+                counts["updated"] += 1
+                old_ts, created_us, moved_us = known[1], known[2], known[3]
+                if old_ts != ts_us:
+                    moved_us = now_us
+            rows.append(
+                {
+                    Comment.source: source.id,
+                    Comment.comment_id: comment.id,
+                    Comment.ts_us: ts_us,
+                    Comment.created_us: created_us,
+                    Comment.ts_moved_us: moved_us,
+                    Comment.content_hash: digest,
+                    Comment.body: _body(source.hex_id, comment, created_us, now_us),
+                }
+            )
+        if rows:
+            await database.aexecute(
+                Comment.insert_many(rows).on_conflict(
+                    conflict_target=[Comment.source, Comment.comment_id],
+                    preserve=[
+                        Comment.ts_us,
+                        Comment.ts_moved_us,
+                        Comment.content_hash,
+                        Comment.body,
+                    ],
+                )
+            )
+    statistics.comments_inserted(counts["new"])
+    return SyncCounts(**counts)
+
+
+def _body(source_hex: str, comment: CommentProto, created_us: int, modified_us: int) -> bytes:
+    """The stored answer: the synced fields plus the server's."""
+    stored = CommentProto()
+    stored.CopyFrom(comment)
+    stored.uid = f"{source_hex}.{comment.id}"
+    stored.source_id = source_hex
+    stored.created_at.FromMicroseconds(created_us)
+    stored.last_modified.FromMicroseconds(modified_us)
+    stored.context = str(modified_us // 1000)
+    return stored.SerializeToString()
+
+
+async def get_comment(source: Source, comment_id: str) -> CommentProto:
+    body = await database.scalar(
+        Comment.select(Comment.body).where(
+            Comment.source == source.id, Comment.comment_id == comment_id
+        )
+    )
+    if body is None:
+        raise NotFound(f"comment {comment_id!r} not found in source {source.name!r}")
+    return CommentProto.FromString(bytes(body))
+
+
+async def delete_comments(source: Source, comment_ids: Sequence[str]) -> int:
+    async with atomic():
+        return int(
+            await database.aexecute(
+                Comment.delete().where(
+                    Comment.source == source.id, Comment.comment_id.in_(list(comment_ids))
+                )
+            )
+        )
+
+
+async def comments_by_uid(
+    source_ids: dict[str, int], uids: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """(source hex, comment id) -> internal comment id, for those that exist; `source_ids`
+    maps the allowed sources' hex ids to internal ids."""
+    by_source: dict[int, list[str]] = {}
+    for source_hex, comment_id in uids:
+        by_source.setdefault(source_ids[source_hex], []).append(comment_id)
+    if not by_source:
+        return {}
+    condition = functools.reduce(
+        operator.or_,
+        [
+            (Comment.source == source_id) & Comment.comment_id.in_(ids)
+            for source_id, ids in by_source.items()
+        ],
+    )
+    rows = await database.list(
+        Comment.select(Comment.source, Comment.comment_id, Comment.id).where(condition).tuples()
+    )
+    hex_of = {internal: hex_id for hex_id, internal in source_ids.items()}
+    return {(hex_of[source], comment_id): pk for source, comment_id, pk in rows}

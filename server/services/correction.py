@@ -159,14 +159,15 @@ def _check_create(checks: Violations, request: CreateCorrectionSessionRequest) -
     return sample_size
 
 
-def _check_vocabulary(checks: Violations, view: SessionView, request: Message) -> None:
+def _check_vocabulary(
+    checks: Violations, view: SessionView, request: correction_pb2.SubmitCorrectionRequest
+) -> None:
     """Corrections use the model's classes and labels (when it lists any), at most one
     class per document."""
     classes, label_names = models.names_of(view.model)
     vocabulary = set(classes) | set(label_names)
     refused = {field for field, _ in checks.items}
-    for field in ("assigned", "dismissed"):
-        given: Sequence[Label] = getattr(request, field)
+    for field, given in (("assigned", request.assigned), ("dismissed", request.dismissed)):
         for i, label in enumerate(given):
             at = f"{field}[{i}].name"
             checks.check(
@@ -175,7 +176,7 @@ def _check_vocabulary(checks: Violations, view: SessionView, request: Message) -
                 f"{label.name!r} is not one of the model's classes or labels",
             )
     if view.model.type in _CLASS_TYPES:
-        chosen = [label.name for label in request.assigned if label.name in classes]  # type: ignore[attr-defined]
+        chosen = [label.name for label in request.assigned if label.name in classes]
         checks.check(
             len(chosen) <= 1, "assigned", f"at most one of the model's classes, got {chosen}"
         )

@@ -39,7 +39,7 @@ from corrigo.v1.correction_pb2 import CorrectionSession as SessionProto
 Status = SessionProto.Status
 # The statuses in which a server has work to do on the session.
 WORK_STATUSES = (Status.CREATED, Status.SAMPLING, Status.PREDICTING, Status.DELETING)
-# Statuses that hold documents (claims): the session is open.
+# Statuses of a closed session: it holds no documents (its claims are released).
 CLOSED_STATUSES = (Status.FINISHED, Status.FAILED)
 LEASE = datetime.timedelta(seconds=60)
 

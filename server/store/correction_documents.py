@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
@@ -49,20 +50,20 @@ def _select(dataset_id: int) -> peewee.Select:
     )
 
 
-def _row(values: tuple[object, ...]) -> DocumentRow:
+def _row(values: tuple[Any, ...]) -> DocumentRow:
     position, comment_id, body, predicted, assigned, dismissed, corrected_at = values
 
-    def blob(value: object) -> bytes | None:
-        return None if value is None else bytes(value)  # type: ignore[call-overload]
+    def blob(value: Any) -> bytes | None:
+        return None if value is None else bytes(value)
 
     return DocumentRow(
-        int(position),  # type: ignore[call-overload]
-        int(comment_id),  # type: ignore[call-overload]
-        bytes(body),  # type: ignore[call-overload]
+        position,
+        comment_id,
+        bytes(body),
         blob(predicted),
         blob(assigned),
         blob(dismissed),
-        corrected_at,  # type: ignore[arg-type]
+        corrected_at,
     )
 
 

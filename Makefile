@@ -84,6 +84,7 @@ package-check: $(STAMP)
 	cd .build/package && venv/bin/corrigo --help >/dev/null
 	cd .build/package && venv/bin/python -c 'import corrigo.v1.admin_pb2, corrigo.server.app, corrigo.client'
 	cd .build/package && venv/bin/corrigo migrate --database sqlite:///package-check.sqlite3
+	rm -rf build  # setuptools' scratch directory in the source tree
 
 check: lint typecheck gen-check gateway-check buf-lint package-check test
 

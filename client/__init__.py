@@ -19,6 +19,7 @@ from corrigo.client.channel import TokenInterceptor, async_channel, resolve, syn
 from corrigo.client.errors import CorrigoError
 from corrigo.v1 import (
     admin_pb2_grpc,
+    correction_pb2_grpc,
     datasets_pb2_grpc,
     improvement_pb2_grpc,
     models_pb2_grpc,
@@ -52,6 +53,8 @@ class Client:
         self.sources = sources_pb2_grpc.SourceServiceStub(self.channel)
         self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelServiceStub(self.channel)
+        self.corrections = correction_pb2_grpc.CorrectionSessionServiceStub(self.channel)
+        self.document_groups = correction_pb2_grpc.DocumentGroupServiceStub(self.channel)
 
     def close(self) -> None:
         self._base.close()
@@ -89,6 +92,8 @@ class AsyncClient:
         self.sources = sources_pb2_grpc.SourceServiceStub(self.channel)
         self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
         self.models = models_pb2_grpc.ModelServiceStub(self.channel)
+        self.corrections = correction_pb2_grpc.CorrectionSessionServiceStub(self.channel)
+        self.document_groups = correction_pb2_grpc.DocumentGroupServiceStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -13,6 +13,7 @@ from google.api import annotations_pb2
 from corrigo.client.errors import CorrigoError
 from corrigo.v1 import (
     admin_pb2,
+    correction_pb2,
     datasets_pb2,
     improvement_pb2,
     models_pb2,
@@ -29,6 +30,7 @@ _FILES = [
     models_pb2.DESCRIPTOR,
     practice_pb2.DESCRIPTOR,
     improvement_pb2.DESCRIPTOR,
+    correction_pb2.DESCRIPTOR,
 ]
 _READ_PREFIXES = ("Get", "List", "Export", "Stream", "Watch", "WhoAmI")
 

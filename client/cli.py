@@ -11,7 +11,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from corrigo.client import Client, CorrigoError, improvement_cli, practice_cli
+from corrigo.client import Client, CorrigoError, correction_cli, improvement_cli, practice_cli
 from corrigo.v1 import admin_pb2, datasets_pb2
 
 
@@ -220,6 +220,7 @@ def parser() -> argparse.ArgumentParser:
 
     practice_cli.add_commands(commands, _add_connection)
     improvement_cli.add_commands(commands, _add_connection)
+    correction_cli.add_commands(commands, _add_connection)
     _add_export(commands)
     return root
 

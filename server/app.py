@@ -15,11 +15,13 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from corrigo.server import pagination, reflection
+from corrigo.server import background, correction_work, pagination, reflection
 from corrigo.server.config import Config
 from corrigo.server.interceptors import interceptors
 from corrigo.server.services.admin import AdminService
+from corrigo.server.services.correction import CorrectionSessionService
 from corrigo.server.services.datasets import DatasetService
+from corrigo.server.services.document_groups import DocumentGroupService
 from corrigo.server.services.few_shot import FewShotExampleService
 from corrigo.server.services.improvement import ImprovementService
 from corrigo.server.services.models import ModelService
@@ -30,6 +32,8 @@ from corrigo.server.store import database, identity
 from corrigo.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    correction_pb2,
+    correction_pb2_grpc,
     datasets_pb2,
     datasets_pb2_grpc,
     improvement_pb2,
@@ -93,6 +97,16 @@ SERVICES = [
         models_pb2_grpc.add_ModelServiceServicer_to_server,
         ModelService,
     ),
+    ServiceEntry(
+        correction_pb2.DESCRIPTOR.services_by_name["CorrectionSessionService"],
+        correction_pb2_grpc.add_CorrectionSessionServiceServicer_to_server,
+        CorrectionSessionService,
+    ),
+    ServiceEntry(
+        correction_pb2.DESCRIPTOR.services_by_name["DocumentGroupService"],
+        correction_pb2_grpc.add_DocumentGroupServiceServicer_to_server,
+        DocumentGroupService,
+    ),
 ]
 
 
@@ -118,6 +132,10 @@ class CorrigoServer:
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         pagination.configure(await identity.server_secret("page_tokens"))
+        # Background work (correction sessions being prepared or deleted) is tracked from
+        # here on; the sweeper resumes what a stopped or crashed server left.
+        background.open_background()
+        correction_work.start_sweeping()
 
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
@@ -152,9 +170,11 @@ class CorrigoServer:
 
     async def stop(self, grace: float) -> None:
         """Health turns NOT_SERVING, new calls are refused, in-flight calls get `grace`
-        seconds, then the database pool closes."""
+        seconds, background work gets `grace` seconds to reach the end of its step (then
+        it is cancelled), then the database pool closes."""
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        await background.current().close(grace)
         await database.close(self.db)
 
 

@@ -97,6 +97,8 @@ _IMPROVEMENT = "/corrigo.v1.ImprovementService/"
 _DATASETS = "/corrigo.v1.DatasetService/"
 _SOURCES = "/corrigo.v1.SourceService/"
 _MODELS = "/corrigo.v1.ModelService/"
+_CORRECTION = "/corrigo.v1.CorrectionSessionService/"
+_GROUPS = "/corrigo.v1.DocumentGroupService/"
 
 RULES: dict[str, Rule] = {
     "/grpc.health.v1.Health/Check": public(),
@@ -191,4 +193,25 @@ RULES: dict[str, Rule] = {
     _MODELS + "CreateModelVersion": project(Permission.MODEL_ADMIN, "owner"),
     _MODELS + "UploadPredictions": project(Permission.MODEL_ADMIN, "owner"),
     _MODELS + "SetModelTag": project(Permission.MODEL_ADMIN, "owner"),
+    # Correction sessions and document groups: every request names its project; a session
+    # or group of another project is NOT_FOUND.
+    **{
+        _CORRECTION + name: project(Permission.CORRECTION_SESSIONS, "project_id")
+        for name in (
+            "CreateCorrectionSession",
+            "GetCorrectionSession",
+            "ListCorrectionSessions",
+            "DeleteCorrectionSession",
+            "ListSessionDocuments",
+            "SubmitCorrection",
+            "WatchCorrectionSession",
+            "ListCorrectionSessionChanges",
+        )
+    },
+    **{
+        _GROUPS + verb + "DocumentGroup" + suffix: project(
+            Permission.CORRECTION_SESSIONS, "project_id"
+        )
+        for verb, suffix in (("Create", ""), ("Get", ""), ("List", "s"), ("Delete", ""))
+    },
 }

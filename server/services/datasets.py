@@ -87,23 +87,57 @@ def _without(name: str, blob: bytes) -> tuple[bytes, bool]:
     return AssignedLabels(assigned=remaining).SerializeToString(), True
 
 
-def _label_list(items: Sequence[Label]) -> bytes:
+def label_list(items: Sequence[Label]) -> bytes:
+    """A labelling's stored label list (b"" when empty)."""
     return AssignedLabels(assigned=items).SerializeToString() if items else b""
 
 
-async def _comment_of(checks: Violations, dataset: datasets.Dataset, uid: str) -> tuple[str, int]:
-    """The internal id of the comment `uid` of the dataset's sources."""
+async def check_labelling(
+    checks: Violations,
+    dataset: datasets.Dataset,
+    assigned: Sequence[Label],
+    dismissed: Sequence[Label],
+) -> None:
+    """The checks of a labelling's assigned and dismissed labels: valid, unique, not both
+    assigned and dismissed, sentiment as the dataset has it, in its taxonomy."""
+    labels.check_assigned(checks, "assigned", assigned, dataset.has_sentiment)
+    labels.check_assigned(checks, "dismissed", dismissed, dataset.has_sentiment)
+    checks.raise_if_any()
+    assigned_names = {label.name for label in assigned}
+    for i, label in enumerate(dismissed):
+        checks.check(
+            label.name not in assigned_names,
+            f"dismissed[{i}].name",
+            f"label {label.name!r} is also assigned",
+        )
+    names = [label.name for label in (*assigned, *dismissed)]
+    known = await datasets.label_names(dataset.id, names)
+    for field, given in (("assigned", assigned), ("dismissed", dismissed)):
+        for i, label in enumerate(given):
+            checks.check(
+                label.name in known,
+                f"{field}[{i}].name",
+                f"label {label.name!r} is not in the dataset's taxonomy",
+            )
+
+
+async def comment_of(
+    checks: Violations, dataset: datasets.Dataset, uid: str, field: str = "comment_uid"
+) -> tuple[str, int]:
+    """The internal id of the comment `uid` of the dataset's sources: INVALID_ARGUMENT on
+    `field` (with the problems `checks` holds) when it is malformed or of another
+    source, NOT_FOUND when there is no such comment."""
     parsed = export.split_uid(uid)
     checks.check(
         parsed is not None,
-        "comment_uid",
+        field,
         "must be source_id.comment_id (16 hex characters, '.', id)",
     )
     checks.raise_if_any()
     assert parsed is not None
     in_dataset = await datasets.dataset_sources(dataset.id)
     checks.check(
-        parsed[0] in in_dataset, "comment_uid", f"source {parsed[0]} is not a source of the dataset"
+        parsed[0] in in_dataset, field, f"source {parsed[0]} is not a source of the dataset"
     )
     checks.raise_if_any()
     found = await sources.comments_by_uid({parsed[0]: in_dataset[parsed[0]]}, [parsed])
@@ -282,28 +316,10 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     ) -> datasets_pb2.LabellingResponse:
         checks = Violations()
         row = await named_dataset(request.name)
-        labels.check_assigned(checks, "assigned", request.assigned, row.has_sentiment)
-        labels.check_assigned(checks, "dismissed", request.dismissed, row.has_sentiment)
-        checks.raise_if_any()
-        assigned_names = {label.name for label in request.assigned}
-        for i, label in enumerate(request.dismissed):
-            checks.check(
-                label.name not in assigned_names,
-                f"dismissed[{i}].name",
-                f"label {label.name!r} is also assigned",
-            )
-        names = [label.name for label in (*request.assigned, *request.dismissed)]
-        known = await datasets.label_names(row.id, names)
-        for field in ("assigned", "dismissed"):
-            for i, label in enumerate(getattr(request, field)):
-                checks.check(
-                    label.name in known,
-                    f"{field}[{i}].name",
-                    f"label {label.name!r} is not in the dataset's taxonomy",
-                )
-        uid, comment_id = await _comment_of(checks, row, request.comment_uid)
+        await check_labelling(checks, row, request.assigned, request.dismissed)
+        uid, comment_id = await comment_of(checks, row, request.comment_uid)
         await datasets.set_labelling(
-            row.id, comment_id, _label_list(request.assigned), _label_list(request.dismissed)
+            row.id, comment_id, label_list(request.assigned), label_list(request.dismissed)
         )
         return await self._labelling(row, uid, comment_id)
 
@@ -311,7 +327,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.GetLabellingRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.LabellingResponse:
         row = await named_dataset(request.name)
-        uid, comment_id = await _comment_of(Violations(), row, request.comment_uid)
+        uid, comment_id = await comment_of(Violations(), row, request.comment_uid)
         return await self._labelling(row, uid, comment_id)
 
     async def _labelling(

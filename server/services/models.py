@@ -39,6 +39,7 @@ def version_proto(row: models.ModelVersion) -> ModelVersion:
         model_id=row.model_id,
         validation_score=row.validation_score,
         created_at=to_proto(row.created_at),
+        labelled_documents=row.labelled_documents or 0,
     )
 
 
@@ -162,7 +163,8 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
                 f"comment {item.uid!r} is not in the dataset's sources",
             ):
                 assert comment_id is not None
-                rows.append((comment_id, Predictions(labels=item.labels).SerializeToString()))
+                top = max((label.probability for label in item.labels), default=None)
+                rows.append((comment_id, Predictions(labels=item.labels).SerializeToString(), top))
         checks.raise_if_any()
         await models.store_predictions(version.id, rows)
         return models_pb2.UploadPredictionsResponse(stored=len(rows))

@@ -96,6 +96,13 @@ async def close(db: Database) -> None:
     await db.close_pool()
 
 
+async def release_connection() -> None:
+    """Give the calling task's pooled connection back (outside a transaction). For a
+    long-lived task that waits between queries, such as a watch stream: a task keeps its
+    connection until it ends otherwise. The next query takes one again."""
+    await database.obj.aclose()
+
+
 def atomic() -> Any:
     """`async with atomic():` a transaction (a savepoint when nested) on the bound database."""
     return database.obj.atomic()

@@ -13,7 +13,7 @@ import peewee
 
 from corrigo.server.errors import Aborted, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
-from corrigo.server.store.datasets import Dataset
+from corrigo.server.store.datasets import Dataset, Labelling
 from corrigo.server.store.sources import BytesField, Comment
 from corrigo.v1 import errors_pb2
 
@@ -39,6 +39,8 @@ class ModelVersion(BaseModel):
     version = peewee.IntegerField()
     validation_score = peewee.DoubleField()
     created_at = peewee.DateTimeField(default=utcnow)
+    # How many of the dataset's documents had assigned labels when it was recorded.
+    labelled_documents = peewee.IntegerField(null=True)
 
     class Meta:
         indexes = ((("dataset", "version"), True),)
@@ -48,6 +50,9 @@ class Prediction(BaseModel):
     version = peewee.ForeignKeyField(ModelVersion, on_delete="CASCADE", index=False)
     comment = peewee.ForeignKeyField(Comment, on_delete="CASCADE")
     labels = BytesField()
+    # The highest probability among `labels` (None when it has none): what uncertainty
+    # sampling orders by, without parsing `labels`.
+    top_probability = peewee.DoubleField(null=True)
 
     class Meta:
         primary_key = peewee.CompositeKey("version", "comment")
@@ -111,8 +116,9 @@ async def latest_versions(model_ids: Sequence[int]) -> dict[int, int]:
 
 
 async def create_version(dataset_id: int, model_id: int, score: float) -> ModelVersion:
-    """The next version number of the dataset. Two concurrent creations cannot take the
-    same number (unique index): the loser gets ABORTED and may retry."""
+    """The next version number of the dataset, recording how many labelled documents the
+    dataset has now. Two concurrent creations cannot take the same number (unique
+    index): the loser gets ABORTED and may retry."""
     try:
         async with write_atomic():
             current = await database.scalar(
@@ -120,11 +126,17 @@ async def create_version(dataset_id: int, model_id: int, score: float) -> ModelV
                     ModelVersion.dataset == dataset_id
                 )
             )
+            labelled = await database.scalar(
+                Labelling.select(peewee.fn.COUNT(Labelling.comment)).where(
+                    Labelling.dataset == dataset_id, peewee.fn.LENGTH(Labelling.assigned) > 0
+                )
+            )
             return await ModelVersion.acreate(
                 dataset=dataset_id,
                 model=model_id,
                 version=(current or 0) + 1,
                 validation_score=score,
+                labelled_documents=labelled or 0,
             )
     except peewee.IntegrityError:
         raise Aborted(
@@ -163,18 +175,26 @@ async def tagged_version(dataset_id: int, tag: str) -> ModelVersion:
     return rows[0]
 
 
-async def store_predictions(version_id: int, rows: Sequence[tuple[int, bytes]]) -> None:
-    """Replace the version's predictions of these comments, in one transaction."""
+async def store_predictions(
+    version_id: int, rows: Sequence[tuple[int, bytes, float | None]]
+) -> None:
+    """Replace the version's predictions of these comments, in one transaction. Each row
+    is (comment id, serialized Predictions, its top probability or None)."""
     async with atomic():
         await database.aexecute(
             Prediction.insert_many(
                 [
-                    {Prediction.version: version_id, Prediction.comment: c, Prediction.labels: b}
-                    for c, b in rows
+                    {
+                        Prediction.version: version_id,
+                        Prediction.comment: c,
+                        Prediction.labels: b,
+                        Prediction.top_probability: top,
+                    }
+                    for c, b, top in rows
                 ]
             ).on_conflict(
                 conflict_target=[Prediction.version, Prediction.comment],
-                preserve=[Prediction.labels],
+                preserve=[Prediction.labels, Prediction.top_probability],
             )
         )
 

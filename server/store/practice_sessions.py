@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 
 from corrigo.server.errors import FailedPrecondition
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
 from corrigo.server.store.few_shot import FewShotExample
 from corrigo.server.store.fields import JSONField
 from corrigo.server.store.identity import Organization, User
@@ -351,9 +351,10 @@ async def update_settings(
     session_id: int, values: dict[str, Any], example_ids: Sequence[int] | None
 ) -> None:
     """Write the settings' fields and, unless None, replace the few-shot links in order;
-    the session's updated_at moves too. One transaction."""
+    the session's updated_at moves too. One transaction (reading first, so it takes the
+    write lock at once on SQLite)."""
     now = utcnow()
-    async with atomic():
+    async with write_atomic():
         setting = await PracticeSetting.aget(PracticeSetting.session == session_id)
         await database.aexecute(
             PracticeSetting.update(updated_at=now, **values).where(PracticeSetting.id == setting.id)

@@ -70,6 +70,14 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Another call changed the same resource at the same moment (such as two model
     versions numbered at once); retrying succeeds.
     """
+    NO_CANDIDATE_DOCUMENTS: _ErrorReason.ValueType  # 60
+    """The model's dataset holds none of the documents a correction session would sample
+    from (it has none, or none of the given documents or of the document group).
+    """
+    DOCUMENTS_IN_OPEN_SESSIONS: _ErrorReason.ValueType  # 61
+    """Every unannotated candidate document is held by another open correction session of
+    the project; it is free again once that session finishes, fails or is deleted.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason of
@@ -124,5 +132,13 @@ SESSION_SCHEDULED: ErrorReason.ValueType  # 43
 CONCURRENT_CHANGE: ErrorReason.ValueType  # 20
 """Another call changed the same resource at the same moment (such as two model
 versions numbered at once); retrying succeeds.
+"""
+NO_CANDIDATE_DOCUMENTS: ErrorReason.ValueType  # 60
+"""The model's dataset holds none of the documents a correction session would sample
+from (it has none, or none of the given documents or of the document group).
+"""
+DOCUMENTS_IN_OPEN_SESSIONS: ErrorReason.ValueType  # 61
+"""Every unannotated candidate document is held by another open correction session of
+the project; it is free again once that session finishes, fails or is deleted.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

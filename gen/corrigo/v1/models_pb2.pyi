@@ -114,12 +114,17 @@ class ModelVersion(_message.Message):
     MODEL_ID_FIELD_NUMBER: _builtins.int
     VALIDATION_SCORE_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    LABELLED_DOCUMENTS_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """The version's number, counted per dataset from 1."""
     model_id: _builtins.int
     """The model it is a version of."""
     validation_score: _builtins.float
     """Its validation score, 0..1."""
+    labelled_documents: _builtins.int
+    """How many of the dataset's documents had assigned labels when it was recorded: the
+    documents it was trained on (output only; correction sessions project scores from it).
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was recorded."""
@@ -131,10 +136,11 @@ class ModelVersion(_message.Message):
         model_id: _builtins.int = ...,
         validation_score: _builtins.float = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        labelled_documents: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "model_id", b"model_id", "validation_score", b"validation_score", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "labelled_documents", b"labelled_documents", "model_id", b"model_id", "validation_score", b"validation_score", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,126 @@
+"""`corrigo sessions create | watch | list`: correction sessions from the command line."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from corrigo.client import Client
+from corrigo.client.practice_cli import print_json
+from corrigo.v1 import correction_pb2
+from corrigo.v1.correction_pb2 import CorrectionSession, CorrectionSessionChange
+
+_STRATEGIES = ("random", "uncertainty")
+_STATUSES = [v.name.lower() for v in CorrectionSession.Status.DESCRIPTOR.values if v.number]
+
+
+def transition_line(change: CorrectionSessionChange) -> str:
+    """One line per change: version, status, progress, documents (and why it failed)."""
+    session = change.session
+    line = (
+        f"{change.version}\t{change.changed_at.ToJsonString()}\t"
+        f"{CorrectionSession.Status.Name(session.status)}\t{session.progress:.1f}%\t"
+        f"{session.document_count} documents"
+    )
+    if session.failure_reason:
+        line += f"\t{session.failure_reason}"
+    return line
+
+
+def _watch_until_end(client: Client, project_id: int, session_id: int) -> CorrectionSession:
+    """Print each change until the stream ends; the session as of the last one."""
+    last = CorrectionSession()
+    for change in client.corrections.WatchCorrectionSession(
+        correction_pb2.WatchCorrectionSessionRequest(project_id=project_id, session_id=session_id)
+    ):
+        print(transition_line(change), flush=True)
+        last = change.session
+    return last
+
+
+def _create(args: argparse.Namespace) -> int:
+    request = correction_pb2.CreateCorrectionSessionRequest(
+        project_id=args.project_id,
+        model_id=args.model_id,
+        name=args.name,
+        description=args.description,
+        document_uids=args.document_uid or [],
+        document_group_id=args.document_group_id,
+        strategy=correction_pb2.CreateCorrectionSessionRequest.Strategy.Value(
+            args.strategy.upper()
+        ),
+    )
+    if args.sample_size is not None:
+        request.sample_size.value = args.sample_size
+    with Client(args.target, args.token) as client:
+        session = client.corrections.CreateCorrectionSession(request)
+        if not args.watch:
+            print_json(session)
+            return 0
+        last = _watch_until_end(client, args.project_id, session.id)
+    return 1 if last.status == CorrectionSession.FAILED else 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    with Client(args.target, args.token) as client:
+        last = _watch_until_end(client, args.project_id, args.session_id)
+    return 1 if last.status == CorrectionSession.FAILED else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    request = correction_pb2.ListCorrectionSessionsRequest(
+        project_id=args.project_id, page_size=500
+    )
+    if args.status:
+        request.status = CorrectionSession.Status.Value(args.status.upper())
+    with Client(args.target, args.token) as client:
+        while True:
+            page = client.corrections.ListCorrectionSessions(request)
+            for session in page.sessions:
+                status = CorrectionSession.Status.Name(session.status)
+                print(
+                    f"{session.id}\t{status}\t{session.progress:.1f}%\t"
+                    f"{session.document_count}\t{session.name}"
+                )
+            if not page.next_page_token:
+                return 0
+            request.page_token = page.next_page_token
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_connection: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    sessions = commands.add_parser("sessions", help="correction sessions")
+    sub = sessions.add_subparsers(dest="sessions_command", required=True, metavar="COMMAND")
+
+    create = sub.add_parser("create", help="create a correction session (prints it as JSON)")
+    create.add_argument("project_id", type=int)
+    create.add_argument("model_id", type=int)
+    create.add_argument("--sample-size", type=int, help="documents to correct (default 100)")
+    create.add_argument("--name", default="")
+    create.add_argument("--description", default="")
+    create.add_argument("--strategy", choices=_STRATEGIES, default="random")
+    create.add_argument("--document-uid", action="append", help="sample among these (repeatable)")
+    create.add_argument("--document-group-id", type=int, default=0, help="sample in this group")
+    create.add_argument(
+        "--watch", action="store_true", help="then print each transition, as `sessions watch`"
+    )
+    add_connection(create)
+    create.set_defaults(run=_create)
+
+    watch = sub.add_parser(
+        "watch",
+        help="print each change of a session (version, time, status, progress, documents) "
+        "from its creation until it is FINISHED, FAILED or deleted",
+    )
+    watch.add_argument("project_id", type=int)
+    watch.add_argument("session_id", type=int)
+    add_connection(watch)
+    watch.set_defaults(run=_watch)
+
+    listing = sub.add_parser("list", help="list a project's sessions: id, status, progress, ...")
+    listing.add_argument("project_id", type=int)
+    listing.add_argument("--status", choices=_STATUSES)
+    add_connection(listing)
+    listing.set_defaults(run=_list)

@@ -1,0 +1,141 @@
+"""Preparing and deleting correction sessions in the background.
+
+A session with work to do (CREATED, SAMPLING, PREDICTING, DELETING) is worked on by the
+server holding its lease (see `store.correction`), one step per status:
+
+    CREATED -> SAMPLING -> (choose and claim documents) -> PREDICTING
+    -> (attach predictions, project the score) -> ANNOTATING;  DELETING -> gone
+
+Each step is one transaction that checks the session's status under its row lock, so
+running a step twice (two servers, or a server resuming after a crash) does it once. A
+step that keeps failing ends the session in FAILED with the reason. On shutdown a
+worker stops between steps and gives its lease back. The sweeper of every server looks
+for sessions nobody works on (a released lease, or one that ran out because its server
+died) at start and then every `SWEEP_INTERVAL` seconds, and takes them over: a session
+left mid-work by a crashed server is resumed by the next server to start, or by another
+replica within a lease period.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+
+from corrigo.server import background, predicted_score
+from corrigo.server.store import correction, correction_sampling
+from corrigo.server.store.correction import Status
+from corrigo.server.store.database import release_connection
+
+log = logging.getLogger("corrigo.correction")
+
+# Who this server process is, in the sessions' leases.
+REPLICA = secrets.token_hex(8)
+SWEEP_INTERVAL = 15.0
+_SWEEP_BATCH = 100
+_ATTEMPTS = 3
+
+
+async def _predict(session_id: int) -> None:
+    row = await correction.find(session_id)
+    if row is None or row.status != Status.PREDICTING:
+        return
+    if row.model_version_id is None:
+        await correction.fail(
+            session_id, f"model {row.model_id} has no version: there are no predictions to correct"
+        )
+        return
+    history = await correction_sampling.version_history(row.model_id, row.model_version_id)
+    score = predicted_score.project(history, row.document_count)
+    await correction_sampling.attach_predictions(session_id, score)
+
+
+_STEPS: dict[int, tuple[str, Callable[[int], Awaitable[None]]]] = {
+    Status.CREATED: (
+        "starting",
+        lambda session_id: correction.advance(session_id, Status.CREATED, Status.SAMPLING),
+    ),
+    Status.SAMPLING: ("sampling", correction_sampling.sample),
+    Status.PREDICTING: ("attaching predictions", _predict),
+    Status.DELETING: ("deleting", correction.delete),
+}
+
+
+async def _step(session_id: int, status: int) -> None:
+    """Run the status's step, again after an unexpected error; after the last attempt
+    the session FAILED with the error's id (a deletion is left to the lease's expiry)."""
+    what, step = _STEPS[status]
+    for attempt in range(1, _ATTEMPTS + 1):
+        try:
+            await step(session_id)
+            return
+        except Exception:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception(
+                "correction session %d: %s failed (attempt %d, error id %s)",
+                session_id,
+                what,
+                attempt,
+                error_id,
+            )
+            if attempt < _ATTEMPTS:
+                if await background.current().pause(0.1 * attempt):
+                    return
+                continue
+            if status == Status.DELETING:
+                raise
+            await correction.fail(session_id, f"internal error while {what} (error id {error_id})")
+
+
+async def _run(session_id: int) -> None:
+    """Work on a session this server holds the lease of, until it needs no more work."""
+    work = background.current()
+    while True:
+        while not work.stopping:
+            status = await correction.status_of(session_id)
+            if status not in _STEPS:
+                break
+            if not await correction.renew_lease(session_id, REPLICA):
+                return  # The lease ran out and another server took the session over.
+            await _step(session_id, status)
+        await correction.release_lease(session_id, REPLICA)
+        if work.stopping:
+            return
+        # A deletion marked while this server held the lease found it taken: take the
+        # lease again for it.
+        if not await correction.take_lease(session_id, REPLICA):
+            return
+
+
+async def launch(session_id: int) -> None:
+    """Work on a session whose lease this server holds; the lease is given back when the
+    server is stopping (the next one resumes the work)."""
+    if not background.current().spawn(_run(session_id), f"correction-session-{session_id}"):
+        await correction.release_lease(session_id, REPLICA)
+
+
+async def sweep() -> list[int]:
+    """Take over the sessions with work to do that no server works on; their ids."""
+    taken = []
+    for session_id in await correction.unleased(_SWEEP_BATCH):
+        if await correction.take_lease(session_id, REPLICA):
+            await launch(session_id)
+            taken.append(session_id)
+    return taken
+
+
+async def _sweeping() -> None:
+    work = background.current()
+    while not work.stopping:
+        try:
+            await sweep()
+        except Exception:
+            log.exception("sweeping correction sessions failed")
+        await release_connection()
+        if await work.pause(SWEEP_INTERVAL):
+            return
+
+
+def start_sweeping() -> None:
+    background.current().spawn(_sweeping(), "correction-sweeper")

@@ -27,7 +27,7 @@ from typing import Any
 import peewee
 from playhouse.pwasyncio import AsyncSqliteDatabase
 
-from corrigo.server.store.database import BaseModel, database, utcnow, write_atomic
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.datasets import Dataset
 from corrigo.server.store.document_groups import DocumentGroupMember
 from corrigo.server.store.identity import Organization, User
@@ -175,7 +175,7 @@ async def create(
     dataset) when `candidates` is None and there is no group."""
     now = utcnow()
     scoped = candidates is not None or new.document_group_id is not None
-    async with write_atomic():
+    async with atomic():
         row: CorrectionSession = await CorrectionSession.acreate(
             uuid=str(uuid.uuid4()),
             organization=new.organization_id,
@@ -322,7 +322,7 @@ async def release_claims(session_id: int) -> None:
 async def fail(session_id: int, reason: str) -> None:
     """FAILED with `reason`, releasing the documents, unless the session is already
     closed, being deleted or gone."""
-    async with write_atomic():
+    async with atomic():
         row = await locked(session_id)
         if row is None or row.status in (*CLOSED_STATUSES, Status.DELETING):
             return
@@ -333,7 +333,7 @@ async def fail(session_id: int, reason: str) -> None:
 async def mark_deleting(project_id: int, session_id: int) -> CorrectionSession | None:
     """DELETING (a change); the session as it is then, None when there is no such
     session in the project."""
-    async with write_atomic():
+    async with atomic():
         row = await locked(session_id)
         if row is None or row.project_id != project_id:
             return None
@@ -344,7 +344,7 @@ async def mark_deleting(project_id: int, session_id: int) -> CorrectionSession |
 
 async def delete(session_id: int) -> None:
     """Remove a DELETING session with its documents, claims and log (by cascade)."""
-    async with write_atomic():
+    async with atomic():
         row = await locked(session_id)
         if row is not None and row.status == Status.DELETING:
             await database.aexecute(
@@ -355,7 +355,7 @@ async def delete(session_id: int) -> None:
 async def advance(session_id: int, expected: int, status: int) -> None:
     """Move the session from `expected` to `status` (a change); nothing when another
     server already moved it."""
-    async with write_atomic():
+    async with atomic():
         row = await locked(session_id)
         if row is not None and row.status == expected:
             await record(row, status=status)

@@ -12,7 +12,7 @@ import peewee
 from corrigo.server.errors import FailedPrecondition, NotFound
 from corrigo.server.store import correction, datasets
 from corrigo.server.store.correction import CorrectionDocument, CorrectionSession, Status
-from corrigo.server.store.database import database, utcnow, write_atomic
+from corrigo.server.store.database import atomic, database, utcnow
 from corrigo.server.store.datasets import Labelling
 from corrigo.server.store.sources import Comment
 
@@ -104,7 +104,7 @@ async def submit(
     corrected, and record the session's new progress (FINISHED, with its documents
     released, once every document is corrected), in one transaction. Answers the
     session as it is after it."""
-    async with write_atomic():
+    async with atomic():
         row = await correction.locked(session_id)
         if row is None:
             raise NotFound(f"correction session {session_id} not found")

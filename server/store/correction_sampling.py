@@ -25,7 +25,7 @@ from corrigo.server.store.correction import (
     CorrectionDocument,
     Status,
 )
-from corrigo.server.store.database import database, write_atomic
+from corrigo.server.store.database import atomic, database
 from corrigo.server.store.datasets import DatasetSource, Labelling
 from corrigo.server.store.models import ModelVersion, Prediction
 from corrigo.server.store.sources import Comment
@@ -111,7 +111,7 @@ async def sample(session_id: int) -> None:
     """Choose, claim and store a SAMPLING session's documents and move it to PREDICTING
     (FAILED when none is free), in one transaction; nothing when the session is not
     SAMPLING (another server did it, or it is being deleted)."""
-    async with write_atomic():
+    async with atomic():
         row = await correction.locked(session_id)
         if row is None or row.status != Status.SAMPLING:
             return
@@ -179,7 +179,7 @@ async def attach_predictions(session_id: int, predicted_score: int) -> None:
     """Copy the session's model version's predictions of its documents and open it to
     annotators (ANNOTATING), in one transaction; nothing when the session is not
     PREDICTING."""
-    async with write_atomic():
+    async with atomic():
         row = await correction.locked(session_id)
         if row is None or row.status != Status.PREDICTING:
             return

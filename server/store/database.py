@@ -104,12 +104,7 @@ async def release_connection() -> None:
 
 
 def atomic() -> Any:
-    """`async with atomic():` a transaction (a savepoint when nested) on the bound database."""
-    return database.obj.atomic()
-
-
-def write_atomic() -> Any:
-    """`async with write_atomic():` a transaction that reads and then writes. On SQLite it
+    """`async with atomic():` a write transaction (a savepoint when nested). On SQLite it
     takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction that read
     first cannot wait for a concurrent writer and fails at once with "database is
     locked", while an immediate one queues behind it (busy_timeout)."""

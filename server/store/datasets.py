@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import peewee
 
 from corrigo.server.errors import AlreadyExists, NotFound
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.projects import Membership, Project
 from corrigo.server.store.sources import BytesField, Comment, Source, new_hex_id
 
@@ -195,7 +195,7 @@ async def dataset_sources(dataset_id: int) -> dict[str, int]:
 
 
 async def add_label_defs(dataset_id: int, defs: Sequence[tuple[str, str]]) -> None:
-    async with write_atomic():
+    async with atomic():
         existing = set(
             await database.list(
                 LabelDef.select(LabelDef.name)

@@ -15,7 +15,7 @@ from datetime import timedelta
 import peewee
 
 from corrigo.server.errors import AlreadyExists, NotFound, Unauthenticated
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.v1 import errors_pb2
 from corrigo.v1.admin_pb2 import User as UserProto
 
@@ -124,7 +124,7 @@ async def bootstrap(org_name: str, email: str) -> tuple[Organization, User, str]
     """Create an organization with its first admin and a token for them, in one transaction
     (it reads before it writes: on SQLite it takes the write lock first, or a concurrent
     write would make it fail with "database is locked")."""
-    async with write_atomic():
+    async with atomic():
         if await database.exists(Organization.select().where(Organization.name == org_name)):
             raise AlreadyExists(
                 f"organization {org_name!r} is already bootstrapped",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import peewee
 
 from corrigo.server.errors import Aborted, NotFound
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.datasets import Dataset, Labelling
 from corrigo.server.store.sources import BytesField, Comment
 from corrigo.v1 import errors_pb2
@@ -120,7 +120,7 @@ async def create_version(dataset_id: int, model_id: int, score: float) -> ModelV
     dataset has now. Two concurrent creations cannot take the same number (unique
     index): the loser gets ABORTED and may retry."""
     try:
-        async with write_atomic():
+        async with atomic():
             current = await database.scalar(
                 ModelVersion.select(peewee.fn.MAX(ModelVersion.version)).where(
                     ModelVersion.dataset == dataset_id

@@ -11,7 +11,7 @@ from typing import Any
 import peewee
 
 from corrigo.server.errors import FailedPrecondition
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.few_shot import FewShotExample
 from corrigo.server.store.fields import JSONField
 from corrigo.server.store.identity import Organization, User
@@ -354,7 +354,7 @@ async def update_settings(
     the session's updated_at moves too. One transaction (reading first, so it takes the
     write lock at once on SQLite)."""
     now = utcnow()
-    async with write_atomic():
+    async with atomic():
         setting = await PracticeSetting.aget(PracticeSetting.session == session_id)
         await database.aexecute(
             PracticeSetting.update(updated_at=now, **values).where(PracticeSetting.id == setting.id)

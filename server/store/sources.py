@@ -20,7 +20,7 @@ import peewee
 
 from corrigo.server.errors import AlreadyExists, NotFound
 from corrigo.server.store import statistics
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow, write_atomic
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.projects import Project
 from corrigo.v1.comments_pb2 import Comment as CommentProto
 
@@ -160,7 +160,7 @@ async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
     now = utcnow()
     now_us = micros(now)
     counts = {"new": 0, "updated": 0, "unchanged": 0}
-    async with write_atomic():
+    async with atomic():
         existing_rows = await database.list(
             Comment.select(
                 Comment.comment_id,

@@ -104,6 +104,24 @@ def read(token: str, query: bytes, field: str) -> list[Any]:
     return position
 
 
+def page(
+    request: Message, checks: Violations, *, default: int = 100, maximum: int = 1000
+) -> IdPager:
+    """Keyset paging by id for the list RPC being served, bound to its method and the
+    caller's organization."""
+    from corrigo.server import auth  # auth's store imports must not load before pagination
+
+    call = auth.current()
+    return IdPager(
+        call.method,
+        call.principal.organization_id,
+        request,
+        checks,
+        default=default,
+        maximum=maximum,
+    )
+
+
 class IdPager:
     """Keyset paging by ascending integer id, for list RPCs with page_size/page_token."""
 

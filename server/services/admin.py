@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import grpc
 from google.protobuf import empty_pb2
-from google.protobuf.message import Message
 
 from corrigo.server import auth, pagination
 from corrigo.server.errors import NotFound, PermissionDenied
@@ -14,7 +13,6 @@ from corrigo.server.validation import Violations
 from corrigo.v1 import admin_pb2, admin_pb2_grpc
 from corrigo.v1.admin_pb2 import Member, User
 
-_SERVICE = "/corrigo.v1.AdminService/"
 _PAGE_DEFAULT = 100
 _PAGE_MAX = 1000
 
@@ -43,17 +41,6 @@ def token_proto(row: identity.ApiToken) -> admin_pb2.ApiToken:
         created_at=to_proto(row.created_at),
         revoked_at=to_proto(row.revoked_at),
         last_used_at=to_proto(row.last_used_at),
-    )
-
-
-def _page(method: str, request: Message, checks: Violations) -> pagination.IdPager:
-    return pagination.IdPager(
-        _SERVICE + method,
-        auth.current().principal.organization_id,
-        request,
-        checks,
-        default=_PAGE_DEFAULT,
-        maximum=_PAGE_MAX,
     )
 
 
@@ -126,7 +113,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListProjectsResponse:
         checks = Violations()
-        page = _page("ListProjects", request, checks)
+        page = pagination.page(request, checks, default=_PAGE_DEFAULT, maximum=_PAGE_MAX)
         checks.raise_if_any()
         call = auth.current()
         rows = await projects.list_projects(
@@ -170,7 +157,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListMembersRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListMembersResponse:
         checks = Violations()
-        page = _page("ListMembers", request, checks)
+        page = pagination.page(request, checks, default=_PAGE_DEFAULT, maximum=_PAGE_MAX)
         checks.raise_if_any()
         project = auth.project()
         rows = await projects.list_members(project.id, page.after(), page.fetch)
@@ -218,7 +205,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListUsersRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListUsersResponse:
         checks = Violations()
-        page = _page("ListUsers", request, checks)
+        page = pagination.page(request, checks, default=_PAGE_DEFAULT, maximum=_PAGE_MAX)
         checks.raise_if_any()
         rows = await identity.list_users(
             auth.current().principal.organization_id, page.after(), page.fetch
@@ -242,7 +229,7 @@ class AdminService(admin_pb2_grpc.AdminServiceServicer):
         self, request: admin_pb2.ListApiTokensRequest, context: grpc.aio.ServicerContext
     ) -> admin_pb2.ListApiTokensResponse:
         checks = Violations()
-        page = _page("ListApiTokens", request, checks)
+        page = pagination.page(request, checks, default=_PAGE_DEFAULT, maximum=_PAGE_MAX)
         user_id = _user_for(request.user_id, checks)
         user = await identity.get_user(auth.current().principal.organization_id, user_id)
         rows = await identity.list_tokens(user.id, page.after(), page.fetch)

@@ -36,7 +36,6 @@ from corrigo.v1.correction_pb2 import (
 )
 from corrigo.v1.models_pb2 import Model
 
-_SERVICE = "/corrigo.v1.CorrectionSessionService/"
 DEFAULT_SAMPLE_SIZE = 100
 MAX_SAMPLE_SIZE = 1000
 MAX_NAME = 256
@@ -263,14 +262,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
     ) -> correction_pb2.ListCorrectionSessionsResponse:
         checks = Violations()
         checks.enum("status", request.status, _STATUSES)
-        page = pagination.IdPager(
-            _SERVICE + "ListCorrectionSessions",
-            auth.current().principal.organization_id,
-            request,
-            checks,
-            default=50,
-            maximum=500,
-        )
+        page = pagination.page(request, checks, default=50, maximum=500)
         checks.raise_if_any()
         views = await correction.list_sessions(
             auth.project().id, request.status, page.after(), page.fetch
@@ -301,14 +293,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
         context: grpc.aio.ServicerContext,
     ) -> correction_pb2.ListSessionDocumentsResponse:
         checks = Violations()
-        page = pagination.IdPager(
-            _SERVICE + "ListSessionDocuments",
-            auth.current().principal.organization_id,
-            request,
-            checks,
-            default=20,
-            maximum=100,
-        )
+        page = pagination.page(request, checks, default=20, maximum=100)
         checks.raise_if_any()
         view = await _session(request)
         rows = await correction_documents.page(
@@ -391,14 +376,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
         context: grpc.aio.ServicerContext,
     ) -> correction_pb2.ListCorrectionSessionChangesResponse:
         checks = Violations()
-        page = pagination.IdPager(
-            _SERVICE + "ListCorrectionSessionChanges",
-            auth.current().principal.organization_id,
-            request,
-            checks,
-            default=100,
-            maximum=1000,
-        )
+        page = pagination.page(request, checks, default=100, maximum=1000)
         checks.raise_if_any()
         view = await _session(request)
         start = page.after() or _after_version(request.after_version, view)

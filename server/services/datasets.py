@@ -19,7 +19,6 @@ from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 from corrigo.v1.comments_pb2 import AssignedLabels, Label
 from corrigo.v1.datasets_pb2 import Dataset
 
-_SERVICE = "/corrigo.v1.DatasetService/"
 MODEL_FAMILIES = ("english", "multilingual")
 _UPDATABLE = ("title", "description", "source_ids")
 _OK = "ok"
@@ -165,14 +164,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     ) -> datasets_pb2.ListDatasetsResponse:
         checks = Violations()
         call = auth.current()
-        page = pagination.IdPager(
-            _SERVICE + "ListDatasets",
-            call.principal.organization_id,
-            request,
-            checks,
-            default=1000,
-            maximum=1000,
-        )
+        page = pagination.page(request, checks, default=1000, maximum=1000)
         checks.raise_if_any()
         # Every project role may view labels, so a member sees every dataset of their
         # projects; organization admins see every project's.

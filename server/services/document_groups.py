@@ -14,7 +14,6 @@ from corrigo.server.timestamps import to_proto
 from corrigo.server.validation import MAX_ID, Violations
 from corrigo.v1 import correction_pb2, correction_pb2_grpc
 
-_SERVICE = "/corrigo.v1.DocumentGroupService/"
 MAX_NAME = 256
 
 
@@ -77,14 +76,7 @@ class DocumentGroupService(correction_pb2_grpc.DocumentGroupServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> correction_pb2.ListDocumentGroupsResponse:
         checks = Violations()
-        page = pagination.IdPager(
-            _SERVICE + "ListDocumentGroups",
-            auth.current().principal.organization_id,
-            request,
-            checks,
-            default=50,
-            maximum=500,
-        )
+        page = pagination.page(request, checks, default=50, maximum=500)
         checks.raise_if_any()
         views = await document_groups.list_groups(auth.project().id, page.after(), page.fetch)
         views, token = page.finish(views, lambda v: v.row.id)

@@ -15,7 +15,6 @@ from corrigo.server.store import few_shot
 from corrigo.server.validation import Violations
 from corrigo.v1 import practice_pb2, practice_pb2_grpc
 
-_SERVICE = "/corrigo.v1.FewShotExampleService/"
 _FIELDS = ("input_text", "output_text", "is_active", "title", "meta")
 _MAX_TEXT = 100_000
 
@@ -71,14 +70,7 @@ class FewShotExampleService(practice_pb2_grpc.FewShotExampleServiceServicer):
     ) -> practice_pb2.ListFewShotExamplesResponse:
         checks = Violations()
         call = auth.current()
-        page = pagination.IdPager(
-            _SERVICE + "ListFewShotExamples",
-            call.principal.organization_id,
-            request,
-            checks,
-            default=100,
-            maximum=1000,
-        )
+        page = pagination.page(request, checks, default=100, maximum=1000)
         checks.raise_if_any()
         rows = await few_shot.list_owned(call.principal.user_id, page.after(), page.fetch)
         rows, token = page.finish(rows, lambda r: r.id)

@@ -18,7 +18,6 @@ from corrigo.v1 import errors_pb2, improvement_pb2, improvement_pb2_grpc
 from corrigo.v1.improvement_pb2 import ImprovementBatch
 from corrigo.v1.practice_pb2 import PracticeSession
 
-_SERVICE = "/corrigo.v1.ImprovementService/"
 # The documents' defaults, and maxima that keep a page well under the message limit.
 LIMIT_DEFAULT, LIMIT_MAX = 10, 100
 EVENTS_LIMIT_DEFAULT, EVENTS_LIMIT_MAX = 100, 1000
@@ -194,9 +193,7 @@ class ImprovementService(improvement_pb2_grpc.ImprovementServiceServicer):
                 {ImprovementBatch.OPEN: "OPEN", ImprovementBatch.RELEASED: "RELEASED"},
             )
         org_id = auth.current().principal.organization_id
-        page = pagination.IdPager(
-            _SERVICE + "ListBatches", org_id, request, checks, default=100, maximum=1000
-        )
+        page = pagination.page(request, checks, default=100, maximum=1000)
         checks.raise_if_any()
         rows = await improvement.list_batches(org_id, request.status, page.after(), page.fetch)
         rows, token = page.finish(rows, lambda r: r.id)

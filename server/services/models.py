@@ -6,7 +6,7 @@ import math
 
 import grpc
 
-from corrigo.server import auth, export, labels, pagination
+from corrigo.server import export, labels, pagination
 from corrigo.server.services.datasets import named_dataset
 from corrigo.server.store import datasets, models, sources
 from corrigo.server.timestamps import to_proto
@@ -15,7 +15,6 @@ from corrigo.v1 import datasets_pb2, models_pb2, models_pb2_grpc
 from corrigo.v1.comments_pb2 import Predictions
 from corrigo.v1.models_pb2 import Model, ModelVersion
 
-_SERVICE = "/corrigo.v1.ModelService/"
 _TYPES = {v.number: v.name for v in Model.DESCRIPTOR.enum_types_by_name["Type"].values if v.number}
 _MAX_NAMES = 1024
 
@@ -88,14 +87,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
     ) -> models_pb2.ListModelsResponse:
         checks = Violations()
-        page = pagination.IdPager(
-            _SERVICE + "ListModels",
-            auth.current().principal.organization_id,
-            request,
-            checks,
-            default=100,
-            maximum=1000,
-        )
+        page = pagination.page(request, checks, default=100, maximum=1000)
         checks.raise_if_any()
         dataset = await named_dataset(request.dataset, "dataset")
         rows = await models.list_models(dataset.id, page.after(), page.fetch)

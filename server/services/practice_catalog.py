@@ -28,7 +28,6 @@ from corrigo.server.store.practice_catalog import (
 from corrigo.server.validation import Violations
 from corrigo.v1 import practice_pb2, practice_pb2_grpc
 
-_SERVICE = "/corrigo.v1.PracticeCatalogService/"
 _PAGE_DEFAULT = 100
 _PAGE_MAX = 1000
 _MAX_MODELS = 20
@@ -143,20 +142,11 @@ async def _find(model: type[Item], what: str, field: str, item_id: int, *, writi
     return row
 
 
-async def _list(
-    method: str, model: type[Item], request: Message, project_id: int
-) -> tuple[list[Item], str]:
+async def _list(model: type[Item], request: Message, project_id: int) -> tuple[list[Item], str]:
     checks = Violations()
     scope = _check_project_id(checks, "project_id", project_id)
     call = auth.current()
-    page = pagination.IdPager(
-        _SERVICE + method,
-        call.principal.organization_id,
-        request,
-        checks,
-        default=_PAGE_DEFAULT,
-        maximum=_PAGE_MAX,
-    )
+    page = pagination.page(request, checks, default=_PAGE_DEFAULT, maximum=_PAGE_MAX)
     checks.raise_if_any()
     await authorize_scope(scope, organization_checked=False)
     rows = await practice_catalog.list_items(
@@ -190,7 +180,7 @@ class PracticeCatalogService(practice_pb2_grpc.PracticeCatalogServiceServicer):
     async def ListPracticeClasses(
         self, request: practice_pb2.ListPracticeClassesRequest, context: grpc.aio.ServicerContext
     ) -> practice_pb2.ListPracticeClassesResponse:
-        rows, token = await _list("ListPracticeClasses", PracticeClass, request, request.project_id)
+        rows, token = await _list(PracticeClass, request, request.project_id)
         return practice_pb2.ListPracticeClassesResponse(
             practice_classes=[protos.class_proto(r) for r in rows], next_page_token=token
         )
@@ -234,7 +224,7 @@ class PracticeCatalogService(practice_pb2_grpc.PracticeCatalogServiceServicer):
     async def ListPracticeAgents(
         self, request: practice_pb2.ListPracticeAgentsRequest, context: grpc.aio.ServicerContext
     ) -> practice_pb2.ListPracticeAgentsResponse:
-        rows, token = await _list("ListPracticeAgents", PracticeAgent, request, request.project_id)
+        rows, token = await _list(PracticeAgent, request, request.project_id)
         examples = await practice_catalog.agent_example_ids([r.id for r in rows])
         return practice_pb2.ListPracticeAgentsResponse(
             agents=[protos.agent_proto(r, examples.get(r.id, [])) for r in rows],
@@ -285,7 +275,7 @@ class PracticeCatalogService(practice_pb2_grpc.PracticeCatalogServiceServicer):
     async def ListKnowledgeItems(
         self, request: practice_pb2.ListKnowledgeItemsRequest, context: grpc.aio.ServicerContext
     ) -> practice_pb2.ListKnowledgeItemsResponse:
-        rows, token = await _list("ListKnowledgeItems", KnowledgeItem, request, request.project_id)
+        rows, token = await _list(KnowledgeItem, request, request.project_id)
         return practice_pb2.ListKnowledgeItemsResponse(
             knowledge_items=[protos.knowledge_proto(r) for r in rows], next_page_token=token
         )

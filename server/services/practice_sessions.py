@@ -23,7 +23,6 @@ from corrigo.server.store.practice_sessions import NewEvent, NewSession, Practic
 from corrigo.server.validation import MAX_ID, Violations
 from corrigo.v1 import errors_pb2, practice_pb2, practice_pb2_grpc
 
-_SERVICE = "/corrigo.v1.PracticeSessionService/"
 _SESSION_FIELDS = ("class_id", "project_id", "knowledge_ids", "agent_id", "title", "notes")
 _SETTINGS_FIELDS = ("style_preset", "style_params", "generation_params", "few_shot_example_ids")
 _MAX_KNOWLEDGE = 100
@@ -190,14 +189,7 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
     ) -> practice_pb2.ListPracticeSessionsResponse:
         checks = Violations()
         call = auth.current()
-        page = pagination.IdPager(
-            _SERVICE + "ListPracticeSessions",
-            call.principal.organization_id,
-            request,
-            checks,
-            default=20,
-            maximum=100,
-        )
+        page = pagination.page(request, checks, default=20, maximum=100)
         checks.raise_if_any()
         project_ids = None
         if not call.is_org_admin:
@@ -375,14 +367,7 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
     ) -> practice_pb2.ListEventsResponse:
         checks = Violations()
         checks.id("session_id", request.session_id)
-        page = pagination.IdPager(
-            _SERVICE + "ListEvents",
-            auth.current().principal.organization_id,
-            request,
-            checks,
-            default=100,
-            maximum=1000,
-        )
+        page = pagination.page(request, checks, default=100, maximum=1000)
         checks.raise_if_any()
         session = await own_session(request.session_id)
         rows = await practice_sessions.list_events(session.id, page.after(), page.fetch)

@@ -16,7 +16,6 @@ from corrigo.server.validation import Violations
 from corrigo.v1 import sources_pb2, sources_pb2_grpc
 from corrigo.v1.sources_pb2 import Source
 
-_SERVICE = "/corrigo.v1.SourceService/"
 _OK = "ok"
 _UPDATABLE = ("title", "description")
 
@@ -70,14 +69,7 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
         self, request: sources_pb2.ListSourcesRequest, context: grpc.aio.ServicerContext
     ) -> sources_pb2.ListSourcesResponse:
         checks = Violations()
-        page = pagination.IdPager(
-            _SERVICE + "ListSources",
-            auth.current().principal.organization_id,
-            request,
-            checks,
-            default=100,
-            maximum=1000,
-        )
+        page = pagination.page(request, checks, default=100, maximum=1000)
         checks.raise_if_any()
         project = auth.project()
         rows = await sources.list_sources(project.id, page.after(), page.fetch)

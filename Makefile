@@ -8,7 +8,7 @@ PROTOS := $(sort $(wildcard proto/corrigo/v1/*.proto))
 PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv run test lint typecheck gen gen-check gateway-check buf-lint package-check check clean
+.PHONY: venv run test bench bench-smoke lint typecheck gen gen-check gateway-check buf-lint package-check check clean
 
 venv: $(STAMP)
 
@@ -23,6 +23,16 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The benchmark (tests/bench): SQLite, and PostgreSQL when CORRIGO_BENCH_POSTGRES_URL is
+# set (its public schema is emptied). BENCH_SCALE scales every size (1.0 = the issue's).
+# Prints the table and writes .build/bench/results.json.
+bench: $(STAMP)
+	$(PY) -m tests.bench
+
+# A small run that only checks every figure comes out sane (never a speed).
+bench-smoke: $(STAMP)
+	BENCH_SCALE=$${BENCH_SCALE:-0.01} $(PY) -m tests.bench --check --out .build/bench/smoke.json
 
 # Generated code: Python, gRPC and .pyi stubs, plus the OpenAPI document.
 # Written to a scratch directory first, so gen-check can compare without touching gen/.

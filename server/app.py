@@ -15,9 +15,10 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from corrigo.server import pagination, reflection
+from corrigo.server import pagination, reflection, registration
 from corrigo.server.config import Config
 from corrigo.server.interceptors import interceptors
+from corrigo.server.services import datasets as datasets_service
 from corrigo.server.services.admin import AdminService
 from corrigo.server.services.datasets import DatasetService
 from corrigo.server.services.few_shot import FewShotExampleService
@@ -31,7 +32,6 @@ from corrigo.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     datasets_pb2,
-    datasets_pb2_grpc,
     improvement_pb2,
     improvement_pb2_grpc,
     models_pb2,
@@ -85,7 +85,12 @@ SERVICES = [
     ),
     ServiceEntry(
         datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"],
-        datasets_pb2_grpc.add_DatasetServiceServicer_to_server,
+        lambda servicer, server: registration.register(
+            servicer,
+            server,
+            datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"],
+            raw=datasets_service.RAW_ANSWERS,
+        ),
         DatasetService,
     ),
     ServiceEntry(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from corrigo.server import auth, pagination, wire
@@ -81,33 +82,75 @@ class Export:
         if not self.query.source_ids:
             return b"", "", None
         rows = await store.page(self.query, self.after, self.limit + 1)
-        more = len(rows) > self.limit
-        rows = rows[: self.limit]
-        parts: list[bytes] = []
-        size = 0
-        for i, (_, _, body, assigned, predicted) in enumerate(rows):
-            comment = body if assigned is None else body + _HAS_ANNOTATIONS
-            exported = wire.field(
-                1,
-                wire.field(1, comment)
-                + wire.field(2, wire.field(1, assigned or b""))
-                + wire.field(3, predicted or b""),
-            )
-            size += len(exported)
-            if parts and size > PAGE_BYTES:
-                # Big comments: end the page early, so a message stays far below 4 MiB.
-                rows, more = rows[:i], True
-                break
-            parts.append(exported)
-        if not more:
-            return b"".join(parts), "", None
-        last_id, last_key = rows[-1][0], rows[-1][1]
+        comments, taken = comments_field(rows, self.limit)
+        if len(rows) <= taken:
+            return comments, "", None
+        last_id, last_key = rows[taken - 1][0], rows[taken - 1][1]
         position = [self.query.started_us, self.query.version_id or 0, last_key, last_id]
         continuation = pagination.issue(self.token_query, position)
-        return b"".join(parts), continuation, replace(self, after=(last_key, last_id))
+        return comments, continuation, replace(self, after=(last_key, last_id))
 
 
+# ExportedComment's fields, and Annotations.labels, are all length-delimited: the tags.
+_FIELD_1 = wire.tag(1, 2)
+_FIELD_2 = wire.tag(2, 2)
+_FIELD_3 = wire.tag(3, 2)
 _HAS_ANNOTATIONS = wire.true_flag(12)
+
+
+def comments_field(rows: Sequence[store.Row], limit: int) -> tuple[bytes, int]:
+    """ExportDatasetResponse.comments (ExportedComment {comment, annotations: {labels},
+    predictions}) of up to `limit` rows, and how many rows they hold: fewer when they
+    would pass PAGE_BYTES (big comments end a page early, so a message stays far below
+    4 MiB), never none. Each comment is written from its stored bytes, with
+    `has_annotations` appended when it has a labelling; the parts are joined once."""
+    varint = wire.varint
+    parts: list[bytes] = []
+    extend = parts.extend
+    size = taken = 0
+    for _, _, body, assigned, predicted in rows[:limit]:
+        flag = b"" if assigned is None else _HAS_ANNOTATIONS
+        labels = assigned or b""
+        predictions = predicted or b""
+        comment_len = len(body) + len(flag)
+        comment_varint = varint(comment_len)
+        labels_varint = varint(len(labels))
+        annotations_len = 1 + len(labels_varint) + len(labels)
+        annotations_varint = varint(annotations_len)
+        predictions_varint = varint(len(predictions))
+        inner = (
+            3
+            + len(comment_varint)
+            + comment_len
+            + len(annotations_varint)
+            + annotations_len
+            + len(predictions_varint)
+            + len(predictions)
+        )
+        inner_varint = varint(inner)
+        size += 1 + len(inner_varint) + inner
+        if taken and size > PAGE_BYTES:
+            break
+        extend(
+            (
+                _FIELD_1,
+                inner_varint,
+                _FIELD_1,
+                comment_varint,
+                body,
+                flag,
+                _FIELD_2,
+                annotations_varint,
+                _FIELD_1,
+                labels_varint,
+                labels,
+                _FIELD_3,
+                predictions_varint,
+                predictions,
+            )
+        )
+        taken += 1
+    return b"".join(parts), taken
 
 
 def _check_filters(checks: Violations, request: AnyExportRequest) -> list[tuple[str, str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -331,15 +331,15 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     ) -> datasets_pb2.ExportDatasetResponse:
         plan = await export.plan(request)
         comments, continuation, _ = await plan.page()
-        return datasets_pb2.ExportDatasetResponse.FromString(
-            comments + wire.field(2, continuation.encode()) + wire.field(3, _OK.encode())
-        )
+        # Answered as serialized bytes, which the registration passes through (RAW_ANSWERS).
+        answer = comments + _continuation(continuation) + _STATUS_OK
+        return cast(datasets_pb2.ExportDatasetResponse, answer)
 
     async def StreamExportDataset(
         self, request: datasets_pb2.StreamExportDatasetRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[datasets_pb2.StreamExportDatasetResponse]:
         plan: export.Export | None = await export.plan(request)
-        total = await plan.count() if request.include_total and plan is not None else None
+        total = await plan.count() if request.include_total and plan is not None else 0
         # The next page is read while the current one is being sent. A page read is never
         # cancelled (shield): a query cancelled half way through could hand its pooled
         # connection back inside an open read transaction. When the client goes away,
@@ -349,13 +349,23 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
             while pending is not None:
                 comments, continuation, plan = await asyncio.shield(pending)
                 pending = asyncio.ensure_future(plan.page()) if plan is not None else None
-                message = datasets_pb2.StreamExportDatasetResponse.FromString(
-                    comments + (wire.field(2, continuation.encode()) if continuation else b"")
-                )
-                if total is not None:
-                    message.total = total
-                    total = None
-                yield message
+                # Serialized bytes, passed through by the registration (RAW_ANSWERS);
+                # `total` (field 3) on the first message only.
+                message = comments + _continuation(continuation)
+                if total:
+                    message += wire.int_field(3, total)
+                    total = 0
+                yield cast(datasets_pb2.StreamExportDatasetResponse, message)
         finally:
             if pending is not None and not pending.done():
                 pending.add_done_callback(_drop_result)
+
+
+# The export's RPCs answer with serialized bytes (see `registration`).
+RAW_ANSWERS = ("ExportDataset", "StreamExportDataset")
+_STATUS_OK = wire.field(3, _OK.encode())
+
+
+def _continuation(continuation: str) -> bytes:
+    """The `continuation` field (2) of an export page; absent when empty, as proto3 has it."""
+    return wire.field(2, continuation.encode()) if continuation else b""

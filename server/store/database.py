@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import datetime
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any, TypeAlias
 
 import peewee
 from playhouse.migrations import Runner
-from playhouse.pwasyncio import AsyncModel, AsyncPostgresqlDatabase, AsyncSqliteDatabase
+from playhouse.pwasyncio import (
+    AsyncModel,
+    AsyncPostgresqlDatabase,
+    AsyncSqliteConnection,
+    AsyncSqliteDatabase,
+    AsyncSqlitePool,
+    CursorAdapter,
+)
 
 Database: TypeAlias = AsyncSqliteDatabase | AsyncPostgresqlDatabase
 
@@ -31,6 +39,47 @@ class BaseModel(AsyncModel):
     class Meta:
         database = database
         legacy_table_names = False
+
+
+def _run_query(conn: sqlite3.Connection, sql: str, params: Any) -> tuple[Any, ...]:
+    cursor = conn.execute(sql, params)
+    try:
+        return cursor.fetchall(), cursor.lastrowid, cursor.rowcount, cursor.description
+    finally:
+        cursor.close()
+
+
+class _SqliteConnection(AsyncSqliteConnection):  # type: ignore[misc]
+    """A query in one trip to the connection's thread. (aiosqlite's cursor API makes
+    three, for execute, fetchall and close, each a wake-up of the event loop: more time
+    than a small indexed query takes.)"""
+
+    async def _execute(self, sql: str, params: Any = None) -> CursorAdapter:
+        # aiosqlite runs `_execute(fn, ...)` on the connection's own thread.
+        rows, lastrowid, rowcount, description = await self.conn._execute(
+            _run_query, self.conn._conn, sql, params or ()
+        )
+        return CursorAdapter(rows, lastrowid=lastrowid, rowcount=rowcount, description=description)
+
+
+class _SqlitePool(AsyncSqlitePool):  # type: ignore[misc]
+    async def _create_connection(self) -> _SqliteConnection:
+        made = await super()._create_connection()
+        return _SqliteConnection(made.conn)
+
+
+class SqliteDatabase(AsyncSqliteDatabase):  # type: ignore[misc]
+    """pwasyncio's SQLite database, with queries in one thread trip each."""
+
+    async def _create_pool_async(self) -> _SqlitePool:
+        pool = _SqlitePool(
+            self.database,
+            pool_size=1 if self.database == ":memory:" else self._pool_size,
+            on_connect=self._add_conn_hooks,
+            timeout=self._timeout,
+            **self.connect_params,
+        )
+        return await pool.initialize()
 
 
 def utcnow() -> datetime.datetime:
@@ -61,7 +110,7 @@ def connect(url: str, *, pool_size: int = 10) -> Database:
         if path != ":memory:":
             parent = os.path.dirname(os.path.abspath(path))
             os.makedirs(parent, exist_ok=True)
-        db = AsyncSqliteDatabase(
+        db = SqliteDatabase(
             path,
             pool_size=pool_size,
             # WAL with synchronous=NORMAL: a committed transaction survives a process

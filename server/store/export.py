@@ -14,7 +14,8 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import peewee
 
@@ -98,10 +99,9 @@ def _comments(query: Query, after: tuple[int, int] | None, limit: int) -> peewee
     return union.order_by(peewee.SQL("2"), peewee.SQL("1")).limit(limit)
 
 
-async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[Row]:
-    """Up to `limit` comments after the keyset position `after`, in export order, each
-    with its serialized assigned labels and predictions (None when it has none): one
-    query, the page's comments joined to their labelling and prediction by primary key."""
+def _select(query: Query, after: tuple[int, int] | None, limit: int) -> peewee.SelectBase:
+    """The page's query: the page's comments joined to their labelling and prediction by
+    primary key."""
     page = _comments(query, after, limit).alias("page")
     key = page.c.created_us if query.by_created else page.c.ts_us
     labelling = (Labelling.dataset == query.dataset_id) & (Labelling.comment == page.c.id)
@@ -113,8 +113,76 @@ async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[
         columns.append(Prediction.labels)
     else:
         columns.append(peewee.Value(None))
-    select = select.select(*columns).order_by(key, page.c.id).bind(database.obj)
-    return await database.list(select.tuples())
+    return select.select(*columns).order_by(key, page.c.id).bind(database.obj)
+
+
+# Building a page's query with Peewee and rendering its SQL costs more than reading
+# and sending the page, so an export renders it once, with these stand-ins for the
+# values that change from page to page (the keyset position) and from export to export
+# (its start), and then only swaps the values in. The stand-ins lie far outside every
+# real value (timestamps are years 1..9999 in microseconds, ids are positive).
+_KEY_MARK = -(2**62) - 1_000_003
+_ID_MARK = -(2**62) - 2_000_003
+_STARTED_MARK = -(2**62) - 3_000_003
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A page query's SQL, and where its changing values go among its parameters."""
+
+    sql: str
+    params: tuple[Any, ...]
+    key_at: tuple[int, ...]
+    id_at: tuple[int, ...]
+    started_at: tuple[int, ...]
+
+    @classmethod
+    def render(cls, select: peewee.SelectBase) -> Statement:
+        sql, params = select.sql()
+
+        def where(mark: int) -> tuple[int, ...]:
+            return tuple(i for i, v in enumerate(params) if isinstance(v, int) and v == mark)
+
+        return cls(sql, tuple(params), where(_KEY_MARK), where(_ID_MARK), where(_STARTED_MARK))
+
+    def bind(self, after: tuple[int, int] | None, started_us: int) -> list[Any]:
+        params = list(self.params)
+        for i in self.started_at:
+            params[i] = started_us
+        if after is not None:
+            for i in self.key_at:
+                params[i] = after[0]
+            for i in self.id_at:
+                params[i] = after[1]
+        return params
+
+
+@functools.lru_cache(maxsize=256)
+def _statement(shape: Query, first: bool, limit: int, backend: type) -> Statement:
+    """The rendered statement of a query shape (see `_shape`); `backend`, the database's
+    class, decides the SQL dialect."""
+    uids = None if shape.uids is None else {k: list(v) for k, v in shape.uids}  # type: ignore[attr-defined]
+    marked = replace(shape, started_us=_STARTED_MARK, uids=uids)
+    return Statement.render(_select(marked, None if first else (_KEY_MARK, _ID_MARK), limit))
+
+
+def _shape(query: Query) -> Query:
+    """The query with hashable collections and no start, as the statement cache's key."""
+    uids = None
+    if query.uids is not None:
+        uids = tuple(sorted((k, tuple(v)) for k, v in query.uids.items()))
+    return replace(query, source_ids=tuple(query.source_ids), uids=uids, started_us=0)  # type: ignore[arg-type]
+
+
+async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[Row]:
+    """Up to `limit` comments after the keyset position `after`, in export order, each
+    with its serialized assigned labels and predictions (None when it has none): one
+    query, the page's comments joined to their labelling and prediction by primary key."""
+    db = database.obj
+    statement = _statement(_shape(query), after is None, limit, type(db))
+    cursor = await db.aexecute_sql(statement.sql, statement.bind(after, query.started_us))
+    rows: list[Row] = cursor.fetchall()
+    return rows
 
 
 async def count(query: Query, after: tuple[int, int] | None) -> int:

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -34,8 +35,10 @@ from tests.processes import ServerProcess, bootstrap
 OWNER = "bench"
 SOURCE = "mailbox"
 DATASET = "export"
-# Rows per transaction when writing through the store.
-_STORE_BATCH = 20_000
+# Rows per transaction, and per statement, when writing through the store (SQLite takes
+# at most 32,766 parameters a statement).
+_STORE_BATCH = 50_000
+_STATEMENT_ROWS = 4_000
 
 
 @dataclass
@@ -132,9 +135,10 @@ async def _store_rows(url: str, source_hex: str, dataset_id: int, sizes: Sizes) 
         ]
         for start in range(0, len(rows), _STORE_BATCH):
             async with database.atomic():
-                await database.database.aexecute(
-                    Labelling.insert_many(rows[start : start + _STORE_BATCH])
-                )
+                for at in range(start, min(start + _STORE_BATCH, len(rows)), _STATEMENT_ROWS):
+                    await database.database.aexecute(
+                        Labelling.insert_many(rows[at : at + _STATEMENT_ROWS])
+                    )
         await _sessions(sizes, now)
     finally:
         await database.close(db)
@@ -158,24 +162,20 @@ async def _sessions(sizes: Sizes, now: datetime.datetime) -> None:
         await database.database.aexecute(
             ImprovementState.insert(organization=org_id, active_batch=batch.id)
         )
-        first = None
-        for start in range(0, sizes.sessions, 100):
-            count = min(100, sizes.sessions - start)
-            await database.database.aexecute(
-                PracticeSession.insert_many(
-                    [
-                        {
-                            "organization": org_id,
-                            "user": user_id,
-                            "kind": SessionProto.CHAT,
-                            "title": f"session {start + i}",
-                            "created_at": now,
-                            "updated_at": now,
-                        }
-                        for i in range(count)
-                    ]
-                )
-            )
+        await _insert(
+            PracticeSession,
+            [
+                {
+                    "organization": org_id,
+                    "user": user_id,
+                    "kind": SessionProto.CHAT,
+                    "title": f"session {i}",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(sizes.sessions)
+            ],
+        )
         session_ids = [
             row[0]
             for row in await database.database.list(
@@ -183,19 +183,18 @@ async def _sessions(sizes: Sizes, now: datetime.datetime) -> None:
             )
         ]
         first = session_ids[0]
-        await database.database.aexecute(
-            PracticeSetting.insert_many(
-                [
-                    {
-                        "session": sid,
-                        "style_preset": "accurate",
-                        "generation_params": {"temperature": 0.2},
-                        "created_at": now,
-                        "updated_at": now,
-                    }
-                    for sid in session_ids
-                ]
-            )
+        await _insert(
+            PracticeSetting,
+            [
+                {
+                    "session": sid,
+                    "style_preset": "accurate",
+                    "generation_params": {"temperature": 0.2},
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for sid in session_ids
+            ],
         )
         events = [
             {
@@ -207,18 +206,17 @@ async def _sessions(sizes: Sizes, now: datetime.datetime) -> None:
             for sid in session_ids
             for n in range(sizes.events)
         ]
-        for start in range(0, len(events), _STORE_BATCH // 4):
-            await database.database.aexecute(
-                PracticeEvent.insert_many(events[start : start + _STORE_BATCH // 4])
-            )
-        await database.database.aexecute(
-            ImprovementEntry.insert_many(
-                [
-                    {"batch": batch.id, "session": sid, "number": sid - first + 1}
-                    for sid in session_ids
-                ]
-            )
+        await _insert(PracticeEvent, events)
+        await _insert(
+            ImprovementEntry,
+            [{"batch": batch.id, "session": sid, "number": sid - first + 1} for sid in session_ids],
         )
+
+
+async def _insert(model: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert `rows` in statements of `_STATEMENT_ROWS` (inside the caller's transaction)."""
+    for start in range(0, len(rows), _STATEMENT_ROWS):
+        await database.database.aexecute(model.insert_many(rows[start : start + _STATEMENT_ROWS]))
 
 
 def start(url: str, sizes: Sizes, workdir: Path) -> Prepared:

@@ -157,8 +157,10 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.GetDatasetRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.DatasetResponse:
         project = auth.project()
-        row = await named_dataset(request.name)
-        return _answer(await datasets.view(project, row))
+        checks = Violations()
+        checks.name("name", request.name)
+        checks.raise_if_any()
+        return _answer(await datasets.find_view(project, request.name))
 
     async def CreateDataset(
         self, request: datasets_pb2.CreateDatasetRequest, context: grpc.aio.ServicerContext

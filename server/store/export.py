@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
@@ -157,21 +157,41 @@ class Statement:
         return params
 
 
+Shape = tuple[Any, ...]
+
+
 @functools.lru_cache(maxsize=256)
-def _statement(shape: Query, first: bool, limit: int, backend: type) -> Statement:
+def _statement(shape: Shape, first: bool, limit: int, backend: str) -> Statement:
     """The rendered statement of a query shape (see `_shape`); `backend`, the database's
     class, decides the SQL dialect."""
-    uids = None if shape.uids is None else {k: list(v) for k, v in shape.uids}  # type: ignore[attr-defined]
-    marked = replace(shape, started_us=_STARTED_MARK, uids=uids)
-    return Statement.render(_select(marked, None if first else (_KEY_MARK, _ID_MARK), limit))
+    dataset_id, source_ids, by_created, from_us, to_us, uids, version_id = shape
+    query = Query(
+        dataset_id=dataset_id,
+        source_ids=list(source_ids),
+        by_created=by_created,
+        from_us=from_us,
+        to_us=to_us,
+        uids=None if uids is None else {source: list(ids) for source, ids in uids},
+        started_us=_STARTED_MARK,
+        version_id=version_id,
+    )
+    return Statement.render(_select(query, None if first else (_KEY_MARK, _ID_MARK), limit))
 
 
-def _shape(query: Query) -> Query:
-    """The query with hashable collections and no start, as the statement cache's key."""
+def _shape(query: Query) -> Shape:
+    """The query's fields but its start, hashable: the statement cache's key."""
     uids = None
     if query.uids is not None:
-        uids = tuple(sorted((k, tuple(v)) for k, v in query.uids.items()))
-    return replace(query, source_ids=tuple(query.source_ids), uids=uids, started_us=0)  # type: ignore[arg-type]
+        uids = tuple(sorted((source, tuple(ids)) for source, ids in query.uids.items()))
+    return (
+        query.dataset_id,
+        tuple(query.source_ids),
+        query.by_created,
+        query.from_us,
+        query.to_us,
+        uids,
+        query.version_id,
+    )
 
 
 async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[Row]:
@@ -179,7 +199,8 @@ async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[
     with its serialized assigned labels and predictions (None when it has none): one
     query, the page's comments joined to their labelling and prediction by primary key."""
     db = database.obj
-    statement = _statement(_shape(query), after is None, limit, type(db))
+    backend = f"{type(db).__module__}.{type(db).__qualname__}"
+    statement = _statement(_shape(query), after is None, limit, backend)
     cursor = await db.aexecute_sql(statement.sql, statement.bind(after, query.started_us))
     rows: list[Row] = cursor.fetchall()
     return rows

@@ -127,10 +127,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {
         "machine": machine.describe(postgres if "postgres" in chosen else None),
         "sizes": sizes.__dict__,
-        "backends": {name: run_backend(name, backends[name], sizes) for name in chosen},
+        "backends": {},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    for name in chosen:
+        results["backends"][name] = run_backend(name, backends[name], sizes)
+        # Written after each backend, so a long run's first half is kept.
+        args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(report.table(results))
     print(f"results: {args.out}")
     if args.check:

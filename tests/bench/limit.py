@@ -20,18 +20,18 @@ from corrigo.server import pagination
 from corrigo.server.store import database
 
 # The export's page query for a dataset of one source, in `timestamp` order, with a
-# model version: the comments after the keyset position, joined to their labelling and
-# prediction by primary key (the server's query, see server/store/export.py).
+# model version: the comments after the keyset position, each with its labelling and
+# prediction looked up by primary key (the server's query, see server/store/export.py).
 _PAGE_SQL = (
-    'SELECT "page"."id", "page"."ts_us", "page"."body", "t1"."assigned", "t2"."labels" '
+    'SELECT "page"."id", "page"."ts_us", "page"."body", '
+    '(SELECT "t1"."assigned" FROM "labelling" AS "t1" '
+    'WHERE "t1"."dataset_id" = {p} AND "t1"."comment_id" = "page"."id"), '
+    '(SELECT "t2"."labels" FROM "prediction" AS "t2" '
+    'WHERE "t2"."version_id" = {p} AND "t2"."comment_id" = "page"."id") '
     'FROM (SELECT "t3"."id", "t3"."ts_us", "t3"."body" FROM "comment" AS "t3" '
     'WHERE "t3"."source_id" = {p} AND ("t3"."ts_us", "t3"."id") > ({p}, {p}) '
     'AND ("t3"."ts_moved_us" IS NULL OR "t3"."ts_moved_us" <= {p}) '
     'ORDER BY "t3"."ts_us", "t3"."id" LIMIT {p}) AS "page" '
-    'LEFT OUTER JOIN "labelling" AS "t1" '
-    'ON ("t1"."dataset_id" = {p} AND "t1"."comment_id" = "page"."id") '
-    'LEFT OUTER JOIN "prediction" AS "t2" '
-    'ON ("t2"."version_id" = {p} AND "t2"."comment_id" = "page"."id") '
     'ORDER BY "page"."ts_us", "page"."id"'
 )
 _IDS_SQL = (
@@ -143,7 +143,7 @@ def run(url: str, source_hex: str, dataset_hex: str, page: int) -> LimitRun:
         first = b""
         began = time.perf_counter()
         while True:
-            execute(sql, (source_id, *after, started_us, page + 1, dataset_id, version_id))
+            execute(sql, (dataset_id, version_id, source_id, *after, started_us, page + 1))
             rows = cursor.fetchall()
             comments, taken = comments_field(rows, page)
             more = len(rows) > taken

@@ -135,10 +135,7 @@ async def _store_rows(url: str, source_hex: str, dataset_id: int, sizes: Sizes) 
         ]
         for start in range(0, len(rows), _STORE_BATCH):
             async with database.atomic():
-                for at in range(start, min(start + _STORE_BATCH, len(rows)), _STATEMENT_ROWS):
-                    await database.database.aexecute(
-                        Labelling.insert_many(rows[at : at + _STATEMENT_ROWS])
-                    )
+                await _insert(Labelling, rows[start : start + _STORE_BATCH])
         await _sessions(sizes, now)
     finally:
         await database.close(db)

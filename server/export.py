@@ -12,9 +12,10 @@ re-created dataset of the same name refuses it) and every filter of the request.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 from corrigo.server import auth, pagination, wire
@@ -81,8 +82,31 @@ class Export:
         on the last page), and the export positioned after it (None on the last page)."""
         if not self.query.source_ids:
             return b"", "", None
-        rows = await store.page(self.query, self.after, self.limit + 1)
-        comments, taken = comments_field(rows, self.limit)
+        return self._finish(await store.page(self.query, self.after, self.limit + 1))
+
+    async def pages(self) -> AsyncGenerator[tuple[bytes, str], None]:
+        """Every page from here on, as `page` answers them. Each page's successor is read
+        while it is sent, and assembled where it is read (`store.Reader`)."""
+        if not self.query.source_ids:
+            yield b"", ""
+            return
+        limit = self.limit
+        reader = await store.Reader.open(
+            self.query, limit + 1, lambda rows: comments_field(rows, limit)
+        )
+        try:
+            export: Export | None = self
+            while export is not None:
+                rows, assembled = await reader.read(export.after)
+                comments, continuation, export = export._finish(rows, assembled)
+                yield comments, continuation
+        finally:
+            await reader.close()
+
+    def _finish(
+        self, rows: Sequence[store.Row], assembled: tuple[bytes, int] | None = None
+    ) -> tuple[bytes, str, Export | None]:
+        comments, taken = assembled or comments_field(rows, self.limit)
         if len(rows) <= taken:
             return comments, "", None
         last_id, last_key = rows[taken - 1][0], rows[taken - 1][1]
@@ -151,6 +175,69 @@ def comments_field(rows: Sequence[store.Row], limit: int) -> tuple[bytes, int]:
         )
         taken += 1
     return b"".join(parts), taken
+
+
+def continuation_field(continuation: str) -> bytes:
+    """An export page's `continuation` field (2); absent when empty, as proto3 has it."""
+    return wire.field(2, continuation.encode()) if continuation else b""
+
+
+async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
+    """The streamed export's messages, serialized: each page's comments, its
+    continuation, and (first message, with `include_total`) the total.
+
+    One task plans the export and reads its pages, one after the other, at most one
+    page ahead of the message being sent: every read of the export goes through the
+    same pooled connection (a task holds one until it ends), whose page cache stays
+    warm. (A task per page took a connection in turn from the pool for each: 2.6 times
+    slower.) The reader is never cancelled mid-query (a query cancelled half way could
+    hand its connection back inside an open read transaction): when the client goes
+    away, it is told to stop, and stops once its read in flight is done.
+    """
+    pages: asyncio.Queue[tuple[bytes, bool] | Exception] = asyncio.Queue(maxsize=1)
+    stopping = False
+
+    async def read() -> None:
+        try:
+            export = await plan(request)
+            total = await export.count() if request.include_total else 0
+            pages_left = export.pages()
+            try:
+                async for comments, continuation in pages_left:
+                    if stopping:
+                        return
+                    message = comments + continuation_field(continuation)
+                    if total:
+                        message += wire.int_field(3, total)
+                        total = 0
+                    await pages.put((message, not continuation))
+            finally:
+                await pages_left.aclose()
+        except Exception as error:
+            if not stopping:
+                await pages.put(error)
+
+    reader = asyncio.get_running_loop().create_task(read())
+    try:
+        while True:
+            page = await pages.get()
+            if isinstance(page, Exception):
+                raise page
+            message, last = page
+            yield message
+            if last:
+                return
+    finally:
+        stopping = True
+        # Make room, so a reader waiting to hand over a page sees it should stop.
+        while not pages.empty():
+            pages.get_nowait()
+        _readers.add(reader)
+        reader.add_done_callback(_readers.discard)
+
+
+# Readers of abandoned streams, kept until they finish their read in flight.
+_readers: set[asyncio.Task[None]] = set()
 
 
 def _check_filters(checks: Violations, request: AnyExportRequest) -> list[tuple[str, str]]:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, cast
+from typing import cast
 
 import grpc
 
@@ -117,12 +116,6 @@ async def _label_defs_answer(dataset_id: int) -> datasets_pb2.LabelDefsResponse:
     return datasets_pb2.LabelDefsResponse(
         label_defs=[datasets_pb2.LabelDef(name=n, description=d) for n, d in rows], status=_OK
     )
-
-
-def _drop_result(task: asyncio.Future[Any]) -> None:
-    """Retrieve an abandoned page read's outcome, so asyncio does not log it as lost."""
-    if not task.cancelled():
-        task.exception()
 
 
 class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
@@ -334,40 +327,17 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         plan = await export.plan(request)
         comments, continuation, _ = await plan.page()
         # Answered as serialized bytes, which the registration passes through (RAW_ANSWERS).
-        answer = comments + _continuation(continuation) + _STATUS_OK
+        answer = comments + export.continuation_field(continuation) + _STATUS_OK
         return cast(datasets_pb2.ExportDatasetResponse, answer)
 
     async def StreamExportDataset(
         self, request: datasets_pb2.StreamExportDatasetRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[datasets_pb2.StreamExportDatasetResponse]:
-        plan: export.Export | None = await export.plan(request)
-        total = await plan.count() if request.include_total and plan is not None else 0
-        # The next page is read while the current one is being sent. A page read is never
-        # cancelled (shield): a query cancelled half way through could hand its pooled
-        # connection back inside an open read transaction. When the client goes away,
-        # the read in flight finishes on its own and its result is dropped.
-        pending = asyncio.ensure_future(plan.page()) if plan is not None else None
-        try:
-            while pending is not None:
-                comments, continuation, plan = await asyncio.shield(pending)
-                pending = asyncio.ensure_future(plan.page()) if plan is not None else None
-                # Serialized bytes, passed through by the registration (RAW_ANSWERS);
-                # `total` (field 3) on the first message only.
-                message = comments + _continuation(continuation)
-                if total:
-                    message += wire.int_field(3, total)
-                    total = 0
-                yield cast(datasets_pb2.StreamExportDatasetResponse, message)
-        finally:
-            if pending is not None and not pending.done():
-                pending.add_done_callback(_drop_result)
+        # Serialized messages, passed through by the registration (RAW_ANSWERS).
+        async for message in export.stream(request):
+            yield cast(datasets_pb2.StreamExportDatasetResponse, message)
 
 
 # The export's RPCs answer with serialized bytes (see `registration`).
 RAW_ANSWERS = ("ExportDataset", "StreamExportDataset")
 _STATUS_OK = wire.field(3, _OK.encode())
-
-
-def _continuation(continuation: str) -> bytes:
-    """The `continuation` field (2) of an export page; absent when empty, as proto3 has it."""
-    return wire.field(2, continuation.encode()) if continuation else b""

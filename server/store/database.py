@@ -10,9 +10,9 @@ import asyncio
 import datetime
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import peewee
 from playhouse.migrations import Runner
@@ -27,6 +27,7 @@ from playhouse.pwasyncio import (
 )
 
 Database: TypeAlias = AsyncSqliteDatabase | AsyncPostgresqlDatabase
+T = TypeVar("T")
 
 # Models bind to this proxy; `open_database` points it at the real database.
 database = peewee.DatabaseProxy()
@@ -63,6 +64,38 @@ class _SqliteConnection(AsyncSqliteConnection):
             _run_query, self.conn._conn, sql, params or ()
         )
         return CursorAdapter(rows, lastrowid=lastrowid, rowcount=rowcount, description=description)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(sqlite3 connection, *args)` on the connection's thread."""
+        await self._acquire_lock()
+        try:
+            result: T = await self.conn._execute(fn, self.conn._conn, *args)
+            return result
+        finally:
+            self._lock.release()
+
+
+def _query_then(
+    conn: sqlite3.Connection, sql: str, params: Any, then: Callable[[list[Any]], T]
+) -> T:
+    cursor = conn.execute(sql, params)
+    try:
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    return then(rows)
+
+
+async def query_then(
+    connection: Any, sql: str, params: Sequence[Any], then: Callable[[list[Any]], T]
+) -> T:
+    """The rows of `sql` on `connection` (as `aconnect()` answers it), passed through
+    `then`: on SQLite in the connection's thread, in the same trip, so that work runs
+    beside the event loop's; elsewhere once the rows are here."""
+    if isinstance(connection, _SqliteConnection):
+        return await connection.call(_query_then, sql, params, then)
+    cursor = await connection.execute(sql, params)
+    return then(cursor.fetchall())
 
 
 class _SqlitePool(AsyncSqlitePool):

@@ -11,20 +11,22 @@ query filters the sources with IN and sorts instead.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import peewee
 
-from corrigo.server.store.database import database
+from corrigo.server.store.database import database, query_then
 from corrigo.server.store.datasets import Labelling
 from corrigo.server.store.models import Prediction
 from corrigo.server.store.sources import Comment
 
 MERGE_SOURCES_MAX = 64
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -115,8 +117,9 @@ def _select(query: Query, after: tuple[int, int] | None, limit: int) -> peewee.S
         predicted = Prediction.select(Prediction.labels).where(
             (Prediction.version == query.version_id) & (Prediction.comment == page.c.id)
         )
+    # In the page's order, which `_ordered` ensures (no ORDER BY: see there).
     select = peewee.Select([page], [page.c.id, key, page.c.body, assigned, predicted])
-    return select.order_by(key, page.c.id).bind(database.obj)
+    return select.bind(database.obj)
 
 
 # Building a page's query with Peewee and rendering its SQL costs more than reading
@@ -197,16 +200,82 @@ def _shape(query: Query) -> Shape:
     )
 
 
+def _statement_for(query: Query, after: tuple[int, int] | None, limit: int) -> Statement:
+    db = database.obj
+    backend = f"{type(db).__module__}.{type(db).__qualname__}"
+    return _statement(_shape(query), after is None, limit, backend)
+
+
 async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[Row]:
     """Up to `limit` comments after the keyset position `after`, in export order, each
     with its serialized assigned labels and predictions (None when it has none): one
-    query, the page's comments joined to their labelling and prediction by primary key."""
-    db = database.obj
-    backend = f"{type(db).__module__}.{type(db).__qualname__}"
-    statement = _statement(_shape(query), after is None, limit, backend)
-    cursor = await db.aexecute_sql(statement.sql, statement.bind(after, query.started_us))
-    rows: list[Row] = cursor.fetchall()
+    query."""
+    statement = _statement_for(query, after, limit)
+    cursor = await database.obj.aexecute_sql(statement.sql, statement.bind(after, query.started_us))
+    return _ordered(cursor.fetchall())
+
+
+def _ordered(rows: list[Row]) -> list[Row]:
+    # The SQL leaves the page's order to its inner query (an outer ORDER BY made SQLite
+    # copy the page into a temporary B-tree); sorting rows already in order is one pass.
+    rows.sort(key=_sort_key)
     return rows
+
+
+def _sort_key(row: Row) -> tuple[int, int]:
+    return row[1], row[0]
+
+
+class Reader(Generic[T]):
+    """Reads an export's pages one after the other on one connection, and starts the
+    query of the next page (after the last row of a full page) as soon as a page is
+    read, so the database reads it while the caller sends this one. `then` makes what
+    the caller needs of a page's rows (in order) where they are read: on SQLite in the
+    connection's own thread (`database.query_then`), beside the event loop. Use from a
+    single task, and `close` it: a read in flight is awaited, never abandoned."""
+
+    def __init__(
+        self, query: Query, limit: int, connection: Any, then: Callable[[list[Row]], T]
+    ) -> None:
+        self.query, self.limit, self._connection, self._then = query, limit, connection, then
+        self._ahead: asyncio.Future[tuple[list[Row], T]] | None = None
+        self._ahead_after: tuple[int, int] | None = None
+
+    @classmethod
+    async def open(cls, query: Query, limit: int, then: Callable[[list[Row]], T]) -> Reader[T]:
+        # The task's own pooled connection, released when the task ends.
+        return cls(query, limit, await database.obj.aconnect(), then)
+
+    def _rows_then(self, rows: list[Row]) -> tuple[list[Row], T]:
+        rows = _ordered(rows)
+        return rows, self._then(rows)
+
+    def _start(self, after: tuple[int, int] | None) -> asyncio.Future[tuple[list[Row], T]]:
+        statement = _statement_for(self.query, after, self.limit)
+        params = statement.bind(after, self.query.started_us)
+        return asyncio.ensure_future(
+            query_then(self._connection, statement.sql, params, self._rows_then)
+        )
+
+    async def read(self, after: tuple[int, int] | None) -> tuple[list[Row], T]:
+        """The page after `after` (as `page`), and what `then` made of it."""
+        pending, self._ahead = self._ahead, None
+        if pending is not None and self._ahead_after != after:
+            await pending  # read for another position: wait it out, then drop it
+            pending = None
+        if pending is None:
+            pending = self._start(after)
+        rows, made = await pending
+        if len(rows) == self.limit:
+            last = rows[-2] if len(rows) > 1 else rows[-1]
+            self._ahead_after = (last[1], last[0])
+            self._ahead = self._start(self._ahead_after)
+        return rows, made
+
+    async def close(self) -> None:
+        pending, self._ahead = self._ahead, None
+        if pending is not None:
+            await asyncio.wait([pending])
 
 
 async def count(query: Query, after: tuple[int, int] | None) -> int:

@@ -22,6 +22,7 @@ from corrigo.server.store import database
 # The export's page query for a dataset of one source, in `timestamp` order, with a
 # model version: the comments after the keyset position, each with its labelling and
 # prediction looked up by primary key (the server's query, see server/store/export.py).
+# Like the server, it leaves the order to the inner query and sorts the rows (one pass).
 _PAGE_SQL = (
     'SELECT "page"."id", "page"."ts_us", "page"."body", '
     '(SELECT "t1"."assigned" FROM "labelling" AS "t1" '
@@ -31,8 +32,7 @@ _PAGE_SQL = (
     'FROM (SELECT "t3"."id", "t3"."ts_us", "t3"."body" FROM "comment" AS "t3" '
     'WHERE "t3"."source_id" = {p} AND ("t3"."ts_us", "t3"."id") > ({p}, {p}) '
     'AND ("t3"."ts_moved_us" IS NULL OR "t3"."ts_moved_us" <= {p}) '
-    'ORDER BY "t3"."ts_us", "t3"."id" LIMIT {p}) AS "page" '
-    'ORDER BY "page"."ts_us", "page"."id"'
+    'ORDER BY "t3"."ts_us", "t3"."id" LIMIT {p}) AS "page"'
 )
 _IDS_SQL = (
     "SELECT s.id, d.id, v.id FROM source s, dataset d, model_version v "
@@ -104,6 +104,10 @@ def comments_field(rows: Sequence[Sequence[Any]], limit: int) -> tuple[bytes, in
     return b"".join(parts), taken
 
 
+def _sort_key(row: Sequence[Any]) -> tuple[int, int]:
+    return row[1], row[0]
+
+
 @dataclass(frozen=True)
 class LimitRun:
     comments: int
@@ -145,6 +149,7 @@ def run(url: str, source_hex: str, dataset_hex: str, page: int) -> LimitRun:
         while True:
             execute(sql, (dataset_id, version_id, source_id, *after, started_us, page + 1))
             rows = cursor.fetchall()
+            rows.sort(key=_sort_key)
             comments, taken = comments_field(rows, page)
             more = len(rows) > taken
             count += taken

@@ -6,6 +6,8 @@ import math
 import re
 from collections.abc import Sequence
 
+from google.protobuf.unknown_fields import UnknownFieldSet
+
 from corrigo.server.store.sources import MAX_SYNC
 from corrigo.server.validation import Violations
 from corrigo.v1.comments_pb2 import Comment, CommentMessage
@@ -110,7 +112,8 @@ def _properties_valid(comment: Comment) -> bool:
     fields = comment.user_properties.fields
     if len(fields) > _MAX_PROPERTIES:
         return False
-    for key, value in fields.items():
+    for key in fields:  # (the map's items() view walks it in Python: slower)
+        value = fields[key]
         kind, sep, name = key.partition(":")
         if not sep or not 1 <= len(name) <= _MAX_PROPERTY_NAME or name != name.strip():
             return False
@@ -126,14 +129,19 @@ def _properties_valid(comment: Comment) -> bool:
 def _valid(comment: Comment) -> bool:
     """Whether `check_comment` would find nothing wrong: every one of its checks, without
     naming fields (the common case costs a fraction of collecting violations)."""
+    if COMMENT_ID.match(comment.id) is None or not comment.HasField("timestamp"):
+        return False
+    timestamp = comment.timestamp
+    if not _timestamp_ok(timestamp.seconds, timestamp.nanos):
+        return False
+    messages = comment.messages
+    if len(comment.thread_id) > _MAX_THREAD or not 1 <= len(messages) <= _MAX_MESSAGES:
+        return False
+    for message in messages:
+        if not _message_valid(message):
+            return False
     return (
-        COMMENT_ID.match(comment.id) is not None
-        and comment.HasField("timestamp")
-        and _timestamp_ok(comment.timestamp.seconds, comment.timestamp.nanos)
-        and len(comment.thread_id) <= _MAX_THREAD
-        and 1 <= len(comment.messages) <= _MAX_MESSAGES
-        and all(_message_valid(message) for message in comment.messages)
-        and _properties_valid(comment)
+        _properties_valid(comment)
         and (not comment.text_format or comment.text_format in TEXT_FORMATS)
         and comment.ByteSize() <= MAX_COMMENT_BYTES
     )
@@ -143,6 +151,19 @@ def check_comment(checks: Violations, at: str, comment: Comment) -> Comment:
     """Validate a synced comment; answers its canonical form."""
     if not _valid(comment):
         _collect_violations(checks, at, comment)
+    if not len(UnknownFieldSet(comment)):
+        # The comment less its output-only fields: a copy in C, then those cleared.
+        canonical = Comment()
+        canonical.CopyFrom(comment)
+        canonical.ClearField("uid")
+        canonical.ClearField("source_id")
+        canonical.ClearField("created_at")
+        canonical.ClearField("last_modified")
+        canonical.ClearField("context")
+        canonical.ClearField("has_annotations")
+        canonical.text_format = comment.text_format or "plain"
+        return canonical
+    # Fields this server does not know are not kept: the synced fields one by one.
     canonical = Comment(
         id=comment.id,
         thread_id=comment.thread_id,

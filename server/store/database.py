@@ -99,6 +99,18 @@ async def query_then(
 
 
 class _SqlitePool(AsyncSqlitePool):
+    async def acquire(self, timeout: float | None = None) -> _SqliteConnection:  # noqa: ASYNC109 - the base class signature
+        # An idle connection is handed over at once (the base class waits for one through
+        # asyncio.wait_for, which starts a task even when one is ready).
+        if not self._closed:
+            try:
+                connection: _SqliteConnection = self._queue.get_nowait()
+                return connection
+            except asyncio.QueueEmpty:
+                pass
+        connection = await super().acquire(timeout)
+        return connection
+
     async def _create_connection(self) -> _SqliteConnection:
         made = await super()._create_connection()
         return _SqliteConnection(made.conn)

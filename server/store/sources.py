@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import peewee
 
+from corrigo.server import wire
 from corrigo.server.errors import AlreadyExists, NotFound
 from corrigo.server.store import statistics
 from corrigo.server.store.database import (
@@ -157,8 +158,9 @@ class SyncCounts:
     unchanged: int = 0
 
 
-def content_hash(comment: CommentProto) -> str:
-    return hashlib.sha256(comment.SerializeToString(deterministic=True)).hexdigest()[:32]
+def _digest(synced: bytes) -> str:
+    """What tells an unchanged re-sync from an update: a hash of the synced fields."""
+    return hashlib.sha256(synced).hexdigest()[:32]
 
 
 _SYNC_COLUMNS = "source_id, comment_id, ts_us, created_us, ts_moved_us, content_hash, body"
@@ -179,7 +181,7 @@ async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
     transaction: one read of the existing rows, one multi-row upsert. (Both statements
     are written out here: Peewee renders a thousand-row insert slower than the database
     runs it.)"""
-    hashes = [content_hash(c) for c in comments]
+    synced = [c.SerializeToString(deterministic=True) for c in comments]
     now = utcnow()
     now_us = micros(now)
     counts = {"new": 0, "updated": 0, "unchanged": 0}
@@ -194,7 +196,8 @@ async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
         )
         existing = {row[0]: row[1:] for row in existing_rows}
         params: list[object] = []
-        for comment, digest in zip(comments, hashes, strict=True):
+        for comment, serialized in zip(comments, synced, strict=True):
+            digest = _digest(serialized)
             ts_us = comment.timestamp.seconds * 1_000_000 + comment.timestamp.nanos // 1000
             known = existing.get(comment.id)
             if known is None:
@@ -215,7 +218,7 @@ async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
                 created_us,
                 moved_us,
                 digest,
-                _body(source.hex_id, comment, created_us, now_us),
+                _body(serialized, source.hex_id, comment.id, created_us, now_us),
             )
         if params:
             rows = len(params) // 7
@@ -229,19 +232,28 @@ async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
     return SyncCounts(**counts)
 
 
-def _body(source_hex: str, comment: CommentProto, created_us: int, modified_us: int) -> bytes:
-    """The stored answer: the synced fields plus the server's."""
-    stored = CommentProto()
-    stored.CopyFrom(comment)
-    stored.uid = f"{source_hex}.{comment.id}"
-    stored.source_id = source_hex
-    # Timestamp.FromMicroseconds, without its Python-level checks (the values are ours).
-    stored.created_at.seconds, stored.created_at.nanos = divmod(created_us, 1_000_000)
-    stored.created_at.nanos *= 1000
-    stored.last_modified.seconds, stored.last_modified.nanos = divmod(modified_us, 1_000_000)
-    stored.last_modified.nanos *= 1000
-    stored.context = str(modified_us // 1000)
-    return stored.SerializeToString()
+def _body(
+    synced: bytes, source_hex: str, comment_id: str, created_us: int, modified_us: int
+) -> bytes:
+    """The stored answer: the synced fields (serialized) followed by the server's, written
+    as wire fields (the same message as setting them and serializing it all again)."""
+    return b"".join(
+        (
+            synced,
+            wire.field(2, f"{source_hex}.{comment_id}".encode()),
+            wire.field(3, source_hex.encode()),
+            wire.field(9, _timestamp(created_us)),
+            wire.field(10, _timestamp(modified_us)),
+            wire.field(11, str(modified_us // 1000).encode()),
+        )
+    )
+
+
+def _timestamp(us: int) -> bytes:
+    """A google.protobuf.Timestamp at `us` microseconds since the epoch (not before it)."""
+    seconds, micros_part = divmod(us, 1_000_000)
+    nanos = micros_part * 1000
+    return wire.int_field(1, seconds) + (wire.int_field(2, nanos) if nanos else b"")
 
 
 async def get_comment(source: Source, comment_id: str) -> CommentProto:

@@ -127,8 +127,8 @@ def _properties_valid(comment: Comment) -> bool:
 
 
 def _valid(comment: Comment) -> bool:
-    """Whether `check_comment` would find nothing wrong: every one of its checks, without
-    naming fields (the common case costs a fraction of collecting violations)."""
+    """Whether `_collect_violations` would find nothing wrong: every one of its checks,
+    without naming fields (the common case costs a fraction of collecting violations)."""
     if COMMENT_ID.match(comment.id) is None or not comment.HasField("timestamp"):
         return False
     timestamp = comment.timestamp
@@ -147,10 +147,8 @@ def _valid(comment: Comment) -> bool:
     )
 
 
-def check_comment(checks: Violations, at: str, comment: Comment) -> Comment:
-    """Validate a synced comment; answers its canonical form."""
-    if not _valid(comment):
-        _collect_violations(checks, at, comment)
+def canonical(comment: Comment) -> Comment:
+    """The synced fields of a comment, `text_format` defaulted: what a sync stores."""
     if not len(UnknownFieldSet(comment)):
         # The comment less its output-only fields: a copy in C, then those cleared.
         canonical = Comment()
@@ -213,7 +211,8 @@ def _collect_violations(checks: Violations, at: str, comment: Comment) -> None:
 
 
 def check_batch(checks: Violations, field: str, comments: Sequence[Comment]) -> list[Comment]:
-    """Validate the comments of one sync: 1..MAX_SYNC, ids unique."""
+    """Validate the comments of one sync (1..MAX_SYNC, each valid, ids unique); answers
+    their canonical forms."""
     if not checks.check(
         1 <= len(comments) <= MAX_SYNC,
         field,
@@ -223,7 +222,9 @@ def check_batch(checks: Violations, field: str, comments: Sequence[Comment]) -> 
     seen: set[str] = set()
     out = []
     for i, comment in enumerate(comments):
-        out.append(check_comment(checks, f"{field}[{i}]", comment))
+        if not _valid(comment):
+            _collect_violations(checks, f"{field}[{i}]", comment)
+        out.append(canonical(comment))
         if comment.id in seen:
             checks.add(f"{field}[{i}].id", f"duplicate id {comment.id!r} in the call")
         seen.add(comment.id)

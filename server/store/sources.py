@@ -186,6 +186,7 @@ async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
     now_us = micros(now)
     counts = {"new": 0, "updated": 0, "unchanged": 0}
     ids = [c.id for c in comments]
+    bodies = _Bodies(source.hex_id, now_us)
     async with write_atomic():
         existing_rows = await fetch(
             Sql(
@@ -218,7 +219,7 @@ async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
                 created_us,
                 moved_us,
                 digest,
-                _body(serialized, source.hex_id, comment.id, created_us, now_us),
+                bodies.body(serialized, comment.id, created_us),
             )
         if params:
             rows = len(params) // 7
@@ -232,21 +233,27 @@ async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
     return SyncCounts(**counts)
 
 
-def _body(
-    synced: bytes, source_hex: str, comment_id: str, created_us: int, modified_us: int
-) -> bytes:
-    """The stored answer: the synced fields (serialized) followed by the server's, written
-    as wire fields (the same message as setting them and serializing it all again)."""
-    return b"".join(
-        (
-            synced,
-            wire.field(2, f"{source_hex}.{comment_id}".encode()),
-            wire.field(3, source_hex.encode()),
-            wire.field(9, _timestamp(created_us)),
-            wire.field(10, _timestamp(modified_us)),
-            wire.field(11, str(modified_us // 1000).encode()),
+class _Bodies:
+    """The stored answers of one sync: each the synced fields (serialized) followed by
+    the server's, written as wire fields (the same message as setting them and
+    serializing it all again). What all the sync's comments share is written once."""
+
+    def __init__(self, source_hex: str, now_us: int) -> None:
+        self.uid_prefix = source_hex + "."
+        self.now_us = now_us
+        self.created_now = wire.field(9, _timestamp(now_us))
+        # source_id (3), and last_modified (10) and context (11): the sync's time.
+        self.source = wire.field(3, source_hex.encode())
+        self.modified = wire.field(10, _timestamp(now_us)) + wire.field(
+            11, str(now_us // 1000).encode()
         )
-    )
+
+    def body(self, synced: bytes, comment_id: str, created_us: int) -> bytes:
+        created = (
+            self.created_now if created_us == self.now_us else wire.field(9, _timestamp(created_us))
+        )
+        uid = wire.field(2, (self.uid_prefix + comment_id).encode())
+        return b"".join((synced, uid, self.source, created, self.modified))
 
 
 def _timestamp(us: int) -> bytes:

@@ -45,6 +45,7 @@ async def authenticate_in_project(
     if project_id is None:
         return principal, None, None
     found = Project(
+        __no_default__=True,
         id=project_id,
         organization=principal.organization_id,
         name=name,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
 import peewee
+from peewee import __exception_wrapper__ as _driver_errors  # type: ignore[attr-defined]
 from playhouse.migrations import Runner
 from playhouse.pwasyncio import (
     AsyncModel,
@@ -53,15 +54,44 @@ def _run_query(conn: sqlite3.Connection, sql: str, params: Any) -> tuple[Any, ..
         cursor.close()
 
 
+class _ReadyPool:
+    """Once the pool exists, a connection is taken from it directly. (pwasyncio first
+    awaits the pool's creation through asyncio.wait_for, which starts a task, on every
+    connection a task takes.)"""
+
+    _pool: Any
+    _closing: bool
+    _acquire_timeout: float
+
+    async def _acquire_conn_async(self) -> Any:
+        pool = self._pool
+        if pool is None or self._closing:
+            return await super()._acquire_conn_async()  # type: ignore[misc]
+        try:
+            with _driver_errors:
+                conn = await self._pool_acquire(pool)  # type: ignore[attr-defined]
+        except TimeoutError:
+            raise peewee.OperationalError(
+                f"Timed out acquiring connection from pool (acquire_timeout="
+                f"{self._acquire_timeout})."
+            ) from None
+        conn._pool = pool
+        return conn
+
+
 class _SqliteConnection(AsyncSqliteConnection):
     """A query in one trip to the connection's thread. (aiosqlite's cursor API makes
     three, for execute, fetchall and close, each a wake-up of the event loop: more time
     than a small indexed query takes.)"""
 
-    async def _execute(self, sql: str, params: Any = None) -> CursorAdapter:
+    async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         # aiosqlite runs `_execute(fn, ...)` on the connection's own thread.
-        rows, lastrowid, rowcount, description = await self.conn._execute(
-            _run_query, self.conn._conn, sql, params or ()
+        result: T = await self.conn._execute(fn, self.conn._conn, *args)
+        return result
+
+    async def _execute(self, sql: str, params: Any = None) -> CursorAdapter:
+        rows, lastrowid, rowcount, description = await self._in_thread(
+            _run_query, sql, params or ()
         )
         return CursorAdapter(rows, lastrowid=lastrowid, rowcount=rowcount, description=description)
 
@@ -69,8 +99,7 @@ class _SqliteConnection(AsyncSqliteConnection):
         """`fn(sqlite3 connection, *args)` on the connection's thread."""
         await self._acquire_lock()
         try:
-            result: T = await self.conn._execute(fn, self.conn._conn, *args)
-            return result
+            return await self._in_thread(fn, *args)
         finally:
             self._lock.release()
 
@@ -116,7 +145,7 @@ class _SqlitePool(AsyncSqlitePool):
         return _SqliteConnection(made.conn)
 
 
-class SqliteDatabase(AsyncSqliteDatabase):
+class SqliteDatabase(_ReadyPool, AsyncSqliteDatabase):
     """pwasyncio's SQLite database, with queries in one thread trip each."""
 
     async def _create_pool_async(self) -> _SqlitePool:
@@ -151,7 +180,7 @@ class _PostgresConnection(AsyncPostgresqlConnection):
         return CursorAdapter(records, rowcount=rowcount, description=description)
 
 
-class PostgresqlDatabase(AsyncPostgresqlDatabase):
+class PostgresqlDatabase(_ReadyPool, AsyncPostgresqlDatabase):
     """pwasyncio's PostgreSQL database, with asyncpg's statement cache."""
 
     async def _pool_acquire(self, pool: Any) -> _PostgresConnection:

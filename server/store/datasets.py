@@ -161,6 +161,7 @@ async def find_view(project: Project, name: str) -> DatasetView:
         raise NotFound(f"dataset {project.name}/{name} not found")
     first = rows[0]
     row = Dataset(
+        __no_default__=True,
         id=first[0],
         project=project.id,
         hex_id=first[1],

@@ -85,28 +85,27 @@ class Export:
         return self._finish(await store.page(self.query, self.after, self.limit + 1))
 
     async def pages(self) -> AsyncGenerator[tuple[bytes, str], None]:
-        """Every page from here on, as `page` answers them. Each page's successor is read
-        while it is sent, and assembled where it is read (`store.Reader`)."""
+        """Every page from here on, as `page` answers them, read ahead of the caller
+        (`store.pages`)."""
         if not self.query.source_ids:
             yield b"", ""
             return
         limit = self.limit
-        reader = await store.Reader.open(
-            self.query, limit + 1, lambda rows: comments_field(rows, limit)
+        read = store.pages(
+            self.query, limit + 1, self.after, lambda rows: comments_field(rows, limit)
         )
         try:
-            export: Export | None = self
-            while export is not None:
-                rows, assembled = await reader.read(export.after)
-                comments, continuation, export = export._finish(rows, assembled)
-                yield comments, continuation
+            async for comments, after in read:
+                if after is None:
+                    yield comments, ""
+                    return
+                position = [self.query.started_us, self.query.version_id or 0, *after]
+                yield comments, pagination.issue(self.token_query, position)
         finally:
-            await reader.close()
+            await read.aclose()
 
-    def _finish(
-        self, rows: Sequence[store.Row], assembled: tuple[bytes, int] | None = None
-    ) -> tuple[bytes, str, Export | None]:
-        comments, taken = assembled or comments_field(rows, self.limit)
+    def _finish(self, rows: Sequence[store.Row]) -> tuple[bytes, str, Export | None]:
+        comments, taken = comments_field(rows, self.limit)
         if len(rows) <= taken:
             return comments, "", None
         last_id, last_key = rows[taken - 1][0], rows[taken - 1][1]

@@ -7,7 +7,7 @@ Every project-scoped RPC starts with these lookups; one statement instead of thr
 
 from __future__ import annotations
 
-from corrigo.server.store.database import Sql, fetch
+from corrigo.server.store.database import Sql, as_datetime, fetch
 from corrigo.server.store.identity import (
     TOKEN_COLUMNS,
     TOKEN_TABLES,
@@ -50,6 +50,6 @@ async def authenticate_in_project(
         organization=principal.organization_id,
         name=name,
         title=title,
-        created_at=Project.created_at.python_value(created_at),
+        created_at=as_datetime(created_at),
     )
     return principal, found, role

@@ -7,10 +7,12 @@ SQLite (aiosqlite) is the embedded default; a `postgresql://` URL selects Postgr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
@@ -79,7 +81,7 @@ class _ReadyPool:
         return conn
 
 
-class _SqliteConnection(AsyncSqliteConnection):
+class SqliteConnection(AsyncSqliteConnection):
     """A query in one trip to the connection's thread. (aiosqlite's cursor API makes
     three, for execute, fetchall and close, each a wake-up of the event loop: more time
     than a small indexed query takes.)"""
@@ -121,28 +123,78 @@ async def query_then(
     """The rows of `sql` on `connection` (as `aconnect()` answers it), passed through
     `then`: on SQLite in the connection's thread, in the same trip, so that work runs
     beside the event loop's; elsewhere once the rows are here."""
-    if isinstance(connection, _SqliteConnection):
+    if isinstance(connection, SqliteConnection):
         return await connection.call(_query_then, sql, params, then)
     cursor = await connection.execute(sql, params)
     return then(cursor.fetchall())
 
 
+class _Stopped(Exception):
+    """The consumer of `produce_in_thread` went away."""
+
+
+_END = object()
+
+
+async def produce_in_thread(
+    connection: Any,
+    produce: Callable[[sqlite3.Connection, Callable[[Any], None], threading.Event], None],
+    ahead: int = 2,
+) -> AsyncGenerator[Any, None]:
+    """Run `produce(sqlite3 connection, emit, stopping)` on a SQLite connection's own
+    thread (`connection` as `aconnect()` answers it), and yield what it `emit`s. The
+    producer runs on without waiting for the event loop between items; `emit` blocks
+    while `ahead` items are not yet taken, and raises once the consumer has gone away
+    (`stopping` is then set too). The producer is never abandoned mid-query: leaving
+    the iteration waits for it to return."""
+    loop = asyncio.get_running_loop()
+    items: asyncio.Queue[Any] = asyncio.Queue()
+    room = threading.Semaphore(ahead)
+    stopping = threading.Event()
+
+    def emit(item: Any) -> None:
+        room.acquire()
+        if stopping.is_set():
+            raise _Stopped
+        loop.call_soon_threadsafe(items.put_nowait, item)
+
+    def run(conn: sqlite3.Connection) -> None:
+        with contextlib.suppress(_Stopped):
+            produce(conn, emit, stopping)
+
+    done = asyncio.ensure_future(connection.call(run))
+    # After every item: aiosqlite completes the future through the same loop queue.
+    done.add_done_callback(lambda _: items.put_nowait(_END))
+    try:
+        while True:
+            item = await items.get()
+            if item is _END:
+                done.result()
+                return
+            room.release()
+            yield item
+    finally:
+        stopping.set()
+        room.release()
+        await asyncio.wait([done])
+
+
 class _SqlitePool(AsyncSqlitePool):
-    async def acquire(self, timeout: float | None = None) -> _SqliteConnection:  # noqa: ASYNC109 - the base class signature
+    async def acquire(self, timeout: float | None = None) -> SqliteConnection:  # noqa: ASYNC109 - the base class signature
         # An idle connection is handed over at once (the base class waits for one through
         # asyncio.wait_for, which starts a task even when one is ready).
         if not self._closed:
             try:
-                connection: _SqliteConnection = self._queue.get_nowait()
+                connection: SqliteConnection = self._queue.get_nowait()
                 return connection
             except asyncio.QueueEmpty:
                 pass
         connection = await super().acquire(timeout)
         return connection
 
-    async def _create_connection(self) -> _SqliteConnection:
+    async def _create_connection(self) -> SqliteConnection:
         made = await super()._create_connection()
-        return _SqliteConnection(made.conn)
+        return SqliteConnection(made.conn)
 
 
 class SqliteDatabase(_ReadyPool, AsyncSqliteDatabase):
@@ -186,6 +238,15 @@ class PostgresqlDatabase(_ReadyPool, AsyncPostgresqlDatabase):
     async def _pool_acquire(self, pool: Any) -> _PostgresConnection:
         conn = await asyncio.wait_for(pool.acquire(), timeout=self._acquire_timeout)
         return _PostgresConnection(conn)
+
+
+def as_datetime(value: Any) -> datetime.datetime | None:
+    """A DateTimeField column as a driver gives it (SQLite: ISO text; asyncpg: a
+    datetime) as the field's value. (Peewee's own conversion tries strptime formats in
+    turn: many times slower on a hot path.)"""
+    if value is None or isinstance(value, datetime.datetime):
+        return value
+    return datetime.datetime.fromisoformat(value)
 
 
 def utcnow() -> datetime.datetime:

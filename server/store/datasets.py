@@ -16,6 +16,7 @@ from corrigo.server.errors import AlreadyExists, NotFound
 from corrigo.server.store.database import (
     BaseModel,
     Sql,
+    as_datetime,
     atomic,
     database,
     fetch,
@@ -170,8 +171,8 @@ async def find_view(project: Project, name: str) -> DatasetView:
         description=first[4],
         model_family=first[5],
         has_sentiment=Dataset.has_sentiment.python_value(first[6]),
-        created=Dataset.created.python_value(first[7]),
-        last_modified=Dataset.last_modified.python_value(first[8]),
+        created=as_datetime(first[7]),
+        last_modified=as_datetime(first[8]),
     )
     return DatasetView(row, project.name, [r[9] for r in rows if r[9] is not None])
 

@@ -14,13 +14,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import peewee
 
-from corrigo.server.store.database import database, query_then
+from corrigo.server.store.database import (
+    SqliteConnection,
+    database,
+    produce_in_thread,
+    query_then,
+)
 from corrigo.server.store.datasets import Labelling
 from corrigo.server.store.models import Prediction
 from corrigo.server.store.sources import Comment
@@ -226,13 +231,64 @@ def _sort_key(row: Row) -> tuple[int, int]:
     return row[1], row[0]
 
 
+Assemble = Callable[[list[Row]], tuple[bytes, int]]
+
+
+async def pages(
+    query: Query, limit: int, after: tuple[int, int] | None, assemble: Assemble
+) -> AsyncGenerator[tuple[bytes, tuple[int, int] | None], None]:
+    """Every page from `after` on, each read with up to `limit` rows and assembled by
+    `assemble` (which answers the page's bytes and how many rows they hold): (bytes,
+    keyset position after the page, None on the last page). On SQLite the whole loop
+    runs in the connection's own thread, which reads page after page without waiting
+    for the event loop between them; elsewhere each page's successor is read while the
+    caller sends it (`Reader`)."""
+    connection = await database.obj.aconnect()  # the task's, released when it ends
+    if isinstance(connection, SqliteConnection):
+        first = _statement_for(query, None, limit) if after is None else None
+        later = _statement_for(query, (0, 0), limit)
+
+        def produce(conn: Any, emit: Callable[[Any], None], stopping: Any) -> None:
+            position = after
+            statement = first or later
+            while not stopping.is_set():
+                params = statement.bind(position, query.started_us)
+                cursor = conn.execute(statement.sql, params)
+                try:
+                    rows = _ordered(cursor.fetchall())
+                finally:
+                    cursor.close()
+                assembled, taken = assemble(rows)
+                if len(rows) <= taken:
+                    emit((assembled, None))
+                    return
+                position = (rows[taken - 1][1], rows[taken - 1][0])
+                emit((assembled, position))
+                statement = later
+
+        async for item in produce_in_thread(connection, produce):
+            yield item
+        return
+    reader = Reader(query, limit, connection, assemble)
+    try:
+        position = after
+        while True:
+            rows, (assembled, taken) = await reader.read(position)
+            if len(rows) <= taken:
+                yield assembled, None
+                return
+            position = (rows[taken - 1][1], rows[taken - 1][0])
+            yield assembled, position
+    finally:
+        await reader.close()
+
+
 class Reader(Generic[T]):
     """Reads an export's pages one after the other on one connection, and starts the
     query of the next page (after the last row of a full page) as soon as a page is
     read, so the database reads it while the caller sends this one. `then` makes what
-    the caller needs of a page's rows (in order) where they are read: on SQLite in the
-    connection's own thread (`database.query_then`), beside the event loop. Use from a
-    single task, and `close` it: a read in flight is awaited, never abandoned."""
+    the caller needs of a page's rows (in order). Use from a single task, and `close`
+    it: a read in flight is awaited, never abandoned."""
 
     def __init__(
         self, query: Query, limit: int, connection: Any, then: Callable[[list[Row]], T]
@@ -240,11 +296,6 @@ class Reader(Generic[T]):
         self.query, self.limit, self._connection, self._then = query, limit, connection, then
         self._ahead: asyncio.Future[tuple[list[Row], T]] | None = None
         self._ahead_after: tuple[int, int] | None = None
-
-    @classmethod
-    async def open(cls, query: Query, limit: int, then: Callable[[list[Row]], T]) -> Reader[T]:
-        # The task's own pooled connection, released when the task ends.
-        return cls(query, limit, await database.obj.aconnect(), then)
 
     def _rows_then(self, rows: list[Row]) -> tuple[list[Row], T]:
         rows = _ordered(rows)

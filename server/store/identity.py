@@ -17,7 +17,15 @@ from typing import Any
 import peewee
 
 from corrigo.server.errors import AlreadyExists, NotFound, Unauthenticated
-from corrigo.server.store.database import BaseModel, Sql, atomic, database, fetch, utcnow
+from corrigo.server.store.database import (
+    BaseModel,
+    Sql,
+    as_datetime,
+    atomic,
+    database,
+    fetch,
+    utcnow,
+)
 from corrigo.v1 import errors_pb2
 from corrigo.v1.admin_pb2 import User as UserProto
 
@@ -110,7 +118,7 @@ async def verify(token_id: int, secret: str, row: Sequence[Any] | None) -> Princ
     _, revoked_at, last_used_at, user_id, org_id, role, email = row[:7]
     if revoked_at is not None:
         raise Unauthenticated("token was revoked", reason=errors_pb2.TOKEN_REVOKED)
-    last_used_at = ApiToken.last_used_at.python_value(last_used_at)
+    last_used_at = as_datetime(last_used_at)
     now = utcnow()
     if last_used_at is None or now - last_used_at > _LAST_USED_RESOLUTION:
         await database.aexecute(ApiToken.update(last_used_at=now).where(ApiToken.id == token_id))

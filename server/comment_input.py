@@ -148,8 +148,20 @@ def _valid(comment: Comment) -> bool:
 
 
 def canonical(comment: Comment) -> Comment:
-    """The synced fields of a comment, `text_format` defaulted: what a sync stores."""
+    """The synced fields of a comment, `text_format` defaulted: what a sync stores. (The
+    request's own message, completed in place, when it holds nothing else.)"""
     if not len(UnknownFieldSet(comment)):
+        if not (
+            comment.uid
+            or comment.source_id
+            or comment.context
+            or comment.has_annotations
+            or comment.HasField("created_at")
+            or comment.HasField("last_modified")
+        ):
+            if not comment.text_format:
+                comment.text_format = "plain"
+            return comment
         # The comment less its output-only fields: a copy in C, then those cleared.
         canonical = Comment()
         canonical.CopyFrom(comment)
@@ -224,8 +236,9 @@ def check_batch(checks: Violations, field: str, comments: Sequence[Comment]) -> 
     for i, comment in enumerate(comments):
         if not _valid(comment):
             _collect_violations(checks, f"{field}[{i}]", comment)
+        comment_id = comment.id
+        if comment_id in seen:
+            checks.add(f"{field}[{i}].id", f"duplicate id {comment_id!r} in the call")
+        seen.add(comment_id)
         out.append(canonical(comment))
-        if comment.id in seen:
-            checks.add(f"{field}[{i}].id", f"duplicate id {comment.id!r} in the call")
-        seen.add(comment.id)
     return out

@@ -345,6 +345,46 @@ class Sql:
         return rendered
 
 
+class Overlapped:
+    """One statement at a time running on a held connection (`aconnect()`'s, such as a
+    transaction's) while the task goes on: `start` it, `await result()` for its rows.
+    Leaving the block waits for a statement still running, whatever happened."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+        self._running: asyncio.Future[Any] | None = None
+
+    def start(self, statement: Sql, params: Sequence[Any]) -> None:
+        assert self._running is None, "one statement at a time"
+        sql = statement.render(database.obj)
+        self._running = asyncio.ensure_future(self._execute(sql, params))
+
+    async def _execute(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with _driver_errors:
+            cursor = await self._connection.execute(sql, params)
+        rows: list[Any] = cursor.fetchall()
+        return rows
+
+    async def result(self) -> list[Any]:
+        """The rows of the statement started last ([] when none is running)."""
+        running, self._running = self._running, None
+        return await running if running is not None else []
+
+    async def __aenter__(self) -> Overlapped:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        running, self._running = self._running, None
+        if running is None:
+            return
+        if exc_type is None:
+            await running
+            return
+        await asyncio.wait([running])
+        if not running.cancelled():
+            running.exception()  # retrieved: the block's own error is the one raised
+
+
 async def fetch(statement: Sql, params: Sequence[Any]) -> list[Any]:
     """The rows of a hand-written statement on the bound database."""
     db = database.obj

@@ -23,10 +23,10 @@ from corrigo.server.errors import AlreadyExists, NotFound
 from corrigo.server.store import statistics
 from corrigo.server.store.database import (
     BaseModel,
+    Overlapped,
     Sql,
     atomic,
     database,
-    fetch,
     utcnow,
     write_atomic,
 )
@@ -176,61 +176,72 @@ def _marks(count: int, width: int) -> str:
     return ", ".join([row] * count)
 
 
+# Rows per INSERT of a sync: each is written while the next ones are prepared.
+_INSERT_ROWS = 256
+
+
 async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
     """Upsert `comments` (validated, ids unique, only synced fields set) by id, in one
-    transaction: one read of the existing rows, one multi-row upsert. (Both statements
-    are written out here: Peewee renders a thousand-row insert slower than the database
-    runs it.)"""
-    synced = [c.SerializeToString(deterministic=True) for c in comments]
-    now = utcnow()
-    now_us = micros(now)
+    transaction: one read of the existing rows, multi-row upserts. The database works
+    beside the event loop: the read runs while the comments are hashed, and each upsert
+    while the next rows are prepared, all on the transaction's connection. (The
+    statements are written out: Peewee renders a thousand-row insert slower than the
+    database runs it.)"""
+    now_us = micros(utcnow())
     counts = {"new": 0, "updated": 0, "unchanged": 0}
     ids = [c.id for c in comments]
     bodies = _Bodies(source.hex_id, now_us)
+    lookup = Sql(
+        "SELECT comment_id, content_hash, ts_us, created_us, ts_moved_us FROM comment "
+        f"WHERE source_id = ? AND comment_id IN ({', '.join('?' * len(ids))})"
+    )
     async with write_atomic():
-        existing_rows = await fetch(
-            Sql(
-                "SELECT comment_id, content_hash, ts_us, created_us, ts_moved_us FROM comment "
-                f"WHERE source_id = ? AND comment_id IN ({', '.join('?' * len(ids))})"
-            ),
-            [source.id, *ids],
-        )
-        existing = {row[0]: row[1:] for row in existing_rows}
-        params: list[object] = []
-        for comment, serialized in zip(comments, synced, strict=True):
-            digest = _digest(serialized)
-            ts_us = comment.timestamp.seconds * 1_000_000 + comment.timestamp.nanos // 1000
-            known = existing.get(comment.id)
-            if known is None:
-                counts["new"] += 1
-                created_us, moved_us = now_us, None
-            elif known[0] == digest:
-                counts["unchanged"] += 1
-                continue
-            else:
-                counts["updated"] += 1
-                old_ts, created_us, moved_us = known[1], known[2], known[3]
-                if old_ts != ts_us:
-                    moved_us = now_us
-            params += (
-                source.id,
-                comment.id,
-                ts_us,
-                created_us,
-                moved_us,
-                digest,
-                bodies.body(serialized, comment.id, created_us),
-            )
-        if params:
-            rows = len(params) // 7
-            await fetch(
-                Sql(
-                    f"INSERT INTO comment ({_SYNC_COLUMNS}) VALUES {_marks(rows, 7)}{_UPSERT_TAIL}"
-                ),
-                params,
-            )
+        connection = await database.obj.aconnect()  # the transaction's
+        async with Overlapped(connection) as overlapped:
+            overlapped.start(lookup, [source.id, *ids])
+            synced = [c.SerializeToString(deterministic=True) for c in comments]
+            digests = [_digest(s) for s in synced]
+            existing = {row[0]: row[1:] for row in await overlapped.result()}
+            params: list[object] = []
+            for i, comment in enumerate(comments):
+                digest = digests[i]
+                ts_us = comment.timestamp.seconds * 1_000_000 + comment.timestamp.nanos // 1000
+                known = existing.get(ids[i])
+                if known is None:
+                    counts["new"] += 1
+                    created_us, moved_us = now_us, None
+                elif known[0] == digest:
+                    counts["unchanged"] += 1
+                    continue
+                else:
+                    counts["updated"] += 1
+                    old_ts, created_us, moved_us = known[1], known[2], known[3]
+                    if old_ts != ts_us:
+                        moved_us = now_us
+                params += (
+                    source.id,
+                    ids[i],
+                    ts_us,
+                    created_us,
+                    moved_us,
+                    digest,
+                    bodies.body(synced[i], ids[i], created_us),
+                )
+                if len(params) == 7 * _INSERT_ROWS:
+                    await overlapped.result()
+                    overlapped.start(_upsert(_INSERT_ROWS), params)
+                    params = []
+            await overlapped.result()
+            if params:
+                overlapped.start(_upsert(len(params) // 7), params)
+                await overlapped.result()
     statistics.comments_inserted(counts["new"])
     return SyncCounts(**counts)
+
+
+@functools.lru_cache(maxsize=8)
+def _upsert(rows: int) -> Sql:
+    return Sql(f"INSERT INTO comment ({_SYNC_COLUMNS}) VALUES {_marks(rows, 7)}{_UPSERT_TAIL}")
 
 
 class _Bodies:

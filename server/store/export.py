@@ -20,13 +20,9 @@ from typing import Any, Generic, TypeVar
 
 import peewee
 
-from corrigo.server.store.database import (
-    SqliteConnection,
-    database,
-    produce_in_thread,
-    query_then,
-)
+from corrigo.server.store.database import database
 from corrigo.server.store.datasets import Labelling
+from corrigo.server.store.drivers import SqliteConnection, driver_errors, produce_in_thread
 from corrigo.server.store.models import Prediction
 from corrigo.server.store.sources import Comment
 
@@ -303,10 +299,14 @@ class Reader(Generic[T]):
 
     def _start(self, after: tuple[int, int] | None) -> asyncio.Future[tuple[list[Row], T]]:
         statement = _statement_for(self.query, after, self.limit)
-        params = statement.bind(after, self.query.started_us)
         return asyncio.ensure_future(
-            query_then(self._connection, statement.sql, params, self._rows_then)
+            self._execute(statement.sql, statement.bind(after, self.query.started_us))
         )
+
+    async def _execute(self, sql: str, params: list[Any]) -> tuple[list[Row], T]:
+        with driver_errors:
+            cursor = await self._connection.execute(sql, params)
+        return self._rows_then(cursor.fetchall())
 
     async def read(self, after: tuple[int, int] | None) -> tuple[list[Row], T]:
         """The page after `after` (as `page`), and what `then` made of it."""

@@ -17,7 +17,14 @@ import grpc
 
 from corrigo.client.channel import TokenInterceptor, async_channel, resolve, sync_channel
 from corrigo.client.errors import CorrigoError
-from corrigo.v1 import admin_pb2_grpc
+from corrigo.v1 import (
+    admin_pb2_grpc,
+    datasets_pb2_grpc,
+    improvement_pb2_grpc,
+    models_pb2_grpc,
+    practice_pb2_grpc,
+    sources_pb2_grpc,
+)
 
 __all__ = ["AsyncClient", "Client", "CorrigoError"]
 
@@ -38,6 +45,13 @@ class Client:
         self._base = channel or sync_channel(self.target, root_certificates, tls)
         self.channel = grpc.intercept_channel(self._base, TokenInterceptor(self.token))
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.catalog = practice_pb2_grpc.PracticeCatalogServiceStub(self.channel)
+        self.examples = practice_pb2_grpc.FewShotExampleServiceStub(self.channel)
+        self.practice = practice_pb2_grpc.PracticeSessionServiceStub(self.channel)
+        self.improvement = improvement_pb2_grpc.ImprovementServiceStub(self.channel)
+        self.sources = sources_pb2_grpc.SourceServiceStub(self.channel)
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
+        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
 
     def close(self) -> None:
         self._base.close()
@@ -68,6 +82,13 @@ class AsyncClient:
         self.target, self.token = resolve(target, token)
         self.channel = async_channel(self.target, self.token, root_certificates, tls)
         self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
+        self.catalog = practice_pb2_grpc.PracticeCatalogServiceStub(self.channel)
+        self.examples = practice_pb2_grpc.FewShotExampleServiceStub(self.channel)
+        self.practice = practice_pb2_grpc.PracticeSessionServiceStub(self.channel)
+        self.improvement = improvement_pb2_grpc.ImprovementServiceStub(self.channel)
+        self.sources = sources_pb2_grpc.SourceServiceStub(self.channel)
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
+        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()

@@ -11,11 +11,25 @@ import grpc
 from google.api import annotations_pb2
 
 from corrigo.client.errors import CorrigoError
-from corrigo.v1 import admin_pb2
+from corrigo.v1 import (
+    admin_pb2,
+    datasets_pb2,
+    improvement_pb2,
+    models_pb2,
+    practice_pb2,
+    sources_pb2,
+)
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_FILES = [admin_pb2.DESCRIPTOR]
+_FILES = [
+    admin_pb2.DESCRIPTOR,
+    sources_pb2.DESCRIPTOR,
+    datasets_pb2.DESCRIPTOR,
+    models_pb2.DESCRIPTOR,
+    practice_pb2.DESCRIPTOR,
+    improvement_pb2.DESCRIPTOR,
+]
 _READ_PREFIXES = ("Get", "List", "Export", "Stream", "Watch", "WhoAmI")
 
 
@@ -137,18 +151,17 @@ class TokenInterceptor(
         return continuation(self._details(details), requests)
 
 
-class AsyncTokenInterceptor(
-    grpc.aio.UnaryUnaryClientInterceptor,
-    grpc.aio.UnaryStreamClientInterceptor,
-    grpc.aio.StreamUnaryClientInterceptor,
-):
-    """The asyncio twin of TokenInterceptor."""
-
+class _AsyncToken:
     def __init__(self, token: str | None) -> None:
         self._token = token
 
     def _details(self, details: Any) -> Any:
         return _with_token(details, self._token, grpc.aio.ClientCallDetails)
+
+
+class AsyncTokenInterceptor(_AsyncToken, grpc.aio.UnaryUnaryClientInterceptor):
+    """The asyncio twin of TokenInterceptor for unary calls: adds the token, raises
+    CorrigoError. `async_interceptors` gives the ones for streaming calls."""
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
         call = await continuation(self._details(details), request)
@@ -157,9 +170,13 @@ class AsyncTokenInterceptor(
         except grpc.aio.AioRpcError as error:
             raise CorrigoError.from_rpc_error(error) from None
 
+
+class _AsyncUnaryStreamToken(_AsyncToken, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
         return await continuation(self._details(details), request)
 
+
+class _AsyncStreamUnaryToken(_AsyncToken, grpc.aio.StreamUnaryClientInterceptor):
     async def intercept_stream_unary(
         self, continuation: Any, details: Any, request_iterator: Any
     ) -> Any:
@@ -168,6 +185,25 @@ class AsyncTokenInterceptor(
             return await call
         except grpc.aio.AioRpcError as error:
             raise CorrigoError.from_rpc_error(error) from None
+
+
+class _AsyncStreamStreamToken(_AsyncToken, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(self._details(details), request_iterator)
+
+
+def async_interceptors(token: str | None) -> list[Any]:
+    """One interceptor per call kind: grpc.aio files an interceptor under the first kind
+    it implements only, so one object implementing several kinds would leave streaming
+    calls without the token."""
+    return [
+        AsyncTokenInterceptor(token),
+        _AsyncUnaryStreamToken(token),
+        _AsyncStreamUnaryToken(token),
+        _AsyncStreamStreamToken(token),
+    ]
 
 
 def secure_credentials(root_certificates: bytes | None) -> grpc.ChannelCredentials:
@@ -185,7 +221,7 @@ def sync_channel(target: str, root_certificates: bytes | None, tls: bool) -> grp
 def async_channel(
     target: str, token: str | None, root_certificates: bytes | None, tls: bool
 ) -> grpc.aio.Channel:
-    interceptors: Iterable[Any] = [AsyncTokenInterceptor(token)]
+    interceptors: Iterable[Any] = async_interceptors(token)
     if tls:
         return grpc.aio.secure_channel(
             target,

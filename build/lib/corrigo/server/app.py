@@ -15,12 +15,32 @@ import grpc
 from google.protobuf.descriptor import ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from corrigo.server import pagination, reflection
+from corrigo.server import pagination, reflection, registration
 from corrigo.server.config import Config
 from corrigo.server.interceptors import interceptors
+from corrigo.server.services import datasets as datasets_service
 from corrigo.server.services.admin import AdminService
+from corrigo.server.services.datasets import DatasetService
+from corrigo.server.services.few_shot import FewShotExampleService
+from corrigo.server.services.improvement import ImprovementService
+from corrigo.server.services.models import ModelService
+from corrigo.server.services.practice_catalog import PracticeCatalogService
+from corrigo.server.services.practice_sessions import PracticeSessionService
+from corrigo.server.services.sources import SourceService
 from corrigo.server.store import database, identity
-from corrigo.v1 import admin_pb2, admin_pb2_grpc
+from corrigo.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    datasets_pb2,
+    improvement_pb2,
+    improvement_pb2_grpc,
+    models_pb2,
+    models_pb2_grpc,
+    practice_pb2,
+    practice_pb2_grpc,
+    sources_pb2,
+    sources_pb2_grpc,
+)
 
 log = logging.getLogger("corrigo.server")
 
@@ -37,6 +57,46 @@ SERVICES = [
         admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
         admin_pb2_grpc.add_AdminServiceServicer_to_server,
         AdminService,
+    ),
+    ServiceEntry(
+        practice_pb2.DESCRIPTOR.services_by_name["PracticeCatalogService"],
+        practice_pb2_grpc.add_PracticeCatalogServiceServicer_to_server,
+        PracticeCatalogService,
+    ),
+    ServiceEntry(
+        practice_pb2.DESCRIPTOR.services_by_name["FewShotExampleService"],
+        practice_pb2_grpc.add_FewShotExampleServiceServicer_to_server,
+        FewShotExampleService,
+    ),
+    ServiceEntry(
+        practice_pb2.DESCRIPTOR.services_by_name["PracticeSessionService"],
+        practice_pb2_grpc.add_PracticeSessionServiceServicer_to_server,
+        PracticeSessionService,
+    ),
+    ServiceEntry(
+        improvement_pb2.DESCRIPTOR.services_by_name["ImprovementService"],
+        improvement_pb2_grpc.add_ImprovementServiceServicer_to_server,
+        ImprovementService,
+    ),
+    ServiceEntry(
+        sources_pb2.DESCRIPTOR.services_by_name["SourceService"],
+        sources_pb2_grpc.add_SourceServiceServicer_to_server,
+        SourceService,
+    ),
+    ServiceEntry(
+        datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"],
+        lambda servicer, server: registration.register(
+            servicer,
+            server,
+            datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"],
+            raw=datasets_service.RAW_ANSWERS,
+        ),
+        DatasetService,
+    ),
+    ServiceEntry(
+        models_pb2.DESCRIPTOR.services_by_name["ModelService"],
+        models_pb2_grpc.add_ModelServiceServicer_to_server,
+        ModelService,
     ),
 ]
 

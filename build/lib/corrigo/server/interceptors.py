@@ -92,6 +92,9 @@ async def log_access(
     """One line per call: method, code, duration, principal, peer. Never a token."""
     start = time.perf_counter()
     code = grpc.StatusCode.OK
+    # Read before the call runs: once a client cancels a stream, asking the finished
+    # call for its peer crashes the process (grpcio 1.85).
+    peer = context.peer()
     try:
         yield
     except asyncio.CancelledError:
@@ -108,7 +111,7 @@ async def log_access(
             code.name if isinstance(code, grpc.StatusCode) else code,
             (time.perf_counter() - start) * 1000,
             f"user:{call.principal.user_id}" if call else "-",
-            context.peer(),
+            peer,
         )
 
 

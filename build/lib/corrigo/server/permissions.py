@@ -90,6 +90,13 @@ def project(permission: Permission, field: str | None = None) -> Rule:
 
 
 _ADMIN_SERVICE = "/corrigo.v1.AdminService/"
+_CATALOG = "/corrigo.v1.PracticeCatalogService/"
+_EXAMPLES = "/corrigo.v1.FewShotExampleService/"
+_SESSIONS = "/corrigo.v1.PracticeSessionService/"
+_IMPROVEMENT = "/corrigo.v1.ImprovementService/"
+_DATASETS = "/corrigo.v1.DatasetService/"
+_SOURCES = "/corrigo.v1.SourceService/"
+_MODELS = "/corrigo.v1.ModelService/"
 
 RULES: dict[str, Rule] = {
     "/grpc.health.v1.Health/Check": public(),
@@ -111,4 +118,77 @@ RULES: dict[str, Rule] = {
     _ADMIN_SERVICE + "CreateApiToken": user(),
     _ADMIN_SERVICE + "ListApiTokens": user(),
     _ADMIN_SERVICE + "RevokeApiToken": user(),
+    # Practice catalog: the handler finds where an item lives (a project, or the whole
+    # organization) and checks there; organization-wide items are readable by everyone.
+    **{
+        _CATALOG + verb + noun: project(Permission.MODEL_ADMIN)
+        for verb in ("Create", "Update", "Delete")
+        for noun in ("PracticeClass", "PracticeAgent", "KnowledgeItem")
+    },
+    _CATALOG + "GetPracticeClass": project(Permission.PRACTICE),
+    _CATALOG + "ListPracticeClasses": project(Permission.PRACTICE),
+    _CATALOG + "GetPracticeAgent": project(Permission.PRACTICE),
+    _CATALOG + "ListPracticeAgents": project(Permission.PRACTICE),
+    _CATALOG + "GetKnowledgeItem": project(Permission.PRACTICE),
+    _CATALOG + "ListKnowledgeItems": project(Permission.PRACTICE),
+    # Few-shot examples: everyone's own, the handler never shows another user's.
+    _EXAMPLES + "CreateFewShotExample": user(),
+    _EXAMPLES + "GetFewShotExample": user(),
+    _EXAMPLES + "ListFewShotExamples": user(),
+    _EXAMPLES + "UpdateFewShotExample": user(),
+    _EXAMPLES + "DeleteFewShotExample": user(),
+    # Practice sessions: own sessions only; a session of a project needs `practice` there,
+    # checked by the handler once it knows the project (from the request or the session).
+    _SESSIONS + "CreatePracticeSession": project(Permission.PRACTICE),
+    _SESSIONS + "GetPracticeSession": project(Permission.PRACTICE),
+    _SESSIONS + "ListPracticeSessions": user(),
+    _SESSIONS + "UpdatePracticeSession": project(Permission.PRACTICE),
+    _SESSIONS + "DeletePracticeSession": project(Permission.PRACTICE),
+    _SESSIONS + "UpdatePracticeSettings": project(Permission.PRACTICE),
+    _SESSIONS + "ListSessionModels": project(Permission.PRACTICE),
+    _SESSIONS + "RecordResponse": project(Permission.PRACTICE),
+    _SESSIONS + "AppendEvents": project(Permission.PRACTICE),
+    _SESSIONS + "ListEvents": project(Permission.PRACTICE),
+    # Improvement: the handler lets a session's owner schedule it, or whoever holds
+    # `model_admin` in its project (project or organization admin); to anyone else the
+    # session is NOT_FOUND, as in PracticeSessionService. Pipelines read and release.
+    _IMPROVEMENT + "UseSessionForImprovement": user(),
+    _IMPROVEMENT + "GetBatchSessions": org(Permission.BATCHES),
+    _IMPROVEMENT + "StreamBatchSessions": org(Permission.BATCHES),
+    _IMPROVEMENT + "ReleaseBatch": org(Permission.BATCHES),
+    _IMPROVEMENT + "GetBatch": org(Permission.BATCHES),
+    _IMPROVEMENT + "ListBatches": org(Permission.BATCHES),
+    # Datasets, taxonomy, labellings, export (the Communications Mining document's
+    # permissions). ListDatasets spans projects: the handler shows those the caller is in.
+    _DATASETS + "ListDatasets": user(),
+    _DATASETS + "GetDataset": project(Permission.VIEW_LABELS, "owner"),
+    _DATASETS + "CreateDataset": project(Permission.MODIFY_DATASETS, "owner"),
+    _DATASETS + "UpdateDataset": project(Permission.MODIFY_DATASETS, "owner"),
+    _DATASETS + "DeleteDataset": project(Permission.DATASETS_ADMIN, "owner"),
+    _DATASETS + "ListModelTags": project(Permission.MODEL_ADMIN, "owner"),
+    _DATASETS + "CreateLabelDefs": project(Permission.MODIFY_DATASETS, "owner"),
+    _DATASETS + "ListLabelDefs": project(Permission.VIEW_LABELS, "owner"),
+    _DATASETS + "DeleteLabelDef": project(Permission.MODIFY_DATASETS, "owner"),
+    _DATASETS + "UpdateLabelling": project(Permission.ANNOTATE, "owner"),
+    _DATASETS + "GetLabelling": project(Permission.VIEW_LABELS, "owner"),
+    _DATASETS + "ExportDataset": project(Permission.EXPORT_DATASETS, "owner"),
+    _DATASETS + "StreamExportDataset": project(Permission.EXPORT_DATASETS, "owner"),
+    # Sources and comments. The bulk sync is client-streaming: its handler authorizes the
+    # project named by the first chunk.
+    _SOURCES + "CreateSource": project(Permission.MODIFY_DATASETS, "owner"),
+    _SOURCES + "GetSource": project(Permission.VIEW_SOURCES, "owner"),
+    _SOURCES + "ListSources": project(Permission.VIEW_SOURCES, "owner"),
+    _SOURCES + "UpdateSource": project(Permission.MODIFY_DATASETS, "owner"),
+    _SOURCES + "DeleteSource": project(Permission.DATASETS_ADMIN, "owner"),
+    _SOURCES + "SyncComments": project(Permission.EDIT_MESSAGES, "owner"),
+    _SOURCES + "StreamSyncComments": project(Permission.EDIT_MESSAGES),
+    _SOURCES + "GetComment": project(Permission.VIEW_SOURCES, "owner"),
+    _SOURCES + "DeleteComments": project(Permission.EDIT_MESSAGES, "owner"),
+    # Models, versions, predictions and tags.
+    _MODELS + "CreateModel": project(Permission.MODEL_ADMIN, "owner"),
+    _MODELS + "GetModel": project(Permission.MODEL_ADMIN, "owner"),
+    _MODELS + "ListModels": project(Permission.MODEL_ADMIN, "owner"),
+    _MODELS + "CreateModelVersion": project(Permission.MODEL_ADMIN, "owner"),
+    _MODELS + "UploadPredictions": project(Permission.MODEL_ADMIN, "owner"),
+    _MODELS + "SetModelTag": project(Permission.MODEL_ADMIN, "owner"),
 }

@@ -50,6 +50,22 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The operation conflicts with the resource's current state."""
     INTERNAL_ERROR: _ErrorReason.ValueType  # 13
     """An unexpected server error; ErrorInfo.metadata["error_id"] is also in the server log."""
+    SESSION_MODEL_RETIRED: _ErrorReason.ValueType  # 40
+    """The session model was retired when the practice session's class changed; record
+    responses against one of the session's active models.
+    """
+    SESSION_EVENTS_MISSING: _ErrorReason.ValueType  # 41
+    """The session's event log does not hold a prompt followed by a response, so there is
+    nothing to learn from yet.
+    """
+    NO_ACTIVE_BATCH: _ErrorReason.ValueType  # 42
+    """No improvement batch is active: nothing was scheduled since the last release."""
+    SESSION_SCHEDULED: _ErrorReason.ValueType  # 43
+    """The session is scheduled in an improvement batch, which keeps it."""
+    CONCURRENT_CHANGE: _ErrorReason.ValueType  # 20
+    """Another call changed the same resource at the same moment (such as two model
+    versions numbered at once); retrying succeeds.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """Stable machine-readable reasons carried in google.rpc.ErrorInfo.reason of
@@ -85,4 +101,20 @@ FAILED_PRECONDITION: ErrorReason.ValueType  # 12
 """The operation conflicts with the resource's current state."""
 INTERNAL_ERROR: ErrorReason.ValueType  # 13
 """An unexpected server error; ErrorInfo.metadata["error_id"] is also in the server log."""
+SESSION_MODEL_RETIRED: ErrorReason.ValueType  # 40
+"""The session model was retired when the practice session's class changed; record
+responses against one of the session's active models.
+"""
+SESSION_EVENTS_MISSING: ErrorReason.ValueType  # 41
+"""The session's event log does not hold a prompt followed by a response, so there is
+nothing to learn from yet.
+"""
+NO_ACTIVE_BATCH: ErrorReason.ValueType  # 42
+"""No improvement batch is active: nothing was scheduled since the last release."""
+SESSION_SCHEDULED: ErrorReason.ValueType  # 43
+"""The session is scheduled in an improvement batch, which keeps it."""
+CONCURRENT_CHANGE: ErrorReason.ValueType  # 20
+"""Another call changed the same resource at the same moment (such as two model
+versions numbered at once); retrying succeeds.
+"""
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015

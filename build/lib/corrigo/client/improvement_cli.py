@@ -1,0 +1,89 @@
+"""`corrigo improve SESSION_ID` and `corrigo batch ...`: the improvement pipeline's calls."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+
+from google.protobuf import json_format
+
+from corrigo.client import Client
+from corrigo.client.practice_cli import print_json
+from corrigo.v1 import improvement_pb2
+
+
+def _improve(args: argparse.Namespace) -> int:
+    with Client(args.target, args.token) as client:
+        print_json(
+            client.improvement.UseSessionForImprovement(
+                improvement_pb2.UseSessionForImprovementRequest(session_id=args.session_id)
+            )
+        )
+    return 0
+
+
+def _sessions(args: argparse.Namespace) -> int:
+    """Every session of the batch after --after, one JSON object per line."""
+    request = improvement_pb2.StreamBatchSessionsRequest(
+        batch_id=args.batch_id,
+        after_number=args.after,
+        limit=args.limit,
+        events_limit=args.events_limit,
+    )
+    with Client(args.target, args.token) as client:
+        for page in client.improvement.StreamBatchSessions(request):
+            for session in page.sessions:
+                print(
+                    json_format.MessageToJson(
+                        session, preserving_proto_field_name=True, indent=None
+                    )
+                )
+    return 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    with Client(args.target, args.token) as client:
+        print_json(
+            client.improvement.ReleaseBatch(
+                improvement_pb2.ReleaseBatchRequest(release_id=args.release_id)
+            )
+        )
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    with Client(args.target, args.token) as client:
+        answer = client.improvement.ListBatches(improvement_pb2.ListBatchesRequest())
+    for batch in answer.batches:
+        status = improvement_pb2.ImprovementBatch.Status.Name(batch.status)
+        print(f"{batch.batch_id}\t{status}\t{batch.session_count}\t{batch.release_id or '-'}")
+    return 0
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_connection: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    improve = commands.add_parser("improve", help="schedule a practice session for improvement")
+    improve.add_argument("session_id", type=int)
+    add_connection(improve)
+    improve.set_defaults(run=_improve)
+
+    batch = commands.add_parser("batch", help="improvement batches (service or admin role)")
+    sub = batch.add_subparsers(dest="batch_command", required=True, metavar="COMMAND")
+    sessions = sub.add_parser("sessions", help="print a batch's sessions as JSON lines")
+    sessions.add_argument("--batch-id", default="", help="the batch (default: the active one)")
+    sessions.add_argument("--after", type=int, default=0, help="start after this number")
+    sessions.add_argument("--limit", type=int, default=0, help="sessions per page (max 100)")
+    sessions.add_argument(
+        "--events-limit", type=int, default=0, help="events per session (default 100, max 1000)"
+    )
+    add_connection(sessions)
+    sessions.set_defaults(run=_sessions)
+    release = sub.add_parser("release", help="release the active batch")
+    release.add_argument("release_id", help="your id for this release; repeating it is safe")
+    add_connection(release)
+    release.set_defaults(run=_release)
+    listing = sub.add_parser("list", help="list batches with their counts")
+    add_connection(listing)
+    listing.set_defaults(run=_list)

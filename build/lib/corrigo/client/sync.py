@@ -1,0 +1,119 @@
+"""`corrigo sync`: bulk-load comments from JSONL through StreamSyncComments.
+
+The file is read lazily in chunks; every chunk sent is kept until the server
+acknowledges it (it is then committed). When the stream breaks with UNAVAILABLE, a new
+stream sends the unacknowledged chunks again, then the rest of the file: syncing is
+idempotent, so a chunk committed twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+
+from corrigo.client.errors import CorrigoError
+from corrigo.client.progress import Progress
+from corrigo.v1 import sources_pb2, sources_pb2_grpc
+from corrigo.v1.comments_pb2 import Comment
+
+DEFAULT_CHUNK = 1024
+_RETRIES = 5
+
+
+def read_comments(path: Path) -> Iterator[Comment]:
+    """Comments of a JSONL file: one comment per line, either a Comment's JSON or an
+    export result's (`{"comment": {...}, ...}`, as `corrigo export` writes)."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if isinstance(data, dict) and isinstance(data.get("comment"), dict):
+                    data = data["comment"]
+                yield json_format.ParseDict(data, Comment(), ignore_unknown_fields=True)
+            except (ValueError, json_format.ParseError) as error:
+                raise SystemExit(f"corrigo sync: {path}:{number}: {error}") from None
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as data:
+        return sum(1 for line in data if line.strip())
+
+
+@dataclass
+class SyncTotals:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    chunks: int = 0
+
+
+@dataclass
+class _Window:
+    """Chunks sent and not yet acknowledged, shared with gRPC's request thread."""
+
+    pending: dict[int, sources_pb2.StreamSyncCommentsRequest] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def sync_file(
+    stub: sources_pb2_grpc.SourceServiceStub,
+    owner: str,
+    source: str,
+    path: Path,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: bool = True,
+) -> SyncTotals:
+    comments = read_comments(path)
+    numbers = itertools.count()
+    window = _Window()
+    totals = SyncTotals()
+    bar = Progress(f"sync {owner}/{source}", count_lines(path)) if progress else None
+
+    def fresh_chunks() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
+        while batch := list(itertools.islice(comments, chunk_size)):
+            chunk = sources_pb2.StreamSyncCommentsRequest(
+                owner=owner, name=source, chunk=next(numbers), comments=batch
+            )
+            with window.lock:
+                window.pending[chunk.chunk] = chunk
+            yield chunk
+
+    def requests() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
+        with window.lock:
+            resend = [window.pending[n] for n in sorted(window.pending)]
+        yield from resend
+        yield from fresh_chunks()
+
+    failures = 0
+    while True:
+        try:
+            for ack in stub.StreamSyncComments(requests()):
+                failures = 0
+                with window.lock:
+                    chunk = window.pending.pop(ack.chunk)
+                totals.new += ack.new
+                totals.updated += ack.updated
+                totals.unchanged += ack.unchanged
+                totals.chunks += 1
+                if bar:
+                    bar.advance(len(chunk.comments))
+            break
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
+                raise CorrigoError.from_rpc_error(error) from None
+            failures += 1
+            time.sleep(min(0.2 * 2**failures, 5.0))
+    if bar:
+        bar.finish()
+    return totals

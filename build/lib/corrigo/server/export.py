@@ -1,0 +1,380 @@
+"""The dataset export: request checks, continuations, and pages.
+
+`plan` turns an ExportDatasetRequest (or its streaming twin) into a resolved query and
+a keyset position; `Export.page` reads one page in one query and assembles its
+messages from stored bytes (see `wire`). The unary and the streaming export share it,
+and their continuations are interchangeable.
+
+A continuation carries [export start, model version, sort key, comment id] and is
+bound (`pagination.fingerprint`) to the organization, the dataset (its internal id, so a
+re-created dataset of the same name refuses it) and every filter of the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import dataclass, replace
+
+from corrigo.server import auth, pagination, wire
+from corrigo.server.store import datasets, models
+from corrigo.server.store import export as store
+from corrigo.server.store.database import utcnow
+from corrigo.server.store.sources import micros
+from corrigo.server.validation import Violations
+from corrigo.v1.datasets_pb2 import ExportDatasetRequest, StreamExportDatasetRequest
+
+DEFAULT_LIMIT = 64
+MAX_LIMIT = 256
+MAX_COMMENT_UIDS = 256
+MAX_SOURCE_IDS = 1024
+ORDERS = ("timestamp", "created_at")
+# A page holds fewer than `limit` comments when they would pass this many bytes.
+PAGE_BYTES = 2 * 1024 * 1024
+HEX_ID = re.compile(r"^[0-9a-f]{16}$")
+TAG_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_METHOD = "/corrigo.v1.DatasetService/ExportDataset"
+_FILTERS = ("comment_uids", "source_ids", "order_by", "from", "to", "model_version", "model_tag")
+
+AnyExportRequest = ExportDatasetRequest | StreamExportDatasetRequest
+
+
+def parse_time(checks: Violations, field: str, value: str) -> int | None:
+    """Microseconds since the epoch of an ISO-8601 time (UTC when it has no offset)."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.datetime.fromisoformat(value)
+    except ValueError:
+        checks.add(
+            field, f"must be an ISO-8601 timestamp such as 2021-02-16T10:55:05Z, got {value!r}"
+        )
+        return None
+    if parsed.tzinfo is not None:
+        parsed = parsed.astimezone(datetime.UTC).replace(tzinfo=None)
+    return micros(parsed)
+
+
+def split_uid(uid: str) -> tuple[str, str] | None:
+    """(source hex id, comment id) of a well-formed comment uid."""
+    source_hex, dot, comment_id = uid.partition(".")
+    if not dot or not HEX_ID.match(source_hex) or not comment_id or len(comment_id) > 256:
+        return None
+    return source_hex, comment_id
+
+
+@dataclass(frozen=True)
+class Export:
+    query: store.Query
+    token_query: bytes
+    after: tuple[int, int] | None
+    limit: int
+
+    async def count(self) -> int:
+        if not self.query.source_ids:
+            return 0
+        return await store.count(self.query, self.after)
+
+    async def page(self) -> tuple[bytes, str, Export | None]:
+        """One page (one query): its `comments` fields as wire bytes, its continuation (""
+        on the last page), and the export positioned after it (None on the last page)."""
+        if not self.query.source_ids:
+            return b"", "", None
+        return self._finish(await store.page(self.query, self.after, self.limit + 1))
+
+    async def pages(self) -> AsyncGenerator[tuple[bytes, str], None]:
+        """Every page from here on, as `page` answers them, read ahead of the caller
+        (`store.pages`)."""
+        if not self.query.source_ids:
+            yield b"", ""
+            return
+        limit = self.limit
+        read = store.pages(
+            self.query, limit + 1, self.after, lambda rows: comments_field(rows, limit)
+        )
+        try:
+            async for comments, after in read:
+                if after is None:
+                    yield comments, ""
+                    return
+                position = [self.query.started_us, self.query.version_id or 0, *after]
+                yield comments, pagination.issue(self.token_query, position)
+        finally:
+            await read.aclose()
+
+    def _finish(self, rows: Sequence[store.Row]) -> tuple[bytes, str, Export | None]:
+        comments, taken = comments_field(rows, self.limit)
+        if len(rows) <= taken:
+            return comments, "", None
+        last_id, last_key = rows[taken - 1][0], rows[taken - 1][1]
+        position = [self.query.started_us, self.query.version_id or 0, last_key, last_id]
+        continuation = pagination.issue(self.token_query, position)
+        return comments, continuation, replace(self, after=(last_key, last_id))
+
+
+# ExportedComment's fields, and Annotations.labels, are all length-delimited: the tags.
+_FIELD_1 = wire.tag(1, 2)
+_FIELD_2 = wire.tag(2, 2)
+_FIELD_3 = wire.tag(3, 2)
+_HAS_ANNOTATIONS = wire.true_flag(12)
+
+
+def comments_field(rows: Sequence[store.Row], limit: int) -> tuple[bytes, int]:
+    """ExportDatasetResponse.comments (ExportedComment {comment, annotations: {labels},
+    predictions}) of up to `limit` rows, and how many rows they hold: fewer when they
+    would pass PAGE_BYTES (big comments end a page early, so a message stays far below
+    4 MiB), never none. Each comment is written from its stored bytes, with
+    `has_annotations` appended when it has a labelling; the parts are joined once."""
+    varint = wire.varint
+    parts: list[bytes] = []
+    extend = parts.extend
+    size = taken = 0
+    for _, _, body, assigned, predicted in rows[:limit]:
+        flag = b"" if assigned is None else _HAS_ANNOTATIONS
+        labels = assigned or b""
+        predictions = predicted or b""
+        comment_len = len(body) + len(flag)
+        comment_varint = varint(comment_len)
+        labels_varint = varint(len(labels))
+        annotations_len = 1 + len(labels_varint) + len(labels)
+        annotations_varint = varint(annotations_len)
+        predictions_varint = varint(len(predictions))
+        inner = (
+            3
+            + len(comment_varint)
+            + comment_len
+            + len(annotations_varint)
+            + annotations_len
+            + len(predictions_varint)
+            + len(predictions)
+        )
+        inner_varint = varint(inner)
+        size += 1 + len(inner_varint) + inner
+        if taken and size > PAGE_BYTES:
+            break
+        extend(
+            (
+                _FIELD_1,
+                inner_varint,
+                _FIELD_1,
+                comment_varint,
+                body,
+                flag,
+                _FIELD_2,
+                annotations_varint,
+                _FIELD_1,
+                labels_varint,
+                labels,
+                _FIELD_3,
+                predictions_varint,
+                predictions,
+            )
+        )
+        taken += 1
+    return b"".join(parts), taken
+
+
+def continuation_field(continuation: str) -> bytes:
+    """An export page's `continuation` field (2); absent when empty, as proto3 has it."""
+    return wire.field(2, continuation.encode()) if continuation else b""
+
+
+async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
+    """The streamed export's messages, serialized: each page's comments, its
+    continuation, and (first message, with `include_total`) the total.
+
+    One task plans the export and reads its pages, one after the other, at most one
+    page ahead of the message being sent: every read of the export goes through the
+    same pooled connection (a task holds one until it ends), whose page cache stays
+    warm. (A task per page took a connection in turn from the pool for each: 2.6 times
+    slower.) The reader is never cancelled mid-query (a query cancelled half way could
+    hand its connection back inside an open read transaction): when the client goes
+    away, it is told to stop, and stops once its read in flight is done.
+    """
+    pages: asyncio.Queue[tuple[bytes, bool] | Exception] = asyncio.Queue(maxsize=1)
+    stopping = False
+
+    async def read() -> None:
+        try:
+            export = await plan(request)
+            total = await export.count() if request.include_total else 0
+            pages_left = export.pages()
+            try:
+                async for comments, continuation in pages_left:
+                    if stopping:
+                        return
+                    message = comments + continuation_field(continuation)
+                    if total:
+                        message += wire.int_field(3, total)
+                        total = 0
+                    await pages.put((message, not continuation))
+            finally:
+                await pages_left.aclose()
+        except Exception as error:
+            if not stopping:
+                await pages.put(error)
+
+    reader = asyncio.get_running_loop().create_task(read())
+    try:
+        while True:
+            page = await pages.get()
+            if isinstance(page, Exception):
+                raise page
+            message, last = page
+            yield message
+            if last:
+                return
+    finally:
+        stopping = True
+        # Make room, so a reader waiting to hand over a page sees it should stop.
+        while not pages.empty():
+            pages.get_nowait()
+        _readers.add(reader)
+        reader.add_done_callback(_readers.discard)
+
+
+# Readers of abandoned streams, kept until they finish their read in flight.
+_readers: set[asyncio.Task[None]] = set()
+
+
+def _check_filters(checks: Violations, request: AnyExportRequest) -> list[tuple[str, str]]:
+    """Checks the request's own fields; answers the parsed comment uids."""
+    checks.check(
+        0 <= request.limit <= MAX_LIMIT, "limit", f"must be 0..{MAX_LIMIT}, got {request.limit}"
+    )
+    if request.order_by:
+        checks.check(request.order_by in ORDERS, "order_by", f"must be one of {', '.join(ORDERS)}")
+    uids: list[tuple[str, str]] = []
+    if request.comment_uids:
+        if checks.check(
+            len(request.comment_uids) <= MAX_COMMENT_UIDS,
+            "comment_uids",
+            f"at most {MAX_COMMENT_UIDS} uids, got {len(request.comment_uids)}",
+        ):
+            for i, uid in enumerate(request.comment_uids):
+                parsed = split_uid(uid)
+                if checks.check(
+                    parsed is not None,
+                    f"comment_uids[{i}]",
+                    "must be source_id.comment_id (source_id: 16 hex characters)",
+                ):
+                    assert parsed is not None
+                    uids.append(parsed)
+        for other in ("source_ids", "from", "to"):
+            checks.check(
+                not getattr(request, other),
+                "comment_uids",
+                f"no other filter may be passed with comment_uids (got {other})",
+            )
+    if checks.check(
+        len(request.source_ids) <= MAX_SOURCE_IDS,
+        "source_ids",
+        f"at most {MAX_SOURCE_IDS} source ids, got {len(request.source_ids)}",
+    ):
+        for i, source_id in enumerate(request.source_ids):
+            checks.check(
+                bool(HEX_ID.match(source_id)), f"source_ids[{i}]", "must be 16 hex characters"
+            )
+    checks.check(
+        request.model_version >= 0,
+        "model_version",
+        f"must be >= 0, got {request.model_version}",
+    )
+    if request.model_tag:
+        checks.check(
+            bool(TAG_NAME.match(request.model_tag)),
+            "model_tag",
+            "must be 1..32 lower-case letters, digits, '-' or '_', starting with a letter",
+        )
+        checks.check(
+            not request.model_version, "model_tag", "give model_version or model_tag, not both"
+        )
+    return uids
+
+
+async def _version_id(dataset_id: int, request: AnyExportRequest) -> int | None:
+    if request.model_version:
+        return (await models.find_version(dataset_id, request.model_version)).id
+    if request.model_tag:
+        return (await models.tagged_version(dataset_id, request.model_tag)).id
+    latest = await models.latest_version(dataset_id)
+    return latest.id if latest else None
+
+
+def _position(checks: Violations, token: str, token_query: bytes) -> list[int]:
+    position = pagination.read(token, token_query, "continuation")
+    if len(position) != 4 or not all(isinstance(v, int) for v in position):
+        checks.add("continuation", "invalid continuation")
+        checks.raise_if_any()
+    return position
+
+
+async def plan(request: AnyExportRequest) -> Export:
+    """Check the request, resolve its dataset, sources, model version and position."""
+    checks = Violations()
+    uids = _check_filters(checks, request)
+    from_us = parse_time(checks, "from", getattr(request, "from"))
+    to_us = parse_time(checks, "to", request.to)
+    checks.raise_if_any()
+    checks.name("name", request.name)
+    checks.raise_if_any()
+    project = auth.project()
+    dataset = await datasets.find(project, request.name)
+    in_dataset = await datasets.dataset_sources(dataset.id)
+    for i, source_id in enumerate(request.source_ids):
+        checks.check(
+            source_id in in_dataset,
+            f"source_ids[{i}]",
+            f"{source_id} is not a source of the dataset",
+        )
+    for i, (source_hex, _) in enumerate(uids):
+        checks.check(
+            source_hex in in_dataset,
+            f"comment_uids[{i}]",
+            f"source {source_hex} is not a source of the dataset",
+        )
+    checks.raise_if_any()
+
+    bound = ExportDatasetRequest(owner=request.owner, name=request.name)
+    for name in _FILTERS:
+        value = getattr(request, name)
+        if isinstance(value, str | int):
+            setattr(bound, name, value)
+        else:
+            getattr(bound, name).extend(value)
+    token_query = pagination.fingerprint(
+        f"{_METHOD}#{dataset.id}", project.organization_id, bound, ()
+    )
+    if request.continuation:
+        started_us, version_id, key, comment_id = _position(
+            checks, request.continuation, token_query
+        )
+        after: tuple[int, int] | None = (key, comment_id)
+        version: int | None = version_id or None
+    else:
+        started_us, after = micros(utcnow()), None
+        version = await _version_id(dataset.id, request)
+
+    by_uid: dict[int, list[str]] | None = None
+    if uids:
+        by_uid = {}
+        for source_hex, uid_comment in uids:
+            by_uid.setdefault(in_dataset[source_hex], []).append(uid_comment)
+        source_ids = sorted(by_uid)
+    elif request.source_ids:
+        source_ids = sorted({in_dataset[s] for s in request.source_ids})
+    else:
+        source_ids = sorted(in_dataset.values())
+    query = store.Query(
+        dataset_id=dataset.id,
+        source_ids=source_ids,
+        by_created=request.order_by == "created_at",
+        from_us=from_us,
+        to_us=to_us,
+        uids=by_uid,
+        started_us=started_us,
+        version_id=version,
+    )
+    return Export(query, token_query, after, request.limit or DEFAULT_LIMIT)

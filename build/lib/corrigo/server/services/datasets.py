@@ -1,0 +1,343 @@
+"""DatasetService: datasets, their taxonomy and labellings, model tags, and the export."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import cast
+
+import grpc
+
+from corrigo.server import auth, export, labels, pagination, wire
+from corrigo.server.errors import NotFound
+from corrigo.server.masks import check_update_mask
+from corrigo.server.store import datasets, models, sources
+from corrigo.server.store.projects import Project
+from corrigo.server.timestamps import to_proto
+from corrigo.server.validation import Violations
+from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
+from corrigo.v1.comments_pb2 import AssignedLabels, Label
+from corrigo.v1.datasets_pb2 import Dataset
+
+_SERVICE = "/corrigo.v1.DatasetService/"
+MODEL_FAMILIES = ("english", "multilingual")
+_UPDATABLE = ("title", "description", "source_ids")
+_OK = "ok"
+
+
+def dataset_proto(view: datasets.DatasetView) -> Dataset:
+    row = view.row
+    answer = Dataset(
+        id=row.hex_id,
+        owner=view.owner,
+        name=row.name,
+        title=row.title,
+        description=row.description,
+        source_ids=view.source_hex_ids,
+        model_family=row.model_family,
+        created=to_proto(row.created),
+        last_modified=to_proto(row.last_modified),
+    )
+    answer.has_sentiment.value = row.has_sentiment
+    return answer
+
+
+async def named_dataset(name: str, field: str = "name") -> datasets.Dataset:
+    """The request's dataset in the authorized project: INVALID_ARGUMENT on `field` for a
+    malformed name, NOT_FOUND when there is none of that name."""
+    checks = Violations()
+    checks.name(field, name)
+    checks.raise_if_any()
+    return await datasets.find(auth.project(), name)
+
+
+def _answer(view: datasets.DatasetView) -> datasets_pb2.DatasetResponse:
+    return datasets_pb2.DatasetResponse(dataset=dataset_proto(view), status=_OK)
+
+
+async def _source_ids(
+    checks: Violations, project: Project, field: str, hex_ids: Sequence[str]
+) -> list[int]:
+    """Internal ids of the project's sources `hex_ids`, naming each unknown one."""
+    if not checks.check(
+        len(hex_ids) <= export.MAX_SOURCE_IDS,
+        field,
+        f"at most {export.MAX_SOURCE_IDS} sources, got {len(hex_ids)}",
+    ):
+        return []
+    known = await sources.sources_by_hex(project.id, hex_ids)
+    seen: set[str] = set()
+    for i, hex_id in enumerate(hex_ids):
+        checks.check(hex_id in known, f"{field}[{i}]", f"{hex_id!r} is not a source of the project")
+        checks.check(hex_id not in seen, f"{field}[{i}]", f"{hex_id!r} given twice")
+        seen.add(hex_id)
+    return [known[h] for h in hex_ids if h in known]
+
+
+def _without(name: str, blob: bytes) -> tuple[bytes, bool]:
+    """The label list `blob` without `name` and its descendants; whether it changed."""
+    kept = AssignedLabels.FromString(blob)
+    remaining = [
+        label
+        for label in kept.assigned
+        if label.name != name and not label.name.startswith(name + labels.SEPARATOR)
+    ]
+    if len(remaining) == len(kept.assigned):
+        return blob, False
+    return AssignedLabels(assigned=remaining).SerializeToString(), True
+
+
+def _label_list(items: Sequence[Label]) -> bytes:
+    return AssignedLabels(assigned=items).SerializeToString() if items else b""
+
+
+async def _comment_of(checks: Violations, dataset: datasets.Dataset, uid: str) -> tuple[str, int]:
+    """The internal id of the comment `uid` of the dataset's sources."""
+    parsed = export.split_uid(uid)
+    checks.check(
+        parsed is not None,
+        "comment_uid",
+        "must be source_id.comment_id (16 hex characters, '.', id)",
+    )
+    checks.raise_if_any()
+    assert parsed is not None
+    in_dataset = await datasets.dataset_sources(dataset.id)
+    checks.check(
+        parsed[0] in in_dataset, "comment_uid", f"source {parsed[0]} is not a source of the dataset"
+    )
+    checks.raise_if_any()
+    found = await sources.comments_by_uid({parsed[0]: in_dataset[parsed[0]]}, [parsed])
+    if parsed not in found:
+        raise NotFound(f"comment {uid!r} not found")
+    return uid, found[parsed]
+
+
+async def _label_defs_answer(dataset_id: int) -> datasets_pb2.LabelDefsResponse:
+    rows = await datasets.label_defs(dataset_id)
+    return datasets_pb2.LabelDefsResponse(
+        label_defs=[datasets_pb2.LabelDef(name=n, description=d) for n, d in rows], status=_OK
+    )
+
+
+class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
+    async def ListDatasets(
+        self, request: datasets_pb2.ListDatasetsRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.ListDatasetsResponse:
+        checks = Violations()
+        call = auth.current()
+        page = pagination.IdPager(
+            _SERVICE + "ListDatasets",
+            call.principal.organization_id,
+            request,
+            checks,
+            default=1000,
+            maximum=1000,
+        )
+        checks.raise_if_any()
+        # Every project role may view labels, so a member sees every dataset of their
+        # projects; organization admins see every project's.
+        rows = await datasets.list_datasets(
+            call.principal.organization_id,
+            None if call.is_org_admin else call.principal.user_id,
+            page.after(),
+            page.fetch,
+        )
+        rows, token = page.finish(rows, lambda r: r.row.id)
+        return datasets_pb2.ListDatasetsResponse(
+            datasets=[dataset_proto(r) for r in rows], next_page_token=token, status=_OK
+        )
+
+    async def GetDataset(
+        self, request: datasets_pb2.GetDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.DatasetResponse:
+        project = auth.project()
+        checks = Violations()
+        checks.name("name", request.name)
+        checks.raise_if_any()
+        return _answer(await datasets.find_view(project, request.name))
+
+    async def CreateDataset(
+        self, request: datasets_pb2.CreateDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.DatasetResponse:
+        checks = Violations()
+        checks.name("name", request.name)
+        given = request.dataset
+        checks.text("dataset.title", given.title, 256)
+        checks.text("dataset.description", given.description, 4096)
+        if given.model_family:
+            checks.check(
+                given.model_family in MODEL_FAMILIES,
+                "dataset.model_family",
+                f"must be one of {', '.join(MODEL_FAMILIES)}",
+            )
+        project = auth.project()
+        source_ids = await _source_ids(checks, project, "dataset.source_ids", given.source_ids)
+        checks.raise_if_any()
+        row = await datasets.create_dataset(
+            project,
+            request.name,
+            {
+                "title": given.title,
+                "description": given.description,
+                "model_family": given.model_family or "english",
+                "has_sentiment": given.has_sentiment.value
+                if given.HasField("has_sentiment")
+                else True,
+            },
+            source_ids,
+        )
+        return _answer(await datasets.view(project, row))
+
+    async def UpdateDataset(
+        self, request: datasets_pb2.UpdateDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.DatasetResponse:
+        checks = Violations()
+        given = request.dataset
+        paths = check_update_mask(checks, request.update_mask, _UPDATABLE)
+        writes = set(paths) or {name for name in _UPDATABLE if len(getattr(given, name))}
+        checks.text("dataset.title", given.title, 256)
+        checks.text("dataset.description", given.description, 4096)
+        project = auth.project()
+        row = await named_dataset(request.name)
+        source_ids = None
+        if "source_ids" in writes:
+            source_ids = await _source_ids(checks, project, "dataset.source_ids", given.source_ids)
+        checks.raise_if_any()
+        changes: dict[str, str] = {
+            name: getattr(given, name) for name in ("title", "description") if name in writes
+        }
+        await datasets.update_dataset(row, changes, source_ids)
+        return _answer(await datasets.view(project, row))
+
+    async def DeleteDataset(
+        self, request: datasets_pb2.DeleteDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.DeleteDatasetResponse:
+        row = await named_dataset(request.name)
+        await datasets.delete_dataset(row)
+        return datasets_pb2.DeleteDatasetResponse(status=_OK)
+
+    async def ListModelTags(
+        self, request: datasets_pb2.ListModelTagsRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.ListModelTagsResponse:
+        row = await named_dataset(request.name)
+        tags = await models.list_tags(row.id)
+        return datasets_pb2.ListModelTagsResponse(
+            model_tags=[
+                datasets_pb2.ModelTag(name=name, version=version, updated_at=to_proto(updated))  # type: ignore[arg-type]
+                for name, version, updated in tags
+            ],
+            status=_OK,
+        )
+
+    async def CreateLabelDefs(
+        self, request: datasets_pb2.CreateLabelDefsRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.LabelDefsResponse:
+        checks = Violations()
+        if checks.check(
+            1 <= len(request.label_defs) <= labels.MAX_LABELS,
+            "label_defs",
+            f"1..{labels.MAX_LABELS} labels required, got {len(request.label_defs)}",
+        ):
+            for i, label in enumerate(request.label_defs):
+                labels.check_name(checks, f"label_defs[{i}].name", label.name)
+                checks.text(f"label_defs[{i}].description", label.description, 1024)
+        checks.raise_if_any()
+        row = await named_dataset(request.name)
+        wanted: dict[str, str] = {}
+        for label in request.label_defs:
+            for parent in labels.ancestors(label.name):
+                wanted.setdefault(parent, "")
+            wanted[label.name] = label.description or wanted.get(label.name, "")
+        await datasets.add_label_defs(row.id, list(wanted.items()))
+        return await _label_defs_answer(row.id)
+
+    async def ListLabelDefs(
+        self, request: datasets_pb2.ListLabelDefsRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.LabelDefsResponse:
+        row = await named_dataset(request.name)
+        return await _label_defs_answer(row.id)
+
+    async def DeleteLabelDef(
+        self, request: datasets_pb2.DeleteLabelDefRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.LabelDefsResponse:
+        checks = Violations()
+        labels.check_name(checks, "label_name", request.label_name)
+        checks.raise_if_any()
+        row = await named_dataset(request.name)
+
+        def prune(assigned: bytes, dismissed: bytes) -> tuple[bytes, bytes] | None:
+            new_assigned, changed_a = _without(request.label_name, assigned)
+            new_dismissed, changed_d = _without(request.label_name, dismissed)
+            return (new_assigned, new_dismissed) if changed_a or changed_d else None
+
+        await datasets.delete_label_def(row.id, request.label_name, prune)
+        return await _label_defs_answer(row.id)
+
+    async def UpdateLabelling(
+        self, request: datasets_pb2.UpdateLabellingRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.LabellingResponse:
+        checks = Violations()
+        row = await named_dataset(request.name)
+        labels.check_assigned(checks, "assigned", request.assigned, row.has_sentiment)
+        labels.check_assigned(checks, "dismissed", request.dismissed, row.has_sentiment)
+        checks.raise_if_any()
+        assigned_names = {label.name for label in request.assigned}
+        for i, label in enumerate(request.dismissed):
+            checks.check(
+                label.name not in assigned_names,
+                f"dismissed[{i}].name",
+                f"label {label.name!r} is also assigned",
+            )
+        names = [label.name for label in (*request.assigned, *request.dismissed)]
+        known = await datasets.label_names(row.id, names)
+        for field in ("assigned", "dismissed"):
+            for i, label in enumerate(getattr(request, field)):
+                checks.check(
+                    label.name in known,
+                    f"{field}[{i}].name",
+                    f"label {label.name!r} is not in the dataset's taxonomy",
+                )
+        uid, comment_id = await _comment_of(checks, row, request.comment_uid)
+        await datasets.set_labelling(
+            row.id, comment_id, _label_list(request.assigned), _label_list(request.dismissed)
+        )
+        return await self._labelling(row, uid, comment_id)
+
+    async def GetLabelling(
+        self, request: datasets_pb2.GetLabellingRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.LabellingResponse:
+        row = await named_dataset(request.name)
+        uid, comment_id = await _comment_of(Violations(), row, request.comment_uid)
+        return await self._labelling(row, uid, comment_id)
+
+    async def _labelling(
+        self, row: datasets.Dataset, uid: str, comment_id: int
+    ) -> datasets_pb2.LabellingResponse:
+        stored = await datasets.get_labelling(row.id, comment_id)
+        answer = datasets_pb2.LabellingResponse(comment_uid=uid, status=_OK)
+        if stored is not None:
+            assigned, dismissed, updated_at = stored
+            answer.assigned.extend(AssignedLabels.FromString(assigned).assigned)
+            answer.dismissed.extend(AssignedLabels.FromString(dismissed).assigned)
+            answer.updated_at.CopyFrom(to_proto(updated_at))  # type: ignore[arg-type]
+        return answer
+
+    async def ExportDataset(
+        self, request: datasets_pb2.ExportDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> datasets_pb2.ExportDatasetResponse:
+        plan = await export.plan(request)
+        comments, continuation, _ = await plan.page()
+        # Answered as serialized bytes, which the registration passes through (RAW_ANSWERS).
+        answer = comments + export.continuation_field(continuation) + _STATUS_OK
+        return cast(datasets_pb2.ExportDatasetResponse, answer)
+
+    async def StreamExportDataset(
+        self, request: datasets_pb2.StreamExportDatasetRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[datasets_pb2.StreamExportDatasetResponse]:
+        # Serialized messages, passed through by the registration (RAW_ANSWERS).
+        async for message in export.stream(request):
+            yield cast(datasets_pb2.StreamExportDatasetResponse, message)
+
+
+# The export's RPCs answer with serialized bytes (see `registration`).
+RAW_ANSWERS = ("ExportDataset", "StreamExportDataset")
+_STATUS_OK = wire.field(3, _OK.encode())

@@ -1,0 +1,195 @@
+"""SourceService: sources, comment sync (unary and bulk streaming), comments."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from corrigo.server import auth, comment_input, pagination
+from corrigo.server.errors import InvalidArgument, NotFound
+from corrigo.server.masks import check_update_mask
+from corrigo.server.store import projects, sources
+from corrigo.server.store.projects import Project
+from corrigo.server.timestamps import to_proto
+from corrigo.server.validation import Violations
+from corrigo.v1 import sources_pb2, sources_pb2_grpc
+from corrigo.v1.sources_pb2 import Source
+
+_SERVICE = "/corrigo.v1.SourceService/"
+_OK = "ok"
+_UPDATABLE = ("title", "description")
+
+
+def source_proto(project: Project, row: sources.Source) -> Source:
+    return Source(
+        id=row.hex_id,
+        owner=project.name,
+        name=row.name,
+        title=row.title,
+        description=row.description,
+        created_at=to_proto(row.created_at),
+        updated_at=to_proto(row.updated_at),
+    )
+
+
+def _check_source_fields(checks: Violations, source: Source) -> None:
+    checks.text("source.title", source.title, 256)
+    checks.text("source.description", source.description, 4096)
+
+
+async def _named_source(request_name: str) -> tuple[Project, sources.Source]:
+    checks = Violations()
+    checks.name("name", request_name)
+    checks.raise_if_any()
+    project = auth.project()
+    return project, await sources.get_source(project, request_name)
+
+
+class SourceService(sources_pb2_grpc.SourceServiceServicer):
+    async def CreateSource(
+        self, request: sources_pb2.CreateSourceRequest, context: grpc.aio.ServicerContext
+    ) -> sources_pb2.SourceResponse:
+        checks = Violations()
+        checks.name("name", request.name)
+        _check_source_fields(checks, request.source)
+        checks.raise_if_any()
+        project = auth.project()
+        row = await sources.create_source(
+            project, request.name, request.source.title, request.source.description
+        )
+        return sources_pb2.SourceResponse(source=source_proto(project, row), status=_OK)
+
+    async def GetSource(
+        self, request: sources_pb2.GetSourceRequest, context: grpc.aio.ServicerContext
+    ) -> sources_pb2.SourceResponse:
+        project, row = await _named_source(request.name)
+        return sources_pb2.SourceResponse(source=source_proto(project, row), status=_OK)
+
+    async def ListSources(
+        self, request: sources_pb2.ListSourcesRequest, context: grpc.aio.ServicerContext
+    ) -> sources_pb2.ListSourcesResponse:
+        checks = Violations()
+        page = pagination.IdPager(
+            _SERVICE + "ListSources",
+            auth.current().principal.organization_id,
+            request,
+            checks,
+            default=100,
+            maximum=1000,
+        )
+        checks.raise_if_any()
+        project = auth.project()
+        rows = await sources.list_sources(project.id, page.after(), page.fetch)
+        rows, token = page.finish(rows, lambda r: r.id)
+        return sources_pb2.ListSourcesResponse(
+            sources=[source_proto(project, r) for r in rows], next_page_token=token, status=_OK
+        )
+
+    async def UpdateSource(
+        self, request: sources_pb2.UpdateSourceRequest, context: grpc.aio.ServicerContext
+    ) -> sources_pb2.SourceResponse:
+        checks = Violations()
+        paths = check_update_mask(checks, request.update_mask, _UPDATABLE)
+        _check_source_fields(checks, request.source)
+        checks.raise_if_any()
+        project, row = await _named_source(request.name)
+        writes = paths or [name for name in _UPDATABLE if getattr(request.source, name)]
+        row = await sources.update_source(
+            row, {name: getattr(request.source, name) for name in writes}
+        )
+        return sources_pb2.SourceResponse(source=source_proto(project, row), status=_OK)
+
+    async def DeleteSource(
+        self, request: sources_pb2.DeleteSourceRequest, context: grpc.aio.ServicerContext
+    ) -> sources_pb2.DeleteSourceResponse:
+        _, row = await _named_source(request.name)
+        await sources.delete_source(row)
+        return sources_pb2.DeleteSourceResponse(status=_OK)
+
+    async def SyncComments(
+        self, request: sources_pb2.SyncCommentsRequest, context: grpc.aio.ServicerContext
+    ) -> sources_pb2.SyncCommentsResponse:
+        checks = Violations()
+        comments = comment_input.check_batch(checks, "comments", request.comments)
+        checks.raise_if_any()
+        _, row = await _named_source(request.name)
+        counts = await sources.sync(row, comments)
+        return sources_pb2.SyncCommentsResponse(
+            new=counts.new, updated=counts.updated, unchanged=counts.unchanged, status=_OK
+        )
+
+    async def StreamSyncComments(
+        self,
+        request_iterator: AsyncIterator[sources_pb2.StreamSyncCommentsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[sources_pb2.StreamSyncCommentsResponse]:
+        source: sources.Source | None = None
+        owner = name = ""
+        async for chunk in request_iterator:
+            if source is None:
+                source = await _authorize_first(chunk)
+                owner, name = chunk.owner, chunk.name
+            elif (chunk.owner or owner, chunk.name or name) != (owner, name):
+                raise InvalidArgument.field(
+                    "owner", "every chunk must name the first chunk's source, or none"
+                )
+            checks = Violations()
+            comments = comment_input.check_batch(checks, "comments", chunk.comments)
+            checks.raise_if_any()
+            counts = await sources.sync(source, comments)
+            yield sources_pb2.StreamSyncCommentsResponse(
+                chunk=chunk.chunk,
+                new=counts.new,
+                updated=counts.updated,
+                unchanged=counts.unchanged,
+            )
+
+    async def GetComment(
+        self, request: sources_pb2.GetCommentRequest, context: grpc.aio.ServicerContext
+    ) -> sources_pb2.GetCommentResponse:
+        checks = Violations()
+        checks.check(
+            bool(comment_input.COMMENT_ID.match(request.comment_id)),
+            "comment_id",
+            "required: 1..256 letters, digits or '-_.:=+/@'",
+        )
+        checks.raise_if_any()
+        _, row = await _named_source(request.name)
+        comment = await sources.get_comment(row, request.comment_id)
+        return sources_pb2.GetCommentResponse(comment=comment, status=_OK)
+
+    async def DeleteComments(
+        self, request: sources_pb2.DeleteCommentsRequest, context: grpc.aio.ServicerContext
+    ) -> sources_pb2.DeleteCommentsResponse:
+        checks = Violations()
+        if checks.check(
+            1 <= len(request.ids) <= sources.MAX_SYNC,
+            "ids",
+            f"1..{sources.MAX_SYNC} ids required, got {len(request.ids)}",
+        ):
+            for i, comment_id in enumerate(request.ids):
+                checks.check(
+                    bool(comment_input.COMMENT_ID.match(comment_id)),
+                    f"ids[{i}]",
+                    "must be 1..256 letters, digits or '-_.:=+/@'",
+                )
+        checks.raise_if_any()
+        _, row = await _named_source(request.name)
+        deleted = await sources.delete_comments(row, list(request.ids))
+        return sources_pb2.DeleteCommentsResponse(deleted=deleted, status=_OK)
+
+
+async def _authorize_first(chunk: sources_pb2.StreamSyncCommentsRequest) -> sources.Source:
+    """The bulk sync's source, from its first chunk, once the caller may edit messages in
+    its project (denied whether or not the project exists)."""
+    checks = Violations()
+    checks.name("owner", chunk.owner)
+    checks.name("name", chunk.name)
+    checks.raise_if_any()
+    call = auth.current()
+    project = await projects.find_by_name(call.principal.organization_id, chunk.owner)
+    await auth.authorize_project(project, repr(chunk.owner))
+    if project is None:
+        raise NotFound(f"project {chunk.owner!r} not found")
+    return await sources.get_source(project, chunk.name)

@@ -1,0 +1,354 @@
+"""Datasets, the sources they show, their label taxonomy and the comments' labellings.
+
+A labelling keeps its assigned and dismissed labels as serialized `AssignedLabels`
+messages, so the export merges them into its answer without building them in Python.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import peewee
+
+from corrigo.server.errors import AlreadyExists, NotFound
+from corrigo.server.store.database import (
+    BaseModel,
+    Sql,
+    as_datetime,
+    atomic,
+    database,
+    fetch,
+    utcnow,
+    write_atomic,
+)
+from corrigo.server.store.projects import Membership, Project
+from corrigo.server.store.sources import BytesField, Comment, Source, new_hex_id
+
+
+class Dataset(BaseModel):
+    id = peewee.AutoField()
+    project = peewee.ForeignKeyField(Project)
+    hex_id = peewee.CharField(max_length=16, unique=True)
+    name = peewee.CharField(max_length=64)
+    title = peewee.CharField(max_length=256, default="")
+    description = peewee.TextField(default="")
+    model_family = peewee.CharField(max_length=32)
+    has_sentiment = peewee.BooleanField()
+    created = peewee.DateTimeField(default=utcnow)
+    last_modified = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("project", "name"), True),)
+
+
+class DatasetSource(BaseModel):
+    dataset = peewee.ForeignKeyField(Dataset, on_delete="CASCADE", index=False)
+    source = peewee.ForeignKeyField(Source, on_delete="CASCADE")
+    # Keeps source_ids in the order they were given.
+    position = peewee.IntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey("dataset", "source")
+
+
+class LabelDef(BaseModel):
+    id = peewee.AutoField()
+    dataset = peewee.ForeignKeyField(Dataset, on_delete="CASCADE", index=False)
+    name = peewee.CharField(max_length=600)
+    description = peewee.TextField(default="")
+
+    class Meta:
+        indexes = ((("dataset", "name"), True),)
+
+
+class Labelling(BaseModel):
+    dataset = peewee.ForeignKeyField(Dataset, on_delete="CASCADE", index=False)
+    comment = peewee.ForeignKeyField(Comment, on_delete="CASCADE")
+    assigned = BytesField()
+    dismissed = BytesField()
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        primary_key = peewee.CompositeKey("dataset", "comment")
+
+
+@dataclass
+class DatasetView:
+    """A dataset with its sources' hex ids, in their order."""
+
+    row: Dataset
+    owner: str
+    source_hex_ids: list[str]
+
+
+async def _source_hex_ids(dataset_ids: Sequence[int]) -> dict[int, list[str]]:
+    if not dataset_ids:
+        return {}
+    rows = await database.list(
+        DatasetSource.select(DatasetSource.dataset, Source.hex_id)
+        .join(Source)
+        .where(DatasetSource.dataset.in_(list(dataset_ids)))
+        .order_by(DatasetSource.dataset, DatasetSource.position)
+        .tuples()
+    )
+    found: dict[int, list[str]] = {i: [] for i in dataset_ids}
+    for dataset_id, hex_id in rows:
+        found[dataset_id].append(hex_id)
+    return found
+
+
+async def _link_sources(dataset_id: int, source_ids: Sequence[int]) -> None:
+    await database.aexecute(DatasetSource.delete().where(DatasetSource.dataset == dataset_id))
+    if source_ids:
+        await database.aexecute(
+            DatasetSource.insert_many(
+                [
+                    {
+                        DatasetSource.dataset: dataset_id,
+                        DatasetSource.source: source,
+                        DatasetSource.position: i,
+                    }
+                    for i, source in enumerate(source_ids)
+                ]
+            )
+        )
+
+
+async def create_dataset(
+    project: Project,
+    name: str,
+    fields: dict[str, object],
+    source_ids: Sequence[int],
+) -> Dataset:
+    try:
+        async with atomic():
+            now = utcnow()
+            row = await Dataset.acreate(
+                project=project.id,
+                hex_id=new_hex_id(),
+                name=name,
+                created=now,
+                last_modified=now,
+                **fields,
+            )
+            await _link_sources(row.id, source_ids)
+    except peewee.IntegrityError:
+        raise AlreadyExists(f"dataset {name!r} already exists in {project.name!r}") from None
+    return row
+
+
+async def find(project: Project, name: str) -> Dataset:
+    row = await Dataset.aget_or_none(Dataset.project == project.id, Dataset.name == name)
+    if row is None:
+        raise NotFound(f"dataset {project.name}/{name} not found")
+    return row
+
+
+_VIEW = Sql(
+    "SELECT d.id, d.hex_id, d.name, d.title, d.description, d.model_family, d.has_sentiment, "
+    "d.created, d.last_modified, s.hex_id FROM dataset AS d "
+    "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
+    "LEFT JOIN source AS s ON s.id = ds.source_id "
+    "WHERE d.project_id = ? AND d.name = ? ORDER BY ds.position"
+)
+
+
+async def find_view(project: Project, name: str) -> DatasetView:
+    """`find` and `view` in one query (GetDataset's whole read)."""
+    rows = await fetch(_VIEW, (project.id, name))
+    if not rows:
+        raise NotFound(f"dataset {project.name}/{name} not found")
+    first = rows[0]
+    row = Dataset(
+        __no_default__=True,
+        id=first[0],
+        project=project.id,
+        hex_id=first[1],
+        name=first[2],
+        title=first[3],
+        description=first[4],
+        model_family=first[5],
+        has_sentiment=Dataset.has_sentiment.python_value(first[6]),
+        created=as_datetime(first[7]),
+        last_modified=as_datetime(first[8]),
+    )
+    return DatasetView(row, project.name, [r[9] for r in rows if r[9] is not None])
+
+
+async def view(project: Project, row: Dataset) -> DatasetView:
+    hex_ids = await _source_hex_ids([row.id])
+    return DatasetView(row, project.name, hex_ids[row.id])
+
+
+async def list_datasets(
+    org_id: int, member_id: int | None, after_id: int, limit: int
+) -> list[DatasetView]:
+    """The organization's datasets, or those of the projects `member_id` is a member of."""
+    query = (
+        Dataset.select(Dataset, Project.name)
+        .join(Project)
+        .where(Project.organization == org_id, Dataset.id > after_id)
+    )
+    if member_id is not None:
+        query = query.join(Membership, on=(Membership.project == Project.id)).where(
+            Membership.user == member_id
+        )
+    rows = await database.list(query.order_by(Dataset.id).limit(limit))
+    hex_ids = await _source_hex_ids([r.id for r in rows])
+    return [DatasetView(r, r.project.name, hex_ids[r.id]) for r in rows]
+
+
+async def update_dataset(
+    dataset: Dataset, changes: dict[str, str], source_ids: Sequence[int] | None
+) -> None:
+    async with atomic():
+        dataset.last_modified = utcnow()
+        for field, value in changes.items():
+            setattr(dataset, field, value)
+        await database.aexecute(
+            Dataset.update(**changes, last_modified=dataset.last_modified).where(
+                Dataset.id == dataset.id
+            )
+        )
+        if source_ids is not None:
+            await _link_sources(dataset.id, source_ids)
+
+
+async def delete_dataset(dataset: Dataset) -> None:
+    """The dataset; its links, taxonomy, labellings, models, versions, predictions and
+    tags go by cascade in the same transaction."""
+    async with atomic():
+        await database.aexecute(Dataset.delete().where(Dataset.id == dataset.id))
+
+
+async def dataset_sources(dataset_id: int) -> dict[str, int]:
+    """hex id -> internal id of the dataset's sources."""
+    rows = await database.list(
+        DatasetSource.select(Source.hex_id, Source.id)
+        .join(Source)
+        .where(DatasetSource.dataset == dataset_id)
+        .tuples()
+    )
+    return dict(rows)
+
+
+async def add_label_defs(dataset_id: int, defs: Sequence[tuple[str, str]]) -> None:
+    async with write_atomic():
+        existing = set(
+            await database.list(
+                LabelDef.select(LabelDef.name)
+                .where(
+                    LabelDef.dataset == dataset_id, LabelDef.name.in_([name for name, _ in defs])
+                )
+                .tuples()
+            )
+        )
+        known = {name for (name,) in existing}
+        fresh = [(n, d) for n, d in defs if n not in known]
+        if fresh:
+            await database.aexecute(
+                LabelDef.insert_many(
+                    [
+                        {LabelDef.dataset: dataset_id, LabelDef.name: n, LabelDef.description: d}
+                        for n, d in fresh
+                    ]
+                ).on_conflict_ignore()
+            )
+
+
+async def label_defs(dataset_id: int) -> list[tuple[str, str]]:
+    return await database.list(
+        LabelDef.select(LabelDef.name, LabelDef.description)
+        .where(LabelDef.dataset == dataset_id)
+        .order_by(LabelDef.name)
+        .tuples()
+    )
+
+
+async def label_names(dataset_id: int, names: Sequence[str]) -> set[str]:
+    """Those of `names` that are in the dataset's taxonomy."""
+    if not names:
+        return set()
+    rows = await database.list(
+        LabelDef.select(LabelDef.name)
+        .where(LabelDef.dataset == dataset_id, LabelDef.name.in_(list(set(names))))
+        .tuples()
+    )
+    return {name for (name,) in rows}
+
+
+async def delete_label_def(
+    dataset_id: int, name: str, prune: Callable[[bytes, bytes], tuple[bytes, bytes] | None]
+) -> None:
+    """Remove a label and its descendants from the taxonomy and, in the same transaction,
+    from the labellings: `prune(assigned, dismissed)` answers a labelling's new lists, or
+    None when it did not mention them. Labellings are read in pages by comment."""
+    descendants = LabelDef.name.startswith(name + " > ")
+    async with atomic():
+        deleted = await database.aexecute(
+            LabelDef.delete().where(
+                LabelDef.dataset == dataset_id, (LabelDef.name == name) | descendants
+            )
+        )
+        if not deleted:
+            raise NotFound(f"label {name!r} is not in the taxonomy")
+        after = 0
+        while True:
+            rows = await database.list(
+                Labelling.select(Labelling.comment, Labelling.assigned, Labelling.dismissed)
+                .where(Labelling.dataset == dataset_id, Labelling.comment > after)
+                .order_by(Labelling.comment)
+                .limit(_LABELLING_PAGE)
+                .tuples()
+            )
+            for comment_id, assigned, dismissed in rows:
+                pruned = prune(bytes(assigned), bytes(dismissed))
+                if pruned is not None:
+                    await set_labelling(dataset_id, comment_id, *pruned)
+            if len(rows) < _LABELLING_PAGE:
+                return
+            after = rows[-1][0]
+
+
+_LABELLING_PAGE = 1000
+
+
+async def set_labelling(
+    dataset_id: int, comment_id: int, assigned: bytes, dismissed: bytes
+) -> None:
+    """Replace a comment's labelling; empty lists (b"") remove it."""
+    if not assigned and not dismissed:
+        await database.aexecute(
+            Labelling.delete().where(
+                Labelling.dataset == dataset_id, Labelling.comment == comment_id
+            )
+        )
+        return
+    await database.aexecute(
+        Labelling.insert(
+            dataset=dataset_id,
+            comment=comment_id,
+            assigned=assigned,
+            dismissed=dismissed,
+            updated_at=utcnow(),
+        ).on_conflict(
+            conflict_target=[Labelling.dataset, Labelling.comment],
+            preserve=[Labelling.assigned, Labelling.dismissed, Labelling.updated_at],
+        )
+    )
+
+
+async def get_labelling(
+    dataset_id: int, comment_id: int
+) -> tuple[bytes, bytes, datetime.datetime] | None:
+    rows = await database.list(
+        Labelling.select(Labelling.assigned, Labelling.dismissed, Labelling.updated_at)
+        .where(Labelling.dataset == dataset_id, Labelling.comment == comment_id)
+        .tuples()
+    )
+    if not rows:
+        return None
+    assigned, dismissed, updated_at = rows[0]
+    return bytes(assigned), bytes(dismissed), updated_at

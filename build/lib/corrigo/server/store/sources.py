@@ -1,0 +1,320 @@
+"""Sources and their comments.
+
+A comment row keeps the keys the export sorts and filters on as integer microseconds
+since the epoch (compared and converted without parsing), and everything it answers
+as one serialized `corrigo.v1.Comment` (`body`), so a page of comments is built by
+parsing bytes in C rather than by setting fields in Python.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import hashlib
+import operator
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import peewee
+
+from corrigo.server import wire
+from corrigo.server.errors import AlreadyExists, NotFound
+from corrigo.server.store import statistics
+from corrigo.server.store.database import (
+    BaseModel,
+    Overlapped,
+    Sql,
+    atomic,
+    database,
+    utcnow,
+    write_atomic,
+)
+from corrigo.server.store.projects import Project
+from corrigo.v1.comments_pb2 import Comment as CommentProto
+
+# The most comments one sync (or one chunk of a bulk sync) writes in one transaction.
+MAX_SYNC = 4096
+
+
+class BytesField(peewee.Field):
+    """Raw bytes: BLOB on SQLite, BYTEA on PostgreSQL. (peewee's BlobField asks the driver
+    for a binary wrapper, which the asyncpg adapter does not have; asyncpg and sqlite3
+    both take and give plain bytes.)"""
+
+    field_type = "BLOB"
+
+    def db_value(self, value: bytes | None) -> bytes | None:
+        return None if value is None else bytes(value)
+
+
+class Source(BaseModel):
+    id = peewee.AutoField()
+    project = peewee.ForeignKeyField(Project)
+    hex_id = peewee.CharField(max_length=16, unique=True)
+    name = peewee.CharField(max_length=64)
+    title = peewee.CharField(max_length=256, default="")
+    description = peewee.TextField(default="")
+    created_at = peewee.DateTimeField(default=utcnow)
+    updated_at = peewee.DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("project", "name"), True),)
+
+
+class Comment(BaseModel):
+    id = peewee.BigAutoField()
+    source = peewee.ForeignKeyField(Source, on_delete="CASCADE", index=False)
+    comment_id = peewee.CharField(max_length=256)
+    # `timestamp`, `created_at`, and when a sync last changed `timestamp` (null if never).
+    ts_us = peewee.BigIntegerField()
+    created_us = peewee.BigIntegerField()
+    ts_moved_us = peewee.BigIntegerField(null=True)
+    # Of the synced fields only: tells an unchanged re-sync from an update.
+    content_hash = peewee.CharField(max_length=32)
+    body = BytesField()
+
+
+def new_hex_id() -> str:
+    return secrets.token_hex(8)
+
+
+_EPOCH = datetime.datetime(1970, 1, 1)
+
+
+def micros(value: datetime.datetime) -> int:
+    """Microseconds since the epoch of a naive-UTC datetime."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+async def create_source(project: Project, name: str, title: str, description: str) -> Source:
+    try:
+        async with atomic():
+            now = utcnow()
+            return await Source.acreate(
+                project=project.id,
+                created_at=now,
+                updated_at=now,
+                hex_id=new_hex_id(),
+                name=name,
+                title=title,
+                description=description,
+            )
+    except peewee.IntegrityError:
+        raise AlreadyExists(f"source {name!r} already exists in {project.name!r}") from None
+
+
+async def get_source(project: Project, name: str) -> Source:
+    row = await Source.aget_or_none(Source.project == project.id, Source.name == name)
+    if row is None:
+        raise NotFound(f"source {project.name}/{name} not found")
+    return row
+
+
+async def list_sources(project_id: int, after_id: int, limit: int) -> list[Source]:
+    query = (
+        Source.select()
+        .where(Source.project == project_id, Source.id > after_id)
+        .order_by(Source.id)
+        .limit(limit)
+    )
+    return await database.list(query)
+
+
+async def update_source(source: Source, changes: dict[str, str]) -> Source:
+    if changes:
+        for field, value in changes.items():
+            setattr(source, field, value)
+        source.updated_at = utcnow()
+        await database.aexecute(
+            Source.update(**changes, updated_at=source.updated_at).where(Source.id == source.id)
+        )
+    return source
+
+
+async def delete_source(source: Source) -> None:
+    """The source, its comments and (by cascade) their labellings, predictions and
+    dataset links, in one transaction."""
+    async with atomic():
+        await database.aexecute(Source.delete().where(Source.id == source.id))
+
+
+async def sources_by_hex(project_id: int, hex_ids: Iterable[str]) -> dict[str, int]:
+    """hex id -> internal id of those of `hex_ids` that are sources of the project."""
+    wanted = list(set(hex_ids))
+    if not wanted:
+        return {}
+    query = Source.select(Source.hex_id, Source.id).where(
+        Source.project == project_id, Source.hex_id.in_(wanted)
+    )
+    return dict(await database.list(query.tuples()))
+
+
+@dataclass(frozen=True)
+class SyncCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+
+def _digest(synced: bytes) -> str:
+    """What tells an unchanged re-sync from an update: a hash of the synced fields."""
+    return hashlib.sha256(synced).hexdigest()[:32]
+
+
+_SYNC_COLUMNS = "source_id, comment_id, ts_us, created_us, ts_moved_us, content_hash, body"
+_UPSERT_TAIL = (
+    " ON CONFLICT (source_id, comment_id) DO UPDATE SET ts_us = EXCLUDED.ts_us, "
+    "ts_moved_us = EXCLUDED.ts_moved_us, content_hash = EXCLUDED.content_hash, "
+    "body = EXCLUDED.body"
+)
+
+
+def _marks(count: int, width: int) -> str:
+    row = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([row] * count)
+
+
+# Rows per INSERT of a sync: each is written while the next ones are prepared.
+_INSERT_ROWS = 256
+
+
+async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
+    """Upsert `comments` (validated, ids unique, only synced fields set) by id, in one
+    transaction: one read of the existing rows, multi-row upserts. The database works
+    beside the event loop: the read runs while the comments are hashed, and each upsert
+    while the next rows are prepared, all on the transaction's connection. (The
+    statements are written out: Peewee renders a thousand-row insert slower than the
+    database runs it.)"""
+    now_us = micros(utcnow())
+    counts = {"new": 0, "updated": 0, "unchanged": 0}
+    ids = [c.id for c in comments]
+    bodies = _Bodies(source.hex_id, now_us)
+    lookup = Sql(
+        "SELECT comment_id, content_hash, ts_us, created_us, ts_moved_us FROM comment "
+        f"WHERE source_id = ? AND comment_id IN ({', '.join('?' * len(ids))})"
+    )
+    async with write_atomic():
+        connection = await database.obj.aconnect()  # the transaction's
+        async with Overlapped(connection) as overlapped:
+            overlapped.start(lookup, [source.id, *ids])
+            synced = [c.SerializeToString(deterministic=True) for c in comments]
+            digests = [_digest(s) for s in synced]
+            existing = {row[0]: row[1:] for row in await overlapped.result()}
+            params: list[object] = []
+            for i, comment in enumerate(comments):
+                digest = digests[i]
+                ts_us = comment.timestamp.seconds * 1_000_000 + comment.timestamp.nanos // 1000
+                known = existing.get(ids[i])
+                if known is None:
+                    counts["new"] += 1
+                    created_us, moved_us = now_us, None
+                elif known[0] == digest:
+                    counts["unchanged"] += 1
+                    continue
+                else:
+                    counts["updated"] += 1
+                    old_ts, created_us, moved_us = known[1], known[2], known[3]
+                    if old_ts != ts_us:
+                        moved_us = now_us
+                params += (
+                    source.id,
+                    ids[i],
+                    ts_us,
+                    created_us,
+                    moved_us,
+                    digest,
+                    bodies.body(synced[i], ids[i], created_us),
+                )
+                if len(params) == 7 * _INSERT_ROWS:
+                    await overlapped.result()
+                    overlapped.start(_upsert(_INSERT_ROWS), params)
+                    params = []
+            await overlapped.result()
+            if params:
+                overlapped.start(_upsert(len(params) // 7), params)
+                await overlapped.result()
+    statistics.comments_inserted(counts["new"])
+    return SyncCounts(**counts)
+
+
+@functools.lru_cache(maxsize=8)
+def _upsert(rows: int) -> Sql:
+    return Sql(f"INSERT INTO comment ({_SYNC_COLUMNS}) VALUES {_marks(rows, 7)}{_UPSERT_TAIL}")
+
+
+class _Bodies:
+    """The stored answers of one sync: each the synced fields (serialized) followed by
+    the server's, written as wire fields (the same message as setting them and
+    serializing it all again). What all the sync's comments share is written once."""
+
+    def __init__(self, source_hex: str, now_us: int) -> None:
+        self.uid_prefix = source_hex + "."
+        self.now_us = now_us
+        self.created_now = wire.field(9, _timestamp(now_us))
+        # source_id (3), and last_modified (10) and context (11): the sync's time.
+        self.source = wire.field(3, source_hex.encode())
+        self.modified = wire.field(10, _timestamp(now_us)) + wire.field(
+            11, str(now_us // 1000).encode()
+        )
+
+    def body(self, synced: bytes, comment_id: str, created_us: int) -> bytes:
+        created = (
+            self.created_now if created_us == self.now_us else wire.field(9, _timestamp(created_us))
+        )
+        uid = wire.field(2, (self.uid_prefix + comment_id).encode())
+        return b"".join((synced, uid, self.source, created, self.modified))
+
+
+def _timestamp(us: int) -> bytes:
+    """A google.protobuf.Timestamp at `us` microseconds since the epoch (not before it)."""
+    seconds, micros_part = divmod(us, 1_000_000)
+    nanos = micros_part * 1000
+    return wire.int_field(1, seconds) + (wire.int_field(2, nanos) if nanos else b"")
+
+
+async def get_comment(source: Source, comment_id: str) -> CommentProto:
+    body = await database.scalar(
+        Comment.select(Comment.body).where(
+            Comment.source == source.id, Comment.comment_id == comment_id
+        )
+    )
+    if body is None:
+        raise NotFound(f"comment {comment_id!r} not found in source {source.name!r}")
+    return CommentProto.FromString(bytes(body))
+
+
+async def delete_comments(source: Source, comment_ids: Sequence[str]) -> int:
+    async with atomic():
+        return int(
+            await database.aexecute(
+                Comment.delete().where(
+                    Comment.source == source.id, Comment.comment_id.in_(list(comment_ids))
+                )
+            )
+        )
+
+
+async def comments_by_uid(
+    source_ids: dict[str, int], uids: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], int]:
+    """(source hex, comment id) -> internal comment id, for those that exist; `source_ids`
+    maps the allowed sources' hex ids to internal ids."""
+    by_source: dict[int, list[str]] = {}
+    for source_hex, comment_id in uids:
+        by_source.setdefault(source_ids[source_hex], []).append(comment_id)
+    if not by_source:
+        return {}
+    condition = functools.reduce(
+        operator.or_,
+        [
+            (Comment.source == source_id) & Comment.comment_id.in_(ids)
+            for source_id, ids in by_source.items()
+        ],
+    )
+    rows = await database.list(
+        Comment.select(Comment.source, Comment.comment_id, Comment.id).where(condition).tuples()
+    )
+    hex_of = {internal: hex_id for hex_id, internal in source_ids.items()}
+    return {(hex_of[source], comment_id): pk for source, comment_id, pk in rows}

@@ -8,7 +8,7 @@ PROTOS := $(sort $(wildcard proto/corrigo/v1/*.proto))
 PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv run test reliability lint typecheck gen gen-check gateway-check buf-lint package-check check clean
+.PHONY: venv run test reliability bench bench-smoke lint typecheck gen gen-check gateway-check buf-lint package-check check clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,16 @@ reliability: $(STAMP)
 	rm -rf .build/reliability
 	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m pytest tests/reliability -m "" $(PYTEST_ARGS)
 	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m tests.reliability.report README.md
+
+# The benchmark (tests/bench): SQLite, and PostgreSQL when CORRIGO_BENCH_POSTGRES_URL is
+# set (its public schema is emptied). BENCH_SCALE scales every size (1.0 = the issue's).
+# Prints the table and writes .build/bench/results.json.
+bench: $(STAMP)
+	$(PY) -m tests.bench
+
+# A small run that only checks every figure comes out sane (never a speed).
+bench-smoke: $(STAMP)
+	BENCH_SCALE=$${BENCH_SCALE:-0.01} $(PY) -m tests.bench --check --out .build/bench/smoke.json
 
 # Generated code: Python, gRPC and .pyi stubs, plus the OpenAPI document.
 # Written to a scratch directory first, so gen-check can compare without touching gen/.

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from corrigo.server import background, correction_work, pagination, reflection
+from corrigo.server import background, correction_work, pagination, reflection, registration
 from corrigo.server.config import Config
 from corrigo.server.interceptors import interceptors
+from corrigo.server.services import datasets as datasets_service
 from corrigo.server.services.admin import AdminService
 from corrigo.server.services.correction import CorrectionSessionService
 from corrigo.server.services.datasets import DatasetService
@@ -31,19 +32,12 @@ from corrigo.server.services.sources import SourceService
 from corrigo.server.store import database, identity
 from corrigo.v1 import (
     admin_pb2,
-    admin_pb2_grpc,
     correction_pb2,
-    correction_pb2_grpc,
     datasets_pb2,
-    datasets_pb2_grpc,
     improvement_pb2,
-    improvement_pb2_grpc,
     models_pb2,
-    models_pb2_grpc,
     practice_pb2,
-    practice_pb2_grpc,
     sources_pb2,
-    sources_pb2_grpc,
 )
 
 log = logging.getLogger("corrigo.server")
@@ -52,61 +46,30 @@ log = logging.getLogger("corrigo.server")
 @dataclass(frozen=True)
 class ServiceEntry:
     descriptor: ServiceDescriptor
-    register: Callable[[Any, grpc.aio.Server], None]
     servicer: Callable[[], Any]
+    # RPCs whose handlers may answer already serialized bytes (see registration).
+    raw: frozenset[str] = frozenset()
+
+    def register(self, server: grpc.aio.Server) -> None:
+        registration.register(self.servicer(), server, self.descriptor, self.raw)
+
+
+def _service(file: FileDescriptor, servicer: Callable[[], Any], **kwargs: Any) -> ServiceEntry:
+    """The entry of the service `servicer` implements (the class name is the service's)."""
+    return ServiceEntry(file.services_by_name[servicer.__name__], servicer, **kwargs)
 
 
 SERVICES = [
-    ServiceEntry(
-        admin_pb2.DESCRIPTOR.services_by_name["AdminService"],
-        admin_pb2_grpc.add_AdminServiceServicer_to_server,
-        AdminService,
-    ),
-    ServiceEntry(
-        practice_pb2.DESCRIPTOR.services_by_name["PracticeCatalogService"],
-        practice_pb2_grpc.add_PracticeCatalogServiceServicer_to_server,
-        PracticeCatalogService,
-    ),
-    ServiceEntry(
-        practice_pb2.DESCRIPTOR.services_by_name["FewShotExampleService"],
-        practice_pb2_grpc.add_FewShotExampleServiceServicer_to_server,
-        FewShotExampleService,
-    ),
-    ServiceEntry(
-        practice_pb2.DESCRIPTOR.services_by_name["PracticeSessionService"],
-        practice_pb2_grpc.add_PracticeSessionServiceServicer_to_server,
-        PracticeSessionService,
-    ),
-    ServiceEntry(
-        improvement_pb2.DESCRIPTOR.services_by_name["ImprovementService"],
-        improvement_pb2_grpc.add_ImprovementServiceServicer_to_server,
-        ImprovementService,
-    ),
-    ServiceEntry(
-        sources_pb2.DESCRIPTOR.services_by_name["SourceService"],
-        sources_pb2_grpc.add_SourceServiceServicer_to_server,
-        SourceService,
-    ),
-    ServiceEntry(
-        datasets_pb2.DESCRIPTOR.services_by_name["DatasetService"],
-        datasets_pb2_grpc.add_DatasetServiceServicer_to_server,
-        DatasetService,
-    ),
-    ServiceEntry(
-        models_pb2.DESCRIPTOR.services_by_name["ModelService"],
-        models_pb2_grpc.add_ModelServiceServicer_to_server,
-        ModelService,
-    ),
-    ServiceEntry(
-        correction_pb2.DESCRIPTOR.services_by_name["CorrectionSessionService"],
-        correction_pb2_grpc.add_CorrectionSessionServiceServicer_to_server,
-        CorrectionSessionService,
-    ),
-    ServiceEntry(
-        correction_pb2.DESCRIPTOR.services_by_name["DocumentGroupService"],
-        correction_pb2_grpc.add_DocumentGroupServiceServicer_to_server,
-        DocumentGroupService,
-    ),
+    _service(admin_pb2.DESCRIPTOR, AdminService),
+    _service(practice_pb2.DESCRIPTOR, PracticeCatalogService),
+    _service(practice_pb2.DESCRIPTOR, FewShotExampleService),
+    _service(practice_pb2.DESCRIPTOR, PracticeSessionService),
+    _service(improvement_pb2.DESCRIPTOR, ImprovementService),
+    _service(sources_pb2.DESCRIPTOR, SourceService),
+    _service(datasets_pb2.DESCRIPTOR, DatasetService, raw=frozenset(datasets_service.RAW_ANSWERS)),
+    _service(models_pb2.DESCRIPTOR, ModelService),
+    _service(correction_pb2.DESCRIPTOR, CorrectionSessionService),
+    _service(correction_pb2.DESCRIPTOR, DocumentGroupService),
 ]
 
 
@@ -148,7 +111,7 @@ class CorrigoServer:
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
         for entry in SERVICES:
-            entry.register(entry.servicer(), server)
+            entry.register(server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         names = [entry.descriptor.full_name for entry in SERVICES]

@@ -25,7 +25,7 @@ from corrigo.server.permissions import (
     Rule,
     Scope,
 )
-from corrigo.server.store import identity, projects
+from corrigo.server.store import access, identity, projects
 from corrigo.server.store.identity import Principal
 from corrigo.server.store.projects import Project
 from corrigo.server.validation import MAX_ID, Violations
@@ -76,13 +76,19 @@ def _bearer(context: grpc.aio.ServicerContext) -> str:
     )
 
 
-async def permissions_in(principal: Principal, project_id: int | None) -> frozenset[Permission]:
+def _granted(principal: Principal, role: int | None) -> frozenset[Permission]:
+    """The organization role's permissions, plus the project role's (`role`) if any."""
     granted = ORG_ROLE_PERMISSIONS[principal.role]
+    if role is not None:
+        granted = granted | PROJECT_ROLE_PERMISSIONS[role]
+    return granted
+
+
+async def permissions_in(principal: Principal, project_id: int | None) -> frozenset[Permission]:
+    role = None
     if project_id is not None:
         role = await projects.role_in(project_id, principal.user_id)
-        if role is not None:
-            granted = granted | PROJECT_ROLE_PERMISSIONS[role]
-    return granted
+    return _granted(principal, role)
 
 
 def _denied(permission: Permission, where: str) -> PermissionDenied:
@@ -92,30 +98,30 @@ def _denied(permission: Permission, where: str) -> PermissionDenied:
     )
 
 
-async def _find_project(call: Call, request: Message) -> Project | None:
-    name = call.rule.project_field
-    assert name is not None
-    value = getattr(request, name)
+def _project_checks(field: str, value: str | int) -> Violations:
+    """The problems of the request's project field (a name, or an id)."""
     checks = Violations()
     if isinstance(value, int):
-        checks.check(1 <= value <= MAX_ID, name, f"must be >= 1, got {value}")
-        checks.raise_if_any()
-        return await projects.find_by_id(call.principal.organization_id, value)
-    checks.name(name, value)
-    checks.raise_if_any()
-    return await projects.find_by_name(call.principal.organization_id, value)
+        checks.check(1 <= value <= MAX_ID, field, f"must be >= 1, got {value}")
+    else:
+        checks.name(field, value)
+    return checks
+
+
+def _admit(call: Call, project: Project | None, granted: frozenset[Permission], where: str) -> None:
+    permission = call.rule.permission
+    assert permission is not None
+    if permission not in granted:
+        raise _denied(permission, f"in project {where}")
+    call.project = project
 
 
 async def authorize_project(project: Project | None, reference: str) -> None:
     """Check the current RPC's permission in a project found from a resource. A caller
     without the permission is denied whether or not the project exists."""
     call = current()
-    permission = call.rule.permission
-    assert permission is not None
     granted = await permissions_in(call.principal, project.id if project else None)
-    if permission not in granted:
-        raise _denied(permission, f"in project {reference}")
-    call.project = project
+    _admit(call, project, granted, reference)
 
 
 @asynccontextmanager
@@ -129,7 +135,23 @@ async def authorize_call(
     if rule.scope is Scope.PUBLIC:
         yield
         return
-    principal = await identity.authenticate(_bearer(context))
+    token = _bearer(context)
+    checks = Violations()
+    field = (
+        rule.project_field if rule.scope is Scope.PROJECT and isinstance(request, Message) else None
+    )
+    if field is not None:
+        value = getattr(request, field)
+        checks = _project_checks(field, value)
+        if not checks.items:
+            # The token, the project and the caller's role in it, in one query.
+            principal, found, role = await access.authenticate_in_project(token, value)
+            call = Call(method, rule, principal)
+            _current.set(call)
+            _admit(call, found, _granted(principal, role), repr(value))
+            yield
+            return
+    principal = await identity.authenticate(token)
     call = Call(method, rule, principal)
     _current.set(call)
     permission = rule.permission
@@ -137,10 +159,7 @@ async def authorize_call(
         assert permission is not None
         if permission not in ORG_ROLE_PERMISSIONS[principal.role]:
             raise _denied(permission, "in the organization")
-    elif rule.scope is Scope.PROJECT and rule.project_field and isinstance(request, Message):
-        project = await _find_project(call, request)
-        reference = repr(getattr(request, rule.project_field))
-        await authorize_project(project, reference)
+    checks.raise_if_any()
     yield
 
 

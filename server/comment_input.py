@@ -6,6 +6,8 @@ import math
 import re
 from collections.abc import Sequence
 
+from google.protobuf.unknown_fields import UnknownFieldSet
+
 from corrigo.server.store.sources import MAX_SYNC
 from corrigo.server.validation import Violations
 from corrigo.v1.comments_pb2 import Comment, CommentMessage
@@ -82,8 +84,110 @@ def _properties(checks: Violations, at: str, comment: Comment) -> None:
             checks.add(where, "a 'number:' property needs a finite number value")
 
 
-def check_comment(checks: Violations, at: str, comment: Comment) -> Comment:
-    """Validate a synced comment; answers its canonical form."""
+def _message_valid(message: CommentMessage) -> bool:
+    # A text can have no more characters than the message has bytes, and a recipient
+    # takes at least two bytes: a limit above the message's size cannot be passed, and
+    # is not looked at.
+    size = message.ByteSize()
+    if size > _MAX_ADDRESS:
+        for addresses in (message.to, message.cc, message.bcc):
+            if len(addresses) > _MAX_RECIPIENTS:
+                return False
+            for address in addresses:
+                if len(address) > _MAX_ADDRESS:
+                    return False
+        if len(getattr(message, "from")) > _MAX_ADDRESS:
+            return False
+        if size > 1024 and len(message.subject.text) > 1024:
+            return False
+        if size > 65536 and len(message.body.text) > 65536:
+            return False
+    return len(message.language) <= 35 and (
+        not message.HasField("sent_at")
+        or _timestamp_ok(message.sent_at.seconds, message.sent_at.nanos)
+    )
+
+
+def _properties_valid(comment: Comment) -> bool:
+    fields = comment.user_properties.fields
+    if len(fields) > _MAX_PROPERTIES:
+        return False
+    for key in fields:  # (the map's items() view walks it in Python: slower)
+        value = fields[key]
+        kind, sep, name = key.partition(":")
+        if not sep or not 1 <= len(name) <= _MAX_PROPERTY_NAME or name != name.strip():
+            return False
+        held = value.WhichOneof("kind")
+        if kind == "string":
+            if held != "string_value" or len(value.string_value) > _MAX_PROPERTY_VALUE:
+                return False
+        elif kind != "number" or held != "number_value" or not math.isfinite(value.number_value):
+            return False
+    return True
+
+
+def _valid(comment: Comment) -> bool:
+    """Whether `_collect_violations` would find nothing wrong: every one of its checks,
+    without naming fields (the common case costs a fraction of collecting violations)."""
+    if COMMENT_ID.match(comment.id) is None or not comment.HasField("timestamp"):
+        return False
+    timestamp = comment.timestamp
+    if not _timestamp_ok(timestamp.seconds, timestamp.nanos):
+        return False
+    messages = comment.messages
+    if len(comment.thread_id) > _MAX_THREAD or not 1 <= len(messages) <= _MAX_MESSAGES:
+        return False
+    for message in messages:
+        if not _message_valid(message):
+            return False
+    return (
+        _properties_valid(comment)
+        and (not comment.text_format or comment.text_format in TEXT_FORMATS)
+        and comment.ByteSize() <= MAX_COMMENT_BYTES
+    )
+
+
+def canonical(comment: Comment) -> Comment:
+    """The synced fields of a comment, `text_format` defaulted: what a sync stores. (The
+    request's own message, completed in place, when it holds nothing else.)"""
+    if not len(UnknownFieldSet(comment)):
+        if not (
+            comment.uid
+            or comment.source_id
+            or comment.context
+            or comment.has_annotations
+            or comment.HasField("created_at")
+            or comment.HasField("last_modified")
+        ):
+            if not comment.text_format:
+                comment.text_format = "plain"
+            return comment
+        # The comment less its output-only fields: a copy in C, then those cleared.
+        canonical = Comment()
+        canonical.CopyFrom(comment)
+        canonical.ClearField("uid")
+        canonical.ClearField("source_id")
+        canonical.ClearField("created_at")
+        canonical.ClearField("last_modified")
+        canonical.ClearField("context")
+        canonical.ClearField("has_annotations")
+        canonical.text_format = comment.text_format or "plain"
+        return canonical
+    # Fields this server does not know are not kept: the synced fields one by one.
+    canonical = Comment(
+        id=comment.id,
+        thread_id=comment.thread_id,
+        messages=comment.messages,
+        text_format=comment.text_format or "plain",
+    )
+    canonical.timestamp.CopyFrom(comment.timestamp)
+    if comment.HasField("user_properties"):
+        canonical.user_properties.CopyFrom(comment.user_properties)
+    return canonical
+
+
+def _collect_violations(checks: Violations, at: str, comment: Comment) -> None:
+    """Every problem of a comment, each named by its field."""
     checks.check(
         bool(COMMENT_ID.match(comment.id)),
         f"{at}.id",
@@ -116,20 +220,11 @@ def check_comment(checks: Violations, at: str, comment: Comment) -> Comment:
         at,
         f"at most {MAX_COMMENT_BYTES} bytes serialized, got {size}",
     )
-    canonical = Comment(
-        id=comment.id,
-        thread_id=comment.thread_id,
-        messages=comment.messages,
-        text_format=comment.text_format or "plain",
-    )
-    canonical.timestamp.CopyFrom(comment.timestamp)
-    if comment.HasField("user_properties"):
-        canonical.user_properties.CopyFrom(comment.user_properties)
-    return canonical
 
 
 def check_batch(checks: Violations, field: str, comments: Sequence[Comment]) -> list[Comment]:
-    """Validate the comments of one sync: 1..MAX_SYNC, ids unique."""
+    """Validate the comments of one sync (1..MAX_SYNC, each valid, ids unique); answers
+    their canonical forms."""
     if not checks.check(
         1 <= len(comments) <= MAX_SYNC,
         field,
@@ -139,8 +234,11 @@ def check_batch(checks: Violations, field: str, comments: Sequence[Comment]) -> 
     seen: set[str] = set()
     out = []
     for i, comment in enumerate(comments):
-        out.append(check_comment(checks, f"{field}[{i}]", comment))
-        if comment.id in seen:
-            checks.add(f"{field}[{i}].id", f"duplicate id {comment.id!r} in the call")
-        seen.add(comment.id)
+        if not _valid(comment):
+            _collect_violations(checks, f"{field}[{i}]", comment)
+        comment_id = comment.id
+        if comment_id in seen:
+            checks.add(f"{field}[{i}].id", f"duplicate id {comment_id!r} in the call")
+        seen.add(comment_id)
+        out.append(canonical(comment))
     return out

@@ -12,8 +12,10 @@ re-created dataset of the same name refuses it) and every filter of the request.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import re
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
 from corrigo.server import auth, pagination, wire
@@ -80,34 +82,161 @@ class Export:
         on the last page), and the export positioned after it (None on the last page)."""
         if not self.query.source_ids:
             return b"", "", None
-        rows = await store.page(self.query, self.after, self.limit + 1)
-        more = len(rows) > self.limit
-        rows = rows[: self.limit]
-        parts: list[bytes] = []
-        size = 0
-        for i, (_, _, body, assigned, predicted) in enumerate(rows):
-            comment = body if assigned is None else body + _HAS_ANNOTATIONS
-            exported = wire.field(
-                1,
-                wire.field(1, comment)
-                + wire.field(2, wire.field(1, assigned or b""))
-                + wire.field(3, predicted or b""),
-            )
-            size += len(exported)
-            if parts and size > PAGE_BYTES:
-                # Big comments: end the page early, so a message stays far below 4 MiB.
-                rows, more = rows[:i], True
-                break
-            parts.append(exported)
-        if not more:
-            return b"".join(parts), "", None
-        last_id, last_key = rows[-1][0], rows[-1][1]
+        return self._finish(await store.page(self.query, self.after, self.limit + 1))
+
+    async def pages(self) -> AsyncGenerator[tuple[bytes, str], None]:
+        """Every page from here on, as `page` answers them, read ahead of the caller
+        (`store.pages`)."""
+        if not self.query.source_ids:
+            yield b"", ""
+            return
+        limit = self.limit
+        read = store.pages(
+            self.query, limit + 1, self.after, lambda rows: comments_field(rows, limit)
+        )
+        try:
+            async for comments, after in read:
+                if after is None:
+                    yield comments, ""
+                    return
+                position = [self.query.started_us, self.query.version_id or 0, *after]
+                yield comments, pagination.issue(self.token_query, position)
+        finally:
+            await read.aclose()
+
+    def _finish(self, rows: Sequence[store.Row]) -> tuple[bytes, str, Export | None]:
+        comments, taken = comments_field(rows, self.limit)
+        if len(rows) <= taken:
+            return comments, "", None
+        last_id, last_key = rows[taken - 1][0], rows[taken - 1][1]
         position = [self.query.started_us, self.query.version_id or 0, last_key, last_id]
         continuation = pagination.issue(self.token_query, position)
-        return b"".join(parts), continuation, replace(self, after=(last_key, last_id))
+        return comments, continuation, replace(self, after=(last_key, last_id))
 
 
+# ExportedComment's fields, and Annotations.labels, are all length-delimited: the tags.
+_FIELD_1 = wire.tag(1, 2)
+_FIELD_2 = wire.tag(2, 2)
+_FIELD_3 = wire.tag(3, 2)
 _HAS_ANNOTATIONS = wire.true_flag(12)
+
+
+def comments_field(rows: Sequence[store.Row], limit: int) -> tuple[bytes, int]:
+    """ExportDatasetResponse.comments (ExportedComment {comment, annotations: {labels},
+    predictions}) of up to `limit` rows, and how many rows they hold: fewer when they
+    would pass PAGE_BYTES (big comments end a page early, so a message stays far below
+    4 MiB), never none. Each comment is written from its stored bytes, with
+    `has_annotations` appended when it has a labelling; the parts are joined once."""
+    varint = wire.varint
+    parts: list[bytes] = []
+    extend = parts.extend
+    size = taken = 0
+    for _, _, body, assigned, predicted in rows[:limit]:
+        flag = b"" if assigned is None else _HAS_ANNOTATIONS
+        labels = assigned or b""
+        predictions = predicted or b""
+        comment_len = len(body) + len(flag)
+        comment_varint = varint(comment_len)
+        labels_varint = varint(len(labels))
+        annotations_len = 1 + len(labels_varint) + len(labels)
+        annotations_varint = varint(annotations_len)
+        predictions_varint = varint(len(predictions))
+        inner = (
+            3
+            + len(comment_varint)
+            + comment_len
+            + len(annotations_varint)
+            + annotations_len
+            + len(predictions_varint)
+            + len(predictions)
+        )
+        inner_varint = varint(inner)
+        size += 1 + len(inner_varint) + inner
+        if taken and size > PAGE_BYTES:
+            break
+        extend(
+            (
+                _FIELD_1,
+                inner_varint,
+                _FIELD_1,
+                comment_varint,
+                body,
+                flag,
+                _FIELD_2,
+                annotations_varint,
+                _FIELD_1,
+                labels_varint,
+                labels,
+                _FIELD_3,
+                predictions_varint,
+                predictions,
+            )
+        )
+        taken += 1
+    return b"".join(parts), taken
+
+
+def continuation_field(continuation: str) -> bytes:
+    """An export page's `continuation` field (2); absent when empty, as proto3 has it."""
+    return wire.field(2, continuation.encode()) if continuation else b""
+
+
+async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
+    """The streamed export's messages, serialized: each page's comments, its
+    continuation, and (first message, with `include_total`) the total.
+
+    One task plans the export and reads its pages, one after the other, at most one
+    page ahead of the message being sent: every read of the export goes through the
+    same pooled connection (a task holds one until it ends), whose page cache stays
+    warm. (A task per page took a connection in turn from the pool for each: 2.6 times
+    slower.) The reader is never cancelled mid-query (a query cancelled half way could
+    hand its connection back inside an open read transaction): when the client goes
+    away, it is told to stop, and stops once its read in flight is done.
+    """
+    pages: asyncio.Queue[tuple[bytes, bool] | Exception] = asyncio.Queue(maxsize=1)
+    stopping = False
+
+    async def read() -> None:
+        try:
+            export = await plan(request)
+            total = await export.count() if request.include_total else 0
+            pages_left = export.pages()
+            try:
+                async for comments, continuation in pages_left:
+                    if stopping:
+                        return
+                    message = comments + continuation_field(continuation)
+                    if total:
+                        message += wire.int_field(3, total)
+                        total = 0
+                    await pages.put((message, not continuation))
+            finally:
+                await pages_left.aclose()
+        except Exception as error:
+            if not stopping:
+                await pages.put(error)
+
+    reader = asyncio.get_running_loop().create_task(read())
+    try:
+        while True:
+            page = await pages.get()
+            if isinstance(page, Exception):
+                raise page
+            message, last = page
+            yield message
+            if last:
+                return
+    finally:
+        stopping = True
+        # Make room, so a reader waiting to hand over a page sees it should stop.
+        while not pages.empty():
+            pages.get_nowait()
+        _readers.add(reader)
+        reader.add_done_callback(_readers.discard)
+
+
+# Readers of abandoned streams, kept until they finish their read in flight.
+_readers: set[asyncio.Task[None]] = set()
 
 
 def _check_filters(checks: Violations, request: AnyExportRequest) -> list[tuple[str, str]]:

@@ -6,13 +6,19 @@ import datetime
 
 from google.protobuf import timestamp_pb2
 
+_EPOCH = datetime.datetime(1970, 1, 1)
+
 
 def to_proto(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
+    """As Timestamp.FromDatetime (naive means UTC), in a few integer operations."""
     if value is None:
         return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
+    if value.tzinfo is not None:
+        value = value.astimezone(datetime.UTC).replace(tzinfo=None)
+    delta = value - _EPOCH
+    return timestamp_pb2.Timestamp(
+        seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000
+    )
 
 
 def from_proto(value: timestamp_pb2.Timestamp) -> datetime.datetime:

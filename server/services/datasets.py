@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import cast
 
 import grpc
 
@@ -152,12 +151,6 @@ async def _label_defs_answer(dataset_id: int) -> datasets_pb2.LabelDefsResponse:
     )
 
 
-def _drop_result(task: asyncio.Future[Any]) -> None:
-    """Retrieve an abandoned page read's outcome, so asyncio does not log it as lost."""
-    if not task.cancelled():
-        task.exception()
-
-
 class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     async def ListDatasets(
         self, request: datasets_pb2.ListDatasetsRequest, context: grpc.aio.ServicerContext
@@ -183,8 +176,10 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.GetDatasetRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.DatasetResponse:
         project = auth.project()
-        row = await named_dataset(request.name)
-        return _answer(await datasets.view(project, row))
+        checks = Violations()
+        checks.name("name", request.name)
+        checks.raise_if_any()
+        return _answer(await datasets.find_view(project, request.name))
 
     async def CreateDataset(
         self, request: datasets_pb2.CreateDatasetRequest, context: grpc.aio.ServicerContext
@@ -339,31 +334,18 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     ) -> datasets_pb2.ExportDatasetResponse:
         plan = await export.plan(request)
         comments, continuation, _ = await plan.page()
-        return datasets_pb2.ExportDatasetResponse.FromString(
-            comments + wire.field(2, continuation.encode()) + wire.field(3, _OK.encode())
-        )
+        # Answered as serialized bytes, which the registration passes through (RAW_ANSWERS).
+        answer = comments + export.continuation_field(continuation) + _STATUS_OK
+        return cast(datasets_pb2.ExportDatasetResponse, answer)
 
     async def StreamExportDataset(
         self, request: datasets_pb2.StreamExportDatasetRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[datasets_pb2.StreamExportDatasetResponse]:
-        plan: export.Export | None = await export.plan(request)
-        total = await plan.count() if request.include_total and plan is not None else None
-        # The next page is read while the current one is being sent. A page read is never
-        # cancelled (shield): a query cancelled half way through could hand its pooled
-        # connection back inside an open read transaction. When the client goes away,
-        # the read in flight finishes on its own and its result is dropped.
-        pending = asyncio.ensure_future(plan.page()) if plan is not None else None
-        try:
-            while pending is not None:
-                comments, continuation, plan = await asyncio.shield(pending)
-                pending = asyncio.ensure_future(plan.page()) if plan is not None else None
-                message = datasets_pb2.StreamExportDatasetResponse.FromString(
-                    comments + (wire.field(2, continuation.encode()) if continuation else b"")
-                )
-                if total is not None:
-                    message.total = total
-                    total = None
-                yield message
-        finally:
-            if pending is not None and not pending.done():
-                pending.add_done_callback(_drop_result)
+        # Serialized messages, passed through by the registration (RAW_ANSWERS).
+        async for message in export.stream(request):
+            yield cast(datasets_pb2.StreamExportDatasetResponse, message)
+
+
+# The export's RPCs answer with serialized bytes (see `registration`).
+RAW_ANSWERS = ("ExportDataset", "StreamExportDataset")
+_STATUS_OK = wire.field(3, _OK.encode())

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 import peewee
 
 from corrigo.server.errors import AlreadyExists, NotFound
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow
+from corrigo.server.store.database import (
+    BaseModel,
+    Sql,
+    as_datetime,
+    atomic,
+    database,
+    fetch,
+    utcnow,
+)
 from corrigo.server.store.projects import Membership, Project
 from corrigo.server.store.sources import BytesField, Comment, Source, new_hex_id
 
@@ -135,6 +143,37 @@ async def find(project: Project, name: str) -> Dataset:
     if row is None:
         raise NotFound(f"dataset {project.name}/{name} not found")
     return row
+
+
+_VIEW = Sql(
+    "SELECT d.id, d.hex_id, d.name, d.title, d.description, d.model_family, d.has_sentiment, "
+    "d.created, d.last_modified, s.hex_id FROM dataset AS d "
+    "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
+    "LEFT JOIN source AS s ON s.id = ds.source_id "
+    "WHERE d.project_id = ? AND d.name = ? ORDER BY ds.position"
+)
+
+
+async def find_view(project: Project, name: str) -> DatasetView:
+    """`find` and `view` in one query (GetDataset's whole read)."""
+    rows = await fetch(_VIEW, (project.id, name))
+    if not rows:
+        raise NotFound(f"dataset {project.name}/{name} not found")
+    first = rows[0]
+    row = Dataset(
+        __no_default__=True,
+        id=first[0],
+        project=project.id,
+        hex_id=first[1],
+        name=first[2],
+        title=first[3],
+        description=first[4],
+        model_family=first[5],
+        has_sentiment=Dataset.has_sentiment.python_value(first[6]),
+        created=as_datetime(first[7]),
+        last_modified=as_datetime(first[8]),
+    )
+    return DatasetView(row, project.name, [r[9] for r in rows if r[9] is not None])
 
 
 async def view(project: Project, row: Dataset) -> DatasetView:

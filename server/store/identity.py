@@ -9,13 +9,23 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import peewee
 
 from corrigo.server.errors import AlreadyExists, NotFound, Unauthenticated
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow
+from corrigo.server.store.database import (
+    BaseModel,
+    Sql,
+    as_datetime,
+    atomic,
+    database,
+    fetch,
+    utcnow,
+)
 from corrigo.v1 import errors_pb2
 from corrigo.v1.admin_pb2 import User as UserProto
 
@@ -79,39 +89,46 @@ def parse_token(token: str) -> tuple[int, str] | None:
     return int(token_id), secret
 
 
-async def authenticate(token: str) -> Principal:
+# The token's row and its user's, as `verify` reads them; other statements extend it.
+TOKEN_COLUMNS = (
+    "t.secret_hash, t.revoked_at, t.last_used_at, u.id, u.organization_id, u.role, u.email"
+)
+TOKEN_TABLES = 'api_token AS t JOIN "user" AS u ON u.id = t.user_id'
+_TOKEN = Sql(f"SELECT {TOKEN_COLUMNS} FROM {TOKEN_TABLES} WHERE t.id = ?")
+
+
+def parse_bearer(token: str) -> tuple[int, str]:
+    """(id, secret) of a bearer token; UNAUTHENTICATED when it is malformed."""
     parsed = parse_token(token)
     if parsed is None:
         raise Unauthenticated(
             "malformed bearer token: expected 'Bearer crg_<id>_<secret>'",
             reason=errors_pb2.TOKEN_MALFORMED,
         )
-    token_id, secret = parsed
-    rows = await database.list(
-        ApiToken.select(
-            ApiToken.secret_hash,
-            ApiToken.revoked_at,
-            ApiToken.last_used_at,
-            User.id,
-            User.organization,
-            User.role,
-            User.email,
-        )
-        .join(User)
-        .where(ApiToken.id == token_id)
-        .tuples()
-    )
+    return parsed
+
+
+async def verify(token_id: int, secret: str, row: Sequence[Any] | None) -> Principal:
+    """The principal of a token whose TOKEN_COLUMNS are `row` (None: no such token);
+    UNAUTHENTICATED unless the secret matches and the token is not revoked."""
     # Compare even when the id is unknown, so timing does not tell ids apart.
-    stored = rows[0][0] if rows else "0" * 64
-    if not hmac.compare_digest(stored, _hash(secret)) or not rows:
+    stored = row[0] if row else "0" * 64
+    if not hmac.compare_digest(stored, _hash(secret)) or not row:
         raise Unauthenticated("invalid token", reason=errors_pb2.TOKEN_INVALID)
-    _, revoked_at, last_used_at, user_id, org_id, role, email = rows[0]
+    _, revoked_at, last_used_at, user_id, org_id, role, email = row[:7]
     if revoked_at is not None:
         raise Unauthenticated("token was revoked", reason=errors_pb2.TOKEN_REVOKED)
+    last_used_at = as_datetime(last_used_at)
     now = utcnow()
     if last_used_at is None or now - last_used_at > _LAST_USED_RESOLUTION:
         await database.aexecute(ApiToken.update(last_used_at=now).where(ApiToken.id == token_id))
     return Principal(user_id, org_id, role, email, token_id)
+
+
+async def authenticate(token: str) -> Principal:
+    token_id, secret = parse_bearer(token)
+    rows = await fetch(_TOKEN, (token_id,))
+    return await verify(token_id, secret, rows[0] if rows else None)
 
 
 async def _issue_token(user_id: int, description: str) -> tuple[ApiToken, str]:

@@ -1,0 +1,150 @@
+"""`python -m tests.bench [--check] [--backend sqlite|postgres]`: every figure of the
+benchmark, for SQLite and (when CORRIGO_BENCH_POSTGRES_URL is set) PostgreSQL.
+
+Prints a table and writes `.build/bench/results.json`. With `--check` (the smoke run,
+`make bench-smoke`) it then asserts that every figure is sane: positive, finite, every
+comment and session read. It never asserts a speed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from corrigo.v1 import sources_pb2
+from tests.bench import limit, machine, measure, prepare, raw, report
+from tests.bench.sizes import Sizes, from_environment
+
+OUT = Path(".build/bench")
+
+
+def run_backend(name: str, url: str, sizes: Sizes) -> dict[str, Any]:
+    workdir = OUT / name
+    workdir.mkdir(parents=True, exist_ok=True)
+    print(f"[{name}] loading {sizes.comments} comments ...", flush=True)
+    prepared = prepare.start(url, sizes, workdir)
+    try:
+        return _figures(name, url, sizes, prepared)
+    finally:
+        code = prepared.server.stop()
+        if code != 0:
+            print(f"[{name}] server exited with {code}; log: {prepared.server.log_path}")
+
+
+def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> dict[str, Any]:
+    figures: dict[str, Any] = {"setup_seconds": prepared.timings}
+    figures["ingest_stream_cps"] = prepared.stream_sync_rate
+    source_hex, dataset_hex = _hex_ids(prepared)
+    with grpc.insecure_channel(prepared.server.target, options=raw.OPTIONS) as channel:
+        print(f"[{name}] streaming export against the bare-driver limit ...", flush=True)
+        warm = limit.run(url, source_hex, dataset_hex, sizes.page)
+        first, growth = measure.stream_with_memory(channel, prepared, sizes)
+        streams, limits = [first], [warm]
+        for _ in range(sizes.repeats):
+            limits.append(limit.run(url, source_hex, dataset_hex, sizes.page))
+            streams.append(measure.stream_export(channel, prepared, sizes))
+        figures["export_stream_cps"] = max(s.rate for s in streams)
+        figures["export_stream_runs_cps"] = [s.rate for s in streams]
+        figures["export_limit_cps"] = max(r.rate for r in limits)
+        figures["export_limit_runs_cps"] = [r.rate for r in limits]
+        figures["export_ratio"] = figures["export_stream_cps"] / figures["export_limit_cps"]
+        figures["export_comments"] = [s.comments for s in streams] + [r.comments for r in limits]
+        figures["export_messages"] = first.messages
+        figures["memory_growth_mib"] = growth
+        figures["limit_page_matches"] = report.same_comments(first.first_page, warm.first_page)
+
+        print(f"[{name}] unary export, keyset flatness ...", flush=True)
+        unary = measure.unary_export(channel, prepared, sizes)
+        figures["export_unary_cps"] = unary.rate
+        figures["export_unary_comments"] = unary.comments
+        figures["unary_vs_stream"] = unary.rate / figures["export_stream_cps"]
+        flat = measure.flatness(channel, prepared, sizes, first.late_continuation)
+        figures["page_start_ms"] = flat.start_ms
+        figures["page_end_ms"] = flat.end_ms
+        figures["flatness_ratio"] = flat.ratio
+
+        print(f"[{name}] unary RPCs under load ...", flush=True)
+        dataset, health = measure.unary_load(prepared, sizes)
+        figures["get_dataset"] = dataset.__dict__
+        figures["health"] = health.__dict__
+        figures["unary_ratio"] = dataset.qps / health.qps
+
+        print(f"[{name}] ingest, batches ...", flush=True)
+        _create_source(channel, prepared, "ingest")
+        sync = measure.unary_sync(channel, prepared, sizes, "ingest")
+        figures["ingest_sync_cps"] = sync.rate
+        figures["ingest_sync_comments"] = sync.comments
+        batches = [measure.stream_batch(channel, prepared) for _ in range(sizes.repeats)]
+        figures["batch_sessions_ps"] = max(b.rate for b in batches)
+        figures["batch_sessions"] = [b.sessions for b in batches]
+        figures["batch_events"] = [b.events for b in batches]
+    return figures
+
+
+def _hex_ids(prepared: prepare.Prepared) -> tuple[str, str]:
+    from corrigo.client import Client
+    from corrigo.v1 import datasets_pb2
+
+    with Client(prepared.server.target, prepared.token) as client:
+        dataset = client.datasets.GetDataset(
+            datasets_pb2.GetDatasetRequest(owner=prepare.OWNER, name=prepare.DATASET)
+        ).dataset
+    return dataset.source_ids[0], dataset.id
+
+
+def _create_source(channel: grpc.Channel, prepared: prepare.Prepared, name: str) -> None:
+    from corrigo.client import Client
+
+    with Client(prepared.server.target, prepared.token) as client:
+        client.sources.CreateSource(
+            sources_pb2.CreateSourceRequest(
+                owner=prepare.OWNER, name=name, source=sources_pb2.Source()
+            )
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--check", action="store_true", help="assert the figures are sane")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], action="append")
+    parser.add_argument("--out", type=Path, default=OUT / "results.json")
+    args = parser.parse_args(argv)
+    sizes = from_environment()
+    backends = {"sqlite": f"sqlite:///{(OUT / 'sqlite' / 'bench.sqlite3').resolve()}"}
+    postgres = os.environ.get("CORRIGO_BENCH_POSTGRES_URL", "")
+    if postgres:
+        backends["postgres"] = postgres
+    chosen = args.backend or list(backends)
+    missing = [b for b in chosen if b not in backends]
+    if missing:
+        raise SystemExit("--backend postgres needs CORRIGO_BENCH_POSTGRES_URL")
+    results: dict[str, Any] = {
+        "machine": machine.describe(postgres if "postgres" in chosen else None),
+        "sizes": sizes.__dict__,
+        "backends": {},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    for name in chosen:
+        results["backends"][name] = run_backend(name, backends[name], sizes)
+        # Written after each backend, so a long run's first half is kept.
+        args.out.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(report.table(results))
+    print(f"results: {args.out}")
+    if args.check:
+        problems = report.problems(results, sizes)
+        for problem in problems:
+            print(f"bench-smoke: {problem}", file=sys.stderr)
+        if problems:
+            return 1
+        print("bench-smoke: every figure is sane")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

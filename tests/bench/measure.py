@@ -1,0 +1,231 @@
+"""The figures, each measured against the running server from this (client) process."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from corrigo.v1 import datasets_pb2, improvement_pb2, sources_pb2
+from tests.bench import corpus, raw
+from tests.bench.memory import Growth
+from tests.bench.prepare import DATASET, OWNER, Prepared
+from tests.bench.sizes import Sizes
+
+
+@dataclass
+class StreamRun:
+    comments: int
+    messages: int
+    seconds: float
+    # Continuations of the first page and of the page before the last.
+    first_continuation: str = ""
+    late_continuation: str = ""
+    first_page: bytes = b""
+
+    @property
+    def rate(self) -> float:
+        return self.comments / self.seconds
+
+
+def stream_export(channel: grpc.Channel, prepared: Prepared, sizes: Sizes) -> StreamRun:
+    request = datasets_pb2.StreamExportDatasetRequest(
+        owner=OWNER, name=DATASET, limit=sizes.page
+    ).SerializeToString()
+    began = time.perf_counter()
+    run = StreamRun(0, 0, 0.0)
+    previous = ""
+    for message in raw.stream(channel, raw.STREAM_EXPORT, request, prepared.metadata):
+        count, continuation = raw.page_summary(message)
+        run.comments += count
+        run.messages += 1
+        if run.messages == 1:
+            run.first_continuation = continuation
+            run.first_page = message
+        if continuation:
+            run.late_continuation, previous = previous, continuation
+    run.seconds = time.perf_counter() - began
+    return run
+
+
+def stream_with_memory(
+    channel: grpc.Channel, prepared: Prepared, sizes: Sizes
+) -> tuple[StreamRun, float]:
+    with Growth(prepared.server.process.pid) as growth:
+        run = stream_export(channel, prepared, sizes)
+    return run, growth.mib
+
+
+def unary_export(channel: grpc.Channel, prepared: Prepared, sizes: Sizes) -> StreamRun:
+    """Every page through ExportDataset, one call after the other."""
+    request = datasets_pb2.ExportDatasetRequest(owner=OWNER, name=DATASET, limit=sizes.page)
+    run = StreamRun(0, 0, 0.0)
+    began = time.perf_counter()
+    while True:
+        answer = raw.unary(channel, raw.EXPORT, request.SerializeToString(), prepared.metadata)
+        count, continuation = raw.page_summary(answer)
+        run.comments += count
+        run.messages += 1
+        if not continuation:
+            break
+        request.continuation = continuation
+    run.seconds = time.perf_counter() - began
+    return run
+
+
+@dataclass
+class Flatness:
+    start_ms: float
+    end_ms: float
+
+    @property
+    def ratio(self) -> float:
+        return self.end_ms / self.start_ms
+
+
+def flatness(
+    channel: grpc.Channel, prepared: Prepared, sizes: Sizes, late_continuation: str
+) -> Flatness:
+    """Median latency of one unary page at the start of the dataset and near its end
+    (the continuation of the page before the last), read in turns."""
+    start = datasets_pb2.ExportDatasetRequest(
+        owner=OWNER, name=DATASET, limit=sizes.page
+    ).SerializeToString()
+    end = datasets_pb2.ExportDatasetRequest(
+        owner=OWNER, name=DATASET, limit=sizes.page, continuation=late_continuation
+    ).SerializeToString()
+    timings: dict[bytes, list[float]] = {start: [], end: []}
+    for _ in range(2):  # warm up both ends
+        for request in timings:
+            raw.unary(channel, raw.EXPORT, request, prepared.metadata)
+    for _ in range(sizes.flatness_samples):
+        for request, spent in timings.items():
+            began = time.perf_counter()
+            answer = raw.unary(channel, raw.EXPORT, request, prepared.metadata)
+            spent.append(time.perf_counter() - began)
+            assert raw.page_summary(answer)[0] > 0
+    return Flatness(
+        statistics.median(timings[start]) * 1000, statistics.median(timings[end]) * 1000
+    )
+
+
+@dataclass
+class Load:
+    qps: float
+    p50_ms: float
+    p99_ms: float
+    calls: int
+
+
+async def _load(
+    target: str, method: str, request: bytes, metadata: raw.Metadata, sizes: Sizes
+) -> Load:
+    async with grpc.aio.insecure_channel(target, options=raw.OPTIONS) as channel:
+        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        for _ in range(sizes.concurrency):
+            await call(request, metadata=metadata)
+        per_worker = sizes.unary_calls // sizes.concurrency
+        latencies: list[float] = []
+
+        async def worker() -> None:
+            for _ in range(per_worker):
+                began = time.perf_counter()
+                await call(request, metadata=metadata)
+                latencies.append(time.perf_counter() - began)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(sizes.concurrency)))
+        seconds = time.perf_counter() - began
+    latencies.sort()
+    return Load(
+        qps=len(latencies) / seconds,
+        p50_ms=latencies[len(latencies) // 2] * 1000,
+        p99_ms=latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        calls=len(latencies),
+    )
+
+
+def unary_load(prepared: Prepared, sizes: Sizes) -> tuple[Load, Load]:
+    """(GetDataset, Health/Check) under `sizes.concurrency` calls in flight."""
+    target = prepared.server.target
+    get = datasets_pb2.GetDatasetRequest(owner=OWNER, name=DATASET).SerializeToString()
+    health = health_pb2.HealthCheckRequest().SerializeToString()
+    dataset = asyncio.run(_load(target, raw.GET_DATASET, get, prepared.metadata, sizes))
+    checks = asyncio.run(_load(target, raw.HEALTH, health, prepared.metadata, sizes))
+    return dataset, checks
+
+
+@dataclass
+class Ingest:
+    comments: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.comments / self.seconds
+
+
+def unary_sync(channel: grpc.Channel, prepared: Prepared, sizes: Sizes, source: str) -> Ingest:
+    """New comments into `source` through SyncComments, `sizes.sync_batch` a call."""
+    made = list(corpus.comments(sizes.sync_comments, seed=2, prefix=source))
+    requests = [
+        sources_pb2.SyncCommentsRequest(
+            owner=OWNER, name=source, comments=made[start : start + sizes.sync_batch]
+        ).SerializeToString()
+        for start in range(0, len(made), sizes.sync_batch)
+    ]
+    began = time.perf_counter()
+    for request in requests:
+        raw.unary(channel, raw.SYNC, request, prepared.metadata)
+    return Ingest(len(made), time.perf_counter() - began)
+
+
+@dataclass
+class Batches:
+    sessions: int
+    events: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.sessions / self.seconds
+
+
+def stream_batch(channel: grpc.Channel, prepared: Prepared) -> Batches:
+    request = improvement_pb2.StreamBatchSessionsRequest(
+        batch_id="benchbatch", limit=100, events_limit=100
+    ).SerializeToString()
+    sessions = events = 0
+    began = time.perf_counter()
+    for message in raw.stream(channel, raw.STREAM_BATCH, request, prepared.metadata):
+        page = improvement_pb2.GetBatchSessionsResponse.FromString(message)
+        sessions += len(page.sessions)
+        events += sum(len(s.events) for s in page.sessions)
+    return Batches(sessions, events, time.perf_counter() - began)
+
+
+@dataclass
+class Best:
+    """The best of repeated runs (the machine is shared: the fastest is the least
+    disturbed), with every run kept."""
+
+    runs: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.runs.append(value)
+
+    @property
+    def best(self) -> float:
+        return max(self.runs)
+
+
+def repeat(times: int, run: Callable[[], float]) -> Best:
+    best = Best()
+    for _ in range(times):
+        best.add(run())
+    return best

@@ -1,0 +1,118 @@
+"""The results table, and the smoke run's sanity checks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from tests.bench import raw
+from tests.bench.sizes import Sizes
+
+Row = tuple[str, Callable[[dict[str, Any]], str], str]
+
+
+def _n(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+ROWS: list[Row] = [
+    ("streaming export (comments/s)", lambda f: _n(f["export_stream_cps"]), "reported"),
+    ("bare-driver limit (comments/s)", lambda f: _n(f["export_limit_cps"]), "reported"),
+    ("export / limit", lambda f: f"{f['export_ratio']:.2f}", ">= 0.7"),
+    ("unary export, all pages (comments/s)", lambda f: _n(f["export_unary_cps"]), "reported"),
+    ("unary / stream", lambda f: f"{f['unary_vs_stream']:.2f}", "reported"),
+    (
+        "page at start / at end (ms)",
+        lambda f: f"{f['page_start_ms']:.1f} / {f['page_end_ms']:.1f}",
+        "reported",
+    ),
+    ("keyset flatness (end / start)", lambda f: f"{f['flatness_ratio']:.2f}", "<= 1.5"),
+    (
+        "GetDataset QPS, 64 in flight (p50 / p99 ms)",
+        lambda f: (
+            f"{_n(f['get_dataset']['qps'])} ({f['get_dataset']['p50_ms']:.1f} / "
+            f"{f['get_dataset']['p99_ms']:.1f})"
+        ),
+        "reported",
+    ),
+    ("Health/Check QPS, 64 in flight", lambda f: _n(f["health"]["qps"]), "reported"),
+    ("GetDataset / Health", lambda f: f"{f['unary_ratio']:.2f}", ">= 0.6"),
+    ("SyncComments, 1,000 a call (comments/s)", lambda f: _n(f["ingest_sync_cps"]), ">= 20,000"),
+    ("StreamSyncComments bulk (comments/s)", lambda f: _n(f["ingest_stream_cps"]), ">= 20,000"),
+    ("server RSS growth, whole stream (MiB)", lambda f: f"{f['memory_growth_mib']:.1f}", "<= 64"),
+    ("StreamBatchSessions (sessions/s)", lambda f: _n(f["batch_sessions_ps"]), "reported"),
+]
+
+
+def table(results: dict[str, Any]) -> str:
+    backends = list(results["backends"])
+    header = ["figure", *backends, "target"]
+    lines = [header]
+    for title, show, target in ROWS:
+        lines.append([title, *(show(results["backends"][b]) for b in backends), target])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+
+    def render(line: list[str]) -> str:
+        return "| " + " | ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)) + " |"
+
+    out = [render(lines[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    out += [render(line) for line in lines[1:]]
+    machine = results["machine"]
+    sizes = results["sizes"]
+    out.append("")
+    out.append(
+        f"{machine['date']}; {machine['nproc']} cores, {machine['cpu']}, "
+        f"{machine['memory_gib']} GiB; Python {machine['python']}, SQLite {machine['sqlite']}"
+        + (f", PostgreSQL {machine['postgres']}" if machine["postgres"] else "")
+        + f"; BENCH_SCALE={sizes['scale']} ({sizes['comments']:,} comments)"
+    )
+    return "\n".join(out)
+
+
+def _comment_fields(page: bytes) -> list[bytes]:
+    return [bytes(value) for number, value in raw.fields(page) if number == 1]
+
+
+def same_comments(server_page: bytes, limit_page: bytes) -> bool:
+    """Whether two first pages hold the very same serialized comments (their
+    continuations differ: each is encrypted with a fresh nonce)."""
+    return _comment_fields(server_page) == _comment_fields(limit_page)
+
+
+def _numbers(value: Any, where: str) -> list[tuple[str, float]]:
+    if isinstance(value, dict):
+        return [n for key, v in value.items() for n in _numbers(v, f"{where}.{key}")]
+    if isinstance(value, list):
+        return [n for i, v in enumerate(value) for n in _numbers(v, f"{where}[{i}]")]
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int | float):
+        return [(where, float(value))]
+    return []
+
+
+def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
+    """What is not sane: a figure that is not a finite number above zero (memory growth:
+    not below zero), a run that did not read every comment or session, pages that
+    differ from the limit's."""
+    found = []
+    for name, figures in results["backends"].items():
+        for where, value in _numbers(figures, name):
+            # Memory may not grow at all; every other figure is a count, a time or a rate.
+            least_ok = 0.0 if where.endswith(".memory_growth_mib") else math.ulp(0.0)
+            if not (math.isfinite(value) and value >= least_ok):
+                found.append(f"{where} = {value}: not a finite number in range")
+        for count in figures["export_comments"]:
+            if count != sizes.comments:
+                found.append(f"{name}: an export read {count} of {sizes.comments} comments")
+        if figures["export_unary_comments"] != sizes.comments:
+            found.append(f"{name}: the unary export read {figures['export_unary_comments']}")
+        if figures["ingest_sync_comments"] != sizes.sync_comments:
+            found.append(f"{name}: synced {figures['ingest_sync_comments']} comments")
+        for count, events in zip(figures["batch_sessions"], figures["batch_events"], strict=True):
+            if count != sizes.sessions or events != sizes.sessions * sizes.events:
+                found.append(f"{name}: a batch stream read {count} sessions, {events} events")
+        if not figures["limit_page_matches"]:
+            found.append(f"{name}: the limit's first page differs from the server's")
+    return found

@@ -10,7 +10,7 @@ import asyncpg
 import grpc
 import peewee
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from corrigo.v1 import errors_pb2
@@ -141,16 +141,12 @@ def from_database_error(error: Exception) -> CorrigoError | None:
     return None
 
 
-def internal_status(error_id: str) -> grpc.Status:
-    """The status of an unexpected failure: no stack, no SQL, only an id to find the log."""
-    info = error_details_pb2.ErrorInfo(
-        reason=errors_pb2.ErrorReason.Name(errors_pb2.INTERNAL_ERROR),
-        domain=DOMAIN,
-        metadata={"error_id": error_id},
-    )
-    packed = any_pb2.Any()
-    packed.Pack(info)
-    status = status_pb2.Status(
-        code=code_pb2.INTERNAL, message=f"internal error (error id {error_id})", details=[packed]
-    )
-    return rpc_status.to_status(status)
+class Internal(CorrigoError):
+    """An unexpected failure: no stack, no SQL, only an id that is also in the log."""
+
+    code = grpc.StatusCode.INTERNAL
+    reason = errors_pb2.INTERNAL_ERROR
+
+    @classmethod
+    def logged_as(cls, error_id: str) -> Internal:
+        return cls(f"internal error (error id {error_id})", metadata={"error_id": error_id})

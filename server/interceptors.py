@@ -23,9 +23,9 @@ from google.protobuf.message import Message
 from corrigo.server import auth
 from corrigo.server.errors import (
     CorrigoError,
+    Internal,
     InvalidArgument,
     from_database_error,
-    internal_status,
 )
 
 Middleware = Callable[
@@ -117,42 +117,33 @@ def _guard_decoding(handler: grpc.RpcMethodHandler) -> Any:
         async for item in requests:
             yield _reject_undecodable(item)
 
-    def unary_request(inner: Callable[..., Any]) -> Any:
+    def guarded(inner: Callable[..., Any], check: Callable[[Any], Any]) -> Any:
+        """`inner` with its request (or request stream) passed through `check` first."""
         if inspect.isasyncgenfunction(inner):
 
             async def stream_behavior(request: Any, context: Any) -> AsyncIterator[Any]:
-                async for response in inner(_reject_undecodable(request), context):
+                async for response in inner(check(request), context):
                     yield response
 
             return stream_behavior
 
         async def behavior(request: Any, context: Any) -> Any:
-            return await inner(_reject_undecodable(request), context)
-
-        return behavior
-
-    def stream_request(inner: Callable[..., Any]) -> Any:
-        if inspect.isasyncgenfunction(inner):
-
-            async def stream_behavior(requests: Any, context: Any) -> AsyncIterator[Any]:
-                async for response in inner(checked(requests), context):
-                    yield response
-
-            return stream_behavior
-
-        async def behavior(requests: Any, context: Any) -> Any:
-            return await inner(checked(requests), context)
+            return await inner(check(request), context)
 
         return behavior
 
     codec = {"request_deserializer": safe_parse, "response_serializer": handler.response_serializer}
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(unary_request(handler.unary_unary), **codec)
+        return grpc.unary_unary_rpc_method_handler(
+            guarded(handler.unary_unary, _reject_undecodable), **codec
+        )
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(unary_request(handler.unary_stream), **codec)
+        return grpc.unary_stream_rpc_method_handler(
+            guarded(handler.unary_stream, _reject_undecodable), **codec
+        )
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(stream_request(handler.stream_unary), **codec)
-    return grpc.stream_stream_rpc_method_handler(stream_request(handler.stream_stream), **codec)
+        return grpc.stream_unary_rpc_method_handler(guarded(handler.stream_unary, checked), **codec)
+    return grpc.stream_stream_rpc_method_handler(guarded(handler.stream_stream, checked), **codec)
 
 
 class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):
@@ -219,7 +210,7 @@ async def map_errors(
             await context.abort(status.code, status.details, status.trailing_metadata)
         error_id = uuid.uuid4().hex[:12]
         error_log.exception("unexpected error in %s (error id %s)", method, error_id)
-        status = internal_status(error_id)
+        status = Internal.logged_as(error_id).to_status()
         await context.abort(status.code, status.details, status.trailing_metadata)
 
 

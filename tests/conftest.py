@@ -7,6 +7,7 @@ CORRIGO_REQUIRE_POSTGRES=1 (as in CI) it fails instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -128,26 +129,29 @@ class Org:
         return user_id, client
 
 
+@contextlib.asynccontextmanager
+async def bootstrapped(server: Running, prefix: str) -> AsyncIterator[Org]:
+    """A fresh organization; its clients are closed at the end."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    _, _, token = await identity.bootstrap(name, f"admin@{name}.test")
+    created = Org(server, name, token, server.client(token))
+    try:
+        yield created
+    finally:
+        for client in [created.admin, *created.clients]:
+            await client.close()
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def org(server: Running) -> AsyncIterator[Org]:
-    name = f"org-{uuid.uuid4().hex[:10]}"
-    _, _, token = await identity.bootstrap(name, f"admin@{name}.test")
-    admin = server.client(token)
-    created = Org(server, name, token, admin)
-    yield created
-    for client in [admin, *created.clients]:
-        await client.close()
+    async with bootstrapped(server, "org") as created:
+        yield created
 
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def other_org(server: Running) -> AsyncIterator[Org]:
-    name = f"other-{uuid.uuid4().hex[:10]}"
-    _, _, token = await identity.bootstrap(name, f"admin@{name}.test")
-    admin = server.client(token)
-    created = Org(server, name, token, admin)
-    yield created
-    for client in [admin, *created.clients]:
-        await client.close()
+    async with bootstrapped(server, "other") as created:
+        yield created
 
 
 ROLES = [Member.VIEWER, Member.ANNOTATOR, Member.EDITOR, Member.ADMIN]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
+import psycopg2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 CORRIGO = [sys.executable, "-m", "corrigo.client.cli"]
@@ -136,3 +138,32 @@ def drop_scratch(url: str, postgres_url: str) -> None:
     with conn.cursor() as cursor:
         cursor.execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
     conn.close()
+
+
+class WriteLock:
+    """Holds the database's write lock from outside the server, so writes stay in flight."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: sqlite3.Connection | psycopg2.extensions.connection | None = None
+
+    def __enter__(self) -> WriteLock:
+        if self.url.startswith("sqlite:///"):
+            self.conn = sqlite3.connect(self.url[len("sqlite:///") :], isolation_level=None)
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            self.conn = psycopg2.connect(self.url)
+            self.conn.cursor().execute("LOCK TABLE project IN SHARE MODE")
+        return self
+
+    def release(self) -> None:
+        if isinstance(self.conn, sqlite3.Connection):
+            self.conn.execute("COMMIT")
+            self.conn.close()
+        elif self.conn is not None:
+            self.conn.commit()
+            self.conn.close()
+        self.conn = None
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -5,17 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import shutil
-import socket
-import sys
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from corrigo.client import AsyncClient, CorrigoError
 from corrigo.server.permissions import RULES
@@ -24,6 +19,7 @@ from corrigo.v1.admin_pb2 import Member, User
 from corrigo.v1.improvement_pb2 import ImprovementBatch
 from corrigo.v1.practice_pb2 import PracticeEvent, PracticeSession
 from tests.conftest import Org
+from tests.processes import ServerProcess
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -309,70 +305,23 @@ async def test_concurrent_schedules_get_distinct_gap_free_numbers(org: Org) -> N
 # Two real server processes on one PostgreSQL database.
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def _serve_command() -> list[str]:
-    """`corrigo serve` of this environment (`python -m corrigo.server` is the same)."""
-    installed = Path(sys.executable).parent / "corrigo"
-    found = str(installed) if installed.exists() else shutil.which("corrigo")
-    return [found, "serve"] if found else [sys.executable, "-m", "corrigo.server"]
-
-
-async def _until_serving(target: str, process: asyncio.subprocess.Process, log: Path) -> None:
-    """Poll the health service until the process serves (bounded, so a broken server
-    fails the test instead of hanging it)."""
-    async with grpc.aio.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        for _ in range(300):
-            if process.returncode is not None:
-                output = await asyncio.to_thread(log.read_text)
-                raise AssertionError(f"corrigo serve on {target} exited: {output[-2000:]}")
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                answer = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if answer.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"corrigo serve on {target} did not start")
-
-
 @contextlib.asynccontextmanager
 async def server_processes(db_url: str, count: int, logs: Path) -> AsyncIterator[list[str]]:
-    """`count` server processes on `db_url`, each on a free port chosen here (with port 0
-    the process would not tell which it got); stopped with SIGTERM at the end."""
-    processes: list[tuple[asyncio.subprocess.Process, str, Path]] = []
-    # Only the flags configure the processes, not the CORRIGO_* variables of this shell.
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("CORRIGO_")}
+    """`count` `corrigo serve` processes on `db_url`; stopped with SIGTERM at the end."""
+    servers: list[ServerProcess] = []
     try:
         for index in range(count):
-            target = f"127.0.0.1:{_free_port()}"
-            log = logs / f"serve-{index}.log"
-            with log.open("wb") as sink:
-                process = await asyncio.create_subprocess_exec(
-                    *_serve_command(),
-                    *("--listen", target, "--database", db_url),
-                    *("--log-level", "WARNING", "--grace", "1"),
-                    env=environment,
-                    stdout=asyncio.subprocess.DEVNULL,
-                    stderr=sink,
+            servers.append(
+                ServerProcess(
+                    db_url, logs / f"serve-{index}.log", extra=["--log-level", "WARNING"], grace=1
                 )
-            processes.append((process, target, log))
-        for process, target, log in processes:
-            await _until_serving(target, process, log)
-        yield [target for _, target, _ in processes]
+            )
+        for server in servers:
+            await asyncio.to_thread(server.wait_serving)
+        yield [server.target for server in servers]
     finally:
-        for process, _, _ in processes:
-            process.terminate()
-        for process, _, _ in processes:
-            try:
-                await asyncio.wait_for(process.wait(), 15)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        for server in servers:
+            await asyncio.to_thread(server.stop)
 
 
 async def test_two_server_processes_number_200_sessions_without_gaps(

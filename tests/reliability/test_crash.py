@@ -99,7 +99,8 @@ async def _writer(
             return  # the server is gone; what was in flight is not acknowledged
 
 
-async def _sessions(client: AsyncClient, count: int) -> list[int]:
+async def schedulable_sessions(client: AsyncClient, count: int, text_size: int = 1) -> list[int]:
+    """Sessions ready to schedule: a prompt and its answer, each `text_size` characters."""
     ids = []
     for _ in range(count):
         session = await client.practice.CreatePracticeSession(
@@ -109,8 +110,8 @@ async def _sessions(client: AsyncClient, count: int) -> list[int]:
             practice_pb2.AppendEventsRequest(
                 session_id=session.session_id,
                 events=[
-                    PracticeEvent(type=PracticeEvent.PROMPT, text="q"),
-                    PracticeEvent(type=PracticeEvent.RESPONSE, text="a"),
+                    PracticeEvent(type=PracticeEvent.PROMPT, text="q" * text_size),
+                    PracticeEvent(type=PracticeEvent.RESPONSE, text="a" * text_size),
                 ],
             )
         )
@@ -173,7 +174,7 @@ async def test_sigkill_loses_no_acknowledged_write(
                 owner=project, name="ds", label_defs=[datasets_pb2.LabelDef(name="Kept")]
             )
         )
-        sessions = await _sessions(client, 12 * kills)
+        sessions = await schedulable_sessions(client, 12 * kills)
     for kill in range(kills):
         async with AsyncClient(server.target, token) as client:
             writers = [

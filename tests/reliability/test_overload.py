@@ -4,49 +4,18 @@ stop database work, message size limits, and flow control for a stalled consumer
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 import uuid
 from pathlib import Path
 
 import grpc
-import psycopg2
 import pytest
 
 from corrigo.client import AsyncClient, CorrigoError
 from corrigo.v1 import admin_pb2, datasets_pb2, sources_pb2
 from tests import dataset_helpers
-from tests.processes import ServerProcess, bootstrap
+from tests.processes import ServerProcess, WriteLock, bootstrap
 from tests.reliability import report
-
-
-class WriteLock:
-    """Holds the database's write lock from outside the server, so writes stay in flight."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.conn: sqlite3.Connection | psycopg2.extensions.connection | None = None
-
-    def __enter__(self) -> WriteLock:
-        if self.url.startswith("sqlite:///"):
-            self.conn = sqlite3.connect(self.url[len("sqlite:///") :], isolation_level=None)
-            self.conn.execute("BEGIN IMMEDIATE")
-        else:
-            self.conn = psycopg2.connect(self.url)
-            self.conn.cursor().execute("LOCK TABLE project IN SHARE MODE")
-        return self
-
-    def release(self) -> None:
-        if isinstance(self.conn, sqlite3.Connection):
-            self.conn.execute("COMMIT")
-            self.conn.close()
-        elif self.conn is not None:
-            self.conn.commit()
-            self.conn.close()
-        self.conn = None
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
 
 
 def _start(url: str, tmp_path: Path, *extra: str) -> tuple[ServerProcess, str]:

@@ -15,7 +15,7 @@ from corrigo.v1 import admin_pb2, datasets_pb2, improvement_pb2
 from tests import dataset_helpers
 from tests.processes import ServerProcess, bootstrap
 from tests.reliability import report
-from tests.reliability.test_crash import _query, _sessions
+from tests.reliability.test_crash import _query, schedulable_sessions
 
 pytestmark = pytest.mark.heavy
 
@@ -72,7 +72,7 @@ async def test_two_replicas_share_exports_writes_and_numbers(
             assert stitched == dataset_helpers.uids(everything)
             assert len(set(stitched)) == len(stitched) == stored
 
-            session_ids = await _sessions(one, schedules)
+            session_ids = await schedulable_sessions(one, schedules)
             placed = await asyncio.gather(
                 *(
                     (one if i % 2 else two).improvement.UseSessionForImprovement(

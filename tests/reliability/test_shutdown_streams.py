@@ -14,11 +14,11 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from corrigo.client import AsyncClient
-from corrigo.v1 import admin_pb2, datasets_pb2, improvement_pb2, practice_pb2
-from corrigo.v1.practice_pb2 import PracticeEvent
+from corrigo.v1 import admin_pb2, datasets_pb2, improvement_pb2
 from tests import dataset_helpers
 from tests.processes import ServerProcess, bootstrap
 from tests.reliability import report
+from tests.reliability.test_crash import schedulable_sessions
 
 pytestmark = pytest.mark.heavy
 
@@ -63,26 +63,6 @@ async def _read_batch(
     return after, grpc.StatusCode.OK
 
 
-async def _big_sessions(client: AsyncClient, count: int) -> list[int]:
-    """Sessions with 200 KB of events each, more than transport windows hold in a batch."""
-    ids = []
-    for _ in range(count):
-        session = await client.practice.CreatePracticeSession(
-            practice_pb2.CreatePracticeSessionRequest()
-        )
-        await client.practice.AppendEvents(
-            practice_pb2.AppendEventsRequest(
-                session_id=session.session_id,
-                events=[
-                    PracticeEvent(type=PracticeEvent.PROMPT, text="q" * 100_000),
-                    PracticeEvent(type=PracticeEvent.RESPONSE, text="a" * 100_000),
-                ],
-            )
-        )
-        ids.append(session.session_id)
-    return ids
-
-
 async def test_sigterm_mid_stream_then_resume(
     scratch_db: str, tmp_path: Path, backend: str
 ) -> None:
@@ -105,7 +85,7 @@ async def test_sigterm_mid_stream_then_resume(
             "inbox",
             [dataset_helpers.comment(f"c{i:05}", i) for i in range(COMMENTS)],
         )
-        for session_id in await _big_sessions(client, SESSIONS):
+        for session_id in await schedulable_sessions(client, SESSIONS, text_size=100_000):
             await client.improvement.UseSessionForImprovement(
                 improvement_pb2.UseSessionForImprovementRequest(session_id=session_id)
             )

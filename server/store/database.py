@@ -186,8 +186,9 @@ class Overlapped:
 
 
 async def fetch(statement: Sql, params: Sequence[Any]) -> list[Any]:
-    """The rows of a hand-written statement on the bound database."""
+    """The rows of a small indexed read on the bound database (`drivers`: outside a
+    transaction it holds no connection past itself, and on SQLite it runs on the loop's
+    thread)."""
     db = database.obj
-    cursor = await db.aexecute_sql(statement.render(db), params)
-    rows: list[Any] = cursor.fetchall()
+    rows: list[Any] = await db.read(statement.render(db), params)
     return rows

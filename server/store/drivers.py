@@ -1,7 +1,9 @@
 """Faster connections for pwasyncio's databases, the same API.
 
 - SQLite: a query in one trip to the connection's thread (aiosqlite's cursor API makes
-  three); a whole loop of reads can run in that thread (`produce_in_thread`).
+  three); a whole loop of reads can run in that thread (`produce_in_thread`); a small
+  indexed read outside a transaction runs on the event loop's own thread, with no trip
+  at all (`SqliteDatabase.read`).
 - PostgreSQL: statements through asyncpg's statement cache (one round trip, not two).
 - Both: a connection is taken from an existing pool without starting a task.
 """
@@ -10,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import sqlite3
 import threading
 from collections.abc import AsyncGenerator, Callable
 from typing import Any, TypeVar
 
+import asyncpg
 import peewee
 from peewee import __exception_wrapper__ as driver_errors  # type: ignore[attr-defined]
 from playhouse.pwasyncio import (
@@ -40,11 +44,30 @@ def _run_query(conn: sqlite3.Connection, sql: str, params: Any) -> tuple[Any, ..
 class _ReadyPool:
     """Once the pool exists, a connection is taken from it directly. (pwasyncio first
     awaits the pool's creation through asyncio.wait_for, which starts a task, on every
-    connection a task takes.)"""
+    connection a task takes.) A small read borrows a connection only for itself (`read`)."""
 
     _pool: Any
     _closing: bool
     _acquire_timeout: float
+    _state: Any
+
+    async def read(self, sql: str, params: Any) -> list[Any]:
+        """The rows of a small read. Outside a transaction, on a task that holds no
+        connection, the connection goes back to the pool as soon as the rows are in:
+        pwasyncio would keep it for the task's whole life, so a pool of 10 would serve at
+        most 10 calls at a time, each holding its connection while it answers."""
+        if self._state.conn is not None or self.in_transaction():  # type: ignore[attr-defined]
+            cursor = await self.aexecute_sql(sql, params)  # type: ignore[attr-defined]
+            held: list[Any] = cursor.fetchall()
+            return held
+        conn = await self._acquire_conn_async()
+        try:
+            with driver_errors:
+                cursor = await conn.execute(sql, params)
+        finally:
+            await self._release_conn(conn)  # type: ignore[attr-defined]
+        rows: list[Any] = cursor.fetchall()
+        return rows
 
     async def _acquire_conn_async(self) -> Any:
         pool = self._pool
@@ -156,7 +179,64 @@ class _SqlitePool(AsyncSqlitePool):
 
 
 class SqliteDatabase(_ReadyPool, AsyncSqliteDatabase):
-    """pwasyncio's SQLite database, with queries in one thread trip each."""
+    """pwasyncio's SQLite database, with queries in one thread trip each, and small reads
+    on the loop's thread."""
+
+    # The loop thread's own read connection, and the thread it belongs to.
+    _inline: sqlite3.Connection | None = None
+    _inline_thread: int | None = None
+
+    async def read(self, sql: str, params: Any) -> list[Any]:
+        if not self.in_transaction():
+            rows = self._read_inline(sql, params)
+            if rows is not None:
+                return rows
+        return await super().read(sql, params)
+
+    def _read_inline(self, sql: str, params: Any) -> list[Any] | None:
+        """The rows of a small indexed read, run on the calling (event loop) thread; None
+        when it cannot run there and must take the pool's way: an in-memory database
+        (each connection would be another database), another thread than the first
+        caller's, or a database busy (in WAL mode a reader waits only in rare moments,
+        such as a checkpoint resetting the log, and the loop must never wait).
+
+        A round trip to a connection's thread costs several wake-ups of the loop, and
+        with many calls in flight a returning thread waits for the interpreter lock: far
+        more than an indexed read of a few rows, which is what every authenticated call
+        starts with."""
+        if self.database == ":memory:" or self._closing:
+            return None
+        conn = self._inline
+        if conn is None:
+            conn = self._open_inline()
+        elif self._inline_thread != threading.get_ident():
+            return None
+        try:
+            with driver_errors:
+                cursor = conn.execute(sql, params)
+                try:
+                    rows = cursor.fetchall()
+                finally:
+                    cursor.close()
+        except peewee.OperationalError as error:
+            if "locked" in str(error) or "busy" in str(error):
+                return None
+            raise
+        return rows
+
+    def _open_inline(self) -> sqlite3.Connection:
+        # timeout=0: a busy database answers at once (see read_inline); query_only: this
+        # connection never writes.
+        conn = sqlite3.connect(self.database, timeout=0, isolation_level=None)
+        conn.execute("PRAGMA query_only = 1")
+        self._inline, self._inline_thread = conn, threading.get_ident()
+        return conn
+
+    async def close_pool(self) -> None:
+        inline, self._inline = self._inline, None
+        if inline is not None:
+            inline.close()
+        await super().close_pool()
 
     async def _create_pool_async(self) -> _SqlitePool:
         pool = _SqlitePool(
@@ -169,13 +249,21 @@ class SqliteDatabase(_ReadyPool, AsyncSqliteDatabase):
         return await pool.initialize()
 
 
+@functools.lru_cache(maxsize=1024)
+def _numbered_placeholders(sql: str) -> str:
+    """`%s` placeholders as asyncpg's `$1, $2, ...`, worked out once per statement text
+    (pwasyncio runs a regular expression over every statement it sends)."""
+    translated: str = AsyncPostgresqlConnection._translate_placeholders(sql)
+    return translated
+
+
 class _PostgresConnection(AsyncPostgresqlConnection):
     """Queries through asyncpg's statement cache: one round trip for a statement run
     before on the connection (pwasyncio prepares every statement anew: two trips)."""
 
     async def _execute(self, sql: str, params: Any = None) -> CursorAdapter:
         if params:
-            sql = self._translate_placeholders(sql)
+            sql = _numbered_placeholders(sql)
         # asyncpg's own `execute` and `fetch` are this call without the status or without
         # the rows; the adapter needs both.
         records, status, _ = await self.conn._execute(
@@ -190,9 +278,79 @@ class _PostgresConnection(AsyncPostgresqlConnection):
         return CursorAdapter(records, rowcount=rowcount, description=description)
 
 
+async def _keep_session(conn: Any) -> None:
+    """asyncpg resets a connection given back to its pool with a round trip (advisory
+    locks, cursors, LISTEN, settings). The server leaves none of these on a connection
+    (its one session lock, the migrations', is released by its holder; an open
+    transaction is rolled back before release), so the round trip is skipped."""
+
+
 class PostgresqlDatabase(_ReadyPool, AsyncPostgresqlDatabase):
-    """pwasyncio's PostgreSQL database, with asyncpg's statement cache."""
+    """pwasyncio's PostgreSQL database, with asyncpg's statement cache, no reset round
+    trip on release, and a few pool connections kept aside for small reads."""
+
+    # Pool connections kept out of the pool for small reads (`read`).
+    READERS = 2
+
+    def __init__(self, database: str, **kwargs: Any) -> None:
+        super().__init__(database, reset=_keep_session, **kwargs)
+        self._idle_readers: list[Any] = []
+        self._readers = 0
 
     async def _pool_acquire(self, pool: Any) -> _PostgresConnection:
-        conn = await asyncio.wait_for(pool.acquire(), timeout=self._acquire_timeout)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the acquisition in
+        # a task of its own.
+        async with asyncio.timeout(self._acquire_timeout):
+            conn = await pool.acquire()
         return _PostgresConnection(conn)
+
+    async def read(self, sql: str, params: Any) -> list[Any]:
+        """A small read outside a transaction runs on one of READERS connections kept
+        from the pool for them: taking a connection from asyncpg's pool and giving it
+        back costs more than an indexed read. When all are busy, it borrows from the
+        pool as any read does."""
+        if self._state.conn is not None or self.in_transaction():
+            return await super().read(sql, params)
+        conn = await self._reader()
+        if conn is None:
+            return await super().read(sql, params)
+        try:
+            with driver_errors:
+                records, _, _ = await conn._execute(
+                    _numbered_placeholders(sql), params, 0, None, return_status=True
+                )
+        except asyncpg.PostgresError:
+            self._idle_readers.append(conn)  # the statement failed, not the connection
+            raise
+        except BaseException:
+            # Cancelled mid-query, or the connection broke: the pool's release waits
+            # for a cancellation to finish and replaces a dead connection.
+            self._readers -= 1
+            await self._pool.release(conn)
+            raise
+        self._idle_readers.append(conn)
+        rows: list[Any] = records
+        return rows
+
+    async def _reader(self) -> Any:
+        """An idle reader connection; None when all are busy (or the pool is closing)."""
+        if self._closing or self._pool is None:
+            return None
+        if self._idle_readers:
+            return self._idle_readers.pop()
+        if self._readers >= self.READERS:
+            return None
+        self._readers += 1
+        try:
+            async with asyncio.timeout(self._acquire_timeout):
+                return await self._pool.acquire()
+        except BaseException:
+            self._readers -= 1
+            raise
+
+    async def close_pool(self) -> None:
+        idle, self._idle_readers = self._idle_readers, []
+        for conn in idle:
+            self._readers -= 1
+            await self._pool.release(conn)
+        await super().close_pool()

@@ -150,14 +150,23 @@ async def _load(
     )
 
 
-def unary_load(prepared: Prepared, sizes: Sizes) -> tuple[Load, Load]:
-    """(GetDataset, Health/Check) under `sizes.concurrency` calls in flight."""
+def unary_load(prepared: Prepared, sizes: Sizes) -> tuple[list[Load], list[Load]]:
+    """(GetDataset runs, Health/Check runs), each under `sizes.concurrency` calls in
+    flight, in `sizes.repeats` alternating rounds: the two figures of a ratio are
+    measured side by side, so a slow moment of the machine touches both."""
     target = prepared.server.target
     get = datasets_pb2.GetDatasetRequest(owner=OWNER, name=DATASET).SerializeToString()
     health = health_pb2.HealthCheckRequest().SerializeToString()
-    dataset = asyncio.run(_load(target, raw.GET_DATASET, get, prepared.metadata, sizes))
-    checks = asyncio.run(_load(target, raw.HEALTH, health, prepared.metadata, sizes))
-    return dataset, checks
+    datasets: list[Load] = []
+    checks: list[Load] = []
+    for _ in range(sizes.repeats):
+        datasets.append(asyncio.run(_load(target, raw.GET_DATASET, get, prepared.metadata, sizes)))
+        checks.append(asyncio.run(_load(target, raw.HEALTH, health, prepared.metadata, sizes)))
+    return datasets, checks
+
+
+def fastest(runs: list[Load]) -> Load:
+    return max(runs, key=lambda run: run.qps)
 
 
 @dataclass

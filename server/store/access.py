@@ -7,7 +7,7 @@ Every project-scoped RPC starts with these lookups; one statement instead of thr
 
 from __future__ import annotations
 
-from corrigo.server.store.database import Sql, as_datetime, fetch
+from corrigo.server.store.database import Sql, as_datetime, fetch, loaded
 from corrigo.server.store.identity import (
     TOKEN_COLUMNS,
     TOKEN_TABLES,
@@ -44,8 +44,8 @@ async def authenticate_in_project(
     project_id, name, title, created_at, role = row[7:12]
     if project_id is None:
         return principal, None, None
-    found = Project(
-        __no_default__=True,
+    found = loaded(
+        Project,
         id=project_id,
         organization=principal.organization_id,
         name=name,

@@ -12,7 +12,7 @@ import datetime
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import peewee
 from playhouse.migrations import Runner
@@ -45,6 +45,20 @@ def as_datetime(value: Any) -> datetime.datetime | None:
     if value is None or isinstance(value, datetime.datetime):
         return value
     return datetime.datetime.fromisoformat(value)
+
+
+M = TypeVar("M", bound=peewee.Model)
+
+
+def loaded(model: type[M], **values: Any) -> M:
+    """A `model` instance of a row read by hand-written SQL, its fields' values as given.
+    (Model(**values) sets each field through its descriptor, marking it changed: on a
+    hot path, more than the read itself costs.)"""
+    instance = model.__new__(model)
+    instance.__data__ = values
+    instance._dirty = set()
+    instance.__rel__ = {}
+    return instance
 
 
 def utcnow() -> datetime.datetime:

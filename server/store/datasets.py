@@ -20,6 +20,7 @@ from corrigo.server.store.database import (
     atomic,
     database,
     fetch,
+    loaded,
     utcnow,
 )
 from corrigo.server.store.projects import Membership, Project
@@ -160,8 +161,8 @@ async def find_view(project: Project, name: str) -> DatasetView:
     if not rows:
         raise NotFound(f"dataset {project.name}/{name} not found")
     first = rows[0]
-    row = Dataset(
-        __no_default__=True,
+    row = loaded(
+        Dataset,
         id=first[0],
         project=project.id,
         hex_id=first[1],

@@ -51,12 +51,19 @@ class _ReadyPool:
     _acquire_timeout: float
     _state: Any
 
+    def holds_connection(self) -> bool:
+        """Whether the current task holds a connection of the pool (as it does in a
+        transaction). Looked up without registering the task with pwasyncio, which
+        would add a callback to every task that asks."""
+        state = self._state._states.get(id(asyncio.current_task()))
+        return state is not None and state.conn is not None
+
     async def read(self, sql: str, params: Any) -> list[Any]:
         """The rows of a small read. Outside a transaction, on a task that holds no
         connection, the connection goes back to the pool as soon as the rows are in:
         pwasyncio would keep it for the task's whole life, so a pool of 10 would serve at
         most 10 calls at a time, each holding its connection while it answers."""
-        if self._state.conn is not None or self.in_transaction():  # type: ignore[attr-defined]
+        if self.holds_connection():
             cursor = await self.aexecute_sql(sql, params)  # type: ignore[attr-defined]
             held: list[Any] = cursor.fetchall()
             return held
@@ -187,7 +194,7 @@ class SqliteDatabase(_ReadyPool, AsyncSqliteDatabase):
     _inline_thread: int | None = None
 
     async def read(self, sql: str, params: Any) -> list[Any]:
-        if not self.in_transaction():
+        if not self.holds_connection():
             rows = self._read_inline(sql, params)
             if rows is not None:
                 return rows
@@ -309,7 +316,7 @@ class PostgresqlDatabase(_ReadyPool, AsyncPostgresqlDatabase):
         from the pool for them: taking a connection from asyncpg's pool and giving it
         back costs more than an indexed read. When all are busy, it borrows from the
         pool as any read does."""
-        if self._state.conn is not None or self.in_transaction():
+        if self.holds_connection():
             return await super().read(sql, params)
         conn = await self._reader()
         if conn is None:

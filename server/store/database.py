@@ -56,7 +56,7 @@ def loaded(model: type[M], **values: Any) -> M:
     hot path, more than the read itself costs.)"""
     instance = model.__new__(model)
     instance.__data__ = values
-    instance._dirty = set()
+    instance._dirty = set()  # type: ignore[attr-defined]
     instance.__rel__ = {}
     return instance
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf.message import Message
@@ -43,6 +44,8 @@ class Call:
     principal: Principal
     # The project named by the request, once the rule's project check passed.
     project: Project | None = field(default=None)
+    # The rows of the RPC's companion read (`read_with_access`), once authorized.
+    companion_rows: list[Sequence[Any]] = field(default_factory=list)
 
     @property
     def is_org_admin(self) -> bool:
@@ -50,6 +53,23 @@ class Call:
 
 
 _current: contextvars.ContextVar[Call] = contextvars.ContextVar("corrigo_call")
+
+# RPC -> its companion read and the request's values for the companion's parameters.
+_companions: dict[str, tuple[access.Companion, Callable[[Any], Sequence[Any]]]] = {}
+
+
+def read_with_access(
+    method: str, companion: access.Companion, params: Callable[[Any], Sequence[Any]]
+) -> None:
+    """Have `method`'s access check also read `companion` (with `params(request)`), in
+    the same statement: for a project-scoped RPC whose whole read is one resource of the
+    project. The handler takes the rows from `companion_rows()`."""
+    _companions[method] = (companion, params)
+
+
+def companion_rows() -> list[Sequence[Any]]:
+    """The current RPC's companion rows (see `read_with_access`)."""
+    return current().companion_rows
 
 
 def current() -> Call:
@@ -144,11 +164,16 @@ async def authorize_call(
         value = getattr(request, field)
         checks = _project_checks(field, value)
         if not checks.items:
-            # The token, the project and the caller's role in it, in one query.
-            principal, found, role = await access.authenticate_in_project(token, value)
-            call = Call(method, rule, principal)
+            # The token, the project and the caller's role in it (and the companion
+            # read, if any), in one query.
+            companion, params = _companions.get(method, (None, None))
+            found = await access.authenticate_in_project(
+                token, value, companion, params(request) if params else ()
+            )
+            call = Call(method, rule, found.principal)
             _current.set(call)
-            _admit(call, found, _granted(principal, role), repr(value))
+            _admit(call, found.project, _granted(found.principal, found.role), repr(value))
+            call.companion_rows = found.companion_rows
             yield
             return
     principal = await identity.authenticate(token)

@@ -63,6 +63,23 @@ async def test_dataset_create_get_list_update_delete(org: Org) -> None:
     )
     assert list(masked.dataset.source_ids) == [second.id, first.id]
     assert masked.dataset.title == "An Alternative Title" and masked.dataset.description == ""
+    # GetDataset reads the dataset in its access check's statement: its sources in order,
+    # none for a dataset without, and nothing of another project's dataset of that name.
+    again = await org.admin.datasets.GetDataset(
+        datasets_pb2.GetDatasetRequest(owner=owner, name="example")
+    )
+    assert again.dataset == masked.dataset
+    bare = await org.admin.datasets.GetDataset(
+        datasets_pb2.GetDatasetRequest(owner=owner, name="plain")
+    )
+    assert bare.dataset == plain and list(bare.dataset.source_ids) == []
+    elsewhere = await org.project()
+    with pytest.raises(CorrigoError) as err:
+        await org.admin.datasets.GetDataset(
+            datasets_pb2.GetDatasetRequest(owner=elsewhere.name, name="example")
+        )
+    assert err.value.code == grpc.StatusCode.NOT_FOUND
+    assert err.value.message == f"dataset {elsewhere.name}/example not found"
 
     listed = await org.admin.datasets.ListDatasets(datasets_pb2.ListDatasetsRequest())
     assert [d.name for d in listed.datasets] == ["example", "plain"]

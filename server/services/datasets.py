@@ -179,7 +179,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         checks = Violations()
         checks.name("name", request.name)
         checks.raise_if_any()
-        return _answer(await datasets.find_view(project, request.name))
+        return _answer(datasets.view_read(project, request.name, auth.companion_rows()))
 
     async def CreateDataset(
         self, request: datasets_pb2.CreateDatasetRequest, context: grpc.aio.ServicerContext
@@ -345,6 +345,13 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         async for message in export.stream(request):
             yield cast(datasets_pb2.StreamExportDatasetResponse, message)
 
+
+# GetDataset's read rides in its access check's statement.
+auth.read_with_access(
+    "/corrigo.v1.DatasetService/GetDataset",
+    datasets.VIEW_WITH_ACCESS,
+    lambda request: (request.name,),
+)
 
 # The export's RPCs answer with serialized bytes (see `registration`).
 RAW_ANSWERS = ("ExportDataset", "StreamExportDataset")

@@ -2,10 +2,17 @@
 the project the request names in the user's organization, and the user's role in it.
 
 Every project-scoped RPC starts with these lookups; one statement instead of three
-(token, project, membership) is most of what a small read RPC costs.
+(token, project, membership) is most of what a small read RPC costs. An RPC whose
+whole read is one resource of that project can have it read in the same statement
+(`Companion`): one round trip to the database for the call.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from corrigo.server.store.database import Sql, as_datetime, fetch, loaded
 from corrigo.server.store.identity import (
@@ -18,32 +25,65 @@ from corrigo.server.store.identity import (
 from corrigo.server.store.projects import Project
 
 _COLUMNS = f"{TOKEN_COLUMNS}, p.id, p.name, p.title, p.created_at, m.role"
+_ACCESS_WIDTH = 12
 _MEMBERSHIP = "LEFT JOIN membership AS m ON m.project_id = p.id AND m.user_id = u.id"
-_BY_NAME = Sql(
-    f"SELECT {_COLUMNS} FROM {TOKEN_TABLES} LEFT JOIN project AS p "
-    f"ON p.organization_id = u.organization_id AND p.name = ? {_MEMBERSHIP} WHERE t.id = ?"
-)
-_BY_ID = Sql(
-    f"SELECT {_COLUMNS} FROM {TOKEN_TABLES} LEFT JOIN project AS p "
-    f"ON p.organization_id = u.organization_id AND p.id = ? {_MEMBERSHIP} WHERE t.id = ?"
-)
+
+
+@dataclass(frozen=True)
+class Companion:
+    """A read of the named project's resource made in the access check's statement:
+    `columns` of the LEFT JOINs `joins` on the project `p` (their `?` parameters are the
+    companion's), its rows in `order`. The rows reach the handler only once the call is
+    authorized (`auth.companion_rows`)."""
+
+    columns: str
+    joins: str
+    order: str = ""
+
+
+@functools.cache
+def _statement(by_id: bool, companion: Companion | None) -> Sql:
+    project = "p.id = ?" if by_id else "p.name = ?"
+    columns, joins, order = _COLUMNS, _MEMBERSHIP, ""
+    if companion is not None:
+        columns = f"{columns}, {companion.columns}"
+        joins = f"{joins} {companion.joins}"
+        order = f" ORDER BY {companion.order}" if companion.order else ""
+    return Sql(
+        f"SELECT {columns} FROM {TOKEN_TABLES} LEFT JOIN project AS p "
+        f"ON p.organization_id = u.organization_id AND {project} {joins} WHERE t.id = ?{order}"
+    )
+
+
+@dataclass(frozen=True)
+class Access:
+    principal: Principal
+    # The project named, None when the principal's organization has none such.
+    project: Project | None
+    # The principal's role in it, None when not a member.
+    role: int | None
+    # The companion's columns, a row each (none without a companion).
+    companion_rows: list[Sequence[Any]]
 
 
 async def authenticate_in_project(
-    token: str, project: str | int
-) -> tuple[Principal, Project | None, int | None]:
+    token: str,
+    project: str | int,
+    companion: Companion | None = None,
+    companion_params: Sequence[Any] = (),
+) -> Access:
     """The token's principal (UNAUTHENTICATED as `identity.authenticate`), the project of
-    the principal's organization named (str) or numbered (int) `project` (None when there
-    is none), and the principal's role in it (None when not a member)."""
+    the principal's organization named (str) or numbered (int) `project`, the principal's
+    role in it, and the companion's rows, if one is given."""
     token_id, secret = parse_bearer(token)
-    statement = _BY_ID if isinstance(project, int) else _BY_NAME
-    rows = await fetch(statement, (project, token_id))
+    statement = _statement(isinstance(project, int), companion)
+    rows = await fetch(statement, (project, *companion_params, token_id))
     row = rows[0] if rows else None
     principal = await verify(token_id, secret, row)
     assert row is not None
-    project_id, name, title, created_at, role = row[7:12]
+    project_id, name, title, created_at, role = row[7:_ACCESS_WIDTH]
     if project_id is None:
-        return principal, None, None
+        return Access(principal, None, None, [])
     found = loaded(
         Project,
         id=project_id,
@@ -52,4 +92,5 @@ async def authenticate_in_project(
         title=title,
         created_at=as_datetime(created_at),
     )
-    return principal, found, role
+    companion_rows = [r[_ACCESS_WIDTH:] for r in rows] if companion is not None else []
+    return Access(principal, found, role, companion_rows)

@@ -9,17 +9,17 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
 from corrigo.server.errors import AlreadyExists, NotFound
+from corrigo.server.store.access import Companion
 from corrigo.server.store.database import (
     BaseModel,
-    Sql,
     as_datetime,
     atomic,
     database,
-    fetch,
     loaded,
     utcnow,
 )
@@ -146,21 +146,22 @@ async def find(project: Project, name: str) -> Dataset:
     return row
 
 
-_VIEW = Sql(
-    "SELECT d.id, d.hex_id, d.name, d.title, d.description, d.model_family, d.has_sentiment, "
-    "d.created, d.last_modified, s.hex_id FROM dataset AS d "
+# GetDataset's whole read, made with the call's access check (see `access.Companion`).
+VIEW_WITH_ACCESS = Companion(
+    columns="d.id, d.hex_id, d.name, d.title, d.description, d.model_family, "
+    "d.has_sentiment, d.created, d.last_modified, s.hex_id",
+    joins="LEFT JOIN dataset AS d ON d.project_id = p.id AND d.name = ? "
     "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
-    "LEFT JOIN source AS s ON s.id = ds.source_id "
-    "WHERE d.project_id = ? AND d.name = ? ORDER BY ds.position"
+    "LEFT JOIN source AS s ON s.id = ds.source_id",
+    order="ds.position",
 )
 
 
-async def find_view(project: Project, name: str) -> DatasetView:
-    """`find` and `view` in one query (GetDataset's whole read)."""
-    rows = await fetch(_VIEW, (project.id, name))
-    if not rows:
+def view_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> DatasetView:
+    """The dataset `name` of `project` from the rows of VIEW_WITH_ACCESS."""
+    first = rows[0] if rows else None
+    if first is None or first[0] is None:
         raise NotFound(f"dataset {project.name}/{name} not found")
-    first = rows[0]
     row = loaded(
         Dataset,
         id=first[0],

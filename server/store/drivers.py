@@ -41,6 +41,12 @@ def _run_query(conn: sqlite3.Connection, sql: str, params: Any) -> tuple[Any, ..
         cursor.close()
 
 
+def _pool_timeout(timeout: float) -> peewee.OperationalError:
+    return peewee.OperationalError(
+        f"Timed out acquiring connection from pool (acquire_timeout={timeout})."
+    )
+
+
 class _ReadyPool:
     """Once the pool exists, a connection is taken from it directly. (pwasyncio first
     awaits the pool's creation through asyncio.wait_for, which starts a task, on every
@@ -84,10 +90,7 @@ class _ReadyPool:
             with driver_errors:
                 conn = await self._pool_acquire(pool)  # type: ignore[attr-defined]
         except TimeoutError:
-            raise peewee.OperationalError(
-                f"Timed out acquiring connection from pool (acquire_timeout="
-                f"{self._acquire_timeout})."
-            ) from None
+            raise _pool_timeout(self._acquire_timeout) from None
         conn._pool = pool
         return conn
 
@@ -296,68 +299,69 @@ class PostgresqlDatabase(_ReadyPool, AsyncPostgresqlDatabase):
     """pwasyncio's PostgreSQL database, with asyncpg's statement cache, no reset round
     trip on release, and a few pool connections kept aside for small reads."""
 
-    # Pool connections kept out of the pool for small reads (`read`).
-    READERS = 2
+    # Pool connections kept out of the pool for small reads (`read`), on top of its
+    # size: the pool's size stays what the rest of the server may hold at once.
+    READERS = 5
 
-    def __init__(self, database: str, **kwargs: Any) -> None:
-        super().__init__(database, reset=_keep_session, **kwargs)
+    def __init__(self, database: str, *, pool_size: int = 10, **kwargs: Any) -> None:
+        super().__init__(
+            database, pool_size=pool_size + self.READERS, reset=_keep_session, **kwargs
+        )
+        # At most READERS small reads at once, each on an idle reader connection (taken
+        # from the pool the first time).
+        self._reader_slots = asyncio.Semaphore(self.READERS)
         self._idle_readers: list[Any] = []
-        self._readers = 0
 
     async def _pool_acquire(self, pool: Any) -> _PostgresConnection:
-        # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the acquisition in
-        # a task of its own.
+        return _PostgresConnection(await self._take(pool))
+
+    async def _take(self, pool: Any) -> Any:
+        """An asyncpg connection from `pool`. (asyncio.timeout, not wait_for: on Python
+        3.11 wait_for runs the acquisition in a task of its own.)"""
         async with asyncio.timeout(self._acquire_timeout):
-            conn = await pool.acquire()
-        return _PostgresConnection(conn)
+            return await pool.acquire()
 
     async def read(self, sql: str, params: Any) -> list[Any]:
         """A small read outside a transaction runs on one of READERS connections kept
-        from the pool for them: taking a connection from asyncpg's pool and giving it
-        back costs more than an indexed read. When all are busy, it borrows from the
-        pool as any read does."""
-        if self.holds_connection():
+        from the pool for them, waiting for one when all are busy: taking a connection
+        from asyncpg's pool and giving it back costs more than an indexed read."""
+        if self.holds_connection() or self._pool is None:
             return await super().read(sql, params)
-        conn = await self._reader()
-        if conn is None:
-            return await super().read(sql, params)
-        try:
-            with driver_errors:
-                records, _, _ = await conn._execute(
-                    _numbered_placeholders(sql), params, 0, None, return_status=True
-                )
-        except asyncpg.PostgresError:
-            self._idle_readers.append(conn)  # the statement failed, not the connection
-            raise
-        except BaseException:
-            # Cancelled mid-query, or the connection broke: the pool's release waits
-            # for a cancellation to finish and replaces a dead connection.
-            self._readers -= 1
-            await self._pool.release(conn)
-            raise
-        self._idle_readers.append(conn)
+        async with self._reader_slots:
+            if self._idle_readers:
+                conn = self._idle_readers.pop()
+            else:
+                try:
+                    conn = await self._take(self._pool)
+                except TimeoutError:
+                    raise _pool_timeout(self._acquire_timeout) from None
+            try:
+                with driver_errors:
+                    records, _, _ = await conn._execute(
+                        _numbered_placeholders(sql), params, 0, None, return_status=True
+                    )
+            except asyncpg.PostgresError:
+                await self._put_back(conn)  # the statement failed, not the connection
+                raise
+            except BaseException:
+                # Cancelled mid-query, or the connection broke: the pool's release waits
+                # for a cancellation to finish and replaces a dead connection.
+                await self._pool.release(conn)
+                raise
+            await self._put_back(conn)
         rows: list[Any] = records
         return rows
 
-    async def _reader(self) -> Any:
-        """An idle reader connection; None when all are busy (or the pool is closing)."""
-        if self._closing or self._pool is None:
-            return None
-        if self._idle_readers:
-            return self._idle_readers.pop()
-        if self._readers >= self.READERS:
-            return None
-        self._readers += 1
-        try:
-            async with asyncio.timeout(self._acquire_timeout):
-                return await self._pool.acquire()
-        except BaseException:
-            self._readers -= 1
-            raise
+    async def _put_back(self, conn: Any) -> None:
+        if self._closing:
+            # close_pool has taken the idle readers already: this one goes to the pool.
+            await self._pool.release(conn)
+        else:
+            self._idle_readers.append(conn)
 
     async def close_pool(self) -> None:
+        self._closing = True
         idle, self._idle_readers = self._idle_readers, []
         for conn in idle:
-            self._readers -= 1
             await self._pool.release(conn)
         await super().close_pool()

@@ -70,13 +70,12 @@ def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> d
         figures["flatness_ratio"] = flat.ratio
 
         print(f"[{name}] unary RPCs under load ...", flush=True)
-        datasets, checks = measure.unary_load(prepared, sizes)
-        dataset, health = measure.fastest(datasets), measure.fastest(checks)
-        figures["get_dataset"] = dataset.__dict__
-        figures["health"] = health.__dict__
-        figures["get_dataset_runs_qps"] = [run.qps for run in datasets]
-        figures["health_runs_qps"] = [run.qps for run in checks]
-        figures["unary_ratio"] = dataset.qps / health.qps
+        rounds = measure.unary_load(prepared, sizes)
+        middle = measure.median_round(rounds)
+        figures["get_dataset"] = middle.get_dataset.__dict__
+        figures["health"] = middle.health.__dict__
+        figures["unary_ratio"] = middle.ratio
+        figures["unary_ratio_runs"] = [r.ratio for r in rounds]
 
         print(f"[{name}] ingest, batches ...", flush=True)
         _create_source(channel, prepared, "ingest")

@@ -150,23 +150,35 @@ async def _load(
     )
 
 
-def unary_load(prepared: Prepared, sizes: Sizes) -> tuple[list[Load], list[Load]]:
-    """(GetDataset runs, Health/Check runs), each under `sizes.concurrency` calls in
-    flight, in `sizes.repeats` alternating rounds: the two figures of a ratio are
-    measured side by side, so a slow moment of the machine touches both."""
+@dataclass
+class UnaryRound:
+    get_dataset: Load
+    health: Load
+
+    @property
+    def ratio(self) -> float:
+        return self.get_dataset.qps / self.health.qps
+
+
+def unary_load(prepared: Prepared, sizes: Sizes) -> list[UnaryRound]:
+    """GetDataset, then Health/Check, each under `sizes.concurrency` calls in flight, in
+    `sizes.unary_rounds` rounds: the two figures of a ratio are measured side by side,
+    so a slow moment of the machine touches both."""
     target = prepared.server.target
     get = datasets_pb2.GetDatasetRequest(owner=OWNER, name=DATASET).SerializeToString()
     health = health_pb2.HealthCheckRequest().SerializeToString()
-    datasets: list[Load] = []
-    checks: list[Load] = []
-    for _ in range(sizes.repeats):
-        datasets.append(asyncio.run(_load(target, raw.GET_DATASET, get, prepared.metadata, sizes)))
-        checks.append(asyncio.run(_load(target, raw.HEALTH, health, prepared.metadata, sizes)))
-    return datasets, checks
+    return [
+        UnaryRound(
+            asyncio.run(_load(target, raw.GET_DATASET, get, prepared.metadata, sizes)),
+            asyncio.run(_load(target, raw.HEALTH, health, prepared.metadata, sizes)),
+        )
+        for _ in range(sizes.unary_rounds)
+    ]
 
 
-def fastest(runs: list[Load]) -> Load:
-    return max(runs, key=lambda run: run.qps)
+def median_round(rounds: list[UnaryRound]) -> UnaryRound:
+    """The round of the median ratio (the upper one of an even count)."""
+    return sorted(rounds, key=lambda r: r.ratio)[len(rounds) // 2]
 
 
 @dataclass

@@ -162,7 +162,7 @@ class UnaryRound:
 
 def unary_load(prepared: Prepared, sizes: Sizes) -> list[UnaryRound]:
     """GetDataset, then Health/Check, each under `sizes.concurrency` calls in flight, in
-    `sizes.unary_rounds` rounds: the two figures of a ratio are measured side by side,
+    `sizes.ratio_rounds` rounds: the two figures of a ratio are measured side by side,
     so a slow moment of the machine touches both."""
     target = prepared.server.target
     get = datasets_pb2.GetDatasetRequest(owner=OWNER, name=DATASET).SerializeToString()
@@ -172,7 +172,7 @@ def unary_load(prepared: Prepared, sizes: Sizes) -> list[UnaryRound]:
             asyncio.run(_load(target, raw.GET_DATASET, get, prepared.metadata, sizes)),
             asyncio.run(_load(target, raw.HEALTH, health, prepared.metadata, sizes)),
         )
-        for _ in range(sizes.unary_rounds)
+        for _ in range(sizes.ratio_rounds)
     ]
 
 

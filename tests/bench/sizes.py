@@ -18,11 +18,9 @@ class Sizes:
     sync_batch: int
     # Bulk sync chunk (the most one chunk may hold).
     chunk: int
-    # Unary RPC load: calls in flight at once, calls per measured run, and rounds of
-    # (GetDataset, Health) runs (the median round's ratio is the figure).
+    # Unary RPC load: calls in flight at once, and calls per measured run.
     concurrency: int
     unary_calls: int
-    unary_rounds: int
     # Keyset flatness: page reads timed at each end.
     flatness_samples: int
     # Improvement batch: sessions with `events` events each.
@@ -30,6 +28,8 @@ class Sizes:
     events: int
     # Repeats of each throughput run (the best is kept: the machine is shared).
     repeats: int
+    # Rounds of a ratio's two runs side by side (the median round's ratio is the figure).
+    ratio_rounds: int
 
 
 def _scaled(value: int, scale: float, minimum: int) -> int:
@@ -49,9 +49,9 @@ def from_environment() -> Sizes:
         chunk=4_096,
         concurrency=64,
         unary_calls=_scaled(6_400, scale, 640),
-        unary_rounds=5 if scale >= 0.1 else 1,
         flatness_samples=_scaled(40, scale, 8),
         sessions=_scaled(1_000, scale, 30),
         events=100,
         repeats=3 if scale >= 0.1 else 1,
+        ratio_rounds=5 if scale >= 0.1 else 1,
     )

@@ -112,8 +112,9 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
                 found.append(f"{name}: an export read {count} of {sizes.comments} comments")
         if figures["export_unary_comments"] != sizes.comments:
             found.append(f"{name}: the unary export read {figures['export_unary_comments']}")
-        if figures["ingest_sync_comments"] != sizes.sync_comments:
-            found.append(f"{name}: synced {figures['ingest_sync_comments']} comments")
+        for count in figures["ingest_sync_comments"]:
+            if count != sizes.sync_comments:
+                found.append(f"{name}: a SyncComments run synced {count} comments")
         for count, events in zip(figures["batch_sessions"], figures["batch_events"], strict=True):
             if count != sizes.sessions or events != sizes.sessions * sizes.events:
                 found.append(f"{name}: a batch stream read {count} sessions, {events} events")

@@ -76,3 +76,14 @@ async def test_a_read_cancelled_midway_leaves_the_next_reads_working(server: Run
     org = await Organization.acreate(name=f"after-{uuid.uuid4().hex[:10]}")
     for _ in range(10):
         assert await fetch(_NAME, (org.id,)) == [(org.name,)]
+
+
+async def test_failed_reads_leave_the_next_reads_working(server: Running) -> None:
+    broken = Sql("SELECT id FROM no_such_table WHERE id = ?")
+    failures = await asyncio.gather(
+        *(fetch(broken, (1,)) for _ in range(20)), return_exceptions=True
+    )
+    assert all("no_such_table" in str(failure) for failure in failures)
+    org = await Organization.acreate(name=f"failed-{uuid.uuid4().hex[:10]}")
+    answers = await asyncio.gather(*(fetch(_NAME, (org.id,)) for _ in range(20)))
+    assert [[tuple(row) for row in rows] for rows in answers] == [[(org.name,)]] * 20

@@ -335,19 +335,20 @@ class PostgresqlDatabase(_ReadyPool, AsyncPostgresqlDatabase):
                     conn = await self._take(self._pool)
                 except TimeoutError:
                     raise _pool_timeout(self._acquire_timeout) from None
-            try:
-                with driver_errors:
+            # Peewee's error types are put on what escapes, after the connection is seen to.
+            with driver_errors:
+                try:
                     records, _, _ = await conn._execute(
                         _numbered_placeholders(sql), params, 0, None, return_status=True
                     )
-            except asyncpg.PostgresError:
-                await self._put_back(conn)  # the statement failed, not the connection
-                raise
-            except BaseException:
-                # Cancelled mid-query, or the connection broke: the pool's release waits
-                # for a cancellation to finish and replaces a dead connection.
-                await self._pool.release(conn)
-                raise
+                except asyncpg.PostgresError:
+                    await self._put_back(conn)  # the statement failed, not the connection
+                    raise
+                except BaseException:
+                    # Cancelled mid-query, or the connection broke: the pool's release
+                    # waits for a cancellation to finish and replaces a dead connection.
+                    await self._pool.release(conn)
+                    raise
             await self._put_back(conn)
         rows: list[Any] = records
         return rows

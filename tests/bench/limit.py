@@ -18,6 +18,7 @@ from typing import Any
 
 from corrigo.server import pagination
 from corrigo.server.store import database
+from corrigo.server.wire import varint
 
 # The export's page query for a dataset of one source, in `timestamp` order, with a
 # model version: the comments after the keyset position, each with its labelling and
@@ -39,20 +40,7 @@ _IDS_SQL = (
     "WHERE s.hex_id = {p} AND d.hex_id = {p} AND v.dataset_id = d.id "
     "ORDER BY v.version DESC LIMIT 1"
 )
-# Varints of the lengths most fields have, precomputed.
-_VARINTS = [bytes([n]) if n < 0x80 else bytes([(n & 0x7F) | 0x80, n >> 7]) for n in range(1 << 14)]
 _PAGE_BYTES = 2 * 1024 * 1024
-
-
-def _varint(n: int) -> bytes:
-    if n < 1 << 14:
-        return _VARINTS[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def comments_field(rows: Sequence[Sequence[Any]], limit: int) -> tuple[bytes, int]:
@@ -68,15 +56,15 @@ def comments_field(rows: Sequence[Sequence[Any]], limit: int) -> tuple[bytes, in
         predictions = predicted or b""
         body_len = len(body) + len(flag)
         labels_len = len(labels)
-        annotations_len = 1 + len(_varint(labels_len)) + labels_len
+        annotations_len = 1 + len(varint(labels_len)) + labels_len
         predictions_len = len(predictions)
         inner = (
             3
-            + len(_varint(body_len))
+            + len(varint(body_len))
             + body_len
-            + len(_varint(annotations_len))
+            + len(varint(annotations_len))
             + annotations_len
-            + len(_varint(predictions_len))
+            + len(varint(predictions_len))
             + predictions_len
         )
         size += inner
@@ -85,18 +73,18 @@ def comments_field(rows: Sequence[Sequence[Any]], limit: int) -> tuple[bytes, in
         extend(
             (
                 b"\x0a",
-                _varint(inner),
+                varint(inner),
                 b"\x0a",
-                _varint(body_len),
+                varint(body_len),
                 body,
                 flag,
                 b"\x12",
-                _varint(annotations_len),
+                varint(annotations_len),
                 b"\x0a",
-                _varint(labels_len),
+                varint(labels_len),
                 labels,
                 b"\x1a",
-                _varint(predictions_len),
+                varint(predictions_len),
                 predictions,
             )
         )
@@ -160,7 +148,7 @@ def run(url: str, source_hex: str, dataset_hex: str, page: int) -> LimitRun:
                 continuation = pagination.issue(
                     token_query, [started_us, version_id, last[1], last[0]]
                 )
-                message = comments + b"\x12" + _varint(len(continuation)) + continuation.encode()
+                message = comments + b"\x12" + varint(len(continuation)) + continuation.encode()
             else:
                 message = comments
             if not first:

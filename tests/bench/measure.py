@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -228,25 +227,3 @@ def stream_batch(channel: grpc.Channel, prepared: Prepared) -> Batches:
         sessions += len(page.sessions)
         events += sum(len(s.events) for s in page.sessions)
     return Batches(sessions, events, time.perf_counter() - began)
-
-
-@dataclass
-class Best:
-    """The best of repeated runs (the machine is shared: the fastest is the least
-    disturbed), with every run kept."""
-
-    runs: list[float] = field(default_factory=list)
-
-    def add(self, value: float) -> None:
-        self.runs.append(value)
-
-    @property
-    def best(self) -> float:
-        return max(self.runs)
-
-
-def repeat(times: int, run: Callable[[], float]) -> Best:
-    best = Best()
-    for _ in range(times):
-        best.add(run())
-    return best

@@ -25,7 +25,9 @@ from corrigo.server.store.identity import (
 from corrigo.server.store.projects import Project
 
 _COLUMNS = f"{TOKEN_COLUMNS}, p.id, p.name, p.title, p.created_at, m.role"
-_ACCESS_WIDTH = 12
+# Where the project's columns start in a row, and where the companion's start.
+_PROJECT_AT = len(TOKEN_COLUMNS.split(","))
+_COMPANION_AT = len(_COLUMNS.split(","))
 _MEMBERSHIP = "LEFT JOIN membership AS m ON m.project_id = p.id AND m.user_id = u.id"
 
 
@@ -81,7 +83,7 @@ async def authenticate_in_project(
     row = rows[0] if rows else None
     principal = await verify(token_id, secret, row)
     assert row is not None
-    project_id, name, title, created_at, role = row[7:_ACCESS_WIDTH]
+    project_id, name, title, created_at, role = row[_PROJECT_AT:_COMPANION_AT]
     if project_id is None:
         return Access(principal, None, None, [])
     found = loaded(
@@ -92,5 +94,5 @@ async def authenticate_in_project(
         title=title,
         created_at=as_datetime(created_at),
     )
-    companion_rows = [r[_ACCESS_WIDTH:] for r in rows] if companion is not None else []
+    companion_rows = [r[_COMPANION_AT:] for r in rows] if companion is not None else []
     return Access(principal, found, role, companion_rows)

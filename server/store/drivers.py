@@ -223,11 +223,7 @@ class SqliteDatabase(_ReadyPool, AsyncSqliteDatabase):
             return None
         try:
             with driver_errors:
-                cursor = conn.execute(sql, params)
-                try:
-                    rows = cursor.fetchall()
-                finally:
-                    cursor.close()
+                rows: list[Any] = _run_query(conn, sql, params)[0]
         except peewee.OperationalError as error:
             if "locked" in str(error) or "busy" in str(error):
                 return None

@@ -166,50 +166,34 @@ async def create_session(plan: NewSession) -> int:
     return int(session.id)
 
 
-async def _link_knowledge(session_id: int, knowledge_ids: Sequence[int]) -> None:
-    if knowledge_ids:
+async def _insert_ordered(
+    model: Any, owner: dict[str, Any], field: str, items: Sequence[Any]
+) -> None:
+    """One row of `model` per item, in order (`sort_order`), each with the `owner` columns."""
+    if items:
         await database.aexecute(
-            PracticeSessionKnowledge.insert_many(
-                [
-                    {"session": session_id, "knowledge": knowledge_id, "sort_order": order}
-                    for order, knowledge_id in enumerate(knowledge_ids)
-                ]
+            model.insert_many(
+                [{**owner, field: item, "sort_order": order} for order, item in enumerate(items)]
             )
         )
+
+
+async def _link_knowledge(session_id: int, knowledge_ids: Sequence[int]) -> None:
+    await _insert_ordered(
+        PracticeSessionKnowledge, {"session": session_id}, "knowledge", knowledge_ids
+    )
 
 
 async def _link_examples(setting_id: int, example_ids: Sequence[int], now: Any) -> None:
-    if example_ids:
-        await database.aexecute(
-            PracticeFewShotLink.insert_many(
-                [
-                    {
-                        "setting": setting_id,
-                        "example": example_id,
-                        "sort_order": order,
-                        "created_at": now,
-                    }
-                    for order, example_id in enumerate(example_ids)
-                ]
-            )
-        )
+    await _insert_ordered(
+        PracticeFewShotLink, {"setting": setting_id, "created_at": now}, "example", example_ids
+    )
 
 
 async def _add_models(session_id: int, model_names: Sequence[str], now: Any) -> None:
-    if model_names:
-        await database.aexecute(
-            PracticeSessionModel.insert_many(
-                [
-                    {
-                        "session": session_id,
-                        "model_name": name,
-                        "sort_order": order,
-                        "created_at": now,
-                    }
-                    for order, name in enumerate(model_names)
-                ]
-            )
-        )
+    await _insert_ordered(
+        PracticeSessionModel, {"session": session_id, "created_at": now}, "model_name", model_names
+    )
 
 
 async def get_owned(org_id: int, user_id: int, session_id: int) -> PracticeSession | None:

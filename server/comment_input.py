@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from corrigo.server.errors import InvalidArgument
 from corrigo.server.store.sources import MAX_SYNC
 from corrigo.server.validation import Violations
 from corrigo.v1.comments_pb2 import Comment, CommentMessage
@@ -222,17 +223,20 @@ def _collect_violations(checks: Violations, at: str, comment: Comment) -> None:
     )
 
 
-def check_batch(checks: Violations, field: str, comments: Sequence[Comment]) -> list[Comment]:
-    """Validate the comments of one sync (1..MAX_SYNC, each valid, ids unique); answers
-    their canonical forms."""
-    if not checks.check(
-        1 <= len(comments) <= MAX_SYNC,
-        field,
-        f"1..{MAX_SYNC} comments per call, got {len(comments)}",
-    ):
-        return []
+def check_count(field: str, comments: Sequence[Comment]) -> None:
+    """INVALID_ARGUMENT unless a sync holds 1..MAX_SYNC comments."""
+    if not 1 <= len(comments) <= MAX_SYNC:
+        raise InvalidArgument.field(field, f"1..{MAX_SYNC} comments per call, got {len(comments)}")
+
+
+def checked_parts(field: str, comments: Sequence[Comment], size: int) -> Iterator[list[Comment]]:
+    """The canonical forms of `comments`, `size` at a time, each part checked only when
+    it is asked for: a caller writes one part while the next is checked. Once a comment
+    fails (a bad field, an id twice), no further part is given; the rest are checked
+    too, and INVALID_ARGUMENT names every problem."""
+    checks = Violations()
     seen: set[str] = set()
-    out = []
+    part: list[Comment] = []
     for i, comment in enumerate(comments):
         if not _valid(comment):
             _collect_violations(checks, f"{field}[{i}]", comment)
@@ -240,5 +244,12 @@ def check_batch(checks: Violations, field: str, comments: Sequence[Comment]) -> 
         if comment_id in seen:
             checks.add(f"{field}[{i}].id", f"duplicate id {comment_id!r} in the call")
         seen.add(comment_id)
-        out.append(canonical(comment))
-    return out
+        if checks.items:
+            continue
+        part.append(canonical(comment))
+        if len(part) == size:
+            yield part
+            part = []
+    checks.raise_if_any()
+    if part:
+        yield part

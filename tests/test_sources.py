@@ -230,3 +230,30 @@ async def test_sync_limits(org: Org) -> None:
         org.admin, project.name, "mailbox", [h.comment(f"c{i}") for i in range(4096)]
     )
     assert full.new == 4096
+
+
+async def test_sync_writes_nothing_when_a_later_part_fails(org: Org) -> None:
+    # The server writes a sync's first comments while it checks the later ones: a
+    # failure among those must undo what was written, and every problem is named.
+    project = await org.project()
+    await h.source(org.admin, project.name)
+    later_bad = [h.comment(f"c{i}", i) for i in range(1000)]
+    later_bad[300] = h.comment("bad one")
+    later_bad[900] = h.comment("c900", text_format="html")
+    later_twice = [h.comment(f"c{i}", i) for i in range(1000)]
+    later_twice[999] = h.comment("c3", 3)
+    for comments, fields in [
+        (later_bad, ["comments[300].id", "comments[900].text_format"]),
+        (later_twice, ["comments[999].id"]),
+    ]:
+        with pytest.raises(CorrigoError) as err:
+            await h.sync(org.admin, project.name, "mailbox", comments)
+        assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.fields == fields
+        with pytest.raises(CorrigoError) as err:
+            await org.admin.sources.GetComment(
+                sources_pb2.GetCommentRequest(owner=project.name, name="mailbox", comment_id="c0")
+            )
+        assert err.value.code == grpc.StatusCode.NOT_FOUND
+    answer = await h.sync(org.admin, project.name, "mailbox", later_twice[:999])
+    assert (answer.new, answer.updated, answer.unchanged) == (999, 0, 0)

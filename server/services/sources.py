@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
@@ -14,6 +14,7 @@ from corrigo.server.store.projects import Project
 from corrigo.server.timestamps import to_proto
 from corrigo.server.validation import Violations
 from corrigo.v1 import sources_pb2, sources_pb2_grpc
+from corrigo.v1.comments_pb2 import Comment
 from corrigo.v1.sources_pb2 import Source
 
 _OK = "ok"
@@ -102,11 +103,9 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
     async def SyncComments(
         self, request: sources_pb2.SyncCommentsRequest, context: grpc.aio.ServicerContext
     ) -> sources_pb2.SyncCommentsResponse:
-        checks = Violations()
-        comments = comment_input.check_batch(checks, "comments", request.comments)
-        checks.raise_if_any()
+        comment_input.check_count("comments", request.comments)
         _, row = await _named_source(request.name)
-        counts = await sources.sync(row, comments)
+        counts = await _sync(row, request.comments)
         return sources_pb2.SyncCommentsResponse(
             new=counts.new, updated=counts.updated, unchanged=counts.unchanged, status=_OK
         )
@@ -126,10 +125,8 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
                 raise InvalidArgument.field(
                     "owner", "every chunk must name the first chunk's source, or none"
                 )
-            checks = Violations()
-            comments = comment_input.check_batch(checks, "comments", chunk.comments)
-            checks.raise_if_any()
-            counts = await sources.sync(source, comments)
+            comment_input.check_count("comments", chunk.comments)
+            counts = await _sync(source, chunk.comments)
             yield sources_pb2.StreamSyncCommentsResponse(
                 chunk=chunk.chunk,
                 new=counts.new,
@@ -170,6 +167,12 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
         _, row = await _named_source(request.name)
         deleted = await sources.delete_comments(row, list(request.ids))
         return sources_pb2.DeleteCommentsResponse(deleted=deleted, status=_OK)
+
+
+async def _sync(source: sources.Source, comments: Sequence[Comment]) -> sources.SyncCounts:
+    """Write `comments` (counted already), checking them while they are written."""
+    parts = comment_input.checked_parts("comments", comments, sources.SYNC_PART)
+    return await sources.sync(source, [c.id for c in comments], parts)
 
 
 async def _authorize_first(chunk: sources_pb2.StreamSyncCommentsRequest) -> sources.Source:

@@ -161,17 +161,20 @@ class Sql:
 
 class Overlapped:
     """One statement at a time running on a held connection (`aconnect()`'s, such as a
-    transaction's) while the task goes on: `start` it, `await result()` for its rows.
-    Leaving the block waits for a statement still running, whatever happened."""
+    transaction's) while the task goes on: `await start(...)`, then `await result()` for
+    its rows. Leaving the block waits for a statement still running, whatever happened."""
 
     def __init__(self, connection: Any) -> None:
         self._connection = connection
         self._running: asyncio.Future[Any] | None = None
 
-    def start(self, statement: Sql, params: Sequence[Any]) -> None:
+    async def start(self, statement: Sql, params: Sequence[Any]) -> None:
         assert self._running is None, "one statement at a time"
         sql = statement.render(database.obj)
         self._running = asyncio.ensure_future(self._execute(sql, params))
+        # A task first runs when its creator yields: one turn of the loop hands the
+        # statement to the driver, so the database works while the caller goes on.
+        await asyncio.sleep(0)
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> list[Any]:
         with driver_errors:

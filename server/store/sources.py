@@ -15,6 +15,7 @@ import operator
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 
@@ -175,20 +176,24 @@ def _marks(count: int, width: int) -> str:
     return ", ".join([row] * count)
 
 
-# Rows per INSERT of a sync: each is written while the next ones are prepared.
-_INSERT_ROWS = 256
+# Comments per part of a sync (one INSERT each): each is written while the next is
+# checked and prepared.
+SYNC_PART = 256
 
 
-async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
-    """Upsert `comments` (validated, ids unique, only synced fields set) by id, in one
-    transaction: one read of the existing rows, multi-row upserts. The database works
-    beside the event loop: the read runs while the comments are hashed, and each upsert
-    while the next rows are prepared, all on the transaction's connection. (The
-    statements are written out: Peewee renders a thousand-row insert slower than the
-    database runs it.)"""
+async def sync(
+    source: Source, ids: Sequence[str], parts: Iterable[Sequence[CommentProto]]
+) -> SyncCounts:
+    """Upsert comments by id in one transaction: one read of the existing rows (of
+    `ids`, every comment's), then a multi-row upsert per part. `parts` gives the
+    comments (checked, ids unique, only synced fields set) SYNC_PART at a time and may
+    raise instead: nothing is written then. The database works beside the event loop:
+    the read runs while the first part is checked, each upsert while the next part is
+    checked and its rows prepared, all on the transaction's connection. (The statements
+    are written out: Peewee renders a thousand-row insert slower than the database runs
+    it.)"""
     now_us = micros(utcnow())
     counts = {"new": 0, "updated": 0, "unchanged": 0}
-    ids = [c.id for c in comments]
     bodies = _Bodies(source.hex_id, now_us)
     lookup = Sql(
         "SELECT comment_id, content_hash, ts_us, created_us, ts_moved_us FROM comment "
@@ -197,48 +202,47 @@ async def sync(source: Source, comments: Sequence[CommentProto]) -> SyncCounts:
     async with atomic():
         connection = await database.obj.aconnect()  # the transaction's
         async with Overlapped(connection) as overlapped:
-            overlapped.start(lookup, [source.id, *ids])
-            synced = [c.SerializeToString(deterministic=True) for c in comments]
-            digests = [_digest(s) for s in synced]
-            existing = {row[0]: row[1:] for row in await overlapped.result()}
-            params: list[object] = []
-            for i, comment in enumerate(comments):
-                digest = digests[i]
-                ts_us = comment.timestamp.seconds * 1_000_000 + comment.timestamp.nanos // 1000
-                known = existing.get(ids[i])
-                if known is None:
-                    counts["new"] += 1
-                    created_us, moved_us = now_us, None
-                elif known[0] == digest:
-                    counts["unchanged"] += 1
-                    continue
-                else:
-                    counts["updated"] += 1
-                    old_ts, created_us, moved_us = known[1], known[2], known[3]
-                    if old_ts != ts_us:
-                        moved_us = now_us
-                params += (
-                    source.id,
-                    ids[i],
-                    ts_us,
-                    created_us,
-                    moved_us,
-                    digest,
-                    bodies.body(synced[i], ids[i], created_us),
-                )
-                if len(params) == 7 * _INSERT_ROWS:
-                    await overlapped.result()
-                    overlapped.start(_upsert(_INSERT_ROWS), params)
-                    params = []
-            await overlapped.result()
-            if params:
-                overlapped.start(_upsert(len(params) // 7), params)
+            await overlapped.start(lookup, [source.id, *ids])
+            existing: dict[str, Sequence[Any]] | None = None
+            for part in parts:
+                synced = [c.SerializeToString(deterministic=True) for c in part]
+                if existing is None:
+                    existing = {row[0]: row[1:] for row in await overlapped.result()}
+                params: list[object] = []
+                for i, comment in enumerate(part):
+                    digest = _digest(synced[i])
+                    comment_id = comment.id
+                    ts_us = comment.timestamp.seconds * 1_000_000 + comment.timestamp.nanos // 1000
+                    known = existing.get(comment_id)
+                    if known is None:
+                        counts["new"] += 1
+                        created_us, moved_us = now_us, None
+                    elif known[0] == digest:
+                        counts["unchanged"] += 1
+                        continue
+                    else:
+                        counts["updated"] += 1
+                        old_ts, created_us, moved_us = known[1], known[2], known[3]
+                        if old_ts != ts_us:
+                            moved_us = now_us
+                    params += (
+                        source.id,
+                        comment_id,
+                        ts_us,
+                        created_us,
+                        moved_us,
+                        digest,
+                        bodies.body(synced[i], comment_id, created_us),
+                    )
                 await overlapped.result()
+                if params:
+                    await overlapped.start(_upsert(len(params) // 7), params)
+            await overlapped.result()
     statistics.comments_inserted(counts["new"])
     return SyncCounts(**counts)
 
 
-@functools.lru_cache(maxsize=8)
+@functools.lru_cache(maxsize=16)
 def _upsert(rows: int) -> Sql:
     return Sql(f"INSERT INTO comment ({_SYNC_COLUMNS}) VALUES {_marks(rows, 7)}{_UPSERT_TAIL}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ _MAX_RECIPIENTS = 256
 _MAX_ADDRESS = 512
 _MAX_PROPERTIES = 256
 _MAX_PROPERTY_NAME = 128
+_MAX_PROPERTY_KEY = len("string:") + _MAX_PROPERTY_NAME
 _MAX_PROPERTY_VALUE = 4096
 _MAX_THREAD = 256
 # A stored comment's largest serialized size, so a page of the export can always hold one.
@@ -103,10 +105,19 @@ def _message_valid(message: CommentMessage) -> bool:
             return False
         if size > 65536 and len(message.body.text) > 65536:
             return False
-    return len(message.language) <= 35 and (
-        not message.HasField("sent_at")
-        or _timestamp_ok(message.sent_at.seconds, message.sent_at.nanos)
-    )
+    # An unset sent_at reads as 0 seconds, 0 nanos: valid, so presence is not asked.
+    sent_at = message.sent_at
+    return len(message.language) <= 35 and _timestamp_ok(sent_at.seconds, sent_at.nanos)
+
+
+@functools.lru_cache(maxsize=1024)
+def _property_kind(key: str) -> str | None:
+    """'string' or 'number' for a well-formed property key, else None. (Cached: the
+    comments of a sync tend to share their keys.)"""
+    kind, sep, name = key.partition(":")
+    if not sep or kind not in ("string", "number") or name != name.strip():
+        return None
+    return kind if 1 <= len(name) <= _MAX_PROPERTY_NAME else None
 
 
 def _properties_valid(comment: Comment) -> bool:
@@ -115,14 +126,13 @@ def _properties_valid(comment: Comment) -> bool:
         return False
     for key in fields:  # (the map's items() view walks it in Python: slower)
         value = fields[key]
-        kind, sep, name = key.partition(":")
-        if not sep or not 1 <= len(name) <= _MAX_PROPERTY_NAME or name != name.strip():
-            return False
+        # (A key too long to be valid is not looked up: the cache keeps its keys.)
+        kind = _property_kind(key) if len(key) <= _MAX_PROPERTY_KEY else None
         held = value.WhichOneof("kind")
         if kind == "string":
             if held != "string_value" or len(value.string_value) > _MAX_PROPERTY_VALUE:
                 return False
-        elif kind != "number" or held != "number_value" or not math.isfinite(value.number_value):
+        elif kind is None or held != "number_value" or not math.isfinite(value.number_value):
             return False
     return True
 

@@ -193,6 +193,8 @@ async def test_sync_rejects_bad_comments(org: Org, comment: Comment, field: str)
     [
         ({"Domain": "x"}, "keys are"),
         ({"string:": "x"}, "the name"),
+        ({"string:" + "n" * 129: "x"}, "the name"),
+        ({"number: Padded": 1}, "the name"),
         ({"string:Domain": 3}, "string value"),
         ({"number:Score": "high"}, "finite number"),
         ({"bool:Flag": True}, "keys are"),

@@ -39,7 +39,7 @@ def run_backend(name: str, url: str, sizes: Sizes) -> dict[str, Any]:
 
 def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> dict[str, Any]:
     figures: dict[str, Any] = {"setup_seconds": prepared.timings}
-    figures["ingest_stream_cps"] = prepared.stream_sync_rate
+    figures["load_stream_cps"] = prepared.stream_sync_rate
     source_hex, dataset_hex = _hex_ids(prepared)
     with grpc.insecure_channel(prepared.server.target, options=raw.OPTIONS) as channel:
         print(f"[{name}] streaming export against the bare-driver limit ...", flush=True)
@@ -95,6 +95,13 @@ def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> d
         figures["ingest_sync_cps"] = max(s.rate for s in syncs)
         figures["ingest_sync_runs_cps"] = [s.rate for s in syncs]
         figures["ingest_sync_comments"] = [s.comments for s in syncs]
+        streams = []
+        for run in range(sizes.repeats):
+            _create_source(channel, prepared, f"bulk-{run}")
+            streams.append(measure.stream_sync(channel, prepared, sizes, f"bulk-{run}"))
+        figures["ingest_stream_cps"] = max(s.rate for s in streams)
+        figures["ingest_stream_runs_cps"] = [s.rate for s in streams]
+        figures["ingest_stream_comments"] = [s.comments for s in streams]
         batches = [measure.stream_batch(channel, prepared) for _ in range(sizes.repeats)]
         figures["batch_sessions_ps"] = max(b.rate for b in batches)
         figures["batch_sessions"] = [b.sessions for b in batches]

@@ -205,6 +205,24 @@ def unary_sync(channel: grpc.Channel, prepared: Prepared, sizes: Sizes, source: 
     return Ingest(len(made), time.perf_counter() - began)
 
 
+def stream_sync(channel: grpc.Channel, prepared: Prepared, sizes: Sizes, source: str) -> Ingest:
+    """New comments into `source` through one StreamSyncComments, `sizes.chunk` a chunk."""
+    made = list(corpus.comments(sizes.sync_comments, seed=3, prefix=source))
+    chunks = [
+        sources_pb2.StreamSyncCommentsRequest(
+            owner=OWNER if number == 0 else "",
+            name=source if number == 0 else "",
+            chunk=number,
+            comments=made[start : start + sizes.chunk],
+        ).SerializeToString()
+        for number, start in enumerate(range(0, len(made), sizes.chunk))
+    ]
+    began = time.perf_counter()
+    acknowledged = raw.stream_sync(channel, chunks, prepared.metadata)
+    seconds = time.perf_counter() - began
+    return Ingest(len(made) if acknowledged == len(chunks) else 0, seconds)
+
+
 @dataclass
 class Batches:
     sessions: int

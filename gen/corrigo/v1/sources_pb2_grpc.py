@@ -141,6 +141,9 @@ class SourceServiceServicer:
         """Creates or updates up to 4096 comments, by comment id, in one transaction.
         Idempotent: syncing the same comment twice leaves it unchanged (and its
         last_modified too). Answers how many comments were new, updated and unchanged.
+        Errors: INVALID_ARGUMENT for no comments or more than 4096, or naming every bad
+        field and every id given twice (nothing is written then); PERMISSION_DENIED below
+        EDITOR; NOT_FOUND when the project or the source does not exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

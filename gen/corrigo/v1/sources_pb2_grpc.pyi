@@ -59,6 +59,9 @@ class SourceServiceStub:
     """Creates or updates up to 4096 comments, by comment id, in one transaction.
     Idempotent: syncing the same comment twice leaves it unchanged (and its
     last_modified too). Answers how many comments were new, updated and unchanged.
+    Errors: INVALID_ARGUMENT for no comments or more than 4096, or naming every bad
+    field and every id given twice (nothing is written then); PERMISSION_DENIED below
+    EDITOR; NOT_FOUND when the project or the source does not exist.
     """
     StreamSyncComments: _grpc.StreamStreamMultiCallable[_sources_pb2.StreamSyncCommentsRequest, _sources_pb2.StreamSyncCommentsResponse]
     """Bulk sync for imports of any size: the client streams chunks (each as one
@@ -106,6 +109,9 @@ class SourceServiceAsyncStub(SourceServiceStub):
     """Creates or updates up to 4096 comments, by comment id, in one transaction.
     Idempotent: syncing the same comment twice leaves it unchanged (and its
     last_modified too). Answers how many comments were new, updated and unchanged.
+    Errors: INVALID_ARGUMENT for no comments or more than 4096, or naming every bad
+    field and every id given twice (nothing is written then); PERMISSION_DENIED below
+    EDITOR; NOT_FOUND when the project or the source does not exist.
     """
     StreamSyncComments: _aio.StreamStreamMultiCallable[_sources_pb2.StreamSyncCommentsRequest, _sources_pb2.StreamSyncCommentsResponse]  # type: ignore[assignment]
     """Bulk sync for imports of any size: the client streams chunks (each as one
@@ -186,6 +192,9 @@ class SourceServiceServicer(metaclass=_abc_1.ABCMeta):
         """Creates or updates up to 4096 comments, by comment id, in one transaction.
         Idempotent: syncing the same comment twice leaves it unchanged (and its
         last_modified too). Answers how many comments were new, updated and unchanged.
+        Errors: INVALID_ARGUMENT for no comments or more than 4096, or naming every bad
+        field and every id given twice (nothing is written then); PERMISSION_DENIED below
+        EDITOR; NOT_FOUND when the project or the source does not exist.
         """
 
     @_abc_1.abstractmethod

@@ -29,7 +29,7 @@ from corrigo.server.permissions import (
 from corrigo.server.store import access, identity, projects
 from corrigo.server.store.identity import Principal
 from corrigo.server.store.projects import Project
-from corrigo.server.validation import MAX_ID, Violations
+from corrigo.server.validation import Violations
 from corrigo.v1 import errors_pb2
 
 log = logging.getLogger("corrigo.auth")
@@ -122,7 +122,7 @@ def _project_checks(field: str, value: str | int) -> Violations:
     """The problems of the request's project field (a name, or an id)."""
     checks = Violations()
     if isinstance(value, int):
-        checks.check(1 <= value <= MAX_ID, field, f"must be >= 1, got {value}")
+        checks.stored_id(field, value)
     else:
         checks.name(field, value)
     return checks

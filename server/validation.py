@@ -49,6 +49,10 @@ class Violations:
             return
         self.check(value >= 1, field, f"must be >= 1, got {value}")
 
+    def stored_id(self, field: str, value: int) -> None:
+        """The id of a row this server stores: 1..MAX_ID (no larger one can exist)."""
+        self.check(1 <= value <= MAX_ID, field, f"must be >= 1, got {value}")
+
     def enum(self, field: str, value: int, allowed: dict[int, str]) -> None:
         if value not in allowed:
             names = ", ".join(allowed.values())

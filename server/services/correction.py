@@ -123,7 +123,7 @@ async def _session(request: Message) -> SessionView:
     """The request's session in the authorized project; NOT_FOUND when there is none."""
     session_id: int = request.session_id  # type: ignore[attr-defined]
     checks = Violations()
-    checks.check(1 <= session_id <= MAX_ID, "session_id", f"must be >= 1, got {session_id}")
+    checks.stored_id("session_id", session_id)
     checks.raise_if_any()
     view = await correction.get(auth.project().id, session_id)
     if view is None:

@@ -11,7 +11,7 @@ from corrigo.server.errors import NotFound
 from corrigo.server.store import document_groups, sources
 from corrigo.server.store.document_groups import DocumentGroup, GroupView
 from corrigo.server.timestamps import to_proto
-from corrigo.server.validation import MAX_ID, Violations
+from corrigo.server.validation import Violations
 from corrigo.v1 import correction_pb2, correction_pb2_grpc
 
 MAX_NAME = 256
@@ -33,7 +33,7 @@ def group_proto(view: GroupView, uids: list[str] | None = None) -> correction_pb
 async def _group(request: Message) -> DocumentGroup:
     group_id: int = request.group_id  # type: ignore[attr-defined]
     checks = Violations()
-    checks.check(1 <= group_id <= MAX_ID, "group_id", f"must be >= 1, got {group_id}")
+    checks.stored_id("group_id", group_id)
     checks.raise_if_any()
     row = await document_groups.find(auth.project().id, group_id)
     if row is None:

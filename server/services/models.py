@@ -10,7 +10,7 @@ from corrigo.server import export, labels, pagination
 from corrigo.server.services.datasets import named_dataset
 from corrigo.server.store import datasets, models, sources
 from corrigo.server.timestamps import to_proto
-from corrigo.server.validation import MAX_ID, Violations
+from corrigo.server.validation import Violations
 from corrigo.v1 import datasets_pb2, models_pb2, models_pb2_grpc
 from corrigo.v1.comments_pb2 import Predictions
 from corrigo.v1.models_pb2 import Model, ModelVersion
@@ -76,7 +76,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.GetModelRequest, context: grpc.aio.ServicerContext
     ) -> Model:
         checks = Violations()
-        checks.check(1 <= request.model_id <= MAX_ID, "model_id", "must be >= 1")
+        checks.stored_id("model_id", request.model_id)
         checks.raise_if_any()
         dataset = await named_dataset(request.dataset, "dataset")
         row = await models.get_model(dataset.id, request.model_id)
@@ -101,7 +101,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         self, request: models_pb2.CreateModelVersionRequest, context: grpc.aio.ServicerContext
     ) -> ModelVersion:
         checks = Violations()
-        checks.check(1 <= request.model_id <= MAX_ID, "model_id", "must be >= 1")
+        checks.stored_id("model_id", request.model_id)
         score = request.validation_score
         checks.check(
             math.isfinite(score) and 0 <= score <= 1,

@@ -51,7 +51,7 @@ def _optional_id(checks: Violations, request: Message, name: str) -> int | None:
     if not request.HasField(name):
         return None
     value: int = getattr(request, name).value
-    checks.check(1 <= value <= MAX_ID, name, f"must be >= 1, got {value}")
+    checks.stored_id(name, value)
     return value
 
 

@@ -36,43 +36,47 @@ access_log = logging.getLogger("corrigo.access")
 error_log = logging.getLogger("corrigo.errors")
 
 
+def _rebuilt(
+    handler: grpc.RpcMethodHandler,
+    wrap: Callable[[Callable[..., Any], bool], Any],
+    request_deserializer: Callable[[bytes], Any] | None,
+) -> Any:
+    """`handler` with its behavior replaced by `wrap(behavior, unary_request)`, and its
+    requests parsed by `request_deserializer`."""
+    codec = {
+        "request_deserializer": request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(wrap(handler.unary_unary, True), **codec)
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(wrap(handler.unary_stream, True), **codec)
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(wrap(handler.stream_unary, False), **codec)
+    return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream, False), **codec)
+
+
 def _wrap(handler: grpc.RpcMethodHandler, method: str, middleware: Middleware) -> Any:
-    def around_unary(inner: Callable[..., Awaitable[Any]], unary_request: bool) -> Any:
+    def around(inner: Callable[..., Any], unary_request: bool) -> Any:
+        if inspect.isasyncgenfunction(inner):
+
+            async def stream_behavior(
+                request: Any, context: grpc.aio.ServicerContext
+            ) -> AsyncIterator[Any]:
+                async with middleware(method, context, request if unary_request else None):
+                    async for response in inner(request, context):
+                        yield response
+
+            return stream_behavior
+
+        # Unary answers, and streams answered through `context.write` (such as Health/Watch).
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with middleware(method, context, request if unary_request else None):
                 return await inner(request, context)
 
         return behavior
 
-    def around_stream(inner: Callable[..., Any], unary_request: bool) -> Any:
-        if not inspect.isasyncgenfunction(inner):
-            # Handlers that answer through `context.write` (such as Health/Watch).
-            return around_unary(inner, unary_request)
-
-        async def behavior(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            async with middleware(method, context, request if unary_request else None):
-                async for response in inner(request, context):
-                    yield response
-
-        return behavior
-
-    codec = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(around_unary(handler.unary_unary, True), **codec)
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(
-            around_stream(handler.unary_stream, True), **codec
-        )
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(
-            around_unary(handler.stream_unary, False), **codec
-        )
-    return grpc.stream_stream_rpc_method_handler(
-        around_stream(handler.stream_stream, False), **codec
-    )
+    return _rebuilt(handler, around, handler.request_deserializer)
 
 
 class MiddlewareInterceptor(grpc.aio.ServerInterceptor):
@@ -132,18 +136,11 @@ def _guard_decoding(handler: grpc.RpcMethodHandler) -> Any:
 
         return behavior
 
-    codec = {"request_deserializer": safe_parse, "response_serializer": handler.response_serializer}
-    if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(
-            guarded(handler.unary_unary, _reject_undecodable), **codec
-        )
-    if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(
-            guarded(handler.unary_stream, _reject_undecodable), **codec
-        )
-    if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(guarded(handler.stream_unary, checked), **codec)
-    return grpc.stream_stream_rpc_method_handler(guarded(handler.stream_stream, checked), **codec)
+    return _rebuilt(
+        handler,
+        lambda inner, unary: guarded(inner, _reject_undecodable if unary else checked),
+        safe_parse,
+    )
 
 
 class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):

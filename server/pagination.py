@@ -29,27 +29,47 @@ T = TypeVar("T")
 
 _NONCE = 12
 _TAG = 16
-_secret = b""
+# json.dumps with separators builds an encoder on every call.
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _derived(secret: bytes) -> tuple[hmac.HMAC, hmac.HMAC]:
+    """HMAC-SHA256 states keyed with the encryption and the signing key of a secret,
+    made once when it is set: a token copies them rather than keying HMACs anew."""
+    encrypting, signing = (
+        hmac.new(hmac.digest(secret, purpose, "sha256"), digestmod=hashlib.sha256)
+        for purpose in (b"encrypt", b"sign")
+    )
+    return encrypting, signing
+
+
+_encrypting, _signing = _derived(b"")
 
 
 def configure(secret: bytes) -> None:
     """Set the signing secret (done once at server start, from the database)."""
-    global _secret
-    _secret = secret
+    global _encrypting, _signing
+    _encrypting, _signing = _derived(secret)
 
 
-def _key(purpose: bytes) -> bytes:
-    return hmac.new(_secret, purpose, hashlib.sha256).digest()
+def _mac(keyed: hmac.HMAC, data: bytes) -> bytes:
+    mac = keyed.copy()
+    mac.update(data)
+    return mac.digest()
 
 
-def _keystream(nonce: bytes, length: int) -> bytes:
+def _xor_keystream(nonce: bytes, data: bytes) -> bytes:
     # HMAC-SHA256 in counter mode: a PRF keystream, enough to keep positions unreadable.
-    key = _key(b"encrypt")
-    blocks = (
-        hmac.new(key, nonce + counter.to_bytes(4, "big"), hashlib.sha256).digest()
-        for counter in range((length + 31) // 32)
+    stream = b"".join(
+        _mac(_encrypting, nonce + counter.to_bytes(4, "big"))
+        for counter in range((len(data) + 31) // 32)
     )
-    return b"".join(blocks)[:length]
+    mixed = int.from_bytes(data, "big") ^ int.from_bytes(stream[: len(data)], "big")
+    return mixed.to_bytes(len(data), "big")
+
+
+def _signature(nonce: bytes, cipher: bytes) -> bytes:
+    return _mac(_signing, nonce + cipher)[:_TAG]
 
 
 def fingerprint(
@@ -66,11 +86,10 @@ def fingerprint(
 
 
 def issue(query: bytes, position: Sequence[Any]) -> str:
-    plain = query + json.dumps(list(position), separators=(",", ":")).encode()
+    plain = query + _compact(list(position)).encode()
     nonce = secrets.token_bytes(_NONCE)
-    cipher = bytes(a ^ b for a, b in zip(plain, _keystream(nonce, len(plain)), strict=True))
-    tag = hmac.new(_key(b"sign"), nonce + cipher, hashlib.sha256).digest()[:_TAG]
-    return base64.urlsafe_b64encode(nonce + cipher + tag).decode().rstrip("=")
+    cipher = _xor_keystream(nonce, plain)
+    return base64.urlsafe_b64encode(nonce + cipher + _signature(nonce, cipher)).decode().rstrip("=")
 
 
 def read(token: str, query: bytes, field: str) -> list[Any]:
@@ -88,10 +107,9 @@ def read(token: str, query: bytes, field: str) -> list[Any]:
     if len(raw) < _NONCE + len(query) + _TAG:
         raise invalid
     nonce, cipher, tag = raw[:_NONCE], raw[_NONCE:-_TAG], raw[-_TAG:]
-    expected = hmac.new(_key(b"sign"), nonce + cipher, hashlib.sha256).digest()[:_TAG]
-    if not hmac.compare_digest(tag, expected):
+    if not hmac.compare_digest(tag, _signature(nonce, cipher)):
         raise invalid
-    plain = bytes(a ^ b for a, b in zip(cipher, _keystream(nonce, len(cipher)), strict=True))
+    plain = _xor_keystream(nonce, cipher)
     if not hmac.compare_digest(plain[: len(query)], query):
         raise InvalidArgument.field(
             field,

@@ -6,12 +6,15 @@ import asyncio
 import datetime
 import json
 import re
+from collections.abc import Callable
 
 import grpc
 import pytest
 from google.protobuf import json_format
 
 from corrigo.client import CorrigoError
+from corrigo.server.store import database, drivers
+from corrigo.server.store import export as export_store
 from corrigo.v1 import datasets_pb2, models_pb2
 from corrigo.v1.comments_pb2 import Comment, Label, PredictedLabel
 from tests import dataset_helpers as h
@@ -340,6 +343,79 @@ async def test_stream_equals_unary_pages_and_resumes(org: Org) -> None:
     ]
     assert resumed[0].total == 3000 - 700
     assert h.uids(received) + h.uids(resumed) == corpus.by_timestamp()
+
+
+class _Spy:
+    """Counts the calls of a function (or method) put in place of `name` on `owner`; each
+    call answers what `answer(call number, original call)` makes of it."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> None:
+        self.calls = 0
+        original = getattr(owner, name)
+
+        def spied(*args: object, **kwargs: object) -> object:
+            self.calls += 1
+            return self.answer(self.calls, lambda: original(*args, **kwargs))
+
+        monkeypatch.setattr(owner, name, spied)
+
+    def answer(self, number: int, call: Callable[[], object]) -> object:
+        return call()
+
+
+async def _streamed(corpus: Corpus, **fields: object) -> list[str]:
+    call = corpus.org.admin.datasets.StreamExportDataset(_stream_request(corpus, **fields))
+    return h.uids([m async for m in call])
+
+
+def _sqlite_only(org: Org) -> None:
+    if database.is_postgres(org.running.db_url):
+        pytest.skip("pages are read on the event loop's thread on SQLite only")
+
+
+async def test_sqlite_stream_reads_on_the_loop_thread(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sqlite_only(org)
+    corpus = await Corpus.make(org, 400)
+    reads = _Spy(monkeypatch, drivers.LoopReader, "rows")
+    in_thread = _Spy(monkeypatch, export_store, "_pages_in_thread")
+    assert await _streamed(corpus, limit=20) == corpus.by_timestamp()
+    assert (reads.calls, in_thread.calls) == (20, 0)
+    assert await _streamed(corpus, limit=256, order_by="created_at") == corpus.by_created()
+    assert (reads.calls, in_thread.calls) == (22, 0)
+
+
+async def test_sqlite_stream_moves_to_the_thread_when_slices_are_slow(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sqlite_only(org)
+    corpus = await Corpus.make(org, 400)
+    # Every slice counts as slow: a page of 20 (21 rows read) is two slices of 16, so the
+    # reader is slow after the second page, and the other 18 are read in the thread.
+    monkeypatch.setattr(drivers.LoopReader, "SLOW_SLICE_SECONDS", -1.0)
+    reads = _Spy(monkeypatch, drivers.LoopReader, "rows")
+    in_thread = _Spy(monkeypatch, export_store, "_pages_in_thread")
+    assert await _streamed(corpus, limit=20) == corpus.by_timestamp()
+    assert (reads.calls, in_thread.calls) == (2, 1)
+
+
+async def test_sqlite_stream_moves_to_the_thread_when_the_database_is_busy(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _sqlite_only(org)
+    corpus = await Corpus.make(org, 400)
+    reads = _Spy(monkeypatch, drivers.LoopReader, "rows")
+    in_thread = _Spy(monkeypatch, export_store, "_pages_in_thread")
+
+    async def busy_from_the_third(number: int, call: Callable[[], object]) -> object:
+        return None if number >= 3 else await call()
+
+    reads.answer = busy_from_the_third
+    # Two pages read on the loop, the third found the database busy: it and the rest
+    # come from the thread, none twice, none skipped.
+    assert await _streamed(corpus, limit=30, include_total=True) == corpus.by_timestamp()
+    assert (reads.calls, in_thread.calls) == (3, 1)
 
 
 async def test_syncs_during_a_stream_repeat_nothing_and_skip_nothing(org: Org) -> None:

@@ -22,7 +22,7 @@ import peewee
 
 from corrigo.server.store.database import database
 from corrigo.server.store.datasets import Labelling
-from corrigo.server.store.drivers import SqliteConnection, driver_errors, produce_in_thread
+from corrigo.server.store.drivers import SqliteDatabase, driver_errors, produce_in_thread
 from corrigo.server.store.models import Prediction
 from corrigo.server.store.sources import Comment
 
@@ -235,36 +235,78 @@ async def pages(
 ) -> AsyncGenerator[tuple[bytes, tuple[int, int] | None], None]:
     """Every page from `after` on, each read with up to `limit` rows and assembled by
     `assemble` (which answers the page's bytes and how many rows they hold): (bytes,
-    keyset position after the page, None on the last page). On SQLite the whole loop
-    runs in the connection's own thread, which reads page after page without waiting
-    for the event loop between them; elsewhere each page's successor is read while the
-    caller sends it (`Reader`)."""
-    connection = await database.obj.aconnect()  # the task's, released when it ends
-    if isinstance(connection, SqliteConnection):
-        first = _statement_for(query, None, limit) if after is None else None
-        later = _statement_for(query, (0, 0), limit)
-
-        def produce(conn: Any, emit: Callable[[Any], None], stopping: Any) -> None:
-            position = after
-            statement = first or later
-            while not stopping.is_set():
-                params = statement.bind(position, query.started_us)
-                cursor = conn.execute(statement.sql, params)
-                try:
-                    rows = _ordered(cursor.fetchall())
-                finally:
-                    cursor.close()
-                assembled, taken = assemble(rows)
-                if len(rows) <= taken:
-                    emit((assembled, None))
-                    return
-                position = (rows[taken - 1][1], rows[taken - 1][0])
-                emit((assembled, position))
-                statement = later
-
-        async for item in produce_in_thread(connection, produce):
+    keyset position after the page, None on the last page). On SQLite pages are read on
+    the event loop's thread a few rows at a time (`LoopReader`), and in a connection's
+    thread from the first page the loop could not read quickly (the database busy, or
+    the rows not cached); elsewhere each page's successor is read while the caller sends
+    it (`Reader`)."""
+    db = database.obj
+    if not isinstance(db, SqliteDatabase):
+        async for item in _pages_read_ahead(query, limit, after, assemble):
             yield item
         return
+    first = _statement_for(query, None, limit)
+    later = _statement_for(query, (0, 0), limit)
+    position = after
+    reader = db.loop_reader()
+    if reader is not None:
+        try:
+            while not reader.slow:
+                statement = first if position is None else later
+                rows = await reader.rows(statement.sql, statement.bind(position, query.started_us))
+                if rows is None:
+                    break
+                assembled, position = _assembled(_ordered(rows), assemble)
+                yield assembled, position
+                if position is None:
+                    return
+        finally:
+            reader.close()
+    async for item in _pages_in_thread(query, position, first, later, assemble):
+        yield item
+
+
+def _assembled(rows: list[Row], assemble: Assemble) -> tuple[bytes, tuple[int, int] | None]:
+    """A page's bytes, and the keyset position after it (None when no rows follow)."""
+    assembled, taken = assemble(rows)
+    if len(rows) <= taken:
+        return assembled, None
+    return assembled, (rows[taken - 1][1], rows[taken - 1][0])
+
+
+async def _pages_in_thread(
+    query: Query,
+    after: tuple[int, int] | None,
+    first: Statement,
+    later: Statement,
+    assemble: Assemble,
+) -> AsyncGenerator[tuple[bytes, tuple[int, int] | None], None]:
+    """`pages` with the whole loop in the SQLite connection's own thread, which reads
+    page after page without waiting for the event loop between them."""
+    connection = await database.obj.aconnect()  # the task's, released when it ends
+
+    def produce(conn: Any, emit: Callable[[Any], None], stopping: Any) -> None:
+        position = after
+        while not stopping.is_set():
+            statement = first if position is None else later
+            cursor = conn.execute(statement.sql, statement.bind(position, query.started_us))
+            try:
+                rows = _ordered(cursor.fetchall())
+            finally:
+                cursor.close()
+            assembled, position = _assembled(rows, assemble)
+            emit((assembled, position))
+            if position is None:
+                return
+
+    async for item in produce_in_thread(connection, produce):
+        yield item
+
+
+async def _pages_read_ahead(
+    query: Query, limit: int, after: tuple[int, int] | None, assemble: Assemble
+) -> AsyncGenerator[tuple[bytes, tuple[int, int] | None], None]:
+    connection = await database.obj.aconnect()  # the task's, released when it ends
     reader = Reader(query, limit, connection, assemble)
     try:
         position = after

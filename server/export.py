@@ -186,12 +186,13 @@ async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
     continuation, and (first message, with `include_total`) the total.
 
     One task plans the export and reads its pages, one after the other, at most one
-    page ahead of the message being sent: every read of the export goes through the
-    same pooled connection (a task holds one until it ends), whose page cache stays
-    warm. (A task per page took a connection in turn from the pool for each: 2.6 times
-    slower.) The reader is never cancelled mid-query (a query cancelled half way could
-    hand its connection back inside an open read transaction): when the client goes
-    away, it is told to stop, and stops once its read in flight is done.
+    page ahead of the message being sent: every read of the export goes through one
+    connection (`store.pages`: on SQLite its own on the loop's thread, else the task's
+    pooled one), whose page cache stays warm. (A task per page took a connection in turn
+    from the pool for each: 2.6 times slower.) The reader is never cancelled mid-query
+    (a query cancelled half way could hand its connection back inside an open read
+    transaction): when the client goes away, it is told to stop, and stops once its read
+    in flight is done.
     """
     pages: asyncio.Queue[tuple[bytes, bool] | Exception] = asyncio.Queue(maxsize=1)
     stopping = False

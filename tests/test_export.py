@@ -368,18 +368,21 @@ async def _streamed(corpus: Corpus, **fields: object) -> list[str]:
     return h.uids([m async for m in call])
 
 
-def _sqlite_only(org: Org) -> None:
+async def _watched_sqlite_corpus(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Corpus, _Spy, _Spy]:
+    """A corpus of 400, and spies on the loop's page reads and on the thread's page loop."""
     if database.is_postgres(org.running.db_url):
         pytest.skip("pages are read on the event loop's thread on SQLite only")
+    corpus = await Corpus.make(org, 400)
+    reads = _Spy(monkeypatch, drivers.LoopReader, "rows")
+    return corpus, reads, _Spy(monkeypatch, export_store, "_pages_in_thread")
 
 
 async def test_sqlite_stream_reads_on_the_loop_thread(
     org: Org, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _sqlite_only(org)
-    corpus = await Corpus.make(org, 400)
-    reads = _Spy(monkeypatch, drivers.LoopReader, "rows")
-    in_thread = _Spy(monkeypatch, export_store, "_pages_in_thread")
+    corpus, reads, in_thread = await _watched_sqlite_corpus(org, monkeypatch)
     assert await _streamed(corpus, limit=20) == corpus.by_timestamp()
     assert (reads.calls, in_thread.calls) == (20, 0)
     assert await _streamed(corpus, limit=256, order_by="created_at") == corpus.by_created()
@@ -389,13 +392,10 @@ async def test_sqlite_stream_reads_on_the_loop_thread(
 async def test_sqlite_stream_moves_to_the_thread_when_slices_are_slow(
     org: Org, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _sqlite_only(org)
-    corpus = await Corpus.make(org, 400)
+    corpus, reads, in_thread = await _watched_sqlite_corpus(org, monkeypatch)
     # Every slice counts as slow: a page of 20 (21 rows read) is two slices of 16, so the
     # reader is slow after the second page, and the other 18 are read in the thread.
     monkeypatch.setattr(drivers.LoopReader, "SLOW_SLICE_SECONDS", -1.0)
-    reads = _Spy(monkeypatch, drivers.LoopReader, "rows")
-    in_thread = _Spy(monkeypatch, export_store, "_pages_in_thread")
     assert await _streamed(corpus, limit=20) == corpus.by_timestamp()
     assert (reads.calls, in_thread.calls) == (2, 1)
 
@@ -403,10 +403,7 @@ async def test_sqlite_stream_moves_to_the_thread_when_slices_are_slow(
 async def test_sqlite_stream_moves_to_the_thread_when_the_database_is_busy(
     org: Org, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _sqlite_only(org)
-    corpus = await Corpus.make(org, 400)
-    reads = _Spy(monkeypatch, drivers.LoopReader, "rows")
-    in_thread = _Spy(monkeypatch, export_store, "_pages_in_thread")
+    corpus, reads, in_thread = await _watched_sqlite_corpus(org, monkeypatch)
 
     async def busy_from_the_third(number: int, call: Callable[[], object]) -> object:
         return None if number >= 3 else await call()

@@ -195,9 +195,10 @@ class LoopReader:
     hands the GIL back and forth (and between cores) hundreds of times a page. Measured
     on the benchmark's export (2 cores): 30% faster alone and twice as fast beside
     other calls, whose latency stayed the same. The cost of reading on the loop is
-    that the loop waits for the disk when the rows are not cached: a slice slower than
-    SLOW_SLICE_SECONDS counts, and after SLOW_SLICES_MAX of them the reader says it is
-    `slow`, for its caller to read the rest in a connection's thread."""
+    that the loop waits for the disk when the rows are not cached: after SLOW_SLICES_MAX
+    slices in a row each slower than SLOW_SLICE_SECONDS (a slice of cached rows takes
+    about 0.1 ms; one slow slice alone may be the process losing its core) the reader
+    says it is `slow`, for its caller to read the rest in a connection's thread."""
 
     SLICE_ROWS = 16
     SLOW_SLICE_SECONDS = 0.005
@@ -205,11 +206,11 @@ class LoopReader:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._slow_slices = 0
+        self._slow_in_a_row = 0
 
     @property
     def slow(self) -> bool:
-        return self._slow_slices >= self.SLOW_SLICES_MAX
+        return self._slow_in_a_row >= self.SLOW_SLICES_MAX
 
     async def rows(self, sql: str, params: Any) -> list[Any] | None:
         """Every row of the query; None when the database was busy (nothing read)."""
@@ -223,7 +224,9 @@ class LoopReader:
                         cursor = self._conn.execute(sql, params)
                     part = cursor.fetchmany(self.SLICE_ROWS)
                     if time.perf_counter() - began > self.SLOW_SLICE_SECONDS:
-                        self._slow_slices += 1
+                        self._slow_in_a_row += 1
+                    else:
+                        self._slow_in_a_row = 0
                     rows += part
                     if len(part) < self.SLICE_ROWS:
                         return rows

@@ -8,6 +8,7 @@ the handler, and exceptions the handler raises reach it.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import inspect
 import logging
@@ -79,9 +80,17 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, middleware: Middleware) -
     return _rebuilt(handler, around, handler.request_deserializer)
 
 
-class MiddlewareInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, middleware: Middleware) -> None:
-        self._middleware = middleware
+class _WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """Answers the handler found for a call wrapped by `wrapped`, built once per method:
+    grpcio asks the interceptors on every call, and the handler found for a method is
+    the same object every time (the inner interceptors answer theirs from here too)."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
+    @abc.abstractmethod
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        """`handler` as this interceptor serves it."""
 
     async def intercept_service(
         self,
@@ -91,7 +100,20 @@ class MiddlewareInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None:
             return None
-        return _wrap(handler, handler_call_details.method, self._middleware)
+        method = handler_call_details.method
+        built = self._built.get(method)
+        if built is None or built[0] is not handler:
+            built = self._built[method] = (handler, self.wrapped(handler, method))
+        return built[1]
+
+
+class MiddlewareInterceptor(_WrappingInterceptor):
+    def __init__(self, middleware: Middleware) -> None:
+        super().__init__()
+        self._middleware = middleware
+
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        return _wrap(handler, method, self._middleware)
 
 
 class Undecodable:
@@ -143,17 +165,12 @@ def _guard_decoding(handler: grpc.RpcMethodHandler) -> Any:
     )
 
 
-class DecodeGuardInterceptor(grpc.aio.ServerInterceptor):
+class DecodeGuardInterceptor(_WrappingInterceptor):
     """Innermost: turns requests that do not parse into INVALID_ARGUMENT on `request`
     (grpcio would answer UNKNOWN). The layers outside it see an `Undecodable` request."""
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        return None if handler is None else _guard_decoding(handler)
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        return _guard_decoding(handler)
 
 
 @asynccontextmanager

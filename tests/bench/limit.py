@@ -148,7 +148,8 @@ def run(url: str, source_hex: str, dataset_hex: str, page: int) -> LimitRun:
                 continuation = pagination.issue(
                     token_query, [started_us, version_id, last[1], last[0]]
                 )
-                message = comments + b"\x12" + varint(len(continuation)) + continuation.encode()
+                # One copy of the page, as the server makes (its continuation_field).
+                message = comments + (b"\x12" + varint(len(continuation)) + continuation.encode())
             else:
                 message = comments
             if not first:

@@ -307,16 +307,14 @@ async def _pages_read_ahead(
     query: Query, limit: int, after: tuple[int, int] | None, assemble: Assemble
 ) -> AsyncGenerator[tuple[bytes, tuple[int, int] | None], None]:
     connection = await database.obj.aconnect()  # the task's, released when it ends
-    reader = Reader(query, limit, connection, assemble)
+    reader = Reader(query, limit, connection, lambda rows: _assembled(rows, assemble))
     try:
         position = after
         while True:
-            rows, (assembled, taken) = await reader.read(position)
-            if len(rows) <= taken:
-                yield assembled, None
-                return
-            position = (rows[taken - 1][1], rows[taken - 1][0])
+            _, (assembled, position) = await reader.read(position)
             yield assembled, position
+            if position is None:
+                return
     finally:
         await reader.close()
 

@@ -287,7 +287,7 @@ class SqliteDatabase(_ReadyPool, AsyncSqliteDatabase):
         with many calls in flight a returning thread waits for the interpreter lock: far
         more than an indexed read of a few rows, which is what every authenticated call
         starts with."""
-        if self.database == ":memory:" or self._closing:
+        if not self._reads_on_loop():
             return None
         conn = self._inline
         if conn is None:
@@ -310,10 +310,14 @@ class SqliteDatabase(_ReadyPool, AsyncSqliteDatabase):
 
     def loop_reader(self) -> LoopReader | None:
         """A reader of its own on the calling (event loop) thread; None where reads
-        cannot run there (an in-memory database: each connection would be another one)."""
-        if self.database == ":memory:" or self._closing:
+        cannot run there."""
+        if not self._reads_on_loop():
             return None
         return LoopReader(_loop_connection(self.database))
+
+    def _reads_on_loop(self) -> bool:
+        # An in-memory database cannot: each connection would be another database.
+        return self.database != ":memory:" and not self._closing
 
     async def close_pool(self) -> None:
         inline, self._inline = self._inline, None

@@ -313,7 +313,9 @@ def _position(checks: Violations, token: str, token_query: bytes) -> list[int]:
 
 
 async def plan(request: AnyExportRequest) -> Export:
-    """Check the request, resolve its dataset, sources, model version and position."""
+    """Check the request, resolve its dataset, sources, model version and position. The
+    dataset and its sources come with the call's access check (`auth.read_with_access`,
+    below)."""
     checks = Violations()
     uids = _check_filters(checks, request)
     from_us = parse_time(checks, "from", getattr(request, "from"))
@@ -322,8 +324,7 @@ async def plan(request: AnyExportRequest) -> Export:
     checks.name("name", request.name)
     checks.raise_if_any()
     project = auth.project()
-    dataset = await datasets.find(project, request.name)
-    in_dataset = await datasets.dataset_sources(dataset.id)
+    dataset_id, in_dataset = datasets.sources_read(project, request.name, auth.companion_rows())
     for i, source_id in enumerate(request.source_ids):
         checks.check(
             source_id in in_dataset,
@@ -346,7 +347,7 @@ async def plan(request: AnyExportRequest) -> Export:
         else:
             getattr(bound, name).extend(value)
     token_query = pagination.fingerprint(
-        f"{_METHOD}#{dataset.id}", project.organization_id, bound, ()
+        f"{_METHOD}#{dataset_id}", project.organization_id, bound, ()
     )
     if request.continuation:
         started_us, version_id, key, comment_id = _position(
@@ -356,7 +357,7 @@ async def plan(request: AnyExportRequest) -> Export:
         version: int | None = version_id or None
     else:
         started_us, after = micros(utcnow()), None
-        version = await _version_id(dataset.id, request)
+        version = await _version_id(dataset_id, request)
 
     by_uid: dict[int, list[str]] | None = None
     if uids:
@@ -369,7 +370,7 @@ async def plan(request: AnyExportRequest) -> Export:
     else:
         source_ids = sorted(in_dataset.values())
     query = store.Query(
-        dataset_id=dataset.id,
+        dataset_id=dataset_id,
         source_ids=source_ids,
         by_created=request.order_by == "created_at",
         from_us=from_us,
@@ -379,3 +380,12 @@ async def plan(request: AnyExportRequest) -> Export:
         version_id=version,
     )
     return Export(query, token_query, after, request.limit or DEFAULT_LIMIT)
+
+
+# The export's dataset and sources ride in its access check's statement.
+for _rpc in ("ExportDataset", "StreamExportDataset"):
+    auth.read_with_access(
+        f"/corrigo.v1.DatasetService/{_rpc}",
+        datasets.SOURCES_WITH_ACCESS,
+        lambda request: (request.name,),
+    )

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import grpc
 import pytest
-from google.protobuf import json_format
+from google.protobuf import field_mask_pb2, json_format
 
 from corrigo.client import CorrigoError
 from corrigo.server.store import database, drivers
@@ -279,6 +279,63 @@ async def test_filter_limits_and_bad_input(org: Org, other_org: Org) -> None:
     with pytest.raises(CorrigoError) as err:
         await other_org.admin.datasets.ExportDataset(corpus.request())
     assert err.value.code == grpc.StatusCode.NOT_FOUND
+
+
+async def test_export_follows_the_datasets_sources_as_they_are_now(org: Org) -> None:
+    # The dataset and its sources are read with the call's access check: each call sees
+    # the links as they stand, a dataset without sources exports nothing, and a missing
+    # one is NOT_FOUND on both RPCs.
+    corpus = await Corpus.make(org, 20)
+    both = h.uids(await h.export_all(org.admin, corpus.request()))
+    assert sorted(both) == sorted(corpus.keys)
+
+    async def relink(source_ids: list[str]) -> None:
+        await org.admin.datasets.UpdateDataset(
+            datasets_pb2.UpdateDatasetRequest(
+                owner=corpus.owner,
+                name="ds",
+                dataset=datasets_pb2.Dataset(source_ids=source_ids),
+                update_mask=field_mask_pb2.FieldMask(paths=["source_ids"]),
+            )
+        )
+
+    await relink([corpus.second])
+    second_only = [uid for uid in corpus.by_timestamp() if uid.startswith(corpus.second)]
+    assert h.uids(await h.export_all(org.admin, corpus.request())) == second_only
+    streamed = [m async for m in org.admin.datasets.StreamExportDataset(_stream_request(corpus))]
+    assert h.uids(streamed) == second_only
+    with pytest.raises(CorrigoError) as err:
+        await org.admin.datasets.ExportDataset(corpus.request(source_ids=[corpus.first]))
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.fields == ["source_ids[0]"]
+
+    await relink([])
+    empty = await org.admin.datasets.ExportDataset(corpus.request())
+    assert list(empty.comments) == [] and empty.continuation == ""
+    streamed = [
+        m
+        async for m in org.admin.datasets.StreamExportDataset(
+            _stream_request(corpus, include_total=True)
+        )
+    ]
+    assert [(list(m.comments), m.continuation, m.total) for m in streamed] == [([], "", 0)]
+
+    with pytest.raises(CorrigoError) as err:
+        await h.export_all(
+            org.admin, datasets_pb2.ExportDatasetRequest(owner=corpus.owner, name="gone")
+        )
+    assert err.value.code == grpc.StatusCode.NOT_FOUND
+    assert err.value.message == f"dataset {corpus.owner}/gone not found"
+    # (A stream's error reaches its reader as grpc's own.)
+    with pytest.raises(grpc.aio.AioRpcError) as stream_err:
+        _ = [
+            m
+            async for m in org.admin.datasets.StreamExportDataset(
+                datasets_pb2.StreamExportDatasetRequest(owner=corpus.owner, name="gone")
+            )
+        ]
+    assert stream_err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert stream_err.value.details() == f"dataset {corpus.owner}/gone not found"
 
 
 async def test_tampered_and_foreign_continuations(org: Org) -> None:

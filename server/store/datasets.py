@@ -17,9 +17,11 @@ from corrigo.server.errors import AlreadyExists, NotFound
 from corrigo.server.store.access import Companion
 from corrigo.server.store.database import (
     BaseModel,
+    Sql,
     as_datetime,
     atomic,
     database,
+    fetch,
     loaded,
     utcnow,
 )
@@ -139,42 +141,78 @@ async def create_dataset(
     return row
 
 
-async def find(project: Project, name: str) -> Dataset:
-    row = await Dataset.aget_or_none(Dataset.project == project.id, Dataset.name == name)
-    if row is None:
-        raise NotFound(f"dataset {project.name}/{name} not found")
-    return row
+def _not_found(project: Project, name: str) -> NotFound:
+    return NotFound(f"dataset {project.name}/{name} not found")
 
+
+# A dataset's columns, in the order `_dataset_of` takes them.
+_COLUMNS = (
+    "d.id, d.hex_id, d.name, d.title, d.description, d.model_family, d.has_sentiment, "
+    "d.created, d.last_modified"
+)
+_DATASET = Sql(f"SELECT {_COLUMNS} FROM dataset AS d WHERE d.project_id = ? AND d.name = ?")
+
+
+def _dataset_of(project_id: int, row: Sequence[Any]) -> Dataset:
+    return loaded(
+        Dataset,
+        id=row[0],
+        project=project_id,
+        hex_id=row[1],
+        name=row[2],
+        title=row[3],
+        description=row[4],
+        model_family=row[5],
+        has_sentiment=Dataset.has_sentiment.python_value(row[6]),
+        created=as_datetime(row[7]),
+        last_modified=as_datetime(row[8]),
+    )
+
+
+async def find(project: Project, name: str) -> Dataset:
+    # Written out: every dataset-scoped call asks, and Peewee's get_or_none builds its
+    # SQL anew each time, which costs more than the read.
+    rows = await fetch(_DATASET, (project.id, name))
+    if not rows:
+        raise _not_found(project, name)
+    return _dataset_of(project.id, rows[0])
+
+
+# The named dataset of the project `p` with its sources, a row each (one row of NULLs for
+# those when it has none), for a read made with the call's access check.
+_WITH_SOURCES = (
+    "LEFT JOIN dataset AS d ON d.project_id = p.id AND d.name = ? "
+    "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
+    "LEFT JOIN source AS s ON s.id = ds.source_id"
+)
 
 # GetDataset's whole read, made with the call's access check (see `access.Companion`).
 VIEW_WITH_ACCESS = Companion(
-    columns="d.id, d.hex_id, d.name, d.title, d.description, d.model_family, "
-    "d.has_sentiment, d.created, d.last_modified, s.hex_id",
-    joins="LEFT JOIN dataset AS d ON d.project_id = p.id AND d.name = ? "
-    "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
-    "LEFT JOIN source AS s ON s.id = ds.source_id",
+    columns=f"{_COLUMNS}, s.hex_id",
+    joins=_WITH_SOURCES,
     order="ds.position",
 )
+
+# The export's dataset and sources, read with its access check.
+SOURCES_WITH_ACCESS = Companion(columns="d.id, s.hex_id, s.id", joins=_WITH_SOURCES)
+
+
+def sources_read(
+    project: Project, name: str, rows: Sequence[Sequence[Any]]
+) -> tuple[int, dict[str, int]]:
+    """The id of the dataset `name` of `project`, and its sources (hex id -> id), from
+    the rows of SOURCES_WITH_ACCESS."""
+    if not rows or rows[0][0] is None:
+        raise _not_found(project, name)
+    return rows[0][0], {hex_id: source_id for _, hex_id, source_id in rows if hex_id is not None}
 
 
 def view_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> DatasetView:
     """The dataset `name` of `project` from the rows of VIEW_WITH_ACCESS."""
     first = rows[0] if rows else None
     if first is None or first[0] is None:
-        raise NotFound(f"dataset {project.name}/{name} not found")
-    row = loaded(
-        Dataset,
-        id=first[0],
-        project=project.id,
-        hex_id=first[1],
-        name=first[2],
-        title=first[3],
-        description=first[4],
-        model_family=first[5],
-        has_sentiment=Dataset.has_sentiment.python_value(first[6]),
-        created=as_datetime(first[7]),
-        last_modified=as_datetime(first[8]),
-    )
+        raise _not_found(project, name)
+    row = _dataset_of(project.id, first)
     return DatasetView(row, project.name, [r[9] for r in rows if r[9] is not None])
 
 

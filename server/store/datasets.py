@@ -262,15 +262,15 @@ async def delete_dataset(dataset: Dataset) -> None:
         await database.aexecute(Dataset.delete().where(Dataset.id == dataset.id))
 
 
+_SOURCES = Sql(
+    "SELECT s.hex_id, s.id FROM dataset_source AS ds JOIN source AS s ON s.id = ds.source_id "
+    "WHERE ds.dataset_id = ?"
+)
+
+
 async def dataset_sources(dataset_id: int) -> dict[str, int]:
     """hex id -> internal id of the dataset's sources."""
-    rows = await database.list(
-        DatasetSource.select(Source.hex_id, Source.id)
-        .join(Source)
-        .where(DatasetSource.dataset == dataset_id)
-        .tuples()
-    )
-    return dict(rows)
+    return {hex_id: source_id for hex_id, source_id in await fetch(_SOURCES, (dataset_id,))}
 
 
 async def add_label_defs(dataset_id: int, defs: Sequence[tuple[str, str]]) -> None:

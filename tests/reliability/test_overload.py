@@ -65,6 +65,11 @@ async def test_concurrency_cap_refuses_at_once_and_deadlines_stop_work(
                 with pytest.raises(CorrigoError) as err:
                     await client.admin.CreateProject(_project("too-late"), timeout=1)
                 assert err.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+                # The server's deadline is the same instant seen a few milliseconds later
+                # (the call reached it after it left the client): released at once, the
+                # lock could let the write finish inside the server's deadline, which is
+                # not late. Past both, the write must never happen.
+                await asyncio.sleep(0.5)
                 lock.release()
             await asyncio.sleep(2)
             listed = await client.admin.ListProjects(admin_pb2.ListProjectsRequest())

@@ -16,7 +16,7 @@ import functools
 import operator
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import peewee
 
@@ -27,7 +27,6 @@ from corrigo.server.store.models import Prediction
 from corrigo.server.store.sources import Comment
 
 MERGE_SOURCES_MAX = 64
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -228,11 +227,13 @@ def _sort_key(row: Row) -> tuple[int, int]:
 
 
 Assemble = Callable[[list[Row]], tuple[bytes, int]]
+# An assembled page's bytes, and the keyset position after it (None on the last page).
+Page = tuple[bytes, tuple[int, int] | None]
 
 
 async def pages(
     query: Query, limit: int, after: tuple[int, int] | None, assemble: Assemble
-) -> AsyncGenerator[tuple[bytes, tuple[int, int] | None], None]:
+) -> AsyncGenerator[Page, None]:
     """Every page from `after` on, each read with up to `limit` rows and assembled by
     `assemble` (which answers the page's bytes and how many rows they hold): (bytes,
     keyset position after the page, None on the last page). On SQLite pages are read on
@@ -266,8 +267,7 @@ async def pages(
         yield item
 
 
-def _assembled(rows: list[Row], assemble: Assemble) -> tuple[bytes, tuple[int, int] | None]:
-    """A page's bytes, and the keyset position after it (None when no rows follow)."""
+def _assembled(rows: list[Row], assemble: Assemble) -> Page:
     assembled, taken = assemble(rows)
     if len(rows) <= taken:
         return assembled, None
@@ -280,7 +280,7 @@ async def _pages_in_thread(
     first: Statement,
     later: Statement,
     assemble: Assemble,
-) -> AsyncGenerator[tuple[bytes, tuple[int, int] | None], None]:
+) -> AsyncGenerator[Page, None]:
     """`pages` with the whole loop in the SQLite connection's own thread, which reads
     page after page without waiting for the event loop between them."""
     connection = await database.obj.aconnect()  # the task's, released when it ends
@@ -305,13 +305,13 @@ async def _pages_in_thread(
 
 async def _pages_read_ahead(
     query: Query, limit: int, after: tuple[int, int] | None, assemble: Assemble
-) -> AsyncGenerator[tuple[bytes, tuple[int, int] | None], None]:
+) -> AsyncGenerator[Page, None]:
     connection = await database.obj.aconnect()  # the task's, released when it ends
-    reader = Reader(query, limit, connection, lambda rows: _assembled(rows, assemble))
+    reader = Reader(query, limit, connection, assemble)
     try:
         position = after
         while True:
-            _, (assembled, position) = await reader.read(position)
+            assembled, position = await reader.read(position)
             yield assembled, position
             if position is None:
                 return
@@ -319,49 +319,47 @@ async def _pages_read_ahead(
         await reader.close()
 
 
-class Reader(Generic[T]):
-    """Reads an export's pages one after the other on one connection, and starts the
-    query of the next page (after the last row of a full page) as soon as a page is
-    read, so the database reads it while the caller sends this one. `then` makes what
-    the caller needs of a page's rows (in order). Use from a single task, and `close`
-    it: a read in flight is awaited, never abandoned."""
+class Reader:
+    """Reads an export's pages one after the other on one connection, each assembled by
+    `assemble`, and starts the query of the next page (from the position after the rows
+    the page took) as soon as a page is read, so the database reads it while the caller
+    sends this one. Use from a single task, and `close` it: a read in flight is awaited,
+    never abandoned."""
 
-    def __init__(
-        self, query: Query, limit: int, connection: Any, then: Callable[[list[Row]], T]
-    ) -> None:
-        self.query, self.limit, self._connection, self._then = query, limit, connection, then
-        self._ahead: asyncio.Future[tuple[list[Row], T]] | None = None
+    def __init__(self, query: Query, limit: int, connection: Any, assemble: Assemble) -> None:
+        self.query, self.limit, self._connection, self._assemble = (
+            query,
+            limit,
+            connection,
+            assemble,
+        )
+        self._ahead: asyncio.Future[Page] | None = None
         self._ahead_after: tuple[int, int] | None = None
 
-    def _rows_then(self, rows: list[Row]) -> tuple[list[Row], T]:
-        rows = _ordered(rows)
-        return rows, self._then(rows)
-
-    def _start(self, after: tuple[int, int] | None) -> asyncio.Future[tuple[list[Row], T]]:
+    def _start(self, after: tuple[int, int] | None) -> asyncio.Future[Page]:
         statement = _statement_for(self.query, after, self.limit)
         return asyncio.ensure_future(
             self._execute(statement.sql, statement.bind(after, self.query.started_us))
         )
 
-    async def _execute(self, sql: str, params: list[Any]) -> tuple[list[Row], T]:
+    async def _execute(self, sql: str, params: list[Any]) -> Page:
         with driver_errors:
             cursor = await self._connection.execute(sql, params)
-        return self._rows_then(cursor.fetchall())
+        return _assembled(_ordered(cursor.fetchall()), self._assemble)
 
-    async def read(self, after: tuple[int, int] | None) -> tuple[list[Row], T]:
-        """The page after `after` (as `page`), and what `then` made of it."""
+    async def read(self, after: tuple[int, int] | None) -> Page:
+        """The page after `after`, as `pages` yields it."""
         pending, self._ahead = self._ahead, None
         if pending is not None and self._ahead_after != after:
             await pending  # read for another position: wait it out, then drop it
             pending = None
         if pending is None:
             pending = self._start(after)
-        rows, made = await pending
-        if len(rows) == self.limit:
-            last = rows[-2] if len(rows) > 1 else rows[-1]
-            self._ahead_after = (last[1], last[0])
-            self._ahead = self._start(self._ahead_after)
-        return rows, made
+        assembled, position = await pending
+        if position is not None:
+            self._ahead_after = position
+            self._ahead = self._start(position)
+        return assembled, position
 
     async def close(self) -> None:
         pending, self._ahead = self._ahead, None

@@ -197,22 +197,26 @@ VIEW_WITH_ACCESS = Companion(
 SOURCES_WITH_ACCESS = Companion(columns="d.id, s.hex_id, s.id", joins=_WITH_SOURCES)
 
 
+def _companion_first(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> Sequence[Any]:
+    """The first of a companion read's rows over `_WITH_SOURCES`; NOT_FOUND when the
+    dataset is not there (its columns NULL)."""
+    if not rows or rows[0][0] is None:
+        raise _not_found(project, name)
+    return rows[0]
+
+
 def sources_read(
     project: Project, name: str, rows: Sequence[Sequence[Any]]
 ) -> tuple[int, dict[str, int]]:
     """The id of the dataset `name` of `project`, and its sources (hex id -> id), from
     the rows of SOURCES_WITH_ACCESS."""
-    if not rows or rows[0][0] is None:
-        raise _not_found(project, name)
-    return rows[0][0], {hex_id: source_id for _, hex_id, source_id in rows if hex_id is not None}
+    dataset_id = _companion_first(project, name, rows)[0]
+    return dataset_id, {hex_id: source_id for _, hex_id, source_id in rows if hex_id is not None}
 
 
 def view_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> DatasetView:
     """The dataset `name` of `project` from the rows of VIEW_WITH_ACCESS."""
-    first = rows[0] if rows else None
-    if first is None or first[0] is None:
-        raise _not_found(project, name)
-    row = _dataset_of(project.id, first)
+    row = _dataset_of(project.id, _companion_first(project, name, rows))
     return DatasetView(row, project.name, [r[9] for r in rows if r[9] is not None])
 
 

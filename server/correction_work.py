@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable
 from corrigo.server import background, predicted_score
 from corrigo.server.store import correction, correction_sampling
 from corrigo.server.store.correction import Status
-from corrigo.server.store.database import release_connection
 
 log = logging.getLogger("corrigo.correction")
 
@@ -132,7 +131,6 @@ async def _sweeping() -> None:
             await sweep()
         except Exception:
             log.exception("sweeping correction sessions failed")
-        await release_connection()
         if await work.pause(SWEEP_INTERVAL):
             return
 

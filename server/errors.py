@@ -6,9 +6,7 @@ status with an ErrorInfo (stable reason) and, for bad input, a BadRequest.
 
 from __future__ import annotations
 
-import asyncpg
 import grpc
-import peewee
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -116,29 +114,21 @@ class Unavailable(CorrigoError):
     reason = errors_pb2.DATABASE_UNAVAILABLE
 
 
-_PG_CONNECTION_ERRORS = (
-    asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.InterfaceError,
-    asyncpg.exceptions.CannotConnectNowError,
-    asyncpg.exceptions.AdminShutdownError,
-)
+class StorageFull(CorrigoError):
+    """The database's storage is full: the write was rolled back, reads still work."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = errors_pb2.STORAGE_FULL
 
 
-def from_database_error(error: Exception) -> CorrigoError | None:
-    """The answer for a database failure a client can act on, else None (INTERNAL).
-    Messages never carry the driver's text, which may quote SQL or values."""
-    if isinstance(error, peewee.DataError | asyncpg.exceptions.DataError):
-        return InvalidArgument.field(
-            "request",
-            "holds a value the database cannot store "
-            "(such as a NUL character in a text, or a number out of range)",
-        )
-    locked = isinstance(error, peewee.OperationalError) and "database is locked" in str(error)
-    if locked or isinstance(
-        error, (peewee.InterfaceError, ConnectionError, TimeoutError, *_PG_CONNECTION_ERRORS)
-    ):
-        return Unavailable("the database is unavailable or busy; retry shortly")
-    return None
+def unstorable_value() -> InvalidArgument:
+    """The answer for a value the database refused to store (never the driver's text,
+    which may quote SQL or values)."""
+    return InvalidArgument.field(
+        "request",
+        "holds a value the database cannot store "
+        "(such as a NUL character in a text, or a number out of range)",
+    )
 
 
 class Internal(CorrigoError):

@@ -12,7 +12,6 @@ re-created dataset of the same name refuses it) and every filter of the request.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
@@ -183,61 +182,21 @@ def continuation_field(continuation: str) -> bytes:
 
 async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
     """The streamed export's messages, serialized: each page's comments, its
-    continuation, and (first message, with `include_total`) the total.
-
-    One task plans the export and reads its pages, one after the other, at most one
-    page ahead of the message being sent: every read of the export goes through one
-    connection (`store.pages`: on SQLite its own on the loop's thread, else the task's
-    pooled one), whose page cache stays warm. (A task per page took a connection in turn
-    from the pool for each: 2.6 times slower.) The reader is never cancelled mid-query
-    (a query cancelled half way could hand its connection back inside an open read
-    transaction): when the client goes away, it is told to stop, and stops once its read
-    in flight is done.
-    """
-    pages: asyncio.Queue[tuple[bytes, bool] | Exception] = asyncio.Queue(maxsize=1)
-    stopping = False
-
-    async def read() -> None:
-        try:
-            export = await plan(request)
-            total = await export.count() if request.include_total else 0
-            pages_left = export.pages()
-            try:
-                async for comments, continuation in pages_left:
-                    if stopping:
-                        return
-                    message = comments + continuation_field(continuation)
-                    if total:
-                        message += wire.int_field(3, total)
-                        total = 0
-                    await pages.put((message, not continuation))
-            finally:
-                await pages_left.aclose()
-        except Exception as error:
-            if not stopping:
-                await pages.put(error)
-
-    reader = asyncio.get_running_loop().create_task(read())
+    continuation, and (first message, with `include_total`) the total. Pages are read
+    one ahead of the message being sent (`store.pages`), each in a unit of work of its
+    own, so a client that stops reading holds no database connection."""
+    export = await plan(request)
+    total = await export.count() if request.include_total else 0
+    pages_left = export.pages()
     try:
-        while True:
-            page = await pages.get()
-            if isinstance(page, Exception):
-                raise page
-            message, last = page
+        async for comments, continuation in pages_left:
+            message = comments + continuation_field(continuation)
+            if total:
+                message += wire.int_field(3, total)
+                total = 0
             yield message
-            if last:
-                return
     finally:
-        stopping = True
-        # Make room, so a reader waiting to hand over a page sees it should stop.
-        while not pages.empty():
-            pages.get_nowait()
-        _readers.add(reader)
-        reader.add_done_callback(_readers.discard)
-
-
-# Readers of abandoned streams, kept until they finish their read in flight.
-_readers: set[asyncio.Task[None]] = set()
+        await pages_left.aclose()
 
 
 def _check_filters(checks: Violations, request: AnyExportRequest) -> list[tuple[str, str]]:

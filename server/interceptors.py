@@ -22,12 +22,8 @@ import grpc
 from google.protobuf.message import Message
 
 from corrigo.server import auth
-from corrigo.server.errors import (
-    CorrigoError,
-    Internal,
-    InvalidArgument,
-    from_database_error,
-)
+from corrigo.server.errors import CorrigoError, Internal, InvalidArgument
+from corrigo.server.store.connections import call_deadline
 
 Middleware = Callable[
     [str, grpc.aio.ServicerContext, Message | None], AbstractAsyncContextManager[None]
@@ -209,6 +205,10 @@ async def map_errors(
 ) -> AsyncIterator[None]:
     """Domain errors become their status; anything unexpected becomes INTERNAL with an id
     that is also logged with the stack, and the client sees neither stack nor SQL."""
+    remaining = context.time_remaining()
+    if remaining is not None:
+        # The store waits for a database connection no longer than the call may last.
+        call_deadline.set(asyncio.get_running_loop().time() + remaining)
     try:
         yield
     except CorrigoError as err:
@@ -216,12 +216,7 @@ async def map_errors(
         await context.abort(status.code, status.details, status.trailing_metadata)
     except (grpc.aio.AbortError, grpc.aio.UsageError):
         raise
-    except Exception as error:
-        translated = from_database_error(error)
-        if translated is not None:
-            error_log.warning("database error in %s: %r", method, error)
-            status = translated.to_status()
-            await context.abort(status.code, status.details, status.trailing_metadata)
+    except Exception:
         error_id = uuid.uuid4().hex[:12]
         error_log.exception("unexpected error in %s (error id %s)", method, error_id)
         status = Internal.logged_as(error_id).to_status()

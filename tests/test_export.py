@@ -7,13 +7,14 @@ import datetime
 import json
 import re
 from collections.abc import Callable
+from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import field_mask_pb2, json_format
 
 from corrigo.client import CorrigoError
-from corrigo.server.store import database, drivers
+from corrigo.server.store import database, sqlite
 from corrigo.server.store import export as export_store
 from corrigo.v1 import datasets_pb2, models_pb2
 from corrigo.v1.comments_pb2 import Comment, Label, PredictedLabel
@@ -204,7 +205,6 @@ async def test_orderings_and_pages(org: Org) -> None:
 
 
 async def test_merge_and_in_filter_plans_agree(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
-    from corrigo.server.store import export as export_store
 
     corpus = await Corpus.make(org, 120)
     monkeypatch.setattr(export_store, "MERGE_SOURCES_MAX", 1)
@@ -427,13 +427,29 @@ async def _streamed(corpus: Corpus, **fields: object) -> list[str]:
 
 async def _watched_sqlite_corpus(
     org: Org, monkeypatch: pytest.MonkeyPatch
-) -> tuple[Corpus, _Spy, _Spy]:
-    """A corpus of 400, and spies on the loop's page reads and on the thread's page loop."""
+) -> tuple[Corpus, _Spy, _PagesInThread]:
+    """A corpus of 400, and spies on the pages read on the loop's thread and on those read
+    in a pool connection's thread."""
     if database.is_postgres(org.running.db_url):
         pytest.skip("pages are read on the event loop's thread on SQLite only")
     corpus = await Corpus.make(org, 400)
-    reads = _Spy(monkeypatch, drivers.LoopReader, "rows")
-    return corpus, reads, _Spy(monkeypatch, export_store, "_pages_in_thread")
+    reads = _Spy(monkeypatch, sqlite.LoopReads, "page")
+    return corpus, reads, _PagesInThread(monkeypatch)
+
+
+class _PagesInThread:
+    """Counts the export pages read on pool connections' threads."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = sqlite.SqliteConnection.execute
+
+        async def execute(conn: sqlite.SqliteConnection, sql: str, params: Any) -> Any:
+            if sql.startswith("SELECT page.id"):
+                self.calls += 1
+            return await original(conn, sql, params)
+
+        monkeypatch.setattr(sqlite.SqliteConnection, "execute", execute)
 
 
 async def test_sqlite_stream_reads_on_the_loop_thread(
@@ -452,9 +468,9 @@ async def test_sqlite_stream_moves_to_the_thread_when_slices_are_slow(
     corpus, reads, in_thread = await _watched_sqlite_corpus(org, monkeypatch)
     # Every slice counts as slow: a page of 20 (21 rows read) is two slices of 16, so the
     # reader is slow after the second page, and the other 18 are read in the thread.
-    monkeypatch.setattr(drivers.LoopReader, "SLOW_SLICE_SECONDS", -1.0)
+    monkeypatch.setattr(sqlite.Pace, "SLOW_SLICE_SECONDS", -1.0)
     assert await _streamed(corpus, limit=20) == corpus.by_timestamp()
-    assert (reads.calls, in_thread.calls) == (2, 1)
+    assert (reads.calls, in_thread.calls) == (2, 18)
 
 
 async def test_sqlite_stream_moves_to_the_thread_when_the_database_is_busy(
@@ -466,10 +482,11 @@ async def test_sqlite_stream_moves_to_the_thread_when_the_database_is_busy(
         return None if number >= 3 else await call()
 
     reads.answer = busy_from_the_third
-    # Two pages read on the loop, the third found the database busy: it and the rest
-    # come from the thread, none twice, none skipped.
+    # Two pages read on the loop; from the third on the loop finds the database busy
+    # (each page tries it again) and the page is read in a thread: none twice, none
+    # skipped.
     assert await _streamed(corpus, limit=30, include_total=True) == corpus.by_timestamp()
-    assert (reads.calls, in_thread.calls) == (3, 1)
+    assert (reads.calls, in_thread.calls) == (14, 12)
 
 
 async def test_syncs_during_a_stream_repeat_nothing_and_skip_nothing(org: Org) -> None:

@@ -22,7 +22,6 @@ from corrigo.server.store import (
 )
 from corrigo.server.store.correction import CorrectionChange, NewSession, SessionView, Status
 from corrigo.server.store.correction_documents import DocumentRow
-from corrigo.server.store.database import release_connection
 from corrigo.server.timestamps import to_proto
 from corrigo.server.validation import MAX_ID, Violations
 from corrigo.v1 import correction_pb2, correction_pb2_grpc, errors_pb2
@@ -366,8 +365,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
                 continue
             if status in _ENDS:
                 return
-            # Nothing new: wait without holding a pooled connection.
-            await release_connection()
+            # Nothing new: wait (no connection is held between reads).
             await asyncio.sleep(WATCH_POLL_SECONDS)
 
     async def ListCorrectionSessionChanges(

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from corrigo.server.store.database import Sql, as_datetime, fetch, loaded
+from corrigo.server.store.database import Sql, as_datetime, fetch
 from corrigo.server.store.identity import (
     TOKEN_COLUMNS,
     TOKEN_TABLES,
@@ -86,8 +86,7 @@ async def authenticate_in_project(
     project_id, name, title, created_at, role = row[_PROJECT_AT:_COMPANION_AT]
     if project_id is None:
         return Access(principal, None, None, [])
-    found = loaded(
-        Project,
+    found = Project(
         id=project_id,
         organization=principal.organization_id,
         name=name,

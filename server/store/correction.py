@@ -25,9 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import peewee
-from playhouse.pwasyncio import AsyncSqliteDatabase
 
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow
+from corrigo.server.store.database import BaseModel, atomic, database, is_sqlite, utcnow
 from corrigo.server.store.datasets import Dataset
 from corrigo.server.store.document_groups import DocumentGroupMember
 from corrigo.server.store.identity import Organization, User
@@ -149,14 +148,10 @@ class NewSession:
     planned: int
 
 
-def is_postgres() -> bool:
-    return not isinstance(database.obj, AsyncSqliteDatabase)
-
-
 def for_update(query: peewee.Select) -> peewee.Select:
     """The query locking the rows it reads, on PostgreSQL (SQLite's write transaction
     already excludes every other writer)."""
-    return query.for_update() if is_postgres() else query
+    return query.for_update() if not is_sqlite() else query
 
 
 async def find_model(project_id: int, model_id: int) -> MlModel | None:

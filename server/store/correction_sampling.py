@@ -25,7 +25,7 @@ from corrigo.server.store.correction import (
     CorrectionDocument,
     Status,
 )
-from corrigo.server.store.database import atomic, database
+from corrigo.server.store.database import atomic, database, execute, is_sqlite
 from corrigo.server.store.datasets import DatasetSource, Labelling
 from corrigo.server.store.models import ModelVersion, Prediction
 from corrigo.server.store.sources import Comment
@@ -115,10 +115,8 @@ async def sample(session_id: int) -> None:
         row = await correction.locked(session_id)
         if row is None or row.status != Status.SAMPLING:
             return
-        if correction.is_postgres():
-            await database.obj.aexecute_sql(
-                "SELECT pg_advisory_xact_lock(%s, %s)", (_SAMPLING_LOCK, row.project_id)
-            )
+        if not is_sqlite():
+            await execute("SELECT pg_advisory_xact_lock(%s, %s)", (_SAMPLING_LOCK, row.project_id))
         version_id = await _latest_version(row.model_id)
         scope = None
         if row.scoped:

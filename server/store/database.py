@@ -1,8 +1,10 @@
-"""The database: opening it from a URL, the model base class, and migrations.
+"""The database: opening it from a URL, the model base class, units of work, migrations.
 
-SQLite (aiosqlite) is the embedded default; a `postgresql://` URL selects PostgreSQL
-(asyncpg). All access goes through `playhouse.pwasyncio` (with the faster connections of
-`drivers`), so no query blocks the loop. Hot paths write their SQL out (`Sql`, `fetch`).
+Peewee is the model and query layer: models declare the tables and queries are built
+with Peewee. Statements run on the store's own connections (`connections`, with
+`sqlite` or `postgres` under it): Peewee's synchronous API runs inside `run`, and each
+statement it sends is awaited on the event loop. Hot paths write their SQL out (`Sql`,
+`fetch`).
 """
 
 from __future__ import annotations
@@ -10,19 +12,22 @@ from __future__ import annotations
 import asyncio
 import datetime
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
+import greenlet
 import peewee
 from playhouse.migrations import Runner
-from playhouse.pwasyncio import AsyncModel, AsyncPostgresqlDatabase, AsyncSqliteDatabase
 
-from corrigo.server.store.drivers import PostgresqlDatabase, SqliteDatabase, driver_errors
+from corrigo.server.store import connections
+from corrigo.server.store.connections import ConnectionLost, Pool, Result, held, unit
+from corrigo.server.store.postgres import PostgresConnection
+from corrigo.server.store.sqlite import LoopReads, Pace, SqliteConnection
 
-Database: TypeAlias = AsyncSqliteDatabase | AsyncPostgresqlDatabase
+T = TypeVar("T")
 
-# Models bind to this proxy; `open_database` points it at the real database.
+# Models bind to this proxy; `connect` points it at the real database.
 database = peewee.DatabaseProxy()
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,10 +37,182 @@ DEFAULT_URL = "sqlite:///corrigo.sqlite3"
 _MIGRATION_LOCK_KEY = 0x636F7272
 
 
-class BaseModel(AsyncModel):
+def _wait(awaitable: Any) -> Any:
+    """Inside `run`: hand `awaitable` to the task running it, and answer its result."""
+    parent = greenlet.getcurrent().parent
+    if parent is None:
+        raise RuntimeError("Peewee's synchronous API runs only inside database.run()")
+    return parent.switch(awaitable)
+
+
+async def run(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)` with Peewee's synchronous API (list(query), query.execute(), ...): it
+    runs in a greenlet, and each statement it sends is awaited here, on the loop."""
+    child = greenlet.greenlet(fn)
+    child.gr_context = greenlet.getcurrent().gr_context
+    value = child.switch(*args, **kwargs)
+    while not child.dead:
+        try:
+            answer = await value
+        except BaseException as error:
+            value = child.throw(error)
+        else:
+            value = child.switch(answer)
+    result: T = value
+    return result
+
+
+class Cursor:
+    """A statement's result as Peewee reads a DB-API cursor."""
+
+    def __init__(self, result: Result) -> None:
+        self._rows = iter(result.rows)
+        self.rowcount = result.rowcount
+        self.lastrowid = result.lastrowid
+        self.description = [(name,) for name in result.columns] or None
+
+    def fetchone(self) -> Any:
+        return next(self._rows, None)
+
+    def fetchmany(self, size: int = 1) -> list[Any]:
+        return [row for _, row in zip(range(size), self._rows, strict=False)]
+
+    def fetchall(self) -> list[Any]:
+        return list(self._rows)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self._rows
+
+    def close(self) -> None:
+        self._rows = iter(())
+
+
+class _Store:
+    """What both databases share: Peewee's statements run by `execute`, transactions by
+    `connections`, and the async counterparts of Peewee's query methods."""
+
+    pool: Pool
+    begin_statement: str
+    loop_reads: LoopReads | None = None
+
+    def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
+        return Cursor(_wait(execute(sql, params or ())))
+
+    # Peewee's own transactions (migrations only) through the unit's connection.
+    def begin(self, *args: Any, **kwargs: Any) -> None:
+        self.execute_sql("BEGIN")
+
+    def commit(self) -> None:
+        self.execute_sql("COMMIT")
+
+    def rollback(self) -> None:
+        self.execute_sql("ROLLBACK")
+
+    async def list(self, query: Any) -> list[Any]:
+        return await run(list, query)
+
+    async def aexecute(self, query: Any) -> Any:
+        return await run(query.execute)
+
+    async def scalar(self, query: Any) -> Any:
+        return await run(query.scalar)
+
+    async def count(self, query: Any) -> int:
+        return await run(query.count)
+
+    async def exists(self, query: Any) -> bool:
+        return await run(query.exists)
+
+    async def close_pool(self) -> None:
+        if self.loop_reads is not None:
+            self.loop_reads.close()
+        await self.pool.close()
+
+
+class SqliteDatabase(_Store, peewee.SqliteDatabase):
+    # The write lock is taken up front: a deferred transaction that read first cannot
+    # wait for a concurrent writer and fails at once with "database is locked", while an
+    # immediate one queues behind it.
+    begin_statement = "BEGIN IMMEDIATE"
+
+    def __init__(self, path: str, pool_size: int) -> None:
+        super().__init__(path)
+        # An in-memory database is one connection's own: one connection, no loop reads.
+        memory = path == ":memory:"
+        self.pool = Pool(lambda: SqliteConnection.open(path), 1 if memory else pool_size)
+        self.loop_reads = None if memory else LoopReads(path)
+
+
+class PostgresqlDatabase(_Store, peewee.PostgresqlDatabase):
+    begin_statement = "BEGIN"
+
+    def __init__(self, url: str, pool_size: int) -> None:
+        super().__init__(url)
+        self.pool = Pool(lambda: PostgresConnection.open(url), pool_size)
+
+
+Database: TypeAlias = SqliteDatabase | PostgresqlDatabase
+
+
+def _store() -> Database:
+    db: Database = database.obj
+    return db
+
+
+def is_sqlite() -> bool:
+    return isinstance(database.obj, SqliteDatabase)
+
+
+def _is_read(sql: str) -> bool:
+    return sql.lstrip()[:6].upper() == "SELECT"
+
+
+async def execute(sql: str, params: Sequence[Any]) -> Result:
+    """Run one statement: on the current unit's connection, or in a unit of its own. A
+    read that lost its connection before answering is tried once more on a fresh one."""
+    conn = held()
+    if conn is not None:
+        return await conn.execute(sql, params)
+    pool = _store().pool
+    try:
+        async with unit(pool) as conn:
+            return await conn.execute(sql, params)
+    except ConnectionLost:
+        if not _is_read(sql):
+            raise
+    async with unit(pool) as conn:
+        return await conn.execute(sql, params)
+
+
+# Typed as Any, as Peewee's models are dynamic: fields add `<name>_id` attributes.
+_Model: Any = peewee.Model
+
+
+class BaseModel(_Model):
+    """Models with async counterparts of Peewee's lookups."""
+
     class Meta:
         database = database
         legacy_table_names = False
+
+    @classmethod
+    async def acreate(cls: type[M], **values: Any) -> M:
+        return await run(cls.create, **values)
+
+    @classmethod
+    async def aget(cls: type[M], *query: Any, **filters: Any) -> M:
+        return await run(cls.get, *query, **filters)
+
+    @classmethod
+    async def aget_or_none(cls: type[M], *query: Any, **filters: Any) -> M | None:
+        return await run(cls.get_or_none, *query, **filters)
+
+    @classmethod
+    async def aget_by_id(cls: type[M], pk: Any) -> M:
+        return await run(cls.get_by_id, pk)
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def as_datetime(value: Any) -> datetime.datetime | None:
@@ -45,20 +222,6 @@ def as_datetime(value: Any) -> datetime.datetime | None:
     if value is None or isinstance(value, datetime.datetime):
         return value
     return datetime.datetime.fromisoformat(value)
-
-
-M = TypeVar("M", bound=peewee.Model)
-
-
-def loaded(model: type[M], **values: Any) -> M:
-    """A `model` instance of a row read by hand-written SQL, its fields' values as given.
-    (Model(**values) sets each field through its descriptor, marking it changed: on a
-    hot path, more than the read itself costs.)"""
-    instance = model.__new__(model)
-    instance.__data__ = values
-    instance._dirty = set()  # type: ignore[attr-defined]
-    instance.__rel__ = {}
-    return instance
 
 
 def utcnow() -> datetime.datetime:
@@ -79,67 +242,41 @@ def sqlite_path(url: str) -> str:
     return url
 
 
-def connect(url: str, *, pool_size: int = 10) -> Database:
+def connect(url: str, *, pool_size: int = 15) -> Database:
     """Open the database named by `url` and bind the models to it."""
     db: Database
     if is_postgres(url):
-        db = PostgresqlDatabase(url, pool_size=pool_size, pool_min_size=1)
+        db = PostgresqlDatabase(url, pool_size)
     else:
         path = sqlite_path(url)
         if path != ":memory:":
-            parent = os.path.dirname(os.path.abspath(path))
-            os.makedirs(parent, exist_ok=True)
-        db = SqliteDatabase(
-            path,
-            pool_size=pool_size,
-            # WAL with synchronous=NORMAL: a committed transaction survives a process
-            # crash; busy_timeout lets writers queue instead of failing at once.
-            pragmas={
-                "journal_mode": "wal",
-                "synchronous": "normal",
-                "foreign_keys": 1,
-                "busy_timeout": 10000,
-            },
-        )
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        db = SqliteDatabase(path, pool_size)
     database.initialize(db)
     return db
 
 
 async def migrate(db: Database) -> list[str]:
-    """Apply pending migrations; answers the names applied."""
-
-    def run() -> list[str]:
-        if isinstance(db, AsyncPostgresqlDatabase):
-            db.execute_sql("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
+    """Apply pending migrations; answers the names applied. One connection serves the
+    whole run, for the transactions Peewee's migrator opens."""
+    async with unit(db.pool):
+        if isinstance(db, PostgresqlDatabase):
+            await execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
             try:
-                return list(Runner(db, str(MIGRATIONS)).up())
+                return await run(lambda: list(Runner(db, str(MIGRATIONS)).up()))
             finally:
-                db.execute_sql("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
-        return list(Runner(db, str(MIGRATIONS)).up())
-
-    return await db.run(run)
+                await execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
+        return await run(lambda: list(Runner(db, str(MIGRATIONS)).up()))
 
 
 async def close(db: Database) -> None:
     await db.close_pool()
 
 
-async def release_connection() -> None:
-    """Give the calling task's pooled connection back (outside a transaction). For a
-    long-lived task that waits between queries, such as a watch stream: a task keeps its
-    connection until it ends otherwise. The next query takes one again."""
-    await database.obj.aclose()
-
-
 def atomic() -> Any:
-    """`async with atomic():` a write transaction (a savepoint when nested). On SQLite it
-    takes the write lock up front (BEGIN IMMEDIATE): a deferred transaction that read
-    first cannot wait for a concurrent writer and fails at once with "database is
-    locked", while an immediate one queues behind it (busy_timeout)."""
-    db = database.obj
-    if isinstance(db, AsyncSqliteDatabase):
-        return db.atomic(lock_type="IMMEDIATE")
-    return db.atomic()
+    """`async with atomic():` a write transaction (a savepoint when nested)."""
+    db = _store()
+    return connections.transaction(db.pool, db.begin_statement)
 
 
 class Sql:
@@ -159,33 +296,52 @@ class Sql:
         return rendered
 
 
+async def fetch(statement: Sql, params: Sequence[Any]) -> list[Any]:
+    """The rows of a small indexed read (on SQLite outside a unit, on the loop's thread)."""
+    db = _store()
+    sql = statement.render(db)
+    if db.loop_reads is not None and held() is None:
+        rows = db.loop_reads.rows(sql, params)
+        if rows is not None:
+            return rows
+    return (await execute(sql, params)).rows
+
+
+async def read_page(statement: Sql, params: Sequence[Any], pace: Pace) -> list[Any]:
+    """The rows of one page of a long read (on SQLite, on the loop's thread a slice at a
+    time while `pace` says the rows come quickly)."""
+    db = _store()
+    sql = statement.render(db)
+    if db.loop_reads is not None and held() is None and not pace.slow:
+        rows = await db.loop_reads.page(sql, params, pace)
+        if rows is not None:
+            return rows
+    return (await execute(sql, params)).rows
+
+
 class Overlapped:
-    """One statement at a time running on a held connection (`aconnect()`'s, such as a
+    """One statement at a time running on the current unit's connection (such as a
     transaction's) while the task goes on: `await start(...)`, then `await result()` for
     its rows. Leaving the block waits for a statement still running, whatever happened."""
 
-    def __init__(self, connection: Any) -> None:
-        self._connection = connection
-        self._running: asyncio.Future[Any] | None = None
+    def __init__(self) -> None:
+        conn = held()
+        assert conn is not None, "Overlapped runs inside a unit of work"
+        self._connection = conn
+        self._running: asyncio.Future[Result] | None = None
 
     async def start(self, statement: Sql, params: Sequence[Any]) -> None:
         assert self._running is None, "one statement at a time"
-        sql = statement.render(database.obj)
-        self._running = asyncio.ensure_future(self._execute(sql, params))
+        sql = statement.render(_store())
+        self._running = asyncio.ensure_future(self._connection.execute(sql, params))
         # A task first runs when its creator yields: one turn of the loop hands the
         # statement to the driver, so the database works while the caller goes on.
         await asyncio.sleep(0)
 
-    async def _execute(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with driver_errors:
-            cursor = await self._connection.execute(sql, params)
-        rows: list[Any] = cursor.fetchall()
-        return rows
-
     async def result(self) -> list[Any]:
         """The rows of the statement started last ([] when none is running)."""
         running, self._running = self._running, None
-        return await running if running is not None else []
+        return (await running).rows if running is not None else []
 
     async def __aenter__(self) -> Overlapped:
         return self
@@ -200,12 +356,3 @@ class Overlapped:
         await asyncio.wait([running])
         if not running.cancelled():
             running.exception()  # retrieved: the block's own error is the one raised
-
-
-async def fetch(statement: Sql, params: Sequence[Any]) -> list[Any]:
-    """The rows of a small indexed read on the bound database (`drivers`: outside a
-    transaction it holds no connection past itself, and on SQLite it runs on the loop's
-    thread)."""
-    db = database.obj
-    rows: list[Any] = await db.read(statement.render(db), params)
-    return rows

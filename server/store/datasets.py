@@ -22,7 +22,6 @@ from corrigo.server.store.database import (
     atomic,
     database,
     fetch,
-    loaded,
     utcnow,
 )
 from corrigo.server.store.projects import Membership, Project
@@ -154,8 +153,7 @@ _DATASET = Sql(f"SELECT {_COLUMNS} FROM dataset AS d WHERE d.project_id = ? AND 
 
 
 def _dataset_of(project_id: int, row: Sequence[Any]) -> Dataset:
-    return loaded(
-        Dataset,
+    return Dataset(
         id=row[0],
         project=project_id,
         hex_id=row[1],

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import peewee
-from playhouse.pwasyncio import AsyncSqliteDatabase
 
 from corrigo.server.errors import NotFound
-from corrigo.server.store.database import BaseModel, database, utcnow
+from corrigo.server.store.database import BaseModel, atomic, database, is_sqlite, utcnow
 from corrigo.server.store.identity import Organization
 from corrigo.server.store.practice_sessions import PracticeEvent, PracticeSession
 from corrigo.v1 import errors_pb2
@@ -73,15 +72,6 @@ class Scheduled:
     scheduled_at: Any
 
 
-def _write_transaction() -> Any:
-    """A transaction that takes the write lock at once on SQLite (a deferred one could
-    fail to upgrade from reading to writing while another connection writes)."""
-    db = database.obj
-    if isinstance(db, AsyncSqliteDatabase):
-        return db.atomic(lock_type="IMMEDIATE")
-    return db.atomic()
-
-
 async def _retrying(operation: Callable[[], Awaitable[T]]) -> T:
     """Run `operation` (one transaction), again on a unique-constraint conflict or a
     PostgreSQL serialization failure / deadlock (both raised as OperationalError)."""
@@ -98,7 +88,7 @@ async def _retrying(operation: Callable[[], Awaitable[T]]) -> T:
 
 async def _lock_state(org_id: int) -> ImprovementState:
     query = ImprovementState.select().where(ImprovementState.organization == org_id)
-    if not isinstance(database.obj, AsyncSqliteDatabase):
+    if not is_sqlite():
         query = query.for_update()
     state: ImprovementState = (await database.list(query))[0]
     return state
@@ -129,7 +119,7 @@ async def schedule(org_id: int, session_id: int) -> Scheduled:
     await _ensure_state(org_id)
 
     async def attempt() -> Scheduled:
-        async with _write_transaction():
+        async with atomic():
             state = await _lock_state(org_id)
             # Another replica may have scheduled it while this one waited for the lock.
             again = await scheduled(session_id)
@@ -173,7 +163,7 @@ async def release(org_id: int, release_id: str) -> ImprovementBatch:
     await _ensure_state(org_id)
 
     async def attempt() -> ImprovementBatch:
-        async with _write_transaction():
+        async with atomic():
             state = await _lock_state(org_id)
             again = await _released_as(org_id, release_id)
             if again is not None:

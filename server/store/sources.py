@@ -30,7 +30,6 @@ from corrigo.server.store.database import (
     atomic,
     database,
     fetch,
-    loaded,
     utcnow,
 )
 from corrigo.server.store.projects import Project
@@ -120,8 +119,7 @@ async def get_source(project: Project, name: str) -> Source:
     if not rows:
         raise NotFound(f"source {project.name}/{name} not found")
     source_id, hex_id, title, description, created_at, updated_at = rows[0]
-    return loaded(
-        Source,
+    return Source(
         id=source_id,
         project=project.id,
         hex_id=hex_id,
@@ -220,45 +218,43 @@ async def sync(
         "SELECT comment_id, content_hash, ts_us, created_us, ts_moved_us FROM comment "
         f"WHERE source_id = ? AND comment_id IN ({', '.join('?' * len(ids))})"
     )
-    async with atomic():
-        connection = await database.obj.aconnect()  # the transaction's
-        async with Overlapped(connection) as overlapped:
-            await overlapped.start(lookup, [source.id, *ids])
-            existing: dict[str, Sequence[Any]] | None = None
-            for part in parts:
-                synced = [c.SerializeToString(deterministic=True) for c in part]
-                if existing is None:
-                    existing = {row[0]: row[1:] for row in await overlapped.result()}
-                params: list[object] = []
-                for i, comment in enumerate(part):
-                    digest = _digest(synced[i])
-                    comment_id = comment.id
-                    ts_us = comment.timestamp.seconds * 1_000_000 + comment.timestamp.nanos // 1000
-                    known = existing.get(comment_id)
-                    if known is None:
-                        counts["new"] += 1
-                        created_us, moved_us = now_us, None
-                    elif known[0] == digest:
-                        counts["unchanged"] += 1
-                        continue
-                    else:
-                        counts["updated"] += 1
-                        old_ts, created_us, moved_us = known[1], known[2], known[3]
-                        if old_ts != ts_us:
-                            moved_us = now_us
-                    params += (
-                        source.id,
-                        comment_id,
-                        ts_us,
-                        created_us,
-                        moved_us,
-                        digest,
-                        bodies.body(synced[i], comment_id, created_us),
-                    )
-                await overlapped.result()
-                if params:
-                    await overlapped.start(_upsert(len(params) // 7), params)
+    async with atomic(), Overlapped() as overlapped:
+        await overlapped.start(lookup, [source.id, *ids])
+        existing: dict[str, Sequence[Any]] | None = None
+        for part in parts:
+            synced = [c.SerializeToString(deterministic=True) for c in part]
+            if existing is None:
+                existing = {row[0]: row[1:] for row in await overlapped.result()}
+            params: list[object] = []
+            for i, comment in enumerate(part):
+                digest = _digest(synced[i])
+                comment_id = comment.id
+                ts_us = comment.timestamp.seconds * 1_000_000 + comment.timestamp.nanos // 1000
+                known = existing.get(comment_id)
+                if known is None:
+                    counts["new"] += 1
+                    created_us, moved_us = now_us, None
+                elif known[0] == digest:
+                    counts["unchanged"] += 1
+                    continue
+                else:
+                    counts["updated"] += 1
+                    old_ts, created_us, moved_us = known[1], known[2], known[3]
+                    if old_ts != ts_us:
+                        moved_us = now_us
+                params += (
+                    source.id,
+                    comment_id,
+                    ts_us,
+                    created_us,
+                    moved_us,
+                    digest,
+                    bodies.body(synced[i], comment_id, created_us),
+                )
             await overlapped.result()
+            if params:
+                await overlapped.start(_upsert(len(params) // 7), params)
+        await overlapped.result()
     statistics.comments_inserted(counts["new"])
     return SyncCounts(**counts)
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from playhouse.pwasyncio import AsyncPostgresqlDatabase
-
-from corrigo.server.store.database import database
+from corrigo.server.store.database import execute, is_sqlite
 
 ANALYZE_AFTER = 5000
 
@@ -26,7 +24,7 @@ _running: set[asyncio.Task[None]] = set()
 
 def comments_inserted(count: int) -> None:
     global _inserted
-    if not isinstance(database.obj, AsyncPostgresqlDatabase):
+    if is_sqlite():
         return
     _inserted += count
     if _inserted >= ANALYZE_AFTER and not _running:
@@ -38,6 +36,6 @@ def comments_inserted(count: int) -> None:
 
 async def _analyze() -> None:
     try:
-        await database.obj.aexecute_sql("ANALYZE comment")
+        await execute("ANALYZE comment", ())
     except Exception:
         log.exception("ANALYZE comment failed")

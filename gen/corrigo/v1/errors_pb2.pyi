@@ -54,6 +54,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The database cannot be reached or is busy (shutting down, locked, restarting);
     retrying later succeeds.
     """
+    STORAGE_FULL: _ErrorReason.ValueType  # 15
+    """The database's storage is full (SQLite's disk, PostgreSQL's "could not extend
+    file"); reads keep working, and writes work again once space is freed.
+    """
     SESSION_MODEL_RETIRED: _ErrorReason.ValueType  # 40
     """The session model was retired when the practice session's class changed; record
     responses against one of the session's active models.
@@ -116,6 +120,10 @@ INTERNAL_ERROR: ErrorReason.ValueType  # 13
 DATABASE_UNAVAILABLE: ErrorReason.ValueType  # 14
 """The database cannot be reached or is busy (shutting down, locked, restarting);
 retrying later succeeds.
+"""
+STORAGE_FULL: ErrorReason.ValueType  # 15
+"""The database's storage is full (SQLite's disk, PostgreSQL's "could not extend
+file"); reads keep working, and writes work again once space is freed.
 """
 SESSION_MODEL_RETIRED: ErrorReason.ValueType  # 40
 """The session model was retired when the practice session's class changed; record

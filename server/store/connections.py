@@ -1,0 +1,251 @@
+"""Connections: which one a statement runs on, and for how long it is held.
+
+The lifecycle of a connection:
+- A `Pool` opens connections when they are first needed, up to its size, and keeps
+  the idle ones open.
+- A unit of work takes one and gives it back when it ends: `unit()` (one statement, or
+  one page of a read) or `transaction()` (BEGIN .. COMMIT). Nothing holds a connection
+  between units: a stream reads, gives the connection back, then sends.
+- Taking one waits at most until the call's deadline (`call_deadline`), and never more
+  than ACQUIRE_SECONDS: then UNAVAILABLE, which a client may retry.
+- A unit that ends in an error or a cancellation gives its connection back only once it
+  is clean (its statement in flight finished, its transaction rolled back). That
+  clean-up runs in a task of its own, so a second cancellation cannot cut it short.
+- A connection that broke (the database went away, a statement was cut mid-way) is
+  closed, never reused; the next unit opens a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from corrigo.server.errors import Unavailable
+
+log = logging.getLogger("corrigo.store")
+
+# The longest a unit waits for a connection when its call has no earlier deadline.
+ACQUIRE_SECONDS = 10.0
+
+# When the current call must be answered (the event loop's clock), if it has a deadline.
+call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "corrigo_call_deadline", default=None
+)
+
+
+class ConnectionLost(Unavailable):
+    """The connection broke under a statement; the unit's connection is discarded."""
+
+    def __init__(self) -> None:
+        super().__init__("the database connection was lost; retry shortly")
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a statement answered: its rows, and what a write reports."""
+
+    rows: list[Any]
+    rowcount: int = -1
+    lastrowid: int | None = None
+    columns: Sequence[str] = ()
+
+
+class Connection(Protocol):
+    """A database connection as the pool hands it out."""
+
+    broken: bool
+
+    async def execute(self, sql: str, params: Sequence[Any]) -> Result: ...
+
+    async def settle(self) -> None:
+        """Wait until no statement of this connection is running."""
+
+    def in_transaction(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class Pool:
+    """Up to `size` connections opened by `opener`; `slots` bounds how many are out at once
+    (idle ones are reused first)."""
+
+    def __init__(self, opener: Callable[[], Awaitable[Connection]], size: int) -> None:
+        self._opener = opener
+        self._slots = asyncio.Semaphore(size)
+        self._idle: list[Connection] = []
+        self._cleanups: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.size = size
+        self.in_use = 0
+
+    async def acquire(self) -> Connection:
+        """A connection for one unit of work: UNAVAILABLE when none can be had before the
+        call's deadline, or the database cannot be reached."""
+        if self._closed:
+            raise Unavailable("the server is shutting down; retry on another replica")
+        try:
+            async with asyncio.timeout(_wait_limit()):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise Unavailable("no database connection is free; retry shortly") from None
+        self.in_use += 1
+        try:
+            if self._idle:
+                return self._idle.pop()
+            async with asyncio.timeout(_wait_limit()):
+                return await self._opener()
+        except BaseException as error:
+            self.in_use -= 1
+            self._slots.release()
+            if isinstance(error, Unavailable | asyncio.CancelledError):
+                raise
+            if isinstance(error, TimeoutError | OSError):
+                log.warning("cannot open a database connection: %r", error)
+                raise Unavailable("the database cannot be reached; retry shortly") from None
+            raise
+
+    def release(self, conn: Connection, *, failed: bool) -> None:
+        """Give `conn` back. After a failure it is cleaned (or closed) first, in a task of
+        its own; a clean connection goes back at once."""
+        if not failed and not conn.broken and not self._closed:
+            self._idle.append(conn)
+            self._put_back()
+            return
+        task = asyncio.get_running_loop().create_task(self._cleaned(conn))
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    async def _cleaned(self, conn: Connection) -> None:
+        try:
+            await conn.settle()
+            if not conn.broken and conn.in_transaction():
+                await conn.execute("ROLLBACK", ())
+        except Exception as error:
+            log.warning("discarding a database connection that could not be cleaned: %r", error)
+            conn.broken = True
+        try:
+            if conn.broken or self._closed:
+                await _closed_quietly(conn)
+            else:
+                self._idle.append(conn)
+        finally:
+            self._put_back()
+
+    def _put_back(self) -> None:
+        self.in_use -= 1
+        self._slots.release()
+
+    async def close(self) -> None:
+        """Close every connection, once the clean-ups in flight are done."""
+        self._closed = True
+        while self._cleanups:
+            await asyncio.gather(*list(self._cleanups), return_exceptions=True)
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            await _closed_quietly(conn)
+
+
+async def _closed_quietly(conn: Connection) -> None:
+    try:
+        await conn.close()
+    except Exception as error:  # a connection that broke may fail to close: it is gone
+        log.debug("closing a database connection failed: %r", error)
+
+
+def _wait_limit() -> float:
+    deadline = call_deadline.get()
+    if deadline is None:
+        return ACQUIRE_SECONDS
+    return max(0.0, min(ACQUIRE_SECONDS, deadline - asyncio.get_running_loop().time()))
+
+
+# The connection the current task's unit of work holds, and its savepoint depth.
+_held: contextvars.ContextVar[_Held | None] = contextvars.ContextVar("corrigo_held", default=None)
+
+
+@dataclass
+class _Held:
+    conn: Connection
+    in_transaction: bool
+    # The task of the unit: a task it starts inherits the context, not the connection.
+    owner: asyncio.Task[Any] | None
+    savepoints: int = 0
+
+
+def _current() -> _Held | None:
+    current = _held.get()
+    if current is None or current.owner is not asyncio.current_task():
+        return None
+    return current
+
+
+def held() -> Connection | None:
+    """The connection of the current task's unit of work, if it is in one."""
+    current = _current()
+    return current.conn if current is not None else None
+
+
+@contextlib.asynccontextmanager
+async def unit(pool: Pool) -> AsyncIterator[Connection]:
+    """A connection for the block (the enclosing unit's, inside one)."""
+    current = _current()
+    if current is not None:
+        yield current.conn
+        return
+    conn = await pool.acquire()
+    token = _held.set(_Held(conn, in_transaction=False, owner=asyncio.current_task()))
+    failed = True
+    try:
+        yield conn
+        failed = False
+    finally:
+        _held.reset(token)
+        pool.release(conn, failed=failed)
+
+
+@contextlib.asynccontextmanager
+async def transaction(pool: Pool, begin: str) -> AsyncIterator[Connection]:
+    """A transaction for the block, begun with `begin`: committed when the block ends,
+    rolled back when it raises or is cancelled. Inside another, a savepoint."""
+    current = _current()
+    if current is not None and current.in_transaction:
+        async with _savepoint(current):
+            yield current.conn
+        return
+    if current is not None:
+        raise RuntimeError("a transaction cannot start inside a unit that holds a read")
+    conn = await pool.acquire()
+    token = _held.set(_Held(conn, in_transaction=True, owner=asyncio.current_task()))
+    failed = True
+    try:
+        await conn.execute(begin, ())
+        yield conn
+        await conn.execute("COMMIT", ())
+        failed = False
+    finally:
+        _held.reset(token)
+        pool.release(conn, failed=failed)
+
+
+@contextlib.asynccontextmanager
+async def _savepoint(current: _Held) -> AsyncIterator[None]:
+    current.savepoints += 1
+    name = f"s{current.savepoints}"
+    await current.conn.execute(f"SAVEPOINT {name}", ())
+    try:
+        yield
+    except BaseException:
+        # A cancelled task's savepoint is left to the outer transaction's rollback.
+        with contextlib.suppress(BaseException):
+            await current.conn.execute(f"ROLLBACK TO SAVEPOINT {name}", ())
+            await current.conn.execute(f"RELEASE SAVEPOINT {name}", ())
+        raise
+    else:
+        await current.conn.execute(f"RELEASE SAVEPOINT {name}", ())
+    finally:
+        current.savepoints -= 1

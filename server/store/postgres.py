@@ -1,0 +1,127 @@
+"""PostgreSQL through asyncpg's public connection API: statements run on the event loop,
+prepared once per connection by asyncpg's statement cache."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+import peewee
+
+from corrigo.server.errors import StorageFull, Unavailable, unstorable_value
+from corrigo.server.store.connections import ConnectionLost, Result, log
+
+# Errors that leave the connection unusable: it is discarded.
+_CONNECTION_ERRORS = (
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    OSError,
+)
+_PLACEHOLDER = re.compile(r"%s")
+# Statements whose rows are answered (the rest answer a command status with a count).
+_ROWS_HEADS = ("SELECT", "WITH", "VALUES", "SHOW")
+
+
+def translated(error: Exception) -> Exception:
+    """The error a caller can act on for an asyncpg error (peewee's types for the rest, so
+    the store catches one family whatever the database)."""
+    if isinstance(error, asyncpg.exceptions.DiskFullError):
+        log.warning("the database's storage is full: %s", error)
+        return StorageFull("the database's storage is full; free space and retry")
+    if isinstance(error, asyncpg.exceptions.IntegrityConstraintViolationError):
+        return peewee.IntegrityError(*error.args)
+    if isinstance(error, asyncpg.exceptions.DataError):
+        return unstorable_value()
+    if isinstance(
+        error,
+        asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.TooManyConnectionsError
+        | asyncpg.exceptions.InsufficientResourcesError,
+    ):
+        log.warning("the database refuses connections: %s", error)
+        return Unavailable("the database is starting, stopping or busy; retry shortly")
+    if isinstance(error, asyncpg.exceptions.TransactionRollbackError):
+        # Serialization failures and deadlocks: the transaction may be retried.
+        return peewee.OperationalError(*error.args)
+    return peewee.DatabaseError(*error.args)
+
+
+@functools.lru_cache(maxsize=4096)
+def numbered(sql: str) -> str:
+    """Peewee's `%s` placeholders as asyncpg's `$1, $2, ...`."""
+    counter = itertools.count(1)
+    return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+
+
+@functools.lru_cache(maxsize=4096)
+def _returns_rows(sql: str) -> bool:
+    return sql.lstrip()[:6].upper().startswith(_ROWS_HEADS) or " RETURNING " in sql
+
+
+def _rowcount(status: str) -> int:
+    # A command status ends with its row count: "UPDATE 3", "INSERT 0 3", "DELETE 0".
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
+
+
+class PostgresConnection:
+    """A pool connection. A statement cut mid-way (its call cancelled) leaves the
+    connection in an unknown state: it is marked broken and closed."""
+
+    broken = False
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, dsn: str) -> PostgresConnection:
+        try:
+            return cls(await asyncpg.connect(dsn))
+        except (*_CONNECTION_ERRORS, asyncpg.exceptions.PostgresError) as error:
+            if isinstance(error, asyncpg.exceptions.InvalidCatalogNameError):
+                raise  # a database that does not exist is a configuration error
+            log.warning("cannot connect to PostgreSQL: %r", error)
+            raise Unavailable("the database cannot be reached; retry shortly") from None
+
+    async def execute(self, sql: str, params: Sequence[Any]) -> Result:
+        if params:
+            sql = numbered(sql)
+        try:
+            if _returns_rows(sql):
+                records = await self._conn.fetch(sql, *params)
+                columns = list(records[0].keys()) if records else []
+                return Result(records, len(records), None, columns)
+            status = await self._conn.execute(sql, *params)
+            return Result([], _rowcount(status))
+        except asyncio.CancelledError:
+            self.broken = True
+            raise
+        except _CONNECTION_ERRORS as error:
+            self.broken = True
+            log.warning("lost a PostgreSQL connection: %r", error)
+            raise ConnectionLost() from None
+        except asyncpg.exceptions.PostgresError as error:
+            raise translated(error) from None
+
+    async def settle(self) -> None:
+        """Nothing runs past a statement's await: a cut one marks the connection broken."""
+
+    def in_transaction(self) -> bool:
+        in_transaction: bool = self._conn.is_in_transaction()
+        return in_transaction
+
+    async def close(self) -> None:
+        if self.broken or self._conn.is_closed():
+            self._conn.terminate()
+            return
+        try:
+            await asyncio.wait_for(self._conn.close(), timeout=2)
+        except (TimeoutError, *_CONNECTION_ERRORS):
+            self._conn.terminate()

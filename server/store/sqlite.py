@@ -1,0 +1,234 @@
+"""SQLite through the standard library's `sqlite3`: pool connections, each on a thread
+of its own, and reads on the event loop's own thread.
+
+A read of a few indexed rows takes less time than handing it to another thread and
+back, so small reads and export pages outside a transaction run on the loop's thread
+(`LoopReads`) on connections that never wait: a busy database answers at once (in WAL
+mode a reader waits only in rare moments, such as a checkpoint resetting the log), and
+the read then goes to a pool connection's thread instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import peewee
+
+from corrigo.server.errors import StorageFull, Unavailable, unstorable_value
+from corrigo.server.store.connections import Result, log
+
+T = TypeVar("T")
+
+# WAL with synchronous=NORMAL: a committed transaction survives a process crash.
+PRAGMAS = (("journal_mode", "wal"), ("synchronous", "normal"), ("foreign_keys", "1"))
+# How long a writer queues behind another one before the call answers UNAVAILABLE.
+BUSY_SECONDS = 10.0
+
+
+def translated(error: sqlite3.Error) -> Exception:
+    """The error a caller can act on for a `sqlite3` error (peewee's types for the rest, so
+    the store catches one family whatever the database)."""
+    code = (error.sqlite_errorcode or 0) & 0xFF
+    if code == sqlite3.SQLITE_FULL:
+        log.warning("the database's disk is full: %s", error)
+        return StorageFull("the database's disk is full; free space and retry")
+    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return Unavailable("the database is busy; retry shortly")
+    if isinstance(error, sqlite3.IntegrityError):
+        return peewee.IntegrityError(*error.args)
+    if isinstance(error, sqlite3.DataError):
+        return unstorable_value()
+    if isinstance(error, sqlite3.OperationalError):
+        return peewee.OperationalError(*error.args)
+    return peewee.DatabaseError(*error.args)
+
+
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    for name, value in PRAGMAS:
+        conn.execute(f"PRAGMA {name} = {value}")
+    return conn
+
+
+def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Result:
+    cursor = conn.execute(sql, params)
+    try:
+        rows = cursor.fetchall()
+        columns = [d[0] for d in cursor.description] if cursor.description else ()
+        return Result(rows, cursor.rowcount, cursor.lastrowid, columns)
+    finally:
+        cursor.close()
+
+
+class SqliteConnection:
+    """A pool connection; its statements run one at a time on its own thread."""
+
+    broken = False
+
+    def __init__(self, conn: sqlite3.Connection, thread: ThreadPoolExecutor) -> None:
+        self._conn = conn
+        self._thread = thread
+        self._running: Future[Any] | None = None
+
+    @classmethod
+    async def open(cls, path: str) -> SqliteConnection:
+        thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corrigo-sqlite")
+        try:
+            conn = await asyncio.wrap_future(thread.submit(_connect, path, BUSY_SECONDS))
+        except BaseException as error:
+            thread.shutdown(wait=False)
+            if isinstance(error, sqlite3.Error):
+                raise translated(error) from None
+            raise
+        return cls(conn, thread)
+
+    async def execute(self, sql: str, params: Sequence[Any]) -> Result:
+        return await self.call(_run, sql, params)
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(the sqlite3 connection, *args)` on the connection's thread."""
+        work = self._thread.submit(fn, self._conn, *args)
+        self._running = work
+        try:
+            return await asyncio.wrap_future(work)
+        except sqlite3.Error as error:
+            raise translated(error) from None
+
+    async def settle(self) -> None:
+        running = self._running
+        if running is not None and not running.done():
+            await asyncio.wait([asyncio.wrap_future(running)])
+
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    async def close(self) -> None:
+        await self.settle()
+        await asyncio.wrap_future(self._thread.submit(self._conn.close))
+        self._thread.shutdown(wait=False)
+
+
+class Pace:
+    """How quickly one reader's pages come from the loop's thread. Rows not in the page
+    cache make the loop wait for the disk: after SLOW_SLICES slices in a row slower than
+    SLOW_SLICE_SECONDS (one alone may be the process losing its core) the reader's
+    later pages are read in a pool connection's thread."""
+
+    SLOW_SLICE_SECONDS = 0.005
+    SLOW_SLICES = 3
+
+    def __init__(self) -> None:
+        self.slow_in_a_row = 0
+
+    @property
+    def slow(self) -> bool:
+        return self.slow_in_a_row >= self.SLOW_SLICES
+
+    def measured(self, seconds: float) -> None:
+        self.slow_in_a_row = self.slow_in_a_row + 1 if seconds > self.SLOW_SLICE_SECONDS else 0
+
+
+class LoopReads:
+    """Reads on the event loop's thread, on read-only connections with no busy timeout.
+    A page is read SLICE_ROWS rows at a time, the loop serving other calls between
+    slices, on a connection of its own (a cursor open across slices holds its snapshot:
+    a shared connection would answer other reads from it)."""
+
+    SLICE_ROWS = 16
+    # Page readers kept open; more pages at once are read in pool connections' threads.
+    PAGE_CONNECTIONS = 4
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._thread: int | None = None
+        self._small: sqlite3.Connection | None = None
+        self._idle_pages: list[sqlite3.Connection] = []
+        self._pages_out = 0
+        self._closed = False
+
+    def _usable(self) -> bool:
+        """Only on the thread of the first read (the event loop's), and not for an
+        in-memory database (each connection would be another database)."""
+        if self._closed or self._path == ":memory:":
+            return False
+        if self._thread is None:
+            self._thread = threading.get_ident()
+        return self._thread == threading.get_ident()
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, timeout=0, isolation_level=None)
+        conn.execute("PRAGMA query_only = 1")
+        return conn
+
+    def rows(self, sql: str, params: Sequence[Any]) -> list[Any] | None:
+        """The rows of a small read; None when it must be read elsewhere."""
+        if not self._usable():
+            return None
+        if self._small is None:
+            self._small = self._open()
+        try:
+            return _run(self._small, sql, params).rows
+        except sqlite3.Error as error:
+            _raise_unless_busy(error)
+            return None
+
+    async def page(self, sql: str, params: Sequence[Any], pace: Pace) -> list[Any] | None:
+        """The rows of a page, a slice at a time; None when it must be read elsewhere."""
+        if not self._usable():
+            return None
+        if self._idle_pages:
+            conn = self._idle_pages.pop()
+        elif self._pages_out < self.PAGE_CONNECTIONS:
+            conn = self._open()
+        else:
+            return None
+        self._pages_out += 1
+        try:
+            return await self._sliced(conn, sql, params, pace)
+        finally:
+            self._pages_out -= 1
+            if self._closed:
+                conn.close()
+            else:
+                self._idle_pages.append(conn)
+
+    async def _sliced(
+        self, conn: sqlite3.Connection, sql: str, params: Sequence[Any], pace: Pace
+    ) -> list[Any] | None:
+        rows: list[Any] = []
+        cursor: sqlite3.Cursor | None = None
+        try:
+            while True:
+                began = time.perf_counter()
+                if cursor is None:
+                    cursor = conn.execute(sql, params)
+                part = cursor.fetchmany(self.SLICE_ROWS)
+                pace.measured(time.perf_counter() - began)
+                rows += part
+                if len(part) < self.SLICE_ROWS:
+                    return rows
+                await asyncio.sleep(0)
+        except sqlite3.Error as error:
+            _raise_unless_busy(error)
+            return None
+        finally:
+            if cursor is not None:
+                cursor.close()
+
+    def close(self) -> None:
+        self._closed = True
+        for conn in [*self._idle_pages, *([self._small] if self._small else [])]:
+            conn.close()
+        self._idle_pages, self._small = [], None
+
+
+def _raise_unless_busy(error: sqlite3.Error) -> None:
+    problem = translated(error)
+    if not isinstance(problem, Unavailable):
+        raise problem from None

@@ -15,7 +15,14 @@ import grpc
 from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from corrigo.server import background, correction_work, pagination, reflection, registration
+from corrigo.server import (
+    background,
+    correction_work,
+    pagination,
+    reflection,
+    registration,
+    token_use,
+)
 from corrigo.server.config import Config
 from corrigo.server.interceptors import interceptors
 from corrigo.server.services import datasets as datasets_service
@@ -99,6 +106,7 @@ class CorrigoServer:
         # here on; the sweeper resumes what a stopped or crashed server left.
         background.open_background()
         correction_work.start_sweeping()
+        token_use.start_recording()
 
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),

@@ -32,6 +32,8 @@ log = logging.getLogger("corrigo.store")
 # The longest a unit waits for a connection when its call has no earlier deadline.
 ACQUIRE_SECONDS = 10.0
 
+# How long before its call's deadline a unit gives up waiting for a connection.
+DEADLINE_MARGIN_SECONDS = 0.05
 # When the current call must be answered (the event loop's clock), if it has a deadline.
 call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "corrigo_call_deadline", default=None
@@ -158,10 +160,13 @@ async def _closed_quietly(conn: Connection) -> None:
 
 
 def _wait_limit() -> float:
+    """How long a unit may wait for a connection: until shortly before its call's
+    deadline, so that the UNAVAILABLE reaches the client before the deadline does."""
     deadline = call_deadline.get()
     if deadline is None:
         return ACQUIRE_SECONDS
-    return max(0.0, min(ACQUIRE_SECONDS, deadline - asyncio.get_running_loop().time()))
+    left = deadline - asyncio.get_running_loop().time()
+    return max(0.0, min(ACQUIRE_SECONDS, left - max(DEADLINE_MARGIN_SECONDS, left / 10)))
 
 
 # The connection the current task's unit of work holds, and its savepoint depth.

@@ -32,6 +32,9 @@ from corrigo.v1.admin_pb2 import User as UserProto
 TOKEN_PREFIX = "crg"
 # last_used_at is a hint, not an audit log: refresh it at most this often per token.
 _LAST_USED_RESOLUTION = timedelta(minutes=1)
+# Tokens used since the last `flush_uses`: a call only notes its use, so a read never
+# waits for a write (nor for SQLite's write lock).
+_used: set[int] = set()
 
 
 class Organization(BaseModel):
@@ -121,8 +124,23 @@ async def verify(token_id: int, secret: str, row: Sequence[Any] | None) -> Princ
     last_used_at = as_datetime(last_used_at)
     now = utcnow()
     if last_used_at is None or now - last_used_at > _LAST_USED_RESOLUTION:
-        await database.aexecute(ApiToken.update(last_used_at=now).where(ApiToken.id == token_id))
+        _used.add(token_id)
     return Principal(user_id, org_id, role, email, token_id)
+
+
+async def flush_uses() -> int:
+    """Record now as the last use of the tokens used since the last flush, in one
+    statement; how many. When it fails they stay noted for the next flush."""
+    if not _used:
+        return 0
+    used = sorted(_used)
+    _used.clear()
+    try:
+        await database.aexecute(ApiToken.update(last_used_at=utcnow()).where(ApiToken.id.in_(used)))
+    except BaseException:
+        _used.update(used)
+        raise
+    return len(used)
 
 
 async def authenticate(token: str) -> Principal:

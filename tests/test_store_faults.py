@@ -1,0 +1,238 @@
+"""The store under hostile use, on both backends: stream consumers that stop reading,
+no free connection, writes cancelled at random points, and reads that must not wait
+for a write."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+import time
+import uuid
+from typing import Any
+
+import grpc
+import psycopg2
+import pytest
+
+from corrigo.client import CorrigoError
+from corrigo.server.store import database, identity
+from corrigo.v1 import admin_pb2, comments_pb2, datasets_pb2, models_pb2, sources_pb2
+from tests import dataset_helpers as h
+from tests.conftest import Org, Running
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def _filled(org: Org, n: int, body_bytes: int = 64) -> str:
+    """A project holding source `src` of `n` comments and dataset `ds` over it."""
+    project = await org.project()
+    source = await h.source(org.admin, project.name, "src")
+    await h.dataset(org.admin, project.name, [source.id])
+    text = "x" * body_bytes
+    await h.sync(org.admin, project.name, "src", [h.comment(f"c{i}", i, text) for i in range(n)])
+    return project.name
+
+
+async def _in_use_settles(running: Running) -> int:
+    """How many pool connections are out once nothing should hold one (polled a while)."""
+    pool = running.server.db.pool
+    for _ in range(100):
+        if pool.in_use == 0:
+            return 0
+        await asyncio.sleep(0.02)
+    return pool.in_use
+
+
+def _label_defs(owner: str, names: list[str]) -> datasets_pb2.CreateLabelDefsRequest:
+    return datasets_pb2.CreateLabelDefsRequest(
+        owner=owner, name="ds", label_defs=[datasets_pb2.LabelDef(name=n) for n in names]
+    )
+
+
+async def test_stalled_export_streams_hold_no_connection(org: Org, server: Running) -> None:
+    # Big comments: a page is far more than a stream's flow-control window, so the
+    # server cannot send the second page to a client that stopped reading.
+    owner = await _filled(org, 600, body_bytes=4096)
+    request = datasets_pb2.StreamExportDatasetRequest(owner=owner, name="ds", limit=256)
+    streams = [org.admin.datasets.StreamExportDataset(request) for _ in range(40)]
+    try:
+        firsts = await asyncio.gather(*(stream.read() for stream in streams))
+        assert all(len(first.comments) == 256 for first in firsts)
+        # Every stream stalled with a page read ahead: no connection is held, and writes
+        # and reads answer at once.
+        assert await _in_use_settles(server) == 0
+        began = time.monotonic()
+        for i in range(20):
+            await org.admin.datasets.CreateLabelDefs(_label_defs(owner, [f"L{i}"]), timeout=5)
+            got = await org.admin.datasets.GetDataset(
+                datasets_pb2.GetDatasetRequest(owner=owner, name="ds"), timeout=5
+            )
+            assert got.dataset.name == "ds"
+        assert time.monotonic() - began < 5
+    finally:
+        for stream in streams:
+            stream.cancel()
+    assert await _in_use_settles(server) == 0
+    # A stream read to its end after the others were cancelled still answers everything.
+    pages = [page async for page in org.admin.datasets.StreamExportDataset(request)]
+    assert sum(len(page.comments) for page in pages) == 600
+
+
+async def test_no_free_connection_answers_unavailable_before_the_deadline(
+    org: Org, server: Running
+) -> None:
+    owner = await _filled(org, 3)
+    pool = server.server.db.pool
+    taken = [await pool.acquire() for _ in range(pool.size)]
+    try:
+        began = time.monotonic()
+        with pytest.raises(CorrigoError) as raised:
+            await org.admin.datasets.CreateLabelDefs(_label_defs(owner, ["Busy"]), timeout=1.0)
+        elapsed = time.monotonic() - began
+    finally:
+        for conn in taken:
+            pool.release(conn, failed=False)
+    error = raised.value
+    assert (error.code, error.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
+    assert 0.5 < elapsed < 1.0
+    created = await org.admin.datasets.CreateLabelDefs(_label_defs(owner, ["Free"]), timeout=5)
+    assert [d.name for d in created.label_defs] == ["Free"]
+
+
+async def _write(org: Org, owner: str, kind: int, tag: str, version: int) -> Any:
+    """One write of each kind the cancellation test throws at the server."""
+    admin = org.admin
+    if kind == 0:  # a sync of 50 comments, all or nothing
+        comments = [h.comment(f"{tag}-{i}", i) for i in range(50)]
+        return await admin.sources.SyncComments(
+            sources_pb2.SyncCommentsRequest(owner=owner, name="src", comments=comments)
+        )
+    if kind == 1:  # five label definitions in one transaction
+        return await admin.datasets.CreateLabelDefs(
+            _label_defs(owner, [f"{tag} > {i}" for i in range(5)])
+        )
+    if kind == 2:
+        return await admin.datasets.UpdateLabelling(
+            datasets_pb2.UpdateLabellingRequest(
+                owner=owner,
+                name="ds",
+                comment_uid=f"{owner_source[owner]}.c{random.randrange(20)}",
+                assigned=[comments_pb2.Label(name="Fixed", sentiment="positive")],
+            )
+        )
+    if kind == 3:
+        return await admin.models.UploadPredictions(
+            models_pb2.UploadPredictionsRequest(
+                owner=owner,
+                dataset="ds",
+                version=version,
+                predictions=[
+                    models_pb2.CommentPredictions(
+                        uid=f"{owner_source[owner]}.c{i}",
+                        labels=[comments_pb2.PredictedLabel(name=tag, probability=0.5)],
+                    )
+                    for i in range(20)
+                ],
+            )
+        )
+    return await admin.admin.CreateProject(
+        admin_pb2.CreateProjectRequest(project=admin_pb2.Project(name=f"p-{tag}"))
+    )
+
+
+owner_source: dict[str, str] = {}
+
+
+async def test_writes_cancelled_at_random_points_leave_nothing_half_written(
+    org: Org, server: Running
+) -> None:
+    owner = await _filled(org, 20)
+    sources = await org.admin.sources.ListSources(sources_pb2.ListSourcesRequest(owner=owner))
+    owner_source[owner] = sources.sources[0].id
+    version = (await h.model_version(org.admin, owner, "ds")).version
+    await org.admin.datasets.CreateLabelDefs(_label_defs(owner, ["Fixed"]))
+    rng = random.Random(15)
+    tags = [f"t{i}-{uuid.uuid4().hex[:6]}" for i in range(1000)]
+
+    async def cancelled(i: int) -> str:
+        call = asyncio.ensure_future(_write(org, owner, i % 5, tags[i], version))
+        await asyncio.sleep(rng.uniform(0, 0.03))
+        call.cancel()
+        try:
+            await call
+        except asyncio.CancelledError:
+            return "cancelled"
+        except CorrigoError as error:
+            return error.code.name
+        return "OK"
+
+    outcomes: list[str] = []
+    for start in range(0, len(tags), 50):
+        outcomes += await asyncio.gather(*(cancelled(i) for i in range(start, start + 50)))
+    assert set(outcomes) <= {"cancelled", "OK", "CANCELLED"}, sorted(set(outcomes))
+    assert outcomes.count("cancelled") > 100
+    assert await _in_use_settles(server) == 0
+
+    # All or nothing: every sync wrote its 50 comments or none, every CreateLabelDefs its
+    # five names or none.
+    export = await h.export_all(
+        org.admin, datasets_pb2.ExportDatasetRequest(owner=owner, name="ds", limit=256)
+    )
+    per_sync: dict[str, int] = {}
+    for uid in h.uids(export):
+        comment_id = uid.split(".", 1)[1]
+        if "-" in comment_id:  # a comment of a sync of the test (not one of `_filled`)
+            sync = comment_id.rsplit("-", 1)[0]
+            per_sync[sync] = per_sync.get(sync, 0) + 1
+    assert set(per_sync.values()) == {50}, per_sync
+    defs = await org.admin.datasets.ListLabelDefs(
+        datasets_pb2.ListLabelDefsRequest(owner=owner, name="ds")
+    )
+    per_def: dict[str, int] = {}
+    for label in defs.label_defs:
+        if " > " in label.name:
+            parent = label.name.split(" > ")[0]
+            per_def[parent] = per_def.get(parent, 0) + 1
+    assert set(per_def.values()) == {5}, per_def
+
+    # Afterwards every kind of write answers OK.
+    for kind in range(5):
+        await _write(org, owner, kind, f"after-{kind}-{uuid.uuid4().hex[:6]}", version)
+    assert await _in_use_settles(server) == 0
+
+
+def _lock_token_row(running: Running, token_id: int) -> Any:
+    """Another connection that holds a write lock the token's row would need: SQLite's
+    database write lock, or PostgreSQL's lock of the row."""
+    if database.is_postgres(running.db_url):
+        conn = psycopg2.connect(running.db_url)
+        conn.cursor().execute("SELECT 1 FROM api_token WHERE id = %s FOR UPDATE", (token_id,))
+        return conn
+    path = database.sqlite_path(running.db_url)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+async def test_a_token_first_use_does_not_wait_for_a_write(org: Org, server: Running) -> None:
+    user_id, _ = await org.user()
+    created = await org.admin.admin.CreateApiToken(
+        admin_pb2.CreateApiTokenRequest(user_id=user_id, description="fresh")
+    )
+    token_id = int(created.token.split("_")[1])
+    await identity.flush_uses()
+    lock = _lock_token_row(server, token_id)
+    try:
+        client = org.client(created.token)
+        began = time.monotonic()
+        me = await client.admin.WhoAmI(admin_pb2.WhoAmIRequest(), timeout=3)
+        assert me.user.id == user_id
+        assert time.monotonic() - began < 1
+    finally:
+        lock.rollback()
+        lock.close()
+    assert await identity.flush_uses() >= 1
+    listed = await org.admin.admin.ListApiTokens(admin_pb2.ListApiTokensRequest(user_id=user_id))
+    used = [t for t in listed.api_tokens if t.id == token_id]
+    assert used and used[0].HasField("last_used_at")

@@ -29,7 +29,7 @@ test: $(STAMP)
 RELIABILITY_SCALE ?= 4
 reliability: $(STAMP)
 	rm -rf .build/reliability
-	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m pytest tests/reliability -m "" $(PYTEST_ARGS)
+	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m pytest tests/reliability tests/test_store_faults.py -m "" $(PYTEST_ARGS)
 	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m tests.reliability.report README.md
 
 # The benchmark (tests/bench): SQLite, and PostgreSQL when CORRIGO_BENCH_POSTGRES_URL is

@@ -69,6 +69,9 @@ class Connection(Protocol):
 
     def in_transaction(self) -> bool: ...
 
+    def closed(self) -> bool:
+        """Whether the connection is known to be gone (its server closed it)."""
+
     async def close(self) -> None: ...
 
 
@@ -97,8 +100,12 @@ class Pool:
             raise Unavailable("no database connection is free; retry shortly") from None
         self.in_use += 1
         try:
-            if self._idle:
-                return self._idle.pop()
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed():
+                    return conn
+                # Its server closed it while idle (a restart): never handed out again.
+                await _closed_quietly(conn)
             async with asyncio.timeout(_wait_limit()):
                 return await self._opener()
         except BaseException as error:

@@ -25,6 +25,8 @@ _CONNECTION_ERRORS = (
     OSError,
 )
 _PLACEHOLDER = re.compile(r"%s")
+# How long a cancelled statement's connection may take to be usable again.
+SETTLE_SECONDS = 10.0
 # Statements whose rows are answered (the rest answer a command status with a count).
 _ROWS_HEADS = ("SELECT", "WITH", "VALUES", "SHOW")
 
@@ -72,13 +74,14 @@ def _rowcount(status: str) -> int:
 
 
 class PostgresConnection:
-    """A pool connection. A statement cut mid-way (its call cancelled) leaves the
-    connection in an unknown state: it is marked broken and closed."""
+    """A pool connection. A statement cut mid-way (its call cancelled) is cancelled on
+    the server by asyncpg; `settle` waits until the server has acknowledged that."""
 
     broken = False
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
+        self._cut = False
 
     @classmethod
     async def open(cls, dsn: str) -> PostgresConnection:
@@ -101,7 +104,7 @@ class PostgresConnection:
             status = await self._conn.execute(sql, *params)
             return Result([], _rowcount(status))
         except asyncio.CancelledError:
-            self.broken = True
+            self._cut = True
             raise
         except _CONNECTION_ERRORS as error:
             self.broken = True
@@ -111,11 +114,25 @@ class PostgresConnection:
             raise translated(error) from None
 
     async def settle(self) -> None:
-        """Nothing runs past a statement's await: a cut one marks the connection broken."""
+        if not self._cut:
+            return
+        self._cut = False
+        try:
+            # asyncpg runs the next statement once the cancellation is acknowledged.
+            async with asyncio.timeout(SETTLE_SECONDS):
+                await self._conn.execute("SELECT 1")
+        except asyncpg.exceptions.PostgresError:
+            pass  # such as a transaction that failed: the pool rolls it back next
+        except (TimeoutError, *_CONNECTION_ERRORS):
+            self.broken = True
 
     def in_transaction(self) -> bool:
         in_transaction: bool = self._conn.is_in_transaction()
         return in_transaction
+
+    def closed(self) -> bool:
+        closed: bool = self._conn.is_closed()
+        return closed
 
     async def close(self) -> None:
         if self.broken or self._conn.is_closed():

@@ -108,6 +108,9 @@ class SqliteConnection:
     def in_transaction(self) -> bool:
         return self._conn.in_transaction
 
+    def closed(self) -> bool:
+        return False
+
     async def close(self) -> None:
         await self.settle()
         await asyncio.wrap_future(self._thread.submit(self._conn.close))

@@ -48,6 +48,33 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "{exhausted} answered RESOURCE_EXHAUSTED at once, none failed otherwise; "
         "expired calls wrote nothing; server RSS +{rss_growth_mb} MB in all, flat while stalled",
     ),
+    "stalled streams": (
+        "{streams} export streams whose clients stopped reading after one page; {calls} "
+        "reads and writes meanwhile",
+        "every call answered OK in {seconds} s in all; no connection held by a stream; "
+        "server RSS +{rss_stalled} MB while stalled, +{rss_end} MB after",
+    ),
+    "cancellation": (
+        "{calls} writes of five kinds cancelled at random points",
+        "nothing half-written; every kind of write answers OK afterwards",
+    ),
+    "database restart": (
+        "PostgreSQL stopped for 2 s and started under {calls} calls of reads, writes and "
+        "exports; then stopped and started with no calls between",
+        "{ok} OK, {unavailable} UNAVAILABLE, 0 INTERNAL; the first call after the quiet "
+        "restart answered OK",
+    ),
+    "disk full": (
+        "SQLite on a 16 MB tmpfs filled up during a sync",
+        "RESOURCE_EXHAUSTED STORAGE_FULL, the cause in the log; reads kept working; writes "
+        "worked again once space was freed",
+    ),
+    "event loop": (
+        "Health/Check every 5 ms ({locked_calls} calls) while another process held the "
+        "write lock and readers kept calling; ({cold_calls} calls) during an export of a "
+        "dataset not in the page cache",
+        "p99 {locked_p99_ms} ms with the lock held, {cold_p99_ms} ms during the cold export",
+    ),
     "two replicas": (
         "export started on one replica and resumed on the other; {writes} concurrent writes "
         "through both; {schedules} batch schedules",

@@ -25,8 +25,6 @@ _CONNECTION_ERRORS = (
     OSError,
 )
 _PLACEHOLDER = re.compile(r"%s")
-# How long a cancelled statement's connection may take to be usable again.
-SETTLE_SECONDS = 10.0
 # Statements whose rows are answered (the rest answer a command status with a count).
 _ROWS_HEADS = ("SELECT", "WITH", "VALUES", "SHOW")
 
@@ -74,14 +72,14 @@ def _rowcount(status: str) -> int:
 
 
 class PostgresConnection:
-    """A pool connection. A statement cut mid-way (its call cancelled) is cancelled on
-    the server by asyncpg; `settle` waits until the server has acknowledged that."""
+    """A pool connection. A statement runs to its end even when its caller is cancelled,
+    as on SQLite (`settle` waits for it): no cancel request races the next statement."""
 
     broken = False
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
-        self._cut = False
+        self._running: asyncio.Future[Result] | None = None
 
     @classmethod
     async def open(cls, dsn: str) -> PostgresConnection:
@@ -94,6 +92,11 @@ class PostgresConnection:
             raise Unavailable("the database cannot be reached; retry shortly") from None
 
     async def execute(self, sql: str, params: Sequence[Any]) -> Result:
+        running = asyncio.ensure_future(self._run(sql, params))
+        self._running = running
+        return await asyncio.shield(running)
+
+    async def _run(self, sql: str, params: Sequence[Any]) -> Result:
         if params:
             sql = numbered(sql)
         try:
@@ -103,9 +106,6 @@ class PostgresConnection:
                 return Result(records, len(records), None, columns)
             status = await self._conn.execute(sql, *params)
             return Result([], _rowcount(status))
-        except asyncio.CancelledError:
-            self._cut = True
-            raise
         except _CONNECTION_ERRORS as error:
             self.broken = True
             log.warning("lost a PostgreSQL connection: %r", error)
@@ -114,17 +114,11 @@ class PostgresConnection:
             raise translated(error) from None
 
     async def settle(self) -> None:
-        if not self._cut:
-            return
-        self._cut = False
-        try:
-            # asyncpg runs the next statement once the cancellation is acknowledged.
-            async with asyncio.timeout(SETTLE_SECONDS):
-                await self._conn.execute("SELECT 1")
-        except asyncpg.exceptions.PostgresError:
-            pass  # such as a transaction that failed: the pool rolls it back next
-        except (TimeoutError, *_CONNECTION_ERRORS):
-            self.broken = True
+        running = self._running
+        if running is not None and not running.done():
+            await asyncio.wait([running])
+        if running is not None and running.done() and not running.cancelled():
+            running.exception()  # retrieved: its caller was cancelled, or saw it
 
     def in_transaction(self) -> bool:
         in_transaction: bool = self._conn.is_in_transaction()

@@ -18,6 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from corrigo.server import (
     background,
     correction_work,
+    memory,
     pagination,
     reflection,
     registration,
@@ -151,6 +152,7 @@ class CorrigoServer:
 
 async def serve(config: Config) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    memory.give_back_large_blocks()
     running = await CorrigoServer.start(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

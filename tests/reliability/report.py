@@ -73,7 +73,8 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "Health/Check every 5 ms ({locked_calls} calls) while another process held the "
         "write lock and readers kept calling; ({cold_calls} calls) during an export of a "
         "dataset not in the page cache",
-        "p99 {locked_p99_ms} ms with the lock held, {cold_p99_ms} ms during the cold export",
+        "p99 {locked_p99_ms} ms with the lock held ({idle_p99_ms} ms with the same readers "
+        "and no lock), {cold_p99_ms} ms during the cold export",
     ),
     "two replicas": (
         "export started on one replica and resumed on the other; {writes} concurrent writes "

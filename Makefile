@@ -122,7 +122,7 @@ package-check: $(STAMP)
 	cd .build/package && venv/bin/corrigo migrate --database sqlite:///package-check.sqlite3
 	rm -rf build  # setuptools' scratch directory in the source tree
 
-check: lint typecheck gen-check gateway-check buf-lint package-check test
+check: lint typecheck gen-check gateway-check buf-lint package-check gateway test
 
 clean:
 	rm -rf .build $(VENV)

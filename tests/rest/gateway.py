@@ -23,9 +23,23 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = ROOT / ".build" / "gateway" / "corrigo-gateway"
 REQUIRED = os.environ.get("CI") == "true" or os.environ.get("CORRIGO_REQUIRE_GATEWAY") == "1"
-# What `make gateway` runs besides make itself (Debian: golang-go, protobuf-compiler,
-# golang-goprotobuf-dev, golang-grpc-gateway).
-TOOLS = ("go", "protoc", "protoc-gen-go", "protoc-gen-grpc-gateway")
+# What `make gateway` needs: commands, and Go sources in GOPATH mode, with the Debian
+# packages that hold them.
+TOOLS = {
+    "go": "golang-go",
+    "protoc": "protobuf-compiler",
+    "protoc-gen-go": "golang-goprotobuf-dev",
+    "protoc-gen-grpc-gateway": "golang-grpc-gateway",
+}
+GOCODE = Path("/usr/share/gocode/src")
+SOURCES = {
+    "github.com/grpc-ecosystem/grpc-gateway/runtime": (
+        "golang-github-grpc-ecosystem-grpc-gateway-dev"
+    ),
+    "google.golang.org/grpc": "golang-google-grpc-dev",
+    "google.golang.org/genproto/googleapis/rpc": "golang-google-genproto-dev",
+    "github.com/golang/protobuf/proto": "golang-goprotobuf-dev",
+}
 
 
 def unavailable(problem: str) -> None:
@@ -36,12 +50,14 @@ def unavailable(problem: str) -> None:
 
 
 def build() -> Path:
-    """`make gateway` (a no-op when the binary is fresh); skips when Go is missing."""
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    """`make gateway` (a no-op when the binary is fresh); skips when Go or the Go
+    packages it builds from are missing."""
+    missing = {package for tool, package in TOOLS.items() if shutil.which(tool) is None}
+    missing |= {package for path, package in SOURCES.items() if not (GOCODE / path).is_dir()}
     if missing:
         unavailable(
-            f"{', '.join(missing)} not found: `make gateway` builds the REST gateway from "
-            "Debian's golang-go and grpc-gateway packages (README, REST)"
+            f"`make gateway` cannot build the REST gateway without Debian's "
+            f"{', '.join(sorted(missing))} (README, REST)"
         )
     done = subprocess.run(
         ["make", "gateway"], cwd=ROOT, capture_output=True, text=True, timeout=900, check=False

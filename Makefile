@@ -8,7 +8,7 @@ PROTOS := $(sort $(wildcard proto/corrigo/v1/*.proto))
 PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv run test reliability bench bench-smoke lint typecheck gen gen-check gateway-check buf-lint package-check check clean
+.PHONY: venv run test reliability bench bench-smoke lint typecheck gen gen-check gateway gateway-check run-gateway buf-lint package-check check clean
 
 venv: $(STAMP)
 
@@ -63,9 +63,35 @@ gen-check: $(STAMP)
 
 # Both grpc-gateway generators must accept the protos (no proto3 optional, valid routes).
 gateway-check: $(STAMP)
-	rm -rf .build/gateway && mkdir -p .build/gateway
+	rm -rf .build/gateway-check && mkdir -p .build/gateway-check
 	protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') -I/usr/include \
-		--grpc-gateway_out=logtostderr=true:.build/gateway --swagger_out=logtostderr=true:.build/gateway $(PROTOS)
+		--grpc-gateway_out=logtostderr=true:.build/gateway-check --swagger_out=logtostderr=true:.build/gateway-check $(PROTOS)
+
+# The REST gateway (server/gateway): Go code generated from proto/ at build time into a
+# scratch GOPATH, built offline in GOPATH mode against Debian's Go packages. The well-known
+# types map to golang/protobuf's packages (Debian's protoc names the newer ones).
+GATEWAY := .build/gateway/corrigo-gateway
+GATEWAY_SRC := .build/gateway/gopath/src
+GATEWAY_LISTEN ?= 127.0.0.1:8080
+GATEWAY_ENDPOINT ?= 127.0.0.1:50051
+GO_WKT := Mgoogle/protobuf/wrappers.proto=github.com/golang/protobuf/ptypes/wrappers,$\
+	Mgoogle/protobuf/struct.proto=github.com/golang/protobuf/ptypes/struct,$\
+	Mgoogle/protobuf/timestamp.proto=github.com/golang/protobuf/ptypes/timestamp,$\
+	Mgoogle/protobuf/empty.proto=github.com/golang/protobuf/ptypes/empty,$\
+	Mgoogle/protobuf/field_mask.proto=google.golang.org/genproto/protobuf/field_mask
+
+gateway: $(GATEWAY)
+
+$(GATEWAY): $(STAMP) $(PROTOS) $(wildcard server/gateway/*.go)
+	rm -rf .build/gateway && mkdir -p $(GATEWAY_SRC)
+	protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') -I/usr/include \
+		--go_out=plugins=grpc,$(GO_WKT):$(GATEWAY_SRC) --grpc-gateway_out=logtostderr=true,$(GO_WKT):$(GATEWAY_SRC) $(PROTOS)
+	GO111MODULE=off GOPROXY=off GOFLAGS= GOPATH=$(CURDIR)/.build/gateway/gopath:/usr/share/gocode \
+		GOCACHE=$(CURDIR)/.build/go-cache go build -o $@ ./server/gateway
+
+# Serves REST on GATEWAY_LISTEN for the server `make run` starts (GATEWAY_ENDPOINT).
+run-gateway: $(GATEWAY)
+	$(GATEWAY) --listen $(GATEWAY_LISTEN) --endpoint $(GATEWAY_ENDPOINT)
 
 buf-lint: $(STAMP)
 	rm -rf .build/buf && mkdir -p .build/buf/googleapis/google/api
@@ -96,7 +122,7 @@ package-check: $(STAMP)
 	cd .build/package && venv/bin/corrigo migrate --database sqlite:///package-check.sqlite3
 	rm -rf build  # setuptools' scratch directory in the source tree
 
-check: lint typecheck gen-check gateway-check buf-lint package-check test
+check: lint typecheck gen-check gateway-check buf-lint package-check gateway test
 
 clean:
 	rm -rf .build $(VENV)

@@ -165,7 +165,7 @@ RULES: dict[str, Rule] = {
     _DATASETS + "ListDatasets": user(),
     _DATASETS + "GetDataset": project(Permission.VIEW_LABELS, "owner"),
     _DATASETS + "CreateDataset": project(Permission.MODIFY_DATASETS, "owner"),
-    _DATASETS + "UpdateDataset": project(Permission.MODIFY_DATASETS, "owner"),
+    _DATASETS + "UpdateDataset": project(Permission.DATASETS_ADMIN, "owner"),
     _DATASETS + "DeleteDataset": project(Permission.DATASETS_ADMIN, "owner"),
     _DATASETS + "ListModelTags": project(Permission.MODEL_ADMIN, "owner"),
     _DATASETS + "CreateLabelDefs": project(Permission.MODIFY_DATASETS, "owner"),

@@ -67,7 +67,7 @@ CALLS: list[tuple[str, str, Factory, int]] = [
         "datasets",
         "UpdateDataset",
         lambda w: D.UpdateDatasetRequest(owner=w.owner, name="ds", dataset=Dataset(title="t")),
-        3,
+        4,
     ),
     ("datasets", "DeleteDataset", lambda w: D.DeleteDatasetRequest(owner=w.owner, name="x"), 4),
     ("datasets", "ListModelTags", lambda w: D.ListModelTagsRequest(owner=w.owner, name="ds"), 4),

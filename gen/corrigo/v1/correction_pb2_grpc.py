@@ -130,7 +130,8 @@ class CorrectionSessionServiceServicer:
 
     def CreateCorrectionSession(self, request, context):
         """Creates a correction session and starts preparing it; answers the session in
-        CREATED. Errors: INVALID_ARGUMENT (sample_size below 1 or above 1000, name above
+        CREATED, with the initial metadata `x-http-code: 201` that makes the gateway
+        answer HTTP 201 Created, as the document lists. Errors: INVALID_ARGUMENT (sample_size below 1 or above 1000, name above
         256 characters, unknown strategy, malformed or foreign document_uids, both
         document_uids and document_group_id); NOT_FOUND when the project, the model (in
         the project) or the document group does not exist; ABORTED (HTTP 409) with reason

@@ -60,7 +60,8 @@ class CorrectionSessionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> CorrectionSessionServiceAsyncStub: ...
     CreateCorrectionSession: _grpc.UnaryUnaryMultiCallable[_correction_pb2.CreateCorrectionSessionRequest, _correction_pb2.CorrectionSession]
     """Creates a correction session and starts preparing it; answers the session in
-    CREATED. Errors: INVALID_ARGUMENT (sample_size below 1 or above 1000, name above
+    CREATED, with the initial metadata `x-http-code: 201` that makes the gateway
+    answer HTTP 201 Created, as the document lists. Errors: INVALID_ARGUMENT (sample_size below 1 or above 1000, name above
     256 characters, unknown strategy, malformed or foreign document_uids, both
     document_uids and document_group_id); NOT_FOUND when the project, the model (in
     the project) or the document group does not exist; ABORTED (HTTP 409) with reason
@@ -140,7 +141,8 @@ class CorrectionSessionServiceAsyncStub(CorrectionSessionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateCorrectionSession: _aio.UnaryUnaryMultiCallable[_correction_pb2.CreateCorrectionSessionRequest, _correction_pb2.CorrectionSession]  # type: ignore[assignment]
     """Creates a correction session and starts preparing it; answers the session in
-    CREATED. Errors: INVALID_ARGUMENT (sample_size below 1 or above 1000, name above
+    CREATED, with the initial metadata `x-http-code: 201` that makes the gateway
+    answer HTTP 201 Created, as the document lists. Errors: INVALID_ARGUMENT (sample_size below 1 or above 1000, name above
     256 characters, unknown strategy, malformed or foreign document_uids, both
     document_uids and document_group_id); NOT_FOUND when the project, the model (in
     the project) or the document group does not exist; ABORTED (HTTP 409) with reason
@@ -223,7 +225,8 @@ class CorrectionSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_correction_pb2.CorrectionSession, _abc.Awaitable[_correction_pb2.CorrectionSession]]:
         """Creates a correction session and starts preparing it; answers the session in
-        CREATED. Errors: INVALID_ARGUMENT (sample_size below 1 or above 1000, name above
+        CREATED, with the initial metadata `x-http-code: 201` that makes the gateway
+        answer HTTP 201 Created, as the document lists. Errors: INVALID_ARGUMENT (sample_size below 1 or above 1000, name above
         256 characters, unknown strategy, malformed or foreign document_uids, both
         document_uids and document_group_id); NOT_FOUND when the project, the model (in
         the project) or the document group does not exist; ABORTED (HTTP 409) with reason

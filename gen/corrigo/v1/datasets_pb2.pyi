@@ -791,7 +791,7 @@ class ExportDatasetResponse(_message.Message):
     CONTINUATION_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     continuation: _builtins.str
-    """Pass it back for the next page; empty (absent in JSON) on the last page."""
+    """Pass it back for the next page; absent on the last page."""
     status: _builtins.str
     """Always `ok`."""
     @_builtins.property
@@ -805,11 +805,13 @@ class ExportDatasetResponse(_message.Message):
         continuation: _builtins.str = ...,
         status: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["continuation", b"continuation", "next_page", b"next_page"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "continuation", b"continuation", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "continuation", b"continuation", "next_page", b"next_page", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_next_page: _TypeAlias = _typing.Literal["continuation"]  # noqa: Y015
+    _WhichOneofArgType_next_page: _TypeAlias = _typing.Literal["next_page", b"next_page"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_next_page) -> _WhichOneofReturnType_next_page | None: ...
 
 Global___ExportDatasetResponse: _TypeAlias = ExportDatasetResponse  # noqa: Y015
 

@@ -30,10 +30,10 @@ class DatasetServiceStub:
     people assign to comments, and the export of comments with labels and predictions.
 
     `owner` is the project's name, `name` the dataset's. Permissions: reading datasets,
-    taxonomies and labellings needs View labels (VIEWER); creating and updating a
-    dataset or its taxonomy, Modify datasets (EDITOR); deleting a dataset, Datasets
-    admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export datasets
-    (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
+    taxonomies and labellings needs View labels (VIEWER); creating a dataset and
+    changing its taxonomy, Modify datasets (EDITOR); updating or deleting a dataset,
+    Datasets admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export
+    datasets (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
@@ -117,10 +117,10 @@ class DatasetServiceServicer:
     people assign to comments, and the export of comments with labels and predictions.
 
     `owner` is the project's name, `name` the dataset's. Permissions: reading datasets,
-    taxonomies and labellings needs View labels (VIEWER); creating and updating a
-    dataset or its taxonomy, Modify datasets (EDITOR); deleting a dataset, Datasets
-    admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export datasets
-    (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
+    taxonomies and labellings needs View labels (VIEWER); creating a dataset and
+    changing its taxonomy, Modify datasets (EDITOR); updating or deleting a dataset,
+    Datasets admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export
+    datasets (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
@@ -151,9 +151,9 @@ class DatasetServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def UpdateDataset(self, request, context):
-        """Updates a dataset's title, description and source_ids. With an `update_mask`,
-        only the fields it names are written (so `source_ids` can be emptied); without
-        one, every non-empty field is.
+        """Updates a dataset's title, description and source_ids. Needs Datasets admin, as
+        the document says. With an `update_mask`, only the fields it names are written (so
+        `source_ids` can be emptied); without one, every non-empty field is.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -327,10 +327,10 @@ class DatasetService:
     people assign to comments, and the export of comments with labels and predictions.
 
     `owner` is the project's name, `name` the dataset's. Permissions: reading datasets,
-    taxonomies and labellings needs View labels (VIEWER); creating and updating a
-    dataset or its taxonomy, Modify datasets (EDITOR); deleting a dataset, Datasets
-    admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export datasets
-    (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
+    taxonomies and labellings needs View labels (VIEWER); creating a dataset and
+    changing its taxonomy, Modify datasets (EDITOR); updating or deleting a dataset,
+    Datasets admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export
+    datasets (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.

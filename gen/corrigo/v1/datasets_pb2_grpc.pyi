@@ -31,10 +31,10 @@ class DatasetServiceStub:
     people assign to comments, and the export of comments with labels and predictions.
 
     `owner` is the project's name, `name` the dataset's. Permissions: reading datasets,
-    taxonomies and labellings needs View labels (VIEWER); creating and updating a
-    dataset or its taxonomy, Modify datasets (EDITOR); deleting a dataset, Datasets
-    admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export datasets
-    (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
+    taxonomies and labellings needs View labels (VIEWER); creating a dataset and
+    changing its taxonomy, Modify datasets (EDITOR); updating or deleting a dataset,
+    Datasets admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export
+    datasets (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
@@ -56,9 +56,9 @@ class DatasetServiceStub:
     the project.
     """
     UpdateDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.UpdateDatasetRequest, _datasets_pb2.DatasetResponse]
-    """Updates a dataset's title, description and source_ids. With an `update_mask`,
-    only the fields it names are written (so `source_ids` can be emptied); without
-    one, every non-empty field is.
+    """Updates a dataset's title, description and source_ids. Needs Datasets admin, as
+    the document says. With an `update_mask`, only the fields it names are written (so
+    `source_ids` can be emptied); without one, every non-empty field is.
     """
     DeleteDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.DeleteDatasetRequest, _datasets_pb2.DeleteDatasetResponse]
     """Deletes a dataset with its taxonomy, labellings, models, predictions and tags.
@@ -115,10 +115,10 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     people assign to comments, and the export of comments with labels and predictions.
 
     `owner` is the project's name, `name` the dataset's. Permissions: reading datasets,
-    taxonomies and labellings needs View labels (VIEWER); creating and updating a
-    dataset or its taxonomy, Modify datasets (EDITOR); deleting a dataset, Datasets
-    admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export datasets
-    (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
+    taxonomies and labellings needs View labels (VIEWER); creating a dataset and
+    changing its taxonomy, Modify datasets (EDITOR); updating or deleting a dataset,
+    Datasets admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export
+    datasets (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
@@ -137,9 +137,9 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     the project.
     """
     UpdateDataset: _aio.UnaryUnaryMultiCallable[_datasets_pb2.UpdateDatasetRequest, _datasets_pb2.DatasetResponse]  # type: ignore[assignment]
-    """Updates a dataset's title, description and source_ids. With an `update_mask`,
-    only the fields it names are written (so `source_ids` can be emptied); without
-    one, every non-empty field is.
+    """Updates a dataset's title, description and source_ids. Needs Datasets admin, as
+    the document says. With an `update_mask`, only the fields it names are written (so
+    `source_ids` can be emptied); without one, every non-empty field is.
     """
     DeleteDataset: _aio.UnaryUnaryMultiCallable[_datasets_pb2.DeleteDatasetRequest, _datasets_pb2.DeleteDatasetResponse]  # type: ignore[assignment]
     """Deletes a dataset with its taxonomy, labellings, models, predictions and tags.
@@ -195,10 +195,10 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
     people assign to comments, and the export of comments with labels and predictions.
 
     `owner` is the project's name, `name` the dataset's. Permissions: reading datasets,
-    taxonomies and labellings needs View labels (VIEWER); creating and updating a
-    dataset or its taxonomy, Modify datasets (EDITOR); deleting a dataset, Datasets
-    admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export datasets
-    (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
+    taxonomies and labellings needs View labels (VIEWER); creating a dataset and
+    changing its taxonomy, Modify datasets (EDITOR); updating or deleting a dataset,
+    Datasets admin (ADMIN); labelling comments, Annotate (ANNOTATOR); exporting, Export
+    datasets (EDITOR); model tags, Model admin (ADMIN). A caller without the permission gets
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
@@ -239,9 +239,9 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _datasets_pb2.UpdateDatasetRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_datasets_pb2.DatasetResponse, _abc.Awaitable[_datasets_pb2.DatasetResponse]]:
-        """Updates a dataset's title, description and source_ids. With an `update_mask`,
-        only the fields it names are written (so `source_ids` can be emptied); without
-        one, every non-empty field is.
+        """Updates a dataset's title, description and source_ids. Needs Datasets admin, as
+        the document says. With an `update_mask`, only the fields it names are written (so
+        `source_ids` can be emptied); without one, every non-empty field is.
         """
 
     @_abc_1.abstractmethod

@@ -133,6 +133,8 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
                 updated=counts.updated,
                 unchanged=counts.unchanged,
             )
+        if source is None:
+            auth.touches_no_project()  # an empty stream: nothing was read or written
 
     async def GetComment(
         self, request: sources_pb2.GetCommentRequest, context: grpc.aio.ServicerContext

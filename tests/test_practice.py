@@ -460,7 +460,11 @@ async def test_patch_bad_input_is_invalid_argument(practice: Practice) -> None:
     for session_id, body, field in [
         (0, {"title": "x"}, "session_id"),
         (-3, {"title": "x"}, "session_id"),
-        (session.session_id, {"title": "x", "update_mask": "title,owner"}, "update_mask"),
+        (
+            session.session_id,
+            {"title": "x", "update_mask": "title,owner"},
+            "update_mask.paths[1]",
+        ),
         (session.session_id, {"agent_id": 0}, "agent_id"),
     ]:
         with pytest.raises(CorrigoError) as err:
@@ -931,7 +935,7 @@ async def test_agents_and_knowledge_crud(org: Org, other_org: Org) -> None:
             practice_pb2.UpdatePracticeClassRequest(
                 class_id=1, update_mask=field_mask_pb2.FieldMask(paths=["project_id"])
             ),
-            "update_mask",
+            "update_mask.paths[0]",
         ),
     ],
 )

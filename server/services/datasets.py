@@ -9,7 +9,7 @@ import grpc
 
 from corrigo.server import auth, export, labels, pagination, wire
 from corrigo.server.errors import NotFound
-from corrigo.server.masks import check_update_mask
+from corrigo.server.fieldmask import fields_to_write
 from corrigo.server.store import datasets, models, sources
 from corrigo.server.store.projects import Project
 from corrigo.server.timestamps import to_proto
@@ -218,8 +218,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     ) -> datasets_pb2.DatasetResponse:
         checks = Violations()
         given = request.dataset
-        paths = check_update_mask(checks, request.update_mask, _UPDATABLE)
-        writes = set(paths) or {name for name in _UPDATABLE if len(getattr(given, name))}
+        writes = fields_to_write(request.update_mask, given, _UPDATABLE, checks)
         checks.text("dataset.title", given.title, 256)
         checks.text("dataset.description", given.description, 4096)
         project = auth.project()

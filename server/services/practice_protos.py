@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from google.protobuf import json_format, struct_pb2, wrappers_pb2
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
 from corrigo.server.store import few_shot, practice_catalog, practice_sessions
@@ -87,10 +88,10 @@ _CONVERTERS: dict[str, Callable[[Any], Any]] = {
 
 
 @functools.cache
-def _plan(message_type: type[Message]) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+def _plan(descriptor: Descriptor) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
     """The fields `from_row` may fill from a row, each with its converter (None: as is)."""
     plan: list[tuple[str, Callable[[Any], Any] | None]] = []
-    for field in message_type.DESCRIPTOR.fields:
+    for field in descriptor.fields:
         if field.message_type is None:
             plan.append((field.name, None))
         elif field.message_type.full_name in _CONVERTERS and not field.is_repeated:
@@ -102,7 +103,7 @@ def from_row(message_type: type[M], row: Any, **given: Any) -> M:
     """A message whose fields are `given`, and the others the row's attribute of the same
     name: timestamps, structs and wrappers converted, a scalar left unset where None."""
     values = given
-    for name, convert in _plan(message_type):
+    for name, convert in _plan(message_type.DESCRIPTOR):
         if name in given:
             continue
         value = getattr(row, name, _MISSING)

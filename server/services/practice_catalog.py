@@ -30,83 +30,41 @@ _PAGE_MAX = 1000
 _MAX_MODELS = 20
 _MAX_AGENT_EXAMPLES = 50
 
-_CLASS_FIELDS = ("name", "description", "model_names")
-_AGENT_FIELDS = (
-    "name",
-    "instructions",
-    "style_preset",
-    "style_params",
-    "generation_params",
-    "few_shot_example_ids",
-)
-_KNOWLEDGE_FIELDS = ("title", "content", "meta")
+# A field's check: given the checks, the field's path and its value, the column value.
+_Check = Callable[[Violations, str, Any], Any]
 
 
-def _check_project_id(checks: Violations, field: str, value: int) -> int | None:
-    checks.check(value >= 0, field, f"must be >= 0 (0: organization-wide), got {value}")
-    return value or None
+def _text(maximum: int, *, required: bool = False) -> _Check:
+    def check(checks: Violations, field: str, value: str) -> str:
+        checks.text(field, value, maximum, required=required)
+        return value
+
+    return check
 
 
-def _class_values(
-    message: practice_pb2.PracticeClass, fields: Sequence[str], checks: Violations
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    prefix = "practice_class."
-    if "name" in fields:
-        checks.text(prefix + "name", message.name, 200, required=True)
-        values["name"] = message.name
-    if "description" in fields:
-        checks.text(prefix + "description", message.description, 10_000)
-        values["description"] = message.description
-    if "model_names" in fields:
-        names = list(message.model_names)
-        field = prefix + "model_names"
-        checks.check(1 <= len(names) <= _MAX_MODELS, field, f"1..{_MAX_MODELS} model names")
-        checks.check(
-            all(name.strip() and len(name) <= 200 for name in names),
-            field,
-            "each name 1..200 characters",
-        )
-        checks.check(len(set(names)) == len(names), field, "names must not repeat")
-        values["model_names"] = names
-    return values
+def _model_names(checks: Violations, field: str, value: Sequence[str]) -> list[str]:
+    names = list(value)
+    checks.check(1 <= len(names) <= _MAX_MODELS, field, f"1..{_MAX_MODELS} model names")
+    checks.check(
+        all(name.strip() and len(name) <= 200 for name in names),
+        field,
+        "each name 1..200 characters",
+    )
+    checks.check(len(set(names)) == len(names), field, "names must not repeat")
+    return names
 
 
-def _agent_values(
-    message: practice_pb2.PracticeAgent, fields: Sequence[str], checks: Violations
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    prefix = "agent."
-    if "name" in fields:
-        checks.text(prefix + "name", message.name, 200, required=True)
-        values["name"] = message.name
-    if "instructions" in fields:
-        checks.text(prefix + "instructions", message.instructions, 100_000)
-        values["instructions"] = message.instructions
-    if "style_preset" in fields:
-        preset = message.style_preset or protos.DEFAULT_STYLE_PRESET
-        protos.check_style_preset(checks, prefix + "style_preset", preset)
-        values["style_preset"] = preset
-    for name in ("style_params", "generation_params"):
-        if name in fields:
-            values[name] = protos.check_object(checks, prefix + name, getattr(message, name))
-    return values
+def _style_preset(checks: Violations, field: str, value: str) -> str:
+    preset = value or protos.DEFAULT_STYLE_PRESET
+    protos.check_style_preset(checks, field, preset)
+    return preset
 
 
-def _knowledge_values(
-    message: practice_pb2.KnowledgeItem, fields: Sequence[str], checks: Violations
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    prefix = "knowledge_item."
-    if "title" in fields:
-        checks.text(prefix + "title", message.title, 200, required=True)
-        values["title"] = message.title
-    if "content" in fields:
-        checks.text(prefix + "content", message.content, 1_000_000)
-        values["content"] = message.content
-    if "meta" in fields:
-        values["meta"] = protos.check_object(checks, prefix + "meta", message.meta)
-    return values
+def _each(proto: Callable[[Any], Message]) -> Callable[[Sequence[Any]], Awaitable[list[Message]]]:
+    async def answers(rows: Sequence[Any]) -> list[Message]:
+        return [proto(row) for row in rows]
+
+    return answers
 
 
 async def _agent_answers(rows: Sequence[PracticeAgent]) -> list[practice_pb2.PracticeAgent]:
@@ -122,18 +80,18 @@ class _Kind:
     what: str  # its name in NOT_FOUND messages
     id_field: str  # the request field holding an item's id
     field: str  # the request field holding the item's message
-    fields: tuple[str, ...]  # the fields a create writes and an update may
-    values: Callable[[Any, Sequence[str], Violations], dict[str, Any]]
+    checks: dict[str, _Check]  # the columns a create writes and an update may, in order
     answers: Callable[[Sequence[Any]], Awaitable[Sequence[Message]]]
+    list_answer: type[Message]  # the List RPC's response, whose `list_field` holds the page
+    list_field: str
     # Agents only: the field listing default few-shot examples (the caller's own).
     examples_field: str | None = None
 
-
-def _each(proto: Callable[[Any], Message]) -> Callable[[Sequence[Any]], Awaitable[list[Message]]]:
-    async def answers(rows: Sequence[Any]) -> list[Message]:
-        return [proto(row) for row in rows]
-
-    return answers
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every field a create writes and an update may name."""
+        examples = (self.examples_field,) if self.examples_field else ()
+        return (*self.checks, *examples)
 
 
 _CLASSES = _Kind(
@@ -141,18 +99,26 @@ _CLASSES = _Kind(
     "class",
     "class_id",
     "practice_class",
-    _CLASS_FIELDS,
-    _class_values,
+    {"name": _text(200, required=True), "description": _text(10_000), "model_names": _model_names},
     _each(protos.class_proto),
+    practice_pb2.ListPracticeClassesResponse,
+    "practice_classes",
 )
 _AGENTS = _Kind(
     PracticeAgent,
     "agent",
     "agent_id",
     "agent",
-    _AGENT_FIELDS,
-    _agent_values,
+    {
+        "name": _text(200, required=True),
+        "instructions": _text(100_000),
+        "style_preset": _style_preset,
+        "style_params": protos.check_object,
+        "generation_params": protos.check_object,
+    },
     _agent_answers,
+    practice_pb2.ListPracticeAgentsResponse,
+    "agents",
     examples_field="few_shot_example_ids",
 )
 _KNOWLEDGE = _Kind(
@@ -160,10 +126,16 @@ _KNOWLEDGE = _Kind(
     "knowledge item",
     "knowledge_id",
     "knowledge_item",
-    _KNOWLEDGE_FIELDS,
-    _knowledge_values,
+    {"title": _text(200, required=True), "content": _text(1_000_000), "meta": protos.check_object},
     _each(protos.knowledge_proto),
+    practice_pb2.ListKnowledgeItemsResponse,
+    "knowledge_items",
 )
+
+
+def _check_project_id(checks: Violations, field: str, value: int) -> int | None:
+    checks.check(value >= 0, field, f"must be >= 0 (0: organization-wide), got {value}")
+    return value or None
 
 
 def _checked(
@@ -171,7 +143,11 @@ def _checked(
 ) -> tuple[dict[str, Any], list[int] | None]:
     """The item's column values and (agents, when written) its default example ids,
     checked; INVALID_ARGUMENT naming every problem."""
-    values = kind.values(message, fields, checks)
+    values = {
+        name: check(checks, f"{kind.field}.{name}", getattr(message, name))
+        for name, check in kind.checks.items()
+        if name in fields
+    }
     example_ids = None
     if kind.examples_field is not None and kind.examples_field in fields:
         example_ids = protos.check_ids(
@@ -227,7 +203,7 @@ async def _get(kind: _Kind, request: Any) -> Any:
     return (await kind.answers([await _find(kind, request, writing=False)]))[0]
 
 
-async def _list(kind: _Kind, request: Any) -> tuple[Sequence[Any], str]:
+async def _list(kind: _Kind, request: Any) -> Message:
     """A page of the organization-wide items, plus those of the request's project."""
     checks = Violations()
     scope = _check_project_id(checks, "project_id", request.project_id)
@@ -238,7 +214,7 @@ async def _list(kind: _Kind, request: Any) -> tuple[Sequence[Any], str]:
         kind.model, auth.current().principal.organization_id, scope, page.after(), page.fetch
     )
     rows, token = page.finish(rows, lambda r: r.id)
-    return await kind.answers(rows), token
+    return kind.list_answer(**{kind.list_field: await kind.answers(rows)}, next_page_token=token)
 
 
 async def _update(kind: _Kind, request: Any) -> Any:
@@ -257,87 +233,48 @@ async def _delete(kind: _Kind, request: Any) -> empty_pb2.Empty:
     return empty_pb2.Empty()
 
 
+def _rpcs(kind: _Kind) -> tuple[Callable[..., Awaitable[Any]], ...]:
+    """A resource's Create, Get, List, Update and Delete, as servicer methods."""
+
+    async def create(self: object, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _create(kind, request)
+
+    async def get(self: object, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _get(kind, request)
+
+    async def list_(self: object, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _list(kind, request)
+
+    async def update(self: object, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _update(kind, request)
+
+    async def delete(self: object, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _delete(kind, request)
+
+    return create, get, list_, update, delete
+
+
 class PracticeCatalogService(practice_pb2_grpc.PracticeCatalogServiceServicer):
     """Each resource's five RPCs, served by the one implementation above."""
 
-    async def CreatePracticeClass(
-        self, request: practice_pb2.CreatePracticeClassRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeClass:
-        return await _create(_CLASSES, request)
-
-    async def GetPracticeClass(
-        self, request: practice_pb2.GetPracticeClassRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeClass:
-        return await _get(_CLASSES, request)
-
-    async def ListPracticeClasses(
-        self, request: practice_pb2.ListPracticeClassesRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.ListPracticeClassesResponse:
-        answers, token = await _list(_CLASSES, request)
-        return practice_pb2.ListPracticeClassesResponse(
-            practice_classes=answers, next_page_token=token
-        )
-
-    async def UpdatePracticeClass(
-        self, request: practice_pb2.UpdatePracticeClassRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeClass:
-        return await _update(_CLASSES, request)
-
-    async def DeletePracticeClass(
-        self, request: practice_pb2.DeletePracticeClassRequest, context: grpc.aio.ServicerContext
-    ) -> empty_pb2.Empty:
-        return await _delete(_CLASSES, request)
-
-    async def CreatePracticeAgent(
-        self, request: practice_pb2.CreatePracticeAgentRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeAgent:
-        return await _create(_AGENTS, request)
-
-    async def GetPracticeAgent(
-        self, request: practice_pb2.GetPracticeAgentRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeAgent:
-        return await _get(_AGENTS, request)
-
-    async def ListPracticeAgents(
-        self, request: practice_pb2.ListPracticeAgentsRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.ListPracticeAgentsResponse:
-        answers, token = await _list(_AGENTS, request)
-        return practice_pb2.ListPracticeAgentsResponse(agents=answers, next_page_token=token)
-
-    async def UpdatePracticeAgent(
-        self, request: practice_pb2.UpdatePracticeAgentRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeAgent:
-        return await _update(_AGENTS, request)
-
-    async def DeletePracticeAgent(
-        self, request: practice_pb2.DeletePracticeAgentRequest, context: grpc.aio.ServicerContext
-    ) -> empty_pb2.Empty:
-        return await _delete(_AGENTS, request)
-
-    async def CreateKnowledgeItem(
-        self, request: practice_pb2.CreateKnowledgeItemRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.KnowledgeItem:
-        return await _create(_KNOWLEDGE, request)
-
-    async def GetKnowledgeItem(
-        self, request: practice_pb2.GetKnowledgeItemRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.KnowledgeItem:
-        return await _get(_KNOWLEDGE, request)
-
-    async def ListKnowledgeItems(
-        self, request: practice_pb2.ListKnowledgeItemsRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.ListKnowledgeItemsResponse:
-        answers, token = await _list(_KNOWLEDGE, request)
-        return practice_pb2.ListKnowledgeItemsResponse(
-            knowledge_items=answers, next_page_token=token
-        )
-
-    async def UpdateKnowledgeItem(
-        self, request: practice_pb2.UpdateKnowledgeItemRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.KnowledgeItem:
-        return await _update(_KNOWLEDGE, request)
-
-    async def DeleteKnowledgeItem(
-        self, request: practice_pb2.DeleteKnowledgeItemRequest, context: grpc.aio.ServicerContext
-    ) -> empty_pb2.Empty:
-        return await _delete(_KNOWLEDGE, request)
+    (
+        CreatePracticeClass,
+        GetPracticeClass,
+        ListPracticeClasses,
+        UpdatePracticeClass,
+        DeletePracticeClass,
+    ) = _rpcs(_CLASSES)
+    (
+        CreatePracticeAgent,
+        GetPracticeAgent,
+        ListPracticeAgents,
+        UpdatePracticeAgent,
+        DeletePracticeAgent,
+    ) = _rpcs(_AGENTS)
+    (
+        CreateKnowledgeItem,
+        GetKnowledgeItem,
+        ListKnowledgeItems,
+        UpdateKnowledgeItem,
+        DeleteKnowledgeItem,
+    ) = _rpcs(_KNOWLEDGE)

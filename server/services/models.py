@@ -9,7 +9,7 @@ import grpc
 from corrigo.server import export, labels, lookups, pagination
 from corrigo.server.store import datasets, models, sources
 from corrigo.server.timestamps import to_proto
-from corrigo.server.uids import split_uid
+from corrigo.server.uids import UID_FORMAT, split_uid
 from corrigo.server.validation import Violations
 from corrigo.v1 import datasets_pb2, models_pb2, models_pb2_grpc
 from corrigo.v1.comments_pb2 import Predictions
@@ -132,7 +132,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
             if checks.check(
                 parsed is not None,
                 f"predictions[{i}].uid",
-                "must be source_id.comment_id (16 hex characters, '.', id)",
+                UID_FORMAT,
             ):
                 assert parsed is not None
                 uids.append(parsed)

@@ -106,6 +106,15 @@ class Org:
         self.clients.append(client)
         return client
 
+    def require_shared_database(self) -> None:
+        """Skip unless the server's database is PostgreSQL, which several server processes
+        can share (SQLite is the single-process embedded default)."""
+        if not self.running.db_url.startswith("postgres"):
+            pytest.skip(
+                "needs PostgreSQL: several server processes share one database only there "
+                "(SQLite is the single-process embedded default)"
+            )
+
     async def cli(self, *args: str) -> tuple[int, str, str]:
         """`corrigo args` as a process against the server, as the organization's admin:
         its exit code, stdout and stderr."""

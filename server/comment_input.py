@@ -43,16 +43,18 @@ def _too_long(value: str, maximum: int) -> str:
     return f"at most {maximum} characters, got {len(value)}"
 
 
-@functools.lru_cache(maxsize=1024)
 def _property_kind(key: str) -> str:
-    """A property key's kind, 'string' or 'number', or what is wrong with the key.
-    (Cached: the comments of a sync tend to share their keys.)"""
+    """A property key's kind, 'string' or 'number', or what is wrong with the key."""
     kind, sep, name = key.partition(":")
     if not sep or kind not in ("string", "number"):
         return "keys are 'string:<name>' or 'number:<name>'"
     if not 1 <= len(name) <= _MAX_PROPERTY_NAME or name != name.strip():
         return f"the name after '{kind}:' must be 1..{_MAX_PROPERTY_NAME} characters"
     return kind
+
+
+# Cached: the comments of a sync tend to share their keys.
+_cached_property_kind = functools.lru_cache(maxsize=1024)(_property_kind)
 
 
 def _problems(comment: Comment) -> Iterator[Problem]:
@@ -110,9 +112,7 @@ def _problems(comment: Comment) -> Iterator[Problem]:
             value = fields[key]
             # (A key too long to be valid is not cached: the cache keeps its keys.)
             kind = (
-                _property_kind(key)
-                if len(key) <= _MAX_PROPERTY_KEY
-                else _property_kind.__wrapped__(key)
+                _cached_property_kind(key) if len(key) <= _MAX_PROPERTY_KEY else _property_kind(key)
             )
             held = value.WhichOneof("kind")
             if kind == "string":

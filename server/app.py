@@ -102,7 +102,7 @@ class CorrigoServer:
         applied = await database.migrate(db)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
-        pagination.configure(await identity.server_secret("page_tokens"))
+        pagination.configure(pagination.PageTokens(await identity.server_secret("page_tokens")))
         # Background work (correction sessions being prepared or deleted) is tracked from
         # here on; the sweeper resumes what a stopped or crashed server left.
         background.open_background()

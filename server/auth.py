@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from corrigo.server.errors import NotFound, PermissionDenied, Unauthenticated
+from corrigo.server.errors import Internal, NotFound, PermissionDenied, Unauthenticated
 from corrigo.server.permissions import (
     ORG_ROLE_PERMISSIONS,
     PROJECT_ROLE_PERMISSIONS,
@@ -46,6 +47,9 @@ class Call:
     project: Project | None = field(default=None)
     # The rows of the RPC's companion read (`read_with_access`), once authorized.
     companion_rows: list[Sequence[Any]] = field(default_factory=list)
+    # Whether a PROJECT rule's permission was checked (or declared not to apply): a call
+    # that ends without it is answered INTERNAL, never with what the handler returned.
+    project_checked: bool = False
 
     @property
     def is_org_admin(self) -> bool:
@@ -134,6 +138,7 @@ def _admit(call: Call, project: Project | None, granted: frozenset[Permission], 
     if permission not in granted:
         raise _denied(permission, f"in project {where}")
     call.project = project
+    call.project_checked = True
 
 
 async def authorize_project(project: Project | None, reference: str) -> None:
@@ -142,6 +147,21 @@ async def authorize_project(project: Project | None, reference: str) -> None:
     call = current()
     granted = await permissions_in(call.principal, project.id if project else None)
     _admit(call, project, granted, reference)
+
+
+def touches_no_project() -> None:
+    """Declare that the current call reads or writes nothing of any project (an
+    organization-wide item every user may read, the caller's own session outside projects,
+    an empty stream), so its PROJECT rule's permission does not apply."""
+    current().project_checked = True
+
+
+def _unchecked_project(method: str) -> Internal:
+    error_id = uuid.uuid4().hex[:12]
+    log.error(
+        "bug: %s returned without checking its project permission (error id %s)", method, error_id
+    )
+    return Internal.logged_as(error_id)
 
 
 @asynccontextmanager
@@ -186,6 +206,10 @@ async def authorize_call(
             raise _denied(permission, "in the organization")
     checks.raise_if_any()
     yield
+    # A PROJECT rule without a request field is checked by the handler once it finds the
+    # project: one that forgets fails closed here, before its answer leaves.
+    if rule.scope is Scope.PROJECT and not call.project_checked:
+        raise _unchecked_project(method)
 
 
 def project() -> Project:

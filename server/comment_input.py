@@ -12,7 +12,7 @@ from google.protobuf.unknown_fields import UnknownFieldSet
 from corrigo.server.errors import InvalidArgument
 from corrigo.server.store.sources import MAX_SYNC
 from corrigo.server.validation import Violations
-from corrigo.v1.comments_pb2 import Comment, CommentMessage
+from corrigo.v1.comments_pb2 import Comment
 
 COMMENT_ID = re.compile(r"^[A-Za-z0-9\-_.:=+/@]{1,256}$")
 TEXT_FORMATS = ("plain", "markdown")
@@ -35,127 +35,106 @@ def _timestamp_ok(seconds: int, nanos: int) -> bool:
     return _MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000
 
 
-def _message(checks: Violations, at: str, message: CommentMessage) -> None:
-    checks.text(f"{at}.subject.text", message.subject.text, 1024)
-    checks.text(f"{at}.body.text", message.body.text, 65536)
-    checks.text(f"{at}.from", getattr(message, "from"), _MAX_ADDRESS)
-    for name in ("to", "cc", "bcc"):
-        addresses = getattr(message, name)
-        if not checks.check(
-            len(addresses) <= _MAX_RECIPIENTS,
-            f"{at}.{name}",
-            f"at most {_MAX_RECIPIENTS} recipients, got {len(addresses)}",
-        ):
-            continue
-        for i, address in enumerate(addresses):
-            checks.text(f"{at}.{name}[{i}]", address, _MAX_ADDRESS)
-    if message.HasField("sent_at"):
-        checks.check(
-            _timestamp_ok(message.sent_at.seconds, message.sent_at.nanos),
-            f"{at}.sent_at",
-            "must be a valid timestamp",
-        )
-    checks.text(f"{at}.language", message.language, 35)
+# A problem of a comment: the path of its field below the comment, and what is wrong.
+Problem = tuple[str, str]
 
 
-def _properties(checks: Violations, at: str, comment: Comment) -> None:
-    fields = comment.user_properties.fields
-    if not checks.check(
-        len(fields) <= _MAX_PROPERTIES,
-        at,
-        f"at most {_MAX_PROPERTIES} properties, got {len(fields)}",
-    ):
-        return
-    for key, value in fields.items():
-        kind, sep, name = key.partition(":")
-        where = f"{at}[{key!r}]"
-        if not sep or kind not in ("string", "number"):
-            checks.add(where, "keys are 'string:<name>' or 'number:<name>'")
-            continue
-        if not 1 <= len(name) <= _MAX_PROPERTY_NAME or name != name.strip():
-            checks.add(
-                where, f"the name after '{kind}:' must be 1..{_MAX_PROPERTY_NAME} characters"
-            )
-            continue
-        held = value.WhichOneof("kind")
-        if kind == "string":
-            if held != "string_value":
-                checks.add(where, "a 'string:' property needs a string value")
-            else:
-                checks.text(where, value.string_value, _MAX_PROPERTY_VALUE)
-        elif held != "number_value" or not math.isfinite(value.number_value):
-            checks.add(where, "a 'number:' property needs a finite number value")
+def _too_long(value: str, maximum: int) -> str:
+    return f"at most {maximum} characters, got {len(value)}"
 
 
-def _message_valid(message: CommentMessage) -> bool:
-    # A text can have no more characters than the message has bytes, and a recipient
-    # takes at least two bytes: a limit above the message's size cannot be passed, and
-    # is not looked at.
-    size = message.ByteSize()
-    if size > _MAX_ADDRESS:
-        for addresses in (message.to, message.cc, message.bcc):
-            if len(addresses) > _MAX_RECIPIENTS:
-                return False
-            for address in addresses:
-                if len(address) > _MAX_ADDRESS:
-                    return False
-        if len(getattr(message, "from")) > _MAX_ADDRESS:
-            return False
-        if size > 1024 and len(message.subject.text) > 1024:
-            return False
-        if size > 65536 and len(message.body.text) > 65536:
-            return False
-    # An unset sent_at reads as 0 seconds, 0 nanos: valid, so presence is not asked.
-    sent_at = message.sent_at
-    return len(message.language) <= 35 and _timestamp_ok(sent_at.seconds, sent_at.nanos)
-
-
-@functools.lru_cache(maxsize=1024)
-def _property_kind(key: str) -> str | None:
-    """'string' or 'number' for a well-formed property key, else None. (Cached: the
-    comments of a sync tend to share their keys.)"""
+def _property_kind(key: str) -> str:
+    """A property key's kind, 'string' or 'number', or what is wrong with the key."""
     kind, sep, name = key.partition(":")
-    if not sep or kind not in ("string", "number") or name != name.strip():
-        return None
-    return kind if 1 <= len(name) <= _MAX_PROPERTY_NAME else None
+    if not sep or kind not in ("string", "number"):
+        return "keys are 'string:<name>' or 'number:<name>'"
+    if not 1 <= len(name) <= _MAX_PROPERTY_NAME or name != name.strip():
+        return f"the name after '{kind}:' must be 1..{_MAX_PROPERTY_NAME} characters"
+    return kind
 
 
-def _properties_valid(comment: Comment) -> bool:
+# Cached: the comments of a sync tend to share their keys.
+_cached_property_kind = functools.lru_cache(maxsize=1024)(_property_kind)
+
+
+def _problems(comment: Comment) -> Iterator[Problem]:
+    """Every problem of a comment, in field order; the paths and descriptions are built
+    only for a problem found, so a valid comment costs a walk of its fields."""
+    if COMMENT_ID.match(comment.id) is None:
+        yield ".id", "required: 1..256 letters, digits or '-_.:=+/@'"
+    if not comment.HasField("timestamp"):
+        yield ".timestamp", "required"
+    else:
+        timestamp = comment.timestamp
+        if not _timestamp_ok(timestamp.seconds, timestamp.nanos):
+            yield ".timestamp", "must be a valid timestamp"
+    if len(comment.thread_id) > _MAX_THREAD:
+        yield ".thread_id", _too_long(comment.thread_id, _MAX_THREAD)
+    messages = comment.messages
+    if not 1 <= len(messages) <= _MAX_MESSAGES:
+        yield ".messages", f"1..{_MAX_MESSAGES} messages required, got {len(messages)}"
+    else:
+        for i, message in enumerate(messages):
+            # A text can have no more characters than the message has bytes, and a
+            # recipient takes at least two bytes: a limit above the message's size cannot
+            # be passed, and is not looked at.
+            size = message.ByteSize()
+            if size > _MAX_ADDRESS:
+                if size > 1024 and len(message.subject.text) > 1024:
+                    yield f".messages[{i}].subject.text", _too_long(message.subject.text, 1024)
+                if size > 65536 and len(message.body.text) > 65536:
+                    yield f".messages[{i}].body.text", _too_long(message.body.text, 65536)
+                sender = getattr(message, "from")
+                if len(sender) > _MAX_ADDRESS:
+                    yield f".messages[{i}].from", _too_long(sender, _MAX_ADDRESS)
+                for name in ("to", "cc", "bcc"):
+                    addresses = getattr(message, name)
+                    if len(addresses) > _MAX_RECIPIENTS:
+                        yield (
+                            f".messages[{i}].{name}",
+                            f"at most {_MAX_RECIPIENTS} recipients, got {len(addresses)}",
+                        )
+                        continue
+                    for j, address in enumerate(addresses):
+                        if len(address) > _MAX_ADDRESS:
+                            yield f".messages[{i}].{name}[{j}]", _too_long(address, _MAX_ADDRESS)
+            # An unset sent_at reads as 0 seconds, 0 nanos: valid, so presence is not asked.
+            sent_at = message.sent_at
+            if not _timestamp_ok(sent_at.seconds, sent_at.nanos):
+                yield f".messages[{i}].sent_at", "must be a valid timestamp"
+            if len(message.language) > 35:
+                yield f".messages[{i}].language", _too_long(message.language, 35)
     fields = comment.user_properties.fields
     if len(fields) > _MAX_PROPERTIES:
-        return False
-    for key in fields:  # (the map's items() view walks it in Python: slower)
-        value = fields[key]
-        # (A key too long to be valid is not looked up: the cache keeps its keys.)
-        kind = _property_kind(key) if len(key) <= _MAX_PROPERTY_KEY else None
-        held = value.WhichOneof("kind")
-        if kind == "string":
-            if held != "string_value" or len(value.string_value) > _MAX_PROPERTY_VALUE:
-                return False
-        elif kind is None or held != "number_value" or not math.isfinite(value.number_value):
-            return False
-    return True
-
-
-def _valid(comment: Comment) -> bool:
-    """Whether `_collect_violations` would find nothing wrong: every one of its checks,
-    without naming fields (the common case costs a fraction of collecting violations)."""
-    if COMMENT_ID.match(comment.id) is None or not comment.HasField("timestamp"):
-        return False
-    timestamp = comment.timestamp
-    if not _timestamp_ok(timestamp.seconds, timestamp.nanos):
-        return False
-    messages = comment.messages
-    if len(comment.thread_id) > _MAX_THREAD or not 1 <= len(messages) <= _MAX_MESSAGES:
-        return False
-    for message in messages:
-        if not _message_valid(message):
-            return False
-    return (
-        _properties_valid(comment)
-        and (not comment.text_format or comment.text_format in TEXT_FORMATS)
-        and comment.ByteSize() <= MAX_COMMENT_BYTES
-    )
+        yield ".user_properties", f"at most {_MAX_PROPERTIES} properties, got {len(fields)}"
+    else:
+        for key in fields:  # (the map's items() view walks it in Python: slower)
+            value = fields[key]
+            # (A key too long to be valid is not cached: the cache keeps its keys.)
+            kind = (
+                _cached_property_kind(key) if len(key) <= _MAX_PROPERTY_KEY else _property_kind(key)
+            )
+            held = value.WhichOneof("kind")
+            if kind == "string":
+                if held != "string_value":
+                    yield f".user_properties[{key!r}]", "a 'string:' property needs a string value"
+                elif len(value.string_value) > _MAX_PROPERTY_VALUE:
+                    yield (
+                        f".user_properties[{key!r}]",
+                        _too_long(value.string_value, _MAX_PROPERTY_VALUE),
+                    )
+            elif kind != "number":
+                yield f".user_properties[{key!r}]", kind
+            elif held != "number_value" or not math.isfinite(value.number_value):
+                yield (
+                    f".user_properties[{key!r}]",
+                    "a 'number:' property needs a finite number value",
+                )
+    if comment.text_format and comment.text_format not in TEXT_FORMATS:
+        yield ".text_format", f"must be one of {', '.join(TEXT_FORMATS)}"
+    size = comment.ByteSize()
+    if size > MAX_COMMENT_BYTES:
+        yield "", f"at most {MAX_COMMENT_BYTES} bytes serialized, got {size}"
 
 
 def canonical(comment: Comment) -> Comment:
@@ -197,42 +176,6 @@ def canonical(comment: Comment) -> Comment:
     return canonical
 
 
-def _collect_violations(checks: Violations, at: str, comment: Comment) -> None:
-    """Every problem of a comment, each named by its field."""
-    checks.check(
-        bool(COMMENT_ID.match(comment.id)),
-        f"{at}.id",
-        "required: 1..256 letters, digits or '-_.:=+/@'",
-    )
-    if checks.check(comment.HasField("timestamp"), f"{at}.timestamp", "required"):
-        checks.check(
-            _timestamp_ok(comment.timestamp.seconds, comment.timestamp.nanos),
-            f"{at}.timestamp",
-            "must be a valid timestamp",
-        )
-    checks.text(f"{at}.thread_id", comment.thread_id, _MAX_THREAD)
-    if checks.check(
-        1 <= len(comment.messages) <= _MAX_MESSAGES,
-        f"{at}.messages",
-        f"1..{_MAX_MESSAGES} messages required, got {len(comment.messages)}",
-    ):
-        for i, message in enumerate(comment.messages):
-            _message(checks, f"{at}.messages[{i}]", message)
-    _properties(checks, f"{at}.user_properties", comment)
-    if comment.text_format:
-        checks.check(
-            comment.text_format in TEXT_FORMATS,
-            f"{at}.text_format",
-            f"must be one of {', '.join(TEXT_FORMATS)}",
-        )
-    size = comment.ByteSize()
-    checks.check(
-        size <= MAX_COMMENT_BYTES,
-        at,
-        f"at most {MAX_COMMENT_BYTES} bytes serialized, got {size}",
-    )
-
-
 def check_count(field: str, comments: Sequence[Comment]) -> None:
     """INVALID_ARGUMENT unless a sync holds 1..MAX_SYNC comments."""
     if not 1 <= len(comments) <= MAX_SYNC:
@@ -248,8 +191,8 @@ def checked_parts(field: str, comments: Sequence[Comment], size: int) -> Iterato
     seen: set[str] = set()
     part: list[Comment] = []
     for i, comment in enumerate(comments):
-        if not _valid(comment):
-            _collect_violations(checks, f"{field}[{i}]", comment)
+        for path, problem in _problems(comment):
+            checks.add(f"{field}[{i}]{path}", problem)
         comment_id = comment.id
         if comment_id in seen:
             checks.add(f"{field}[{i}].id", f"duplicate id {comment_id!r} in the call")

@@ -1,11 +1,13 @@
-"""Lists of document uids in requests (correction sessions, document groups)."""
+"""The comments (documents) that requests name by uid: lists of them (correction
+sessions, document groups) and one of a dataset (labellings, corrections)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from corrigo.server import export
-from corrigo.server.store import sources
+from corrigo.server.errors import NotFound
+from corrigo.server.store import datasets, sources
+from corrigo.server.uids import UID_FORMAT, split_uid
 from corrigo.server.validation import Violations
 
 MAX_DOCUMENT_UIDS = 4096
@@ -26,12 +28,8 @@ async def resolve(
     parsed: list[tuple[int, tuple[str, str]]] = []
     seen: set[str] = set()
     for i, uid in enumerate(uids):
-        split = export.split_uid(uid)
-        if not checks.check(
-            split is not None,
-            f"{field}[{i}]",
-            "must be source_id.comment_id (16 hex characters, '.', id)",
-        ):
+        split = split_uid(uid)
+        if not checks.check(split is not None, f"{field}[{i}]", UID_FORMAT):
             continue
         assert split is not None
         if checks.check(uid not in seen, f"{field}[{i}]", f"{uid!r} given twice"):
@@ -49,3 +47,24 @@ async def resolve(
             assert comment_id is not None
             ids.append(comment_id)
     return ids
+
+
+async def comment_of(
+    checks: Violations, dataset: datasets.Dataset, uid: str, field: str = "comment_uid"
+) -> tuple[str, int]:
+    """The internal id of the comment `uid` of the dataset's sources: INVALID_ARGUMENT on
+    `field` (with the problems `checks` holds) when it is malformed or of another
+    source, NOT_FOUND when there is no such comment."""
+    parsed = split_uid(uid)
+    checks.check(parsed is not None, field, UID_FORMAT)
+    checks.raise_if_any()
+    assert parsed is not None
+    in_dataset = await datasets.dataset_sources(dataset.id)
+    checks.check(
+        parsed[0] in in_dataset, field, f"source {parsed[0]} is not a source of the dataset"
+    )
+    checks.raise_if_any()
+    found = await sources.comments_by_uid({parsed[0]: in_dataset[parsed[0]]}, [parsed])
+    if parsed not in found:
+        raise NotFound(f"comment {uid!r} not found")
+    return uid, found[parsed]

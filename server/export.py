@@ -22,6 +22,7 @@ from corrigo.server.store import datasets, models
 from corrigo.server.store import export as store
 from corrigo.server.store.database import utcnow
 from corrigo.server.store.sources import micros
+from corrigo.server.uids import split_uid
 from corrigo.server.validation import Violations
 from corrigo.v1.datasets_pb2 import ExportDatasetRequest, StreamExportDatasetRequest
 
@@ -54,14 +55,6 @@ def parse_time(checks: Violations, field: str, value: str) -> int | None:
     if parsed.tzinfo is not None:
         parsed = parsed.astimezone(datetime.UTC).replace(tzinfo=None)
     return micros(parsed)
-
-
-def split_uid(uid: str) -> tuple[str, str] | None:
-    """(source hex id, comment id) of a well-formed comment uid."""
-    source_hex, dot, comment_id = uid.partition(".")
-    if not dot or not HEX_ID.match(source_hex) or not comment_id or len(comment_id) > 256:
-        return None
-    return source_hex, comment_id
 
 
 @dataclass(frozen=True)

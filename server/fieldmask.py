@@ -11,20 +11,15 @@ from corrigo.server.validation import Violations
 
 
 def fields_to_write(
-    mask: FieldMask,
-    message: Message,
-    allowed: Sequence[str],
-    checks: Violations,
-    field: str = "update_mask",
+    mask: FieldMask, message: Message, allowed: Sequence[str], checks: Violations
 ) -> list[str]:
     """The fields of `message` an update writes, in `allowed` order: those the mask names
     (a named field that is unset is cleared), or without a mask every populated field.
-    Unknown mask paths are a violation on `field`."""
+    A path not in `allowed` is a violation on `update_mask.paths[i]`."""
     if mask.paths:
-        unknown = sorted(set(mask.paths) - set(allowed))
-        if unknown:
-            checks.add(
-                field, f"unknown path(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        for i, path in enumerate(mask.paths):
+            checks.check(
+                path in allowed, f"update_mask.paths[{i}]", f"must be one of {', '.join(allowed)}"
             )
         return [name for name in allowed if name in mask.paths]
     populated = {descriptor.name for descriptor, _ in message.ListFields()}

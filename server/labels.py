@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from corrigo.server.store import datasets
 from corrigo.server.validation import Violations
-from corrigo.v1.comments_pb2 import Label, PredictedLabel
+from corrigo.v1.comments_pb2 import AssignedLabels, Label, PredictedLabel
 
 SEPARATOR = " > "
 MAX_LEVELS = 8
@@ -98,4 +99,38 @@ def check_predicted(
                 label.sentiment == 0,
                 f"{at}.sentiment",
                 "must be 0: the dataset has no sentiment",
+            )
+
+
+def label_list(items: Sequence[Label]) -> bytes:
+    """A labelling's stored label list (b"" when empty)."""
+    return AssignedLabels(assigned=items).SerializeToString() if items else b""
+
+
+async def check_labelling(
+    checks: Violations,
+    dataset: datasets.Dataset,
+    assigned: Sequence[Label],
+    dismissed: Sequence[Label],
+) -> None:
+    """The checks of a labelling's assigned and dismissed labels: valid, unique, not both
+    assigned and dismissed, sentiment as the dataset has it, in its taxonomy."""
+    check_assigned(checks, "assigned", assigned, dataset.has_sentiment)
+    check_assigned(checks, "dismissed", dismissed, dataset.has_sentiment)
+    checks.raise_if_any()
+    assigned_names = {label.name for label in assigned}
+    for i, label in enumerate(dismissed):
+        checks.check(
+            label.name not in assigned_names,
+            f"dismissed[{i}].name",
+            f"label {label.name!r} is also assigned",
+        )
+    names = [label.name for label in (*assigned, *dismissed)]
+    known = await datasets.label_names(dataset.id, names)
+    for field, given in (("assigned", assigned), ("dismissed", dismissed)):
+        for i, label in enumerate(given):
+            checks.check(
+                label.name in known,
+                f"{field}[{i}].name",
+                f"label {label.name!r} is not in the dataset's taxonomy",
             )

@@ -1,11 +1,11 @@
 """Opaque, stateless page tokens bound to their query.
 
-A token carries a keyset position (the sort key of the last row served) and a
-fingerprint of the query it was issued for: the RPC, the caller's organization and
-every request field except the token and the page size. It is encrypted and
-authenticated with a secret kept in the database, so every replica reads the tokens of
-every other, a client cannot read or forge one, and a token replayed against another
-query is refused with INVALID_ARGUMENT.
+A token carries a keyset position (the sort key of the last row served), sealed with
+AES-GCM under the server's page-token key (kept in the database, so every replica reads
+the tokens of every other) with the fingerprint of the query it was issued for as
+associated data: the RPC, the caller's organization and every request field except the
+token and the page size. A client can neither read nor forge one, and a token replayed
+against another query is refused with INVALID_ARGUMENT.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import hmac
 import json
-import secrets
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import Message
 
 from corrigo.server.errors import InvalidArgument
@@ -27,49 +28,59 @@ from corrigo.v1 import errors_pb2
 
 T = TypeVar("T")
 
+KEY_BYTES = 32
 _NONCE = 12
-_TAG = 16
 # json.dumps with separators builds an encoder on every call.
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
-def _derived(secret: bytes) -> tuple[hmac.HMAC, hmac.HMAC]:
-    """HMAC-SHA256 states keyed with the encryption and the signing key of a secret,
-    made once when it is set: a token copies them rather than keying HMACs anew."""
-    encrypting, signing = (
-        hmac.new(hmac.digest(secret, purpose, "sha256"), digestmod=hashlib.sha256)
-        for purpose in (b"encrypt", b"sign")
-    )
-    return encrypting, signing
+class PageTokens:
+    """Issues and reads the page tokens of one key (AES-256-GCM, a random nonce a token)."""
+
+    def __init__(self, key: bytes) -> None:
+        if len(key) != KEY_BYTES:
+            raise ValueError(f"a page-token key is {KEY_BYTES} bytes, got {len(key)}")
+        self._aead = AESGCM(key)
+
+    def issue(self, query: bytes, position: Sequence[Any]) -> str:
+        nonce = os.urandom(_NONCE)
+        sealed = self._aead.encrypt(nonce, _compact(list(position)).encode(), query)
+        return base64.urlsafe_b64encode(nonce + sealed).decode().rstrip("=")
+
+    def read(self, token: str, query: bytes, field: str) -> list[Any]:
+        """The position a token carries; INVALID_ARGUMENT on `field` when it is not ours
+        or was issued for another query (the two cannot be told apart, by design)."""
+        invalid = InvalidArgument.field(
+            field,
+            "invalid or expired token: pass a token exactly as returned, with every other "
+            "field as in the first call",
+            reason=errors_pb2.PAGE_TOKEN_INVALID,
+        )
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+            # (Too short a token leaves too short a nonce: a ValueError, caught too.)
+            position = json.loads(self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], query))
+        except (binascii.Error, ValueError, InvalidTag):
+            raise invalid from None
+        if not isinstance(position, list):
+            raise invalid
+        return position
 
 
-_encrypting, _signing = _derived(b"")
+# Set once at server start; until then every token is refused rather than issued unsealed.
+_tokens: PageTokens | None = None
 
 
-def configure(secret: bytes) -> None:
-    """Set the signing secret (done once at server start, from the database)."""
-    global _encrypting, _signing
-    _encrypting, _signing = _derived(secret)
+def configure(tokens: PageTokens) -> None:
+    """Use `tokens` for every token this process issues or reads."""
+    global _tokens
+    _tokens = tokens
 
 
-def _mac(keyed: hmac.HMAC, data: bytes) -> bytes:
-    mac = keyed.copy()
-    mac.update(data)
-    return mac.digest()
-
-
-def _xor_keystream(nonce: bytes, data: bytes) -> bytes:
-    # HMAC-SHA256 in counter mode: a PRF keystream, enough to keep positions unreadable.
-    stream = b"".join(
-        _mac(_encrypting, nonce + counter.to_bytes(4, "big"))
-        for counter in range((len(data) + 31) // 32)
-    )
-    mixed = int.from_bytes(data, "big") ^ int.from_bytes(stream[: len(data)], "big")
-    return mixed.to_bytes(len(data), "big")
-
-
-def _signature(nonce: bytes, cipher: bytes) -> bytes:
-    return _mac(_signing, nonce + cipher)[:_TAG]
+def _configured() -> PageTokens:
+    if _tokens is None:
+        raise RuntimeError("page tokens have no key: pagination.configure runs at server start")
+    return _tokens
 
 
 def fingerprint(
@@ -86,40 +97,13 @@ def fingerprint(
 
 
 def issue(query: bytes, position: Sequence[Any]) -> str:
-    plain = query + _compact(list(position)).encode()
-    nonce = secrets.token_bytes(_NONCE)
-    cipher = _xor_keystream(nonce, plain)
-    return base64.urlsafe_b64encode(nonce + cipher + _signature(nonce, cipher)).decode().rstrip("=")
+    """A token for `position` in the query fingerprinted `query`, under the server's key."""
+    return _configured().issue(query, position)
 
 
 def read(token: str, query: bytes, field: str) -> list[Any]:
-    """The position a token carries; INVALID_ARGUMENT on `field` when it is not ours
-    or was issued for another query."""
-    invalid = InvalidArgument.field(
-        field,
-        "invalid or expired token: pass a token exactly as returned, with the same query",
-        reason=errors_pb2.PAGE_TOKEN_INVALID,
-    )
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except (binascii.Error, ValueError):
-        raise invalid from None
-    if len(raw) < _NONCE + len(query) + _TAG:
-        raise invalid
-    nonce, cipher, tag = raw[:_NONCE], raw[_NONCE:-_TAG], raw[-_TAG:]
-    if not hmac.compare_digest(tag, _signature(nonce, cipher)):
-        raise invalid
-    plain = _xor_keystream(nonce, cipher)
-    if not hmac.compare_digest(plain[: len(query)], query):
-        raise InvalidArgument.field(
-            field,
-            "token was issued for another query: keep every other field as in the first call",
-            reason=errors_pb2.PAGE_TOKEN_INVALID,
-        )
-    position = json.loads(plain[len(query) :])
-    if not isinstance(position, list):
-        raise invalid
-    return position
+    """The position `token` carries for `query` (see `PageTokens.read`)."""
+    return _configured().read(token, query, field)
 
 
 def page(

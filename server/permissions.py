@@ -69,7 +69,8 @@ class Rule:
     permission: Permission | None = None
     # For PROJECT rules: the request field naming the project, either an id (`project_id`)
     # or a name (`owner`). None when the handler finds the project from a resource and
-    # calls `auth.authorize_project`.
+    # calls `auth.authorize_project` (or `auth.touches_no_project`): a call that ends
+    # having done neither is answered INTERNAL (fail closed).
     project_field: str | None = None
 
 

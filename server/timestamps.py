@@ -1,4 +1,4 @@
-"""Conversions between stored naive-UTC datetimes and google.protobuf.Timestamp."""
+"""Stored naive-UTC datetimes as google.protobuf.Timestamp."""
 
 from __future__ import annotations
 
@@ -19,7 +19,3 @@ def to_proto(value: datetime.datetime | None) -> timestamp_pb2.Timestamp | None:
     return timestamp_pb2.Timestamp(
         seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000
     )
-
-
-def from_proto(value: timestamp_pb2.Timestamp) -> datetime.datetime:
-    return value.ToDatetime()

@@ -7,8 +7,10 @@ CORRIGO_REQUIRE_POSTGRES=1 (as in CI) it fails instead.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ from corrigo.v1.admin_pb2 import Member, User
 
 POSTGRES_URL = os.environ.get("CORRIGO_TEST_POSTGRES_URL", "")
 REQUIRE_POSTGRES = os.environ.get("CORRIGO_REQUIRE_POSTGRES") == "1"
+# The installed command, as a user runs it.
+CORRIGO = str(Path(sys.executable).parent / "corrigo")
 
 
 def _fresh_postgres(url: str) -> str | None:
@@ -101,6 +105,33 @@ class Org:
         client = self.running.client(token)
         self.clients.append(client)
         return client
+
+    def require_shared_database(self) -> None:
+        """Skip unless the server's database is PostgreSQL, which several server processes
+        can share (SQLite is the single-process embedded default)."""
+        if not self.running.db_url.startswith("postgres"):
+            pytest.skip(
+                "needs PostgreSQL: several server processes share one database only there "
+                "(SQLite is the single-process embedded default)"
+            )
+
+    async def cli(self, *args: str) -> tuple[int, str, str]:
+        """`corrigo args` as a process against the server, as the organization's admin:
+        its exit code, stdout and stderr."""
+        env = {
+            **os.environ,
+            "CORRIGO_TARGET": self.running.target,
+            "CORRIGO_TOKEN": self.admin_token,
+        }
+        process = await asyncio.create_subprocess_exec(
+            CORRIGO,
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await process.communicate()
+        return process.returncode or 0, out.decode(), err.decode()
 
     async def user(self, role: int = User.MEMBER) -> tuple[int, AsyncClient]:
         """A new user of the organization with the organization role, and a client for them."""

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -16,21 +12,6 @@ from tests.conftest import Org
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-CORRIGO = str(Path(sys.executable).parent / "corrigo")
-
-
-async def corrigo(org: Org, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "CORRIGO_TARGET": org.running.target, "CORRIGO_TOKEN": org.admin_token}
-    process = await asyncio.create_subprocess_exec(
-        CORRIGO,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
-
 
 def columns(out: str, index: int) -> list[str]:
     return [line.split("\t")[index] for line in out.splitlines()]
@@ -39,8 +20,8 @@ def columns(out: str, index: int) -> list[str]:
 async def test_cli_creates_watches_and_lists_sessions(org: Org) -> None:
     corpus = await c.corpus(org, 3)
     project, model = str(corpus.project_id), str(corpus.model_id)
-    code, out, err = await corrigo(
-        org, "sessions", "create", project, model, "--sample-size", "2", "--name", "cli"
+    code, out, err = await org.cli(
+        "sessions", "create", project, model, "--sample-size", "2", "--name", "cli"
     )
     assert code == 0, err
     created = json.loads(out)
@@ -58,7 +39,7 @@ async def test_cli_creates_watches_and_lists_sessions(org: Org) -> None:
         await c.correct(corpus, session_id, document.uid, "Comfort")
 
     # Every transition, one line each, until FINISHED.
-    code, out, err = await corrigo(org, "sessions", "watch", project, str(session_id))
+    code, out, err = await org.cli("sessions", "watch", project, str(session_id))
     assert code == 0, err
     assert columns(out, 0) == ["1", "2", "3", "4", "5", "6"]
     assert columns(out, 2) == [
@@ -72,16 +53,15 @@ async def test_cli_creates_watches_and_lists_sessions(org: Org) -> None:
     assert columns(out, 3) == ["0.0%", "0.0%", "0.0%", "0.0%", "50.0%", "100.0%"]
     assert columns(out, 4) == ["2 documents"] * 6
 
-    code, out, err = await corrigo(org, "sessions", "list", project)
+    code, out, err = await org.cli("sessions", "list", project)
     assert code == 0, err
     assert out.splitlines() == [f"{session_id}\tFINISHED\t100.0%\t2\tcli"]
-    code, out, _ = await corrigo(org, "sessions", "list", project, "--status", "annotating")
+    code, out, _ = await org.cli("sessions", "list", project, "--status", "annotating")
     assert code == 0 and out == ""
 
     # --watch follows the new session to its end: here FAILED (no model version).
     failing = await c.corpus(org, 2, score=None)
-    code, out, err = await corrigo(
-        org,
+    code, out, err = await org.cli(
         "sessions",
         "create",
         str(failing.project_id),
@@ -94,6 +74,6 @@ async def test_cli_creates_watches_and_lists_sessions(org: Org) -> None:
     assert columns(out, 2) == ["CREATED", "SAMPLING", "PREDICTING", "FAILED"]
     assert out.splitlines()[-1].endswith("there are no predictions to correct")
 
-    code, out, err = await corrigo(org, "sessions", "create", project, model, "--sample-size", "0")
+    code, out, err = await org.cli("sessions", "create", project, model, "--sample-size", "0")
     assert code == 1 and out == ""
     assert "INVALID_ARGUMENT" in err and "sample_size: must be 1..1000, got 0" in err

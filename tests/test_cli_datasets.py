@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
-import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,21 +21,6 @@ from tests import dataset_helpers as h
 from tests.conftest import Org
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-CORRIGO = str(Path(sys.executable).parent / "corrigo")
-
-
-async def _corrigo(org: Org, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "CORRIGO_TARGET": org.running.target, "CORRIGO_TOKEN": org.admin_token}
-    process = await asyncio.create_subprocess_exec(
-        CORRIGO,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
 
 
 def _state(out: Path) -> Any:
@@ -56,8 +39,8 @@ async def _filled(org: Org, tmp_path: Path, n: int) -> tuple[str, str]:
     ]
     data = tmp_path / "comments.jsonl"
     data.write_text("\n".join(lines) + "\n")
-    code, _, err = await _corrigo(
-        org, "sync", f"{project.name}/mailbox", str(data), "--chunk-size", "100"
+    code, _, err = await org.cli(
+        "sync", f"{project.name}/mailbox", str(data), "--chunk-size", "100"
     )
     assert code == 0, err
     assert f"{n} new, 0 updated, 0 unchanged in {(n + 99) // 100} chunks" in err
@@ -78,19 +61,18 @@ async def test_cli_sync_then_export_jsonl_and_csv(org: Org, tmp_path: Path) -> N
     assert len(expected) == 450
 
     out = tmp_path / "export.jsonl"
-    code, _, err = await _corrigo(org, "export", f"{owner}/ds", "-o", str(out), "--limit", "64")
+    code, _, err = await org.cli("export", f"{owner}/ds", "-o", str(out), "--limit", "64")
     assert code == 0, err
     assert out.read_text().splitlines() == expected
     assert "450/450" in err and "450 comments written" in err
     assert _state(out) is None
 
     # Syncing the export's own lines back changes nothing.
-    code, _, err = await _corrigo(org, "sync", f"{owner}/mailbox", str(out), "-q")
+    code, _, err = await org.cli("sync", f"{owner}/mailbox", str(out), "-q")
     assert code == 0 and "0 new, 0 updated, 450 unchanged" in err, err
 
     table = tmp_path / "export.csv"
-    code, _, err = await _corrigo(
-        org, "export", f"{owner}/ds", "-o", str(table), "--format", "csv",
+    code, _, err = await org.cli("export", f"{owner}/ds", "-o", str(table), "--format", "csv",
         "--source-id", source_id, "--from", "2020-01-01T00:01:00Z", "-q",
     )  # fmt: skip
     assert code == 0, err
@@ -102,9 +84,9 @@ async def test_cli_sync_then_export_jsonl_and_csv(org: Org, tmp_path: Path) -> N
 
 async def test_cli_errors_are_reported(org: Org, tmp_path: Path) -> None:
     project = await org.project()
-    code, _, err = await _corrigo(org, "export", f"{project.name}/nope", "-o", str(tmp_path / "x"))
+    code, _, err = await org.cli("export", f"{project.name}/nope", "-o", str(tmp_path / "x"))
     assert code == 1 and "NOT_FOUND" in err
-    code, _, err = await _corrigo(org, "export", "no-slash", "-o", str(tmp_path / "x"))
+    code, _, err = await org.cli("export", "no-slash", "-o", str(tmp_path / "x"))
     assert code == 2 and "OWNER/NAME" in err
 
 
@@ -151,9 +133,9 @@ async def test_interrupted_export_resumes_where_it_stopped(org: Org, tmp_path: P
     with out.open("a") as partial:
         partial.write('{"comment": {"id": "half')
     # Other arguments than the interrupted export's: refused, unless --restart.
-    code, _, err = await _corrigo(org, "export", f"{owner}/ds", "-o", str(out), "--limit", "64")
+    code, _, err = await org.cli("export", f"{owner}/ds", "-o", str(out), "--limit", "64")
     assert code == 1 and "--restart" in err
-    code, _, err = await _corrigo(org, "export", f"{owner}/ds", "-o", str(out), "--limit", "32")
+    code, _, err = await org.cli("export", f"{owner}/ds", "-o", str(out), "--limit", "32")
     assert code == 0, err
     assert out.read_text().splitlines() == expected
     assert "300/300" in err

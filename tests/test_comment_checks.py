@@ -1,67 +1,102 @@
-"""The comment checks' fast path (`_valid`) agrees with the checks that name fields:
-whatever it lets through has no violation, and whatever it stops has one."""
+"""The comment checks name every problem of a synced comment by its field, and let a
+valid comment through in its canonical form."""
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-from hypothesis import given, settings
-from hypothesis import strategies as st
+import pytest
 
 from corrigo.server import comment_input
-from corrigo.server.validation import Violations
+from corrigo.server.errors import InvalidArgument
 from corrigo.v1.comments_pb2 import Comment, CommentMessage
 
 
-def _mostly(valid: list[Any], invalid: list[Any]) -> st.SearchStrategy[Any]:
-    """One of the values, a valid one nine times out of ten or so."""
-    return st.sampled_from(valid * (9 * max(1, len(invalid)) // len(valid) + 1) + invalid)
-
-
-# Texts at and just past the limits (35, 256, 512, 1024, 4096 characters; "é" is 2 bytes).
-_text = _mostly(
-    ["", "a", "é" * 35, "a" * 256, "é" * 512, "a" * 1024],
-    ["a" * 36, "é" * 257, "a" * 513, "é" * 1025, "a" * 4097],
-)
-
-
-@st.composite
-def messages(draw: st.DrawFn) -> CommentMessage:
-    made = CommentMessage(language=draw(_mostly(["", "en"], ["x" * 36])))
-    made.subject.text = draw(_text)
-    made.body.text = draw(_mostly(["", "hi", "b" * 65536], ["b" * 65537]))
-    setattr(made, "from", draw(_text))
-    made.to.extend(draw(st.lists(_text, max_size=2)))
-    made.cc.extend(["c@d.e"] * draw(_mostly([0, 1, 256], [257])))
-    if draw(st.booleans()):
-        made.sent_at.seconds = draw(_mostly([0, 253402300799], [-62135596801, 253402300800]))
+def _valid() -> Comment:
+    made = Comment(id="a.b:c=d+e/f@g", thread_id="t" * 256)
+    made.timestamp.seconds = 253402300799
+    message = CommentMessage(language="x" * 35, to=["a" * 512] * 2, cc=["c@d.e"] * 256)
+    message.subject.text = "é" * 1024
+    message.body.text = "b" * 65536
+    setattr(message, "from", "f" * 512)
+    message.sent_at.seconds = -62135596800
+    made.messages.append(message)
+    made.user_properties.update({"string:a": "w" * 4096, "number:n": 1.5})
     return made
 
 
-@st.composite
-def comments(draw: st.DrawFn) -> Comment:
-    made = Comment(
-        id=draw(_mostly(["c1", "a.b:c=d+e/f@g"], ["", "bad id", "x" * 257])),
-        thread_id=draw(_text),
-        text_format=draw(_mostly(["", "plain", "markdown"], ["html"])),
+def _violations(comment: Comment) -> list[tuple[str, str]]:
+    try:
+        list(comment_input.checked_parts("comments", [comment], 256))
+    except InvalidArgument as err:
+        return err.violations
+    return []
+
+
+def test_a_comment_at_every_limit_passes_in_its_canonical_form() -> None:
+    parts = list(comment_input.checked_parts("comments", [_valid()], 256))
+    assert len(parts) == 1 and parts[0][0].text_format == "plain"
+
+
+def test_every_problem_is_named_by_its_field_in_field_order() -> None:
+    bad = _valid()
+    bad.id = "bad id"
+    bad.timestamp.nanos = 1_000_000_000
+    bad.thread_id += "t"
+    message = bad.messages[0]
+    message.subject.text += "é"
+    message.body.text += "b"
+    setattr(message, "from", "f" * 513)
+    message.to.append("a" * 513)
+    message.cc.append("c@d.e")
+    message.sent_at.seconds -= 1
+    message.language += "x"
+    bad.user_properties.update(
+        {"other:x": "v", "string: pad": "v", "string:s": 1, "string:a": "w" * 4097}
     )
-    if draw(_mostly([True], [False])):
-        made.timestamp.seconds = draw(_mostly([0, -62135596800], [253402300800]))
-        made.timestamp.nanos = draw(_mostly([0, 999_999_999], [1_000_000_000]))
-    made.messages.extend(draw(st.lists(messages(), min_size=draw(_mostly([1], [0])), max_size=2)))
-    keys = _mostly(["string:a", "number:n"], ["other:x", "string:", "string: pad", "nokey"])
-    values = draw(st.dictionaries(keys, st.just(None), max_size=3))
-    for key in values:
-        kind = key.split(":", 1)[0]
-        good = ["v", "w" * 4096] if kind != "number" else [1.5, 0]
-        made.user_properties.update({key: draw(_mostly(good, ["w" * 4097, math.inf, "s"]))})
-    return made
+    bad.user_properties.update({"number:n": float("inf")})
+    bad.text_format = "html"
+    at = "comments[0]"
+    named = [field for field, _ in _violations(bad)]
+    assert named[:10] + named[15:] == [
+        f"{at}.id",
+        f"{at}.timestamp",
+        f"{at}.thread_id",
+        f"{at}.messages[0].subject.text",
+        f"{at}.messages[0].body.text",
+        f"{at}.messages[0].from",
+        f"{at}.messages[0].to[2]",
+        f"{at}.messages[0].cc",
+        f"{at}.messages[0].sent_at",
+        f"{at}.messages[0].language",
+        f"{at}.text_format",
+    ]
+    # (Properties in the map's own order.)
+    assert sorted(named[10:15]) == sorted(
+        f"{at}.user_properties[{key!r}]"
+        for key in ("other:x", "string: pad", "string:s", "string:a", "number:n")
+    )
 
 
-@settings(max_examples=400, deadline=None)
-@given(comments())
-def test_fast_path_agrees_with_the_named_checks(comment: Comment) -> None:
-    named = Violations()
-    comment_input._collect_violations(named, "c", comment)
-    assert comment_input._valid(comment) == (not named.items), named.items
+@pytest.mark.parametrize(
+    ("change", "field", "description"),
+    [
+        (lambda c: c.ClearField("timestamp"), "comments[0].timestamp", "required"),
+        (lambda c: c.ClearField("messages"), "comments[0].messages", "1..64 messages required"),
+        (
+            lambda c: c.user_properties.update({f"number:{i}": i for i in range(256)}),
+            "comments[0].user_properties",
+            "at most 256 properties",
+        ),
+        (
+            lambda c: c.messages[0].body.__setattr__("text", "b" * 300_000),
+            "comments[0]",
+            "at most 262144 bytes serialized",
+        ),
+    ],
+)
+def test_a_whole_part_that_is_wrong_is_named_once(
+    change: object, field: str, description: str
+) -> None:
+    bad = _valid()
+    change(bad)  # type: ignore[operator]
+    named = [(f, d) for f, d in _violations(bad) if f == field]
+    assert len(named) == 1 and named[0][1].startswith(description), _violations(bad)

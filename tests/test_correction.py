@@ -21,6 +21,7 @@ from tests import correction_helpers as c
 from tests import dataset_helpers as h
 from tests.conftest import Org
 from tests.correction_helpers import Status
+from tests.shapes import assert_same_shape
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -50,19 +51,6 @@ def as_json(message: Any) -> dict[str, Any]:
         message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
     )
     return result
-
-
-def assert_same_shape(expected: Any, actual: Any, path: str = "$") -> None:
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), path
-        assert set(expected) <= set(actual), f"{path}: missing {set(expected) - set(actual)}"
-        for key, value in expected.items():
-            assert_same_shape(value, actual[key], f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(actual, list) and actual, path
-        assert_same_shape(expected[0], actual[0], f"{path}[0]")
-    else:
-        assert type(actual) is type(expected), f"{path}: {actual!r} vs {expected!r}"
 
 
 def statuses(changes: list[correction_pb2.CorrectionSessionChange]) -> list[int]:

@@ -102,11 +102,7 @@ async def test_sessions_created_at_once_beyond_the_supply(org: Org) -> None:
 async def test_two_server_processes_never_hand_out_a_document_twice(
     org: Org, tmp_path: Path
 ) -> None:
-    if not org.running.db_url.startswith("postgres"):
-        pytest.skip(
-            "needs PostgreSQL: several server processes share one database only there "
-            "(SQLite is the single-process embedded default)"
-        )
+    org.require_shared_database()
     corpus = await c.corpus(org, 60)
     servers = [
         ServerProcess(org.running.db_url, tmp_path / f"serve-{i}.log", grace=2) for i in range(2)

@@ -327,11 +327,7 @@ async def server_processes(db_url: str, count: int, logs: Path) -> AsyncIterator
 async def test_two_server_processes_number_200_sessions_without_gaps(
     org: Org, tmp_path: Path
 ) -> None:
-    if not org.running.db_url.startswith("postgres"):
-        pytest.skip(
-            "needs PostgreSQL: several server processes share one database only there "
-            "(SQLite is the single-process embedded default)"
-        )
+    org.require_shared_database()
     semaphore = asyncio.Semaphore(16)
 
     async def prepared() -> int:

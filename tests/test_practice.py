@@ -27,6 +27,7 @@ from corrigo.v1.practice_pb2 import (
     PracticeSession as Session,
 )
 from tests.conftest import Org
+from tests.shapes import assert_same_shape
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -77,21 +78,6 @@ def as_json(message: Any) -> dict[str, Any]:
         ):
             result[descriptor.name] = None
     return result
-
-
-def assert_same_shape(expected: Any, actual: Any, path: str = "$") -> None:
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), path
-        missing = set(expected) - set(actual)
-        assert not missing, f"{path}: missing {missing}"
-        for key, value in expected.items():
-            if value != {}:  # free-form objects may hold anything
-                assert_same_shape(value, actual[key], f"{path}.{key}")
-    elif isinstance(expected, list):
-        assert isinstance(actual, list) and actual, path
-        assert_same_shape(expected[0], actual[0], f"{path}[0]")
-    else:
-        assert type(actual) is type(expected), f"{path}: {actual!r} vs {expected!r}"
 
 
 @dataclass
@@ -460,7 +446,11 @@ async def test_patch_bad_input_is_invalid_argument(practice: Practice) -> None:
     for session_id, body, field in [
         (0, {"title": "x"}, "session_id"),
         (-3, {"title": "x"}, "session_id"),
-        (session.session_id, {"title": "x", "update_mask": "title,owner"}, "update_mask"),
+        (
+            session.session_id,
+            {"title": "x", "update_mask": "title,owner"},
+            "update_mask.paths[1]",
+        ),
         (session.session_id, {"agent_id": 0}, "agent_id"),
     ]:
         with pytest.raises(CorrigoError) as err:
@@ -931,7 +921,7 @@ async def test_agents_and_knowledge_crud(org: Org, other_org: Org) -> None:
             practice_pb2.UpdatePracticeClassRequest(
                 class_id=1, update_mask=field_mask_pb2.FieldMask(paths=["project_id"])
             ),
-            "update_mask",
+            "update_mask.paths[0]",
         ),
     ],
 )

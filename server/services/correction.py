@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 
-from corrigo.server import auth, correction_work, documents, pagination
+from corrigo.server import auth, correction_work, documents, labels, lookups, pagination
 from corrigo.server.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
-from corrigo.server.services.datasets import check_labelling, comment_of, label_list
 from corrigo.server.store import (
     correction,
     correction_documents,
@@ -120,16 +119,11 @@ def document_proto(row: DocumentRow) -> SessionDocument:
     )
 
 
-async def _session(request: Message) -> SessionView:
-    """The request's session in the authorized project; NOT_FOUND when there is none."""
-    session_id: int = request.session_id  # type: ignore[attr-defined]
-    checks = Violations()
-    checks.stored_id("session_id", session_id)
-    checks.raise_if_any()
-    view = await correction.get(auth.project().id, session_id)
-    if view is None:
-        raise NotFound(f"correction session {session_id} not found")
-    return view
+async def _session(request: Any) -> SessionView:
+    """The request's session (`session_id`) in the authorized project."""
+    return await lookups.by_id(
+        "session_id", request.session_id, "correction session", correction.get
+    )
 
 
 def _check_create(checks: Violations, request: CreateCorrectionSessionRequest) -> int:
@@ -315,10 +309,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
             answer.documents.append(document)
         answer.next_page_token = token
         if view.row.model_version_id is not None:
-            version = await models.ModelVersion.aget_or_none(
-                models.ModelVersion.id == view.row.model_version_id
-            )
-            answer.model_version = version.version if version else 0
+            answer.model_version = (await models.version_number(view.row.model_version_id)) or 0
         return answer
 
     async def SubmitCorrection(
@@ -326,12 +317,17 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
     ) -> correction_pb2.SubmitCorrectionResponse:
         checks = Violations()
         view = await _session(request)
-        dataset = await datasets.Dataset.aget_by_id(view.row.dataset_id)
-        await check_labelling(checks, dataset, request.assigned, request.dismissed)
+        dataset = await datasets.by_id(view.row.dataset_id)
+        await labels.check_labelling(checks, dataset, request.assigned, request.dismissed)
         _check_vocabulary(checks, view, request)
-        _, comment_id = await comment_of(checks, dataset, request.document_uid, "document_uid")
+        _, comment_id = await documents.comment_of(
+            checks, dataset, request.document_uid, "document_uid"
+        )
         await correction_documents.submit(
-            view.row.id, comment_id, label_list(request.assigned), label_list(request.dismissed)
+            view.row.id,
+            comment_id,
+            labels.label_list(request.assigned),
+            labels.label_list(request.dismissed),
         )
         after = await correction.get(view.row.project_id, view.row.id)
         document = await correction_documents.document(view.row.id, dataset.id, comment_id)

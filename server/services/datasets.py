@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import cast
 
 import grpc
 
-from corrigo.server import auth, export, labels, pagination, wire
-from corrigo.server.errors import NotFound
-from corrigo.server.masks import check_update_mask
+from corrigo.server import (
+    auth,
+    documents,
+    export,
+    labels,
+    lookups,
+    pagination,
+    registration,
+    wire,
+)
+from corrigo.server.fieldmask import fields_to_write
 from corrigo.server.store import datasets, models, sources
 from corrigo.server.store.projects import Project
 from corrigo.server.timestamps import to_proto
 from corrigo.server.validation import Violations
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
-from corrigo.v1.comments_pb2 import AssignedLabels, Label
+from corrigo.v1.comments_pb2 import AssignedLabels
 from corrigo.v1.datasets_pb2 import Dataset
 
 MODEL_FAMILIES = ("english", "multilingual")
@@ -38,15 +45,6 @@ def dataset_proto(view: datasets.DatasetView) -> Dataset:
     )
     answer.has_sentiment.value = row.has_sentiment
     return answer
-
-
-async def named_dataset(name: str, field: str = "name") -> datasets.Dataset:
-    """The request's dataset in the authorized project: INVALID_ARGUMENT on `field` for a
-    malformed name, NOT_FOUND when there is none of that name."""
-    checks = Violations()
-    checks.name(field, name)
-    checks.raise_if_any()
-    return await datasets.find(auth.project(), name)
 
 
 def _answer(view: datasets.DatasetView) -> datasets_pb2.DatasetResponse:
@@ -83,65 +81,6 @@ def _without(name: str, blob: bytes) -> tuple[bytes, bool]:
     if len(remaining) == len(kept.assigned):
         return blob, False
     return AssignedLabels(assigned=remaining).SerializeToString(), True
-
-
-def label_list(items: Sequence[Label]) -> bytes:
-    """A labelling's stored label list (b"" when empty)."""
-    return AssignedLabels(assigned=items).SerializeToString() if items else b""
-
-
-async def check_labelling(
-    checks: Violations,
-    dataset: datasets.Dataset,
-    assigned: Sequence[Label],
-    dismissed: Sequence[Label],
-) -> None:
-    """The checks of a labelling's assigned and dismissed labels: valid, unique, not both
-    assigned and dismissed, sentiment as the dataset has it, in its taxonomy."""
-    labels.check_assigned(checks, "assigned", assigned, dataset.has_sentiment)
-    labels.check_assigned(checks, "dismissed", dismissed, dataset.has_sentiment)
-    checks.raise_if_any()
-    assigned_names = {label.name for label in assigned}
-    for i, label in enumerate(dismissed):
-        checks.check(
-            label.name not in assigned_names,
-            f"dismissed[{i}].name",
-            f"label {label.name!r} is also assigned",
-        )
-    names = [label.name for label in (*assigned, *dismissed)]
-    known = await datasets.label_names(dataset.id, names)
-    for field, given in (("assigned", assigned), ("dismissed", dismissed)):
-        for i, label in enumerate(given):
-            checks.check(
-                label.name in known,
-                f"{field}[{i}].name",
-                f"label {label.name!r} is not in the dataset's taxonomy",
-            )
-
-
-async def comment_of(
-    checks: Violations, dataset: datasets.Dataset, uid: str, field: str = "comment_uid"
-) -> tuple[str, int]:
-    """The internal id of the comment `uid` of the dataset's sources: INVALID_ARGUMENT on
-    `field` (with the problems `checks` holds) when it is malformed or of another
-    source, NOT_FOUND when there is no such comment."""
-    parsed = export.split_uid(uid)
-    checks.check(
-        parsed is not None,
-        field,
-        "must be source_id.comment_id (16 hex characters, '.', id)",
-    )
-    checks.raise_if_any()
-    assert parsed is not None
-    in_dataset = await datasets.dataset_sources(dataset.id)
-    checks.check(
-        parsed[0] in in_dataset, field, f"source {parsed[0]} is not a source of the dataset"
-    )
-    checks.raise_if_any()
-    found = await sources.comments_by_uid({parsed[0]: in_dataset[parsed[0]]}, [parsed])
-    if parsed not in found:
-        raise NotFound(f"comment {uid!r} not found")
-    return uid, found[parsed]
 
 
 async def _label_defs_answer(dataset_id: int) -> datasets_pb2.LabelDefsResponse:
@@ -218,12 +157,11 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     ) -> datasets_pb2.DatasetResponse:
         checks = Violations()
         given = request.dataset
-        paths = check_update_mask(checks, request.update_mask, _UPDATABLE)
-        writes = set(paths) or {name for name in _UPDATABLE if len(getattr(given, name))}
+        writes = fields_to_write(request.update_mask, given, _UPDATABLE, checks)
         checks.text("dataset.title", given.title, 256)
         checks.text("dataset.description", given.description, 4096)
         project = auth.project()
-        row = await named_dataset(request.name)
+        row = await lookups.named_dataset(request.name)
         source_ids = None
         if "source_ids" in writes:
             source_ids = await _source_ids(checks, project, "dataset.source_ids", given.source_ids)
@@ -237,14 +175,14 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     async def DeleteDataset(
         self, request: datasets_pb2.DeleteDatasetRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.DeleteDatasetResponse:
-        row = await named_dataset(request.name)
+        row = await lookups.named_dataset(request.name)
         await datasets.delete_dataset(row)
         return datasets_pb2.DeleteDatasetResponse(status=_OK)
 
     async def ListModelTags(
         self, request: datasets_pb2.ListModelTagsRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.ListModelTagsResponse:
-        row = await named_dataset(request.name)
+        row = await lookups.named_dataset(request.name)
         tags = await models.list_tags(row.id)
         return datasets_pb2.ListModelTagsResponse(
             model_tags=[
@@ -267,7 +205,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
                 labels.check_name(checks, f"label_defs[{i}].name", label.name)
                 checks.text(f"label_defs[{i}].description", label.description, 1024)
         checks.raise_if_any()
-        row = await named_dataset(request.name)
+        row = await lookups.named_dataset(request.name)
         wanted: dict[str, str] = {}
         for label in request.label_defs:
             for parent in labels.ancestors(label.name):
@@ -279,7 +217,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     async def ListLabelDefs(
         self, request: datasets_pb2.ListLabelDefsRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.LabelDefsResponse:
-        row = await named_dataset(request.name)
+        row = await lookups.named_dataset(request.name)
         return await _label_defs_answer(row.id)
 
     async def DeleteLabelDef(
@@ -288,7 +226,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         checks = Violations()
         labels.check_name(checks, "label_name", request.label_name)
         checks.raise_if_any()
-        row = await named_dataset(request.name)
+        row = await lookups.named_dataset(request.name)
 
         def prune(assigned: bytes, dismissed: bytes) -> tuple[bytes, bytes] | None:
             new_assigned, changed_a = _without(request.label_name, assigned)
@@ -302,19 +240,22 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.UpdateLabellingRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.LabellingResponse:
         checks = Violations()
-        row = await named_dataset(request.name)
-        await check_labelling(checks, row, request.assigned, request.dismissed)
-        uid, comment_id = await comment_of(checks, row, request.comment_uid)
+        row = await lookups.named_dataset(request.name)
+        await labels.check_labelling(checks, row, request.assigned, request.dismissed)
+        uid, comment_id = await documents.comment_of(checks, row, request.comment_uid)
         await datasets.set_labelling(
-            row.id, comment_id, label_list(request.assigned), label_list(request.dismissed)
+            row.id,
+            comment_id,
+            labels.label_list(request.assigned),
+            labels.label_list(request.dismissed),
         )
         return await self._labelling(row, uid, comment_id)
 
     async def GetLabelling(
         self, request: datasets_pb2.GetLabellingRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.LabellingResponse:
-        row = await named_dataset(request.name)
-        uid, comment_id = await comment_of(Violations(), row, request.comment_uid)
+        row = await lookups.named_dataset(request.name)
+        uid, comment_id = await documents.comment_of(Violations(), row, request.comment_uid)
         return await self._labelling(row, uid, comment_id)
 
     async def _labelling(
@@ -334,16 +275,14 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     ) -> datasets_pb2.ExportDatasetResponse:
         plan = await export.plan(request)
         comments, continuation, _ = await plan.page()
-        # Answered as serialized bytes, which the registration passes through (RAW_ANSWERS).
         answer = comments + export.continuation_field(continuation) + _STATUS_OK
-        return cast(datasets_pb2.ExportDatasetResponse, answer)
+        return registration.raw_answer(datasets_pb2.ExportDatasetResponse, answer)
 
     async def StreamExportDataset(
         self, request: datasets_pb2.StreamExportDatasetRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[datasets_pb2.StreamExportDatasetResponse]:
-        # Serialized messages, passed through by the registration (RAW_ANSWERS).
         async for message in export.stream(request):
-            yield cast(datasets_pb2.StreamExportDatasetResponse, message)
+            yield registration.raw_answer(datasets_pb2.StreamExportDatasetResponse, message)
 
 
 # GetDataset's read rides in its access check's statement.

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from google.protobuf import empty_pb2
-from google.protobuf.message import Message
 
-from corrigo.server import auth, documents, pagination
-from corrigo.server.errors import NotFound
+from corrigo.server import auth, documents, lookups, pagination
 from corrigo.server.store import document_groups, sources
 from corrigo.server.store.document_groups import DocumentGroup, GroupView
 from corrigo.server.timestamps import to_proto
@@ -30,15 +30,9 @@ def group_proto(view: GroupView, uids: list[str] | None = None) -> correction_pb
     )
 
 
-async def _group(request: Message) -> DocumentGroup:
-    group_id: int = request.group_id  # type: ignore[attr-defined]
-    checks = Violations()
-    checks.stored_id("group_id", group_id)
-    checks.raise_if_any()
-    row = await document_groups.find(auth.project().id, group_id)
-    if row is None:
-        raise NotFound(f"document group {group_id} not found")
-    return row
+async def _group(request: Any) -> DocumentGroup:
+    """The request's group (`group_id`) in the authorized project."""
+    return await lookups.by_id("group_id", request.group_id, "document group", document_groups.find)
 
 
 class DocumentGroupService(correction_pb2_grpc.DocumentGroupServiceServicer):

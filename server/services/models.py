@@ -6,10 +6,10 @@ import math
 
 import grpc
 
-from corrigo.server import export, labels, pagination
-from corrigo.server.services.datasets import named_dataset
+from corrigo.server import export, labels, lookups, pagination
 from corrigo.server.store import datasets, models, sources
 from corrigo.server.timestamps import to_proto
+from corrigo.server.uids import UID_FORMAT, split_uid
 from corrigo.server.validation import Violations
 from corrigo.v1 import datasets_pb2, models_pb2, models_pb2_grpc
 from corrigo.v1.comments_pb2 import Predictions
@@ -66,7 +66,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         _check_names(checks, "model.classes", list(given.classes), hierarchical=False)
         _check_names(checks, "model.labels", list(given.labels), hierarchical=True)
         checks.raise_if_any()
-        dataset = await named_dataset(request.dataset, "dataset")
+        dataset = await lookups.named_dataset(request.dataset, "dataset")
         row = await models.create_model(
             dataset.id, given.display_name, given.type, given.classes, given.labels
         )
@@ -78,7 +78,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         checks = Violations()
         checks.stored_id("model_id", request.model_id)
         checks.raise_if_any()
-        dataset = await named_dataset(request.dataset, "dataset")
+        dataset = await lookups.named_dataset(request.dataset, "dataset")
         row = await models.get_model(dataset.id, request.model_id)
         latest = await models.latest_versions([row.id])
         return model_proto(row, latest.get(row.id, 0))
@@ -89,7 +89,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         checks = Violations()
         page = pagination.page(request, checks, default=100, maximum=1000)
         checks.raise_if_any()
-        dataset = await named_dataset(request.dataset, "dataset")
+        dataset = await lookups.named_dataset(request.dataset, "dataset")
         rows = await models.list_models(dataset.id, page.after(), page.fetch)
         rows, token = page.finish(rows, lambda r: r.id)
         latest = await models.latest_versions([r.id for r in rows])
@@ -109,7 +109,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
             f"must be 0..1, got {score}",
         )
         checks.raise_if_any()
-        dataset = await named_dataset(request.dataset, "dataset")
+        dataset = await lookups.named_dataset(request.dataset, "dataset")
         model = await models.get_model(dataset.id, request.model_id)
         return version_proto(await models.create_version(dataset.id, model.id, score))
 
@@ -124,15 +124,15 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
             f"1..{sources.MAX_SYNC} comments required, got {len(request.predictions)}",
         )
         checks.raise_if_any()
-        dataset = await named_dataset(request.dataset, "dataset")
+        dataset = await lookups.named_dataset(request.dataset, "dataset")
         uids: list[tuple[str, str]] = []
         seen: set[str] = set()
         for i, item in enumerate(request.predictions):
-            parsed = export.split_uid(item.uid)
+            parsed = split_uid(item.uid)
             if checks.check(
                 parsed is not None,
                 f"predictions[{i}].uid",
-                "must be source_id.comment_id (16 hex characters, '.', id)",
+                UID_FORMAT,
             ):
                 assert parsed is not None
                 uids.append(parsed)
@@ -148,7 +148,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         found = await sources.comments_by_uid(allowed, [u for u in uids if u[0] in allowed])
         rows = []
         for i, item in enumerate(request.predictions):
-            comment_id = found.get(export.split_uid(item.uid))  # type: ignore[arg-type]
+            comment_id = found.get(split_uid(item.uid))  # type: ignore[arg-type]
             if checks.check(
                 comment_id is not None,
                 f"predictions[{i}].uid",
@@ -172,7 +172,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         )
         checks.check(request.version >= 1, "version", f"must be >= 1, got {request.version}")
         checks.raise_if_any()
-        dataset = await named_dataset(request.dataset, "dataset")
+        dataset = await lookups.named_dataset(request.dataset, "dataset")
         version = await models.find_version(dataset.id, request.version)
         tag = await models.set_tag(dataset.id, request.name, version)
         return datasets_pb2.ModelTag(

@@ -21,6 +21,8 @@ async def authorize_scope(project_id: int | None, *, organization_checked: bool)
     if project_id is None:
         if organization_checked:
             await auth.authorize_project(None, "(organization-wide)")
+        else:
+            auth.touches_no_project()
         return None
     project = await projects.find_by_id(auth.current().principal.organization_id, project_id)
     await auth.authorize_project(project, repr(project_id))
@@ -41,6 +43,5 @@ async def own_session(session_id: int) -> practice_sessions.PracticeSession:
     )
     if session is None:
         raise NotFound(f"practice session {session_id} not found")
-    if session.project_id is not None:
-        await authorize_scope(session.project_id, organization_checked=False)
+    await authorize_scope(session.project_id, organization_checked=False)
     return session

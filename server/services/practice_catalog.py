@@ -7,6 +7,8 @@ by every user of the organization. Writes need `model_admin` where the item live
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -19,12 +21,7 @@ from corrigo.server.fieldmask import fields_to_write
 from corrigo.server.services import practice_protos as protos
 from corrigo.server.services.practice_access import authorize_scope, not_found
 from corrigo.server.store import few_shot, practice_catalog
-from corrigo.server.store.practice_catalog import (
-    Item,
-    KnowledgeItem,
-    PracticeAgent,
-    PracticeClass,
-)
+from corrigo.server.store.practice_catalog import KnowledgeItem, PracticeAgent, PracticeClass
 from corrigo.server.validation import Violations
 from corrigo.v1 import practice_pb2, practice_pb2_grpc
 
@@ -33,16 +30,107 @@ _PAGE_MAX = 1000
 _MAX_MODELS = 20
 _MAX_AGENT_EXAMPLES = 50
 
-_CLASS_FIELDS = ("name", "description", "model_names")
-_AGENT_FIELDS = (
-    "name",
-    "instructions",
-    "style_preset",
-    "style_params",
-    "generation_params",
-    "few_shot_example_ids",
+# A field's check: given the checks, the field's path and its value, the column value.
+_Check = Callable[[Violations, str, Any], Any]
+
+
+def _text(maximum: int, *, required: bool = False) -> _Check:
+    def check(checks: Violations, field: str, value: str) -> str:
+        checks.text(field, value, maximum, required=required)
+        return value
+
+    return check
+
+
+def _model_names(checks: Violations, field: str, value: Sequence[str]) -> list[str]:
+    names = list(value)
+    checks.check(1 <= len(names) <= _MAX_MODELS, field, f"1..{_MAX_MODELS} model names")
+    checks.check(
+        all(name.strip() and len(name) <= 200 for name in names),
+        field,
+        "each name 1..200 characters",
+    )
+    checks.check(len(set(names)) == len(names), field, "names must not repeat")
+    return names
+
+
+def _style_preset(checks: Violations, field: str, value: str) -> str:
+    preset = value or protos.DEFAULT_STYLE_PRESET
+    protos.check_style_preset(checks, field, preset)
+    return preset
+
+
+def _each(proto: Callable[[Any], Message]) -> Callable[[Sequence[Any]], Awaitable[list[Message]]]:
+    async def answers(rows: Sequence[Any]) -> list[Message]:
+        return [proto(row) for row in rows]
+
+    return answers
+
+
+async def _agent_answers(rows: Sequence[PracticeAgent]) -> list[practice_pb2.PracticeAgent]:
+    examples = await practice_catalog.agent_example_ids([r.id for r in rows])
+    return [protos.agent_proto(r, examples.get(r.id, [])) for r in rows]
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """One resource of the catalog: its table, its request fields and its messages."""
+
+    model: type[PracticeClass] | type[PracticeAgent] | type[KnowledgeItem]
+    what: str  # its name in NOT_FOUND messages
+    id_field: str  # the request field holding an item's id
+    field: str  # the request field holding the item's message
+    checks: dict[str, _Check]  # the columns a create writes and an update may, in order
+    answers: Callable[[Sequence[Any]], Awaitable[Sequence[Message]]]
+    list_answer: type[Message]  # the List RPC's response, whose `list_field` holds the page
+    list_field: str
+    # Agents only: the field listing default few-shot examples (the caller's own).
+    examples_field: str | None = None
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Every field a create writes and an update may name."""
+        examples = (self.examples_field,) if self.examples_field else ()
+        return (*self.checks, *examples)
+
+
+_CLASSES = _Kind(
+    PracticeClass,
+    "class",
+    "class_id",
+    "practice_class",
+    {"name": _text(200, required=True), "description": _text(10_000), "model_names": _model_names},
+    _each(protos.class_proto),
+    practice_pb2.ListPracticeClassesResponse,
+    "practice_classes",
 )
-_KNOWLEDGE_FIELDS = ("title", "content", "meta")
+_AGENTS = _Kind(
+    PracticeAgent,
+    "agent",
+    "agent_id",
+    "agent",
+    {
+        "name": _text(200, required=True),
+        "instructions": _text(100_000),
+        "style_preset": _style_preset,
+        "style_params": protos.check_object,
+        "generation_params": protos.check_object,
+    },
+    _agent_answers,
+    practice_pb2.ListPracticeAgentsResponse,
+    "agents",
+    examples_field="few_shot_example_ids",
+)
+_KNOWLEDGE = _Kind(
+    KnowledgeItem,
+    "knowledge item",
+    "knowledge_id",
+    "knowledge_item",
+    {"title": _text(200, required=True), "content": _text(1_000_000), "meta": protos.check_object},
+    _each(protos.knowledge_proto),
+    practice_pb2.ListKnowledgeItemsResponse,
+    "knowledge_items",
+)
 
 
 def _check_project_id(checks: Violations, field: str, value: int) -> int | None:
@@ -50,260 +138,143 @@ def _check_project_id(checks: Violations, field: str, value: int) -> int | None:
     return value or None
 
 
-def _class_values(
-    message: practice_pb2.PracticeClass, fields: tuple[str, ...] | list[str], checks: Violations
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    prefix = "practice_class."
-    if "name" in fields:
-        checks.text(prefix + "name", message.name, 200, required=True)
-        values["name"] = message.name
-    if "description" in fields:
-        checks.text(prefix + "description", message.description, 10_000)
-        values["description"] = message.description
-    if "model_names" in fields:
-        names = list(message.model_names)
-        field = prefix + "model_names"
-        checks.check(1 <= len(names) <= _MAX_MODELS, field, f"1..{_MAX_MODELS} model names")
-        checks.check(
-            all(name.strip() and len(name) <= 200 for name in names),
-            field,
-            "each name 1..200 characters",
-        )
-        checks.check(len(set(names)) == len(names), field, "names must not repeat")
-        values["model_names"] = names
-    return values
-
-
-async def _agent_values(
-    message: practice_pb2.PracticeAgent, fields: tuple[str, ...] | list[str], checks: Violations
+def _checked(
+    kind: _Kind, message: Any, fields: Sequence[str], checks: Violations
 ) -> tuple[dict[str, Any], list[int] | None]:
-    """The agent's column values and (when written) its default example ids, checked;
-    NOT_FOUND for an example that is not the caller's."""
-    values: dict[str, Any] = {}
-    prefix = "agent."
-    if "name" in fields:
-        checks.text(prefix + "name", message.name, 200, required=True)
-        values["name"] = message.name
-    if "instructions" in fields:
-        checks.text(prefix + "instructions", message.instructions, 100_000)
-        values["instructions"] = message.instructions
-    if "style_preset" in fields:
-        preset = message.style_preset or protos.DEFAULT_STYLE_PRESET
-        protos.check_style_preset(checks, prefix + "style_preset", preset)
-        values["style_preset"] = preset
-    for name in ("style_params", "generation_params"):
-        if name in fields:
-            values[name] = protos.check_object(checks, prefix + name, getattr(message, name))
+    """The item's column values and (agents, when written) its default example ids,
+    checked; INVALID_ARGUMENT naming every problem."""
+    values = {
+        name: check(checks, f"{kind.field}.{name}", getattr(message, name))
+        for name, check in kind.checks.items()
+        if name in fields
+    }
     example_ids = None
-    if "few_shot_example_ids" in fields:
+    if kind.examples_field is not None and kind.examples_field in fields:
         example_ids = protos.check_ids(
             checks,
-            prefix + "few_shot_example_ids",
-            list(message.few_shot_example_ids),
+            f"{kind.field}.{kind.examples_field}",
+            list(getattr(message, kind.examples_field)),
             _MAX_AGENT_EXAMPLES,
         )
     checks.raise_if_any()
+    return values, example_ids
+
+
+async def _check_examples_owned(kind: _Kind, example_ids: list[int] | None) -> None:
+    """NOT_FOUND for a default example that is not the caller's."""
     if example_ids:
         owned = await few_shot.owned_ids(auth.current().principal.user_id, example_ids)
         for example_id in example_ids:
             if example_id not in owned:
-                raise not_found("few-shot example", "agent.few_shot_example_ids", example_id)
-    return values, example_ids
+                raise not_found(
+                    "few-shot example", f"{kind.field}.{kind.examples_field}", example_id
+                )
 
 
-def _knowledge_values(
-    message: practice_pb2.KnowledgeItem, fields: tuple[str, ...] | list[str], checks: Violations
-) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    prefix = "knowledge_item."
-    if "title" in fields:
-        checks.text(prefix + "title", message.title, 200, required=True)
-        values["title"] = message.title
-    if "content" in fields:
-        checks.text(prefix + "content", message.content, 1_000_000)
-        values["content"] = message.content
-    if "meta" in fields:
-        values["meta"] = protos.check_object(checks, prefix + "meta", message.meta)
-    return values
-
-
-async def _find(model: type[Item], what: str, field: str, item_id: int, *, writing: bool) -> Item:
-    """An item of the caller's organization, after checking the RPC's permission where it
-    lives (organization-wide items: every user may read, writers need the organization
-    permission)."""
+async def _find(kind: _Kind, request: Any, *, writing: bool) -> Any:
+    """The request's item of the caller's organization, after checking the RPC's
+    permission where it lives (organization-wide items: every user may read, writers
+    need the organization permission)."""
+    item_id = getattr(request, kind.id_field)
     checks = Violations()
-    checks.id(field, item_id)
+    checks.id(kind.id_field, item_id)
     checks.raise_if_any()
-    row = await practice_catalog.get(model, auth.current().principal.organization_id, item_id)
+    row = await practice_catalog.get(kind.model, auth.current().principal.organization_id, item_id)
     if row is None:
-        raise NotFound(f"{what} {item_id} not found")
+        raise NotFound(f"{kind.what} {item_id} not found")
     await authorize_scope(row.project_id, organization_checked=writing)
     return row
 
 
-async def _list(model: type[Item], request: Message, project_id: int) -> tuple[list[Item], str]:
+async def _create(kind: _Kind, request: Any) -> Any:
+    message = getattr(request, kind.field)
     checks = Violations()
-    scope = _check_project_id(checks, "project_id", project_id)
-    call = auth.current()
+    scope = _check_project_id(checks, f"{kind.field}.project_id", message.project_id)
+    values, example_ids = _checked(kind, message, kind.fields, checks)
+    await authorize_scope(scope, organization_checked=True)
+    await _check_examples_owned(kind, example_ids)
+    row = await practice_catalog.create(
+        kind.model, auth.current().principal.organization_id, scope, values, example_ids or ()
+    )
+    return (await kind.answers([row]))[0]
+
+
+async def _get(kind: _Kind, request: Any) -> Any:
+    return (await kind.answers([await _find(kind, request, writing=False)]))[0]
+
+
+async def _list(kind: _Kind, request: Any) -> Message:
+    """A page of the organization-wide items, plus those of the request's project."""
+    checks = Violations()
+    scope = _check_project_id(checks, "project_id", request.project_id)
     page = pagination.page(request, checks, default=_PAGE_DEFAULT, maximum=_PAGE_MAX)
     checks.raise_if_any()
     await authorize_scope(scope, organization_checked=False)
     rows = await practice_catalog.list_items(
-        model, call.principal.organization_id, scope, page.after(), page.fetch
+        kind.model, auth.current().principal.organization_id, scope, page.after(), page.fetch
     )
-    return page.finish(rows, lambda r: r.id)
+    rows, token = page.finish(rows, lambda r: r.id)
+    return kind.list_answer(**{kind.list_field: await kind.answers(rows)}, next_page_token=token)
+
+
+async def _update(kind: _Kind, request: Any) -> Any:
+    message = getattr(request, kind.field)
+    checks = Violations()
+    fields = fields_to_write(request.update_mask, message, kind.fields, checks)
+    values, example_ids = _checked(kind, message, fields, checks)
+    row = await _find(kind, request, writing=True)
+    await _check_examples_owned(kind, example_ids)
+    return (await kind.answers([await practice_catalog.update(row, values, example_ids)]))[0]
+
+
+async def _delete(kind: _Kind, request: Any) -> empty_pb2.Empty:
+    row = await _find(kind, request, writing=True)
+    await practice_catalog.delete(kind.model, row.id)
+    return empty_pb2.Empty()
+
+
+def _rpcs(kind: _Kind) -> tuple[Callable[..., Awaitable[Any]], ...]:
+    """A resource's Create, Get, List, Update and Delete, as servicer methods."""
+
+    async def create(self: object, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _create(kind, request)
+
+    async def get(self: object, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _get(kind, request)
+
+    async def list_(self: object, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _list(kind, request)
+
+    async def update(self: object, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _update(kind, request)
+
+    async def delete(self: object, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        return await _delete(kind, request)
+
+    return create, get, list_, update, delete
 
 
 class PracticeCatalogService(practice_pb2_grpc.PracticeCatalogServiceServicer):
-    async def CreatePracticeClass(
-        self, request: practice_pb2.CreatePracticeClassRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeClass:
-        checks = Violations()
-        message = request.practice_class
-        scope = _check_project_id(checks, "practice_class.project_id", message.project_id)
-        values = _class_values(message, _CLASS_FIELDS, checks)
-        checks.raise_if_any()
-        await authorize_scope(scope, organization_checked=True)
-        row = await practice_catalog.create(
-            PracticeClass, auth.current().principal.organization_id, scope, values
-        )
-        return protos.class_proto(row)
+    """Each resource's five RPCs, served by the one implementation above."""
 
-    async def GetPracticeClass(
-        self, request: practice_pb2.GetPracticeClassRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeClass:
-        return protos.class_proto(
-            await _find(PracticeClass, "class", "class_id", request.class_id, writing=False)
-        )
-
-    async def ListPracticeClasses(
-        self, request: practice_pb2.ListPracticeClassesRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.ListPracticeClassesResponse:
-        rows, token = await _list(PracticeClass, request, request.project_id)
-        return practice_pb2.ListPracticeClassesResponse(
-            practice_classes=[protos.class_proto(r) for r in rows], next_page_token=token
-        )
-
-    async def UpdatePracticeClass(
-        self, request: practice_pb2.UpdatePracticeClassRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeClass:
-        checks = Violations()
-        fields = fields_to_write(request.update_mask, request.practice_class, _CLASS_FIELDS, checks)
-        values = _class_values(request.practice_class, fields, checks)
-        checks.raise_if_any()
-        row = await _find(PracticeClass, "class", "class_id", request.class_id, writing=True)
-        return protos.class_proto(await practice_catalog.update(row, values))
-
-    async def DeletePracticeClass(
-        self, request: practice_pb2.DeletePracticeClassRequest, context: grpc.aio.ServicerContext
-    ) -> empty_pb2.Empty:
-        row = await _find(PracticeClass, "class", "class_id", request.class_id, writing=True)
-        await practice_catalog.delete(PracticeClass, row.id)
-        return empty_pb2.Empty()
-
-    async def CreatePracticeAgent(
-        self, request: practice_pb2.CreatePracticeAgentRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeAgent:
-        checks = Violations()
-        scope = _check_project_id(checks, "agent.project_id", request.agent.project_id)
-        checks.raise_if_any()
-        await authorize_scope(scope, organization_checked=True)
-        values, example_ids = await _agent_values(request.agent, _AGENT_FIELDS, checks)
-        row = await practice_catalog.create_agent(
-            auth.current().principal.organization_id, scope, values, example_ids or []
-        )
-        return protos.agent_proto(row, example_ids or [])
-
-    async def GetPracticeAgent(
-        self, request: practice_pb2.GetPracticeAgentRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeAgent:
-        row = await _find(PracticeAgent, "agent", "agent_id", request.agent_id, writing=False)
-        return await _agent_answer(row)
-
-    async def ListPracticeAgents(
-        self, request: practice_pb2.ListPracticeAgentsRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.ListPracticeAgentsResponse:
-        rows, token = await _list(PracticeAgent, request, request.project_id)
-        examples = await practice_catalog.agent_example_ids([r.id for r in rows])
-        return practice_pb2.ListPracticeAgentsResponse(
-            agents=[protos.agent_proto(r, examples.get(r.id, [])) for r in rows],
-            next_page_token=token,
-        )
-
-    async def UpdatePracticeAgent(
-        self, request: practice_pb2.UpdatePracticeAgentRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.PracticeAgent:
-        checks = Violations()
-        fields = fields_to_write(request.update_mask, request.agent, _AGENT_FIELDS, checks)
-        checks.raise_if_any()
-        row = await _find(PracticeAgent, "agent", "agent_id", request.agent_id, writing=True)
-        values, example_ids = await _agent_values(request.agent, fields, checks)
-        await practice_catalog.update_agent(row, values, example_ids)
-        return await _agent_answer(row)
-
-    async def DeletePracticeAgent(
-        self, request: practice_pb2.DeletePracticeAgentRequest, context: grpc.aio.ServicerContext
-    ) -> empty_pb2.Empty:
-        row = await _find(PracticeAgent, "agent", "agent_id", request.agent_id, writing=True)
-        await practice_catalog.delete(PracticeAgent, row.id)
-        return empty_pb2.Empty()
-
-    async def CreateKnowledgeItem(
-        self, request: practice_pb2.CreateKnowledgeItemRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.KnowledgeItem:
-        checks = Violations()
-        message = request.knowledge_item
-        scope = _check_project_id(checks, "knowledge_item.project_id", message.project_id)
-        values = _knowledge_values(message, _KNOWLEDGE_FIELDS, checks)
-        checks.raise_if_any()
-        await authorize_scope(scope, organization_checked=True)
-        row = await practice_catalog.create(
-            KnowledgeItem, auth.current().principal.organization_id, scope, values
-        )
-        return protos.knowledge_proto(row)
-
-    async def GetKnowledgeItem(
-        self, request: practice_pb2.GetKnowledgeItemRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.KnowledgeItem:
-        return protos.knowledge_proto(
-            await _find(
-                KnowledgeItem, "knowledge item", "knowledge_id", request.knowledge_id, writing=False
-            )
-        )
-
-    async def ListKnowledgeItems(
-        self, request: practice_pb2.ListKnowledgeItemsRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.ListKnowledgeItemsResponse:
-        rows, token = await _list(KnowledgeItem, request, request.project_id)
-        return practice_pb2.ListKnowledgeItemsResponse(
-            knowledge_items=[protos.knowledge_proto(r) for r in rows], next_page_token=token
-        )
-
-    async def UpdateKnowledgeItem(
-        self, request: practice_pb2.UpdateKnowledgeItemRequest, context: grpc.aio.ServicerContext
-    ) -> practice_pb2.KnowledgeItem:
-        checks = Violations()
-        fields = fields_to_write(
-            request.update_mask, request.knowledge_item, _KNOWLEDGE_FIELDS, checks
-        )
-        values = _knowledge_values(request.knowledge_item, fields, checks)
-        checks.raise_if_any()
-        row = await _find(
-            KnowledgeItem, "knowledge item", "knowledge_id", request.knowledge_id, writing=True
-        )
-        return protos.knowledge_proto(await practice_catalog.update(row, values))
-
-    async def DeleteKnowledgeItem(
-        self, request: practice_pb2.DeleteKnowledgeItemRequest, context: grpc.aio.ServicerContext
-    ) -> empty_pb2.Empty:
-        row = await _find(
-            KnowledgeItem, "knowledge item", "knowledge_id", request.knowledge_id, writing=True
-        )
-        await practice_catalog.delete(KnowledgeItem, row.id)
-        return empty_pb2.Empty()
-
-
-async def _agent_answer(row: PracticeAgent) -> practice_pb2.PracticeAgent:
-    examples = await practice_catalog.agent_example_ids([row.id])
-    return protos.agent_proto(row, examples.get(row.id, []))
+    (
+        CreatePracticeClass,
+        GetPracticeClass,
+        ListPracticeClasses,
+        UpdatePracticeClass,
+        DeletePracticeClass,
+    ) = _rpcs(_CLASSES)
+    (
+        CreatePracticeAgent,
+        GetPracticeAgent,
+        ListPracticeAgents,
+        UpdatePracticeAgent,
+        DeletePracticeAgent,
+    ) = _rpcs(_AGENTS)
+    (
+        CreateKnowledgeItem,
+        GetKnowledgeItem,
+        ListKnowledgeItems,
+        UpdateKnowledgeItem,
+        DeleteKnowledgeItem,
+    ) = _rpcs(_KNOWLEDGE)

@@ -3,11 +3,15 @@ improvement services, and checks of the free-form values they carry."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from google.protobuf import json_format, struct_pb2, wrappers_pb2
+from google.protobuf.descriptor import Descriptor
+from google.protobuf.message import Message
 
 from corrigo.server.store import few_shot, practice_catalog, practice_sessions
 from corrigo.server.timestamps import to_proto
@@ -18,6 +22,7 @@ DEFAULT_STYLE_PRESET = "accurate"
 STYLE_PRESET_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 # A free-form object is settings, not a document store: keep each one small.
 MAX_OBJECT_BYTES = 100_000
+M = TypeVar("M", bound=Message)
 
 
 def struct(value: dict[str, Any] | None) -> struct_pb2.Struct:
@@ -72,32 +77,54 @@ def string_value(value: str | None) -> wrappers_pb2.StringValue | None:
     return None if value is None else wrappers_pb2.StringValue(value=value)
 
 
+_MISSING = object()
+# Message fields converted from a row's value; other message fields are given explicitly.
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "google.protobuf.Timestamp": to_proto,
+    "google.protobuf.Struct": struct,
+    "google.protobuf.StringValue": string_value,
+    "google.protobuf.Int32Value": int_value,
+}
+
+
+@functools.cache
+def _plan(descriptor: Descriptor) -> tuple[tuple[str, Callable[[Any], Any] | None], ...]:
+    """The fields `from_row` may fill from a row, each with its converter (None: as is)."""
+    plan: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for field in descriptor.fields:
+        if field.message_type is None:
+            plan.append((field.name, None))
+        elif field.message_type.full_name in _CONVERTERS and not field.is_repeated:
+            plan.append((field.name, _CONVERTERS[field.message_type.full_name]))
+    return tuple(plan)
+
+
+def from_row(message_type: type[M], row: Any, **given: Any) -> M:
+    """A message whose fields are `given`, and the others the row's attribute of the same
+    name: timestamps, structs and wrappers converted, a scalar left unset where None."""
+    values = given
+    for name, convert in _plan(message_type.DESCRIPTOR):
+        if name in given:
+            continue
+        value = getattr(row, name, _MISSING)
+        if value is _MISSING:
+            continue
+        if convert is not None:
+            values[name] = convert(value)
+        elif value is not None:
+            values[name] = value
+    return message_type(**values)
+
+
 def class_proto(row: practice_catalog.PracticeClass) -> practice_pb2.PracticeClass:
-    return practice_pb2.PracticeClass(
-        class_id=row.id,
-        project_id=row.project_id or 0,
-        name=row.name,
-        description=row.description,
-        model_names=row.model_names,
-        created_at=to_proto(row.created_at),
-        updated_at=to_proto(row.updated_at),
-    )
+    return from_row(practice_pb2.PracticeClass, row, class_id=row.id)
 
 
 def agent_proto(
     row: practice_catalog.PracticeAgent, example_ids: list[int]
 ) -> practice_pb2.PracticeAgent:
-    return practice_pb2.PracticeAgent(
-        agent_id=row.id,
-        project_id=row.project_id or 0,
-        name=row.name,
-        instructions=row.instructions,
-        style_preset=row.style_preset,
-        style_params=struct(row.style_params),
-        generation_params=struct(row.generation_params),
-        few_shot_example_ids=example_ids,
-        created_at=to_proto(row.created_at),
-        updated_at=to_proto(row.updated_at),
+    return from_row(
+        practice_pb2.PracticeAgent, row, agent_id=row.id, few_shot_example_ids=example_ids
     )
 
 
@@ -116,105 +143,51 @@ def agent_snapshot(row: practice_catalog.PracticeAgent, example_ids: list[int]) 
 
 
 def knowledge_proto(row: practice_catalog.KnowledgeItem) -> practice_pb2.KnowledgeItem:
-    return practice_pb2.KnowledgeItem(
-        knowledge_id=row.id,
-        project_id=row.project_id or 0,
-        title=row.title,
-        content=row.content,
-        meta=struct(row.meta),
-        created_at=to_proto(row.created_at),
-        updated_at=to_proto(row.updated_at),
-    )
+    return from_row(practice_pb2.KnowledgeItem, row, knowledge_id=row.id)
 
 
 def example_proto(row: few_shot.FewShotExample) -> practice_pb2.FewShotExample:
-    return practice_pb2.FewShotExample(
-        example_id=row.id,
-        user_id=row.user_id,
-        input_text=row.input_text,
-        output_text=row.output_text,
-        is_active=row.is_active,
-        created_at=to_proto(row.created_at),
-        updated_at=to_proto(row.updated_at),
-        title=string_value(row.title),
-        meta=struct(row.meta),
-    )
+    return from_row(practice_pb2.FewShotExample, row, example_id=row.id)
 
 
 def response_proto(row: practice_sessions.PracticeResponse) -> practice_pb2.PracticeResponse:
-    return practice_pb2.PracticeResponse(
-        response_id=row.id,
-        session_model_id=row.session_model_id,
-        session_id=row.session_id,
-        model_name=row.model_name,
-        prompt_text=row.prompt_text,
-        response_text=row.response_text,
-        created_at=to_proto(row.created_at),
-        token_usage=struct(row.token_usage),
-        latency_ms=row.latency_ms,
-    )
+    return from_row(practice_pb2.PracticeResponse, row, response_id=row.id)
 
 
 def session_proto(bundle: practice_sessions.SessionBundle) -> practice_pb2.PracticeSession:
     session, setting = bundle.session, bundle.setting
-    return practice_pb2.PracticeSession(
+    links = [
+        from_row(
+            practice_pb2.FewShotLink,
+            link,
+            setting_id=setting.id,
+            example_id=example.id,
+            example=example_proto(example),
+        )
+        for link, example in bundle.links
+    ]
+    return from_row(
+        practice_pb2.PracticeSession,
+        session,
         session_id=session.id,
-        user_id=session.user_id,
-        created_at=to_proto(session.created_at),
-        updated_at=to_proto(session.updated_at),
         class_id=int_value(session.practice_class_id),
-        project_id=int_value(session.project_id),
         knowledge_ids=bundle.knowledge_ids,
-        agent_id=int_value(session.agent_id),
-        title=string_value(session.title),
-        notes=string_value(session.notes),
-        settings=practice_pb2.PracticeSessionSetting(
+        settings=from_row(
+            practice_pb2.PracticeSessionSetting,
+            setting,
             setting_id=setting.id,
             session_id=session.id,
-            created_at=to_proto(setting.created_at),
-            updated_at=to_proto(setting.updated_at),
-            style_preset=setting.style_preset,
-            style_params=struct(setting.style_params),
-            generation_params=struct(setting.generation_params),
-            agent_snapshot=struct(setting.agent_snapshot),
-            few_shot_links=[
-                practice_pb2.FewShotLink(
-                    id=link.id,
-                    setting_id=setting.id,
-                    example_id=example.id,
-                    sort_order=link.sort_order,
-                    created_at=to_proto(link.created_at),
-                    example=example_proto(example),
-                )
-                for link, example in bundle.links
-            ],
+            few_shot_links=links,
         ),
         responses=[response_proto(r) for r in bundle.responses],
-        kind=practice_pb2.PracticeSession.Kind.ValueType(session.kind),
     )
 
 
 def session_model_proto(
     row: practice_sessions.PracticeSessionModel,
 ) -> practice_pb2.SessionModel:
-    return practice_pb2.SessionModel(
-        session_model_id=row.id,
-        session_id=row.session_id,
-        model_name=row.model_name,
-        sort_order=row.sort_order,
-        created_at=to_proto(row.created_at),
-        retired_at=to_proto(row.retired_at),
-    )
+    return from_row(practice_pb2.SessionModel, row, session_model_id=row.id)
 
 
 def event_proto(row: practice_sessions.PracticeEvent) -> practice_pb2.PracticeEvent:
-    return practice_pb2.PracticeEvent(
-        event_id=row.id,
-        session_id=row.session_id,
-        type=practice_pb2.PracticeEvent.Type.ValueType(row.type),
-        text=row.text,
-        rating=row.rating,
-        response_id=row.response_id or 0,
-        data=struct(row.data),
-        created_at=to_proto(row.created_at),
-    )
+    return from_row(practice_pb2.PracticeEvent, row, event_id=row.id)

@@ -8,7 +8,7 @@ import grpc
 
 from corrigo.server import auth, comment_input, pagination
 from corrigo.server.errors import InvalidArgument, NotFound
-from corrigo.server.masks import check_update_mask
+from corrigo.server.fieldmask import fields_to_write
 from corrigo.server.store import projects, sources
 from corrigo.server.store.projects import Project
 from corrigo.server.timestamps import to_proto
@@ -83,11 +83,10 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
         self, request: sources_pb2.UpdateSourceRequest, context: grpc.aio.ServicerContext
     ) -> sources_pb2.SourceResponse:
         checks = Violations()
-        paths = check_update_mask(checks, request.update_mask, _UPDATABLE)
+        writes = fields_to_write(request.update_mask, request.source, _UPDATABLE, checks)
         _check_source_fields(checks, request.source)
         checks.raise_if_any()
         project, row = await _named_source(request.name)
-        writes = paths or [name for name in _UPDATABLE if getattr(request.source, name)]
         row = await sources.update_source(
             row, {name: getattr(request.source, name) for name in writes}
         )
@@ -133,6 +132,8 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
                 updated=counts.updated,
                 unchanged=counts.unchanged,
             )
+        if source is None:
+            auth.touches_no_project()  # an empty stream: nothing was read or written
 
     async def GetComment(
         self, request: sources_pb2.GetCommentRequest, context: grpc.aio.ServicerContext

@@ -218,6 +218,12 @@ def view_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> Dat
     return DatasetView(row, project.name, [r[9] for r in rows if r[9] is not None])
 
 
+async def by_id(dataset_id: int) -> Dataset:
+    """The dataset `dataset_id` (one a caller's row refers to)."""
+    row: Dataset = await Dataset.aget_by_id(dataset_id)
+    return row
+
+
 async def view(project: Project, row: Dataset) -> DatasetView:
     hex_ids = await _source_hex_ids([row.id])
     return DatasetView(row, project.name, hex_ids[row.id])

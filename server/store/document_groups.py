@@ -13,8 +13,6 @@ from corrigo.server.store.identity import User
 from corrigo.server.store.projects import Project
 from corrigo.server.store.sources import Comment, Source
 
-MAX_DOCUMENTS = 4096
-
 
 class DocumentGroup(BaseModel):
     id = peewee.AutoField()

@@ -244,5 +244,9 @@ async def revoke_token(token: ApiToken) -> ApiToken:
 
 
 async def server_secret(purpose: str) -> bytes:
-    row = await ServerSecret.aget(ServerSecret.purpose == purpose)
+    """The secret the first migration stored for `purpose` (the server does not start
+    without it)."""
+    row = await ServerSecret.aget_or_none(ServerSecret.purpose == purpose)
+    if row is None:
+        raise RuntimeError(f"the database holds no {purpose!r} secret (migration 0001 stores it)")
     return bytes.fromhex(row.value)

@@ -154,6 +154,12 @@ async def find_version(dataset_id: int, version: int) -> ModelVersion:
     return row
 
 
+async def version_number(version_id: int) -> int | None:
+    """The number of the model version `version_id`; None once it is deleted."""
+    row = await ModelVersion.aget_or_none(ModelVersion.id == version_id)
+    return row.version if row else None
+
+
 async def latest_version(dataset_id: int) -> ModelVersion | None:
     rows = await database.list(
         ModelVersion.select()

@@ -69,22 +69,20 @@ Item = TypeVar("Item", PracticeClass, PracticeAgent, KnowledgeItem)
 
 
 async def create(
-    model: type[Item], org_id: int, project_id: int | None, values: dict[str, Any]
+    model: type[Item],
+    org_id: int,
+    project_id: int | None,
+    values: dict[str, Any],
+    example_ids: Sequence[int] = (),
 ) -> Item:
+    """A new item; an agent's default examples (`example_ids`) in the same transaction."""
     now = utcnow()
-    row: Item = await model.acreate(
-        organization=org_id, project=project_id, created_at=now, updated_at=now, **values
-    )
-    return row
-
-
-async def create_agent(
-    org_id: int, project_id: int | None, values: dict[str, Any], example_ids: Sequence[int]
-) -> PracticeAgent:
     async with atomic():
-        agent = await create(PracticeAgent, org_id, project_id, values)
-        await _link_examples(agent.id, example_ids)
-    return agent
+        row: Item = await model.acreate(
+            organization=org_id, project=project_id, created_at=now, updated_at=now, **values
+        )
+        await _link_examples(row.id, example_ids)
+    return row
 
 
 async def get(model: type[Item], org_id: int, item_id: int) -> Item | None:
@@ -115,27 +113,23 @@ async def list_items(
     return await database.list(query)
 
 
-async def update(row: Item, values: dict[str, Any]) -> Item:
+async def update(
+    row: Item, values: dict[str, Any], example_ids: Sequence[int] | None = None
+) -> Item:
+    """Write `values` and, unless None, replace an agent's default examples, in one
+    transaction."""
     model = type(row)
     values["updated_at"] = utcnow()
-    await database.aexecute(model.update(**values).where(model.id == row.id))
+    async with atomic():
+        await database.aexecute(model.update(**values).where(model.id == row.id))
+        if example_ids is not None:
+            await database.aexecute(
+                PracticeAgentExample.delete().where(PracticeAgentExample.agent == row.id)
+            )
+            await _link_examples(row.id, example_ids)
     for name, value in values.items():
         setattr(row, name, value)
     return row
-
-
-async def update_agent(
-    agent: PracticeAgent, values: dict[str, Any], example_ids: Sequence[int] | None
-) -> PracticeAgent:
-    """Write `values` and, unless None, replace the default examples, in one transaction."""
-    async with atomic():
-        await update(agent, values)
-        if example_ids is not None:
-            await database.aexecute(
-                PracticeAgentExample.delete().where(PracticeAgentExample.agent == agent.id)
-            )
-            await _link_examples(agent.id, example_ids)
-    return agent
 
 
 async def delete(model: CatalogModel, item_id: int) -> None:

@@ -2,8 +2,8 @@
 
 The export walks the index `(source, ts_us, id)` a page at a time. Right after a bulk
 load, before autovacuum has analyzed the table, the planner believes a source holds a
-few hundred comments and sorts the whole source for every page instead (measured: 3x
-slower on 50k comments). So once this process has inserted `ANALYZE_AFTER` comments
+few hundred comments and sorts the whole source for every page instead. So once this
+process has inserted `ANALYZE_AFTER` comments
 since its last ANALYZE, it runs one in the background. SQLite needs none: its planner
 walks the index without statistics.
 """

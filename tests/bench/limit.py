@@ -10,6 +10,7 @@ that they are byte for byte the server's.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -128,6 +129,7 @@ def run(url: str, source_hex: str, dataset_hex: str, page: int) -> LimitRun:
         source_id, dataset_id, version_id = cursor.fetchone()
         sql = _PAGE_SQL.format(p=placeholder)
         token_query = b"\x00" * 16
+        tokens = pagination.PageTokens(secrets.token_bytes(pagination.KEY_BYTES))
         started_us = int(time.time() * 1_000_000)
         execute: Callable[..., Any] = cursor.execute
         after = (-(2**63), 0)
@@ -145,9 +147,7 @@ def run(url: str, source_hex: str, dataset_hex: str, page: int) -> LimitRun:
             if more:
                 last = rows[taken - 1]
                 after = (last[1], last[0])
-                continuation = pagination.issue(
-                    token_query, [started_us, version_id, last[1], last[0]]
-                )
+                continuation = tokens.issue(token_query, [started_us, version_id, last[1], last[0]])
                 # One copy of the page, as the server makes (its continuation_field).
                 message = comments + (b"\x12" + varint(len(continuation)) + continuation.encode())
             else:

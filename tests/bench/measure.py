@@ -22,8 +22,7 @@ class StreamRun:
     comments: int
     messages: int
     seconds: float
-    # Continuations of the first page and of the page before the last.
-    first_continuation: str = ""
+    # The continuation of the page before the last (where the flatness run resumes).
     late_continuation: str = ""
     first_page: bytes = b""
 
@@ -44,7 +43,6 @@ def stream_export(channel: grpc.Channel, prepared: Prepared, sizes: Sizes) -> St
         run.comments += count
         run.messages += 1
         if run.messages == 1:
-            run.first_continuation = continuation
             run.first_page = message
         if continuation:
             run.late_continuation, previous = previous, continuation

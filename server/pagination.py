@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from google.protobuf.message import Message
 
+from corrigo.server import metrics
 from corrigo.server.errors import InvalidArgument
 from corrigo.server.validation import Violations
 from corrigo.v1 import errors_pb2
@@ -95,6 +96,14 @@ def issue(query: bytes, position: Sequence[Any]) -> str:
 def read(token: str, query: bytes, field: str) -> list[Any]:
     """The position a token carries; INVALID_ARGUMENT on `field` when it is not ours
     or was issued for another query."""
+    try:
+        return _position(token, query, field)
+    except InvalidArgument:
+        metrics.page_token_refused()
+        raise
+
+
+def _position(token: str, query: bytes, field: str) -> list[Any]:
     invalid = InvalidArgument.field(
         field,
         "invalid or expired token: pass a token exactly as returned, with the same query",

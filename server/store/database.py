@@ -8,9 +8,11 @@ SQLite (aiosqlite) is the embedded default; a `postgresql://` URL selects Postgr
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import os
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
@@ -18,6 +20,7 @@ import peewee
 from playhouse.migrations import Runner
 from playhouse.pwasyncio import AsyncModel, AsyncPostgresqlDatabase, AsyncSqliteDatabase
 
+from corrigo.server import metrics, tracing
 from corrigo.server.store.drivers import PostgresqlDatabase, SqliteDatabase, driver_errors
 
 Database: TypeAlias = AsyncSqliteDatabase | AsyncPostgresqlDatabase
@@ -138,8 +141,63 @@ def atomic() -> Any:
     locked", while an immediate one queues behind it (busy_timeout)."""
     db = database.obj
     if isinstance(db, AsyncSqliteDatabase):
-        return db.atomic(lock_type="IMMEDIATE")
-    return db.atomic()
+        return _Observed(db.atomic(lock_type="IMMEDIATE"), "sqlite")
+    return _Observed(db.atomic(), "postgresql")
+
+
+# --- Telemetry hooks (server/metrics.py, server/tracing.py) at today's public points: a
+# transaction and a small read. The connection layer should report connections taken,
+# given back and waited for where the pool hands them out, and time every statement.
+
+# The transaction depth of the current task: only the outermost one is counted.
+_depth: contextvars.ContextVar[int] = contextvars.ContextVar("transaction_depth", default=0)
+
+
+class _Observed:
+    """A transaction as `atomic()` answers it, reported: a span, the wait for its
+    connection, the connection held, and its rollback with the cause."""
+
+    def __init__(self, transaction: Any, system: str) -> None:
+        self._transaction = transaction
+        self._system = system
+        self._span: AbstractContextManager[Any] | None = None
+        self._outermost = False
+
+    async def __aenter__(self) -> Any:
+        self._outermost = _depth.get() == 0
+        _depth.set(_depth.get() + 1)
+        if not self._outermost:
+            return await self._transaction.__aenter__()
+        self._span = tracing.span("transaction", {"db.system": self._system})
+        self._span.__enter__()
+        try:
+            with metrics.waiting_for_connection():
+                entered = await self._transaction.__aenter__()
+        except BaseException as error:
+            _depth.set(_depth.get() - 1)
+            self._span.__exit__(type(error), error, error.__traceback__)
+            raise
+        metrics.connection_taken()
+        return entered
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: Any
+    ) -> Any:
+        _depth.set(_depth.get() - 1)
+        if not self._outermost:
+            return await self._transaction.__aexit__(kind, error, trace)
+        assert self._span is not None
+        try:
+            return await self._transaction.__aexit__(kind, error, trace)
+        except BaseException as failure:
+            # The commit failed: the transaction is rolled back all the same.
+            error = error or failure
+            raise
+        finally:
+            metrics.connection_given_back()
+            if error is not None:
+                metrics.transaction_rolled_back(error)
+            self._span.__exit__(type(error) if error else None, error, trace)
 
 
 class Sql:
@@ -207,5 +265,8 @@ async def fetch(statement: Sql, params: Sequence[Any]) -> list[Any]:
     transaction it holds no connection past itself, and on SQLite it runs on the loop's
     thread)."""
     db = database.obj
-    rows: list[Any] = await db.read(statement.render(db), params)
+    sql = statement.render(db)
+    system = "sqlite" if isinstance(db, AsyncSqliteDatabase) else "postgresql"
+    with tracing.statement(sql, system), metrics.statement():
+        rows: list[Any] = await db.read(sql, params)
     return rows

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -185,6 +187,10 @@ class MetricsOverhead:
 
     off_qps: list[float]
     on_qps: list[float]
+    # The server process's CPU time per call (user + system), a figure that other load on
+    # the machine disturbs far less than the rate.
+    off_cpu_us: list[float]
+    on_cpu_us: list[float]
     calls: int
     counted: float
 
@@ -196,6 +202,12 @@ class MetricsOverhead:
     def ratio(self) -> float:
         """The median round's on / off (the upper one of an even count)."""
         return sorted(self.ratios)[len(self.ratios) // 2]
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _handled_get_dataset(port: int) -> float:
@@ -219,22 +231,28 @@ def metrics_overhead(prepared: Prepared, url: str, sizes: Sizes) -> MetricsOverh
     log = prepared.server.log_path.with_name("server-metrics.log")
     measured = ServerProcess(url, log, extra=["--metrics-listen", f"127.0.0.1:{port}"], grace=2)
     get = datasets_pb2.GetDatasetRequest(owner=OWNER, name=DATASET).SerializeToString()
-    off: list[float] = []
-    on: list[float] = []
+    figures: dict[bool, tuple[list[float], list[float]]] = {False: ([], []), True: ([], [])}
     calls = 0
     try:
         measured.wait_serving()
         for number in range(sizes.ratio_rounds):
-            turns = [(prepared.server.target, off), (measured.target, on)]
-            for target, figures in turns if number % 2 == 0 else reversed(turns):
-                load = asyncio.run(_load(target, raw.GET_DATASET, get, prepared.metadata, sizes))
-                figures.append(load.qps)
-            # _load's warm-up calls, then the measured ones.
+            turns = [(prepared.server, False), (measured, True)]
+            for server, metrics_on in turns if number % 2 == 0 else reversed(turns):
+                began = cpu_seconds(server.process.pid)
+                load = asyncio.run(
+                    _load(server.target, raw.GET_DATASET, get, prepared.metadata, sizes)
+                )
+                spent = cpu_seconds(server.process.pid) - began
+                qps, cpu_us = figures[metrics_on]
+                qps.append(load.qps)
+                # _load's warm-up calls, then the measured ones.
+                cpu_us.append(spent * 1e6 / (sizes.concurrency + load.calls))
             calls += sizes.concurrency + load.calls
         counted = _handled_get_dataset(port)
     finally:
         measured.stop()
-    return MetricsOverhead(off, on, calls, counted)
+    (off, off_cpu), (on, on_cpu) = figures[False], figures[True]
+    return MetricsOverhead(off, on, off_cpu, on_cpu, calls, counted)
 
 
 def median_round(rounds: list[UnaryRound]) -> UnaryRound:

@@ -52,6 +52,11 @@ ROWS: list[Row] = [
         lambda f: f"{f['metrics_on_off_ratio']:.2f}",
         ">= 0.95",
     ),
+    (
+        "GetDataset server CPU per call, metrics off / on (us)",
+        lambda f: f"{f['metrics_off_cpu_us_per_call']:.0f} / {f['metrics_on_cpu_us_per_call']:.0f}",
+        "reported",
+    ),
     ("SyncComments, 1,000 a call (comments/s)", lambda f: _n(f["ingest_sync_cps"]), ">= 20,000"),
     (
         "StreamSyncComments, 4,096 a chunk (comments/s)",

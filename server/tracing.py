@@ -115,9 +115,12 @@ def interceptor() -> grpc.aio.ServerInterceptor | None:
     """The server-span interceptor (outermost), or None when tracing is off."""
     if _provider is None:
         return None
-    from opentelemetry.instrumentation.grpc import aio_server_interceptor
+    from opentelemetry.instrumentation.grpc import aio_server_interceptor, filters
 
-    made: grpc.aio.ServerInterceptor = aio_server_interceptor(tracer_provider=_provider)
+    # Health checks (probes every few seconds) would fill the traces with nothing.
+    made: grpc.aio.ServerInterceptor = aio_server_interceptor(
+        tracer_provider=_provider, filter_=filters.negate(filters.health_check())
+    )
     return made
 
 
@@ -151,10 +154,25 @@ def trace_id() -> str | None:
     return format(context.trace_id, "032x") if context.is_valid else None
 
 
+def _in_a_trace() -> bool:
+    from opentelemetry import trace
+
+    return bool(trace.get_current_span().get_span_context().is_valid)
+
+
+def database_span(name: str, attributes: dict[str, Any]) -> AbstractContextManager[Any]:
+    """A span around database work (a transaction), only as a child of a call's or a
+    background step's span: a lone one (the readiness check's) would be a trace of its
+    own every few seconds."""
+    if _tracer is None or not _in_a_trace():
+        return _NO_SPAN
+    return _tracer.start_as_current_span(name, attributes=attributes)
+
+
 def statement(sql: str, system: str) -> AbstractContextManager[Any]:
-    """A span around one database statement (`system`: sqlite or postgresql); its text
-    has placeholders, never values."""
-    if _tracer is None:
+    """A span around one database statement (`system`: sqlite or postgresql), as
+    `database_span`; its text has placeholders, never values."""
+    if _tracer is None or not _in_a_trace():
         return _NO_SPAN
     return _tracer.start_as_current_span(
         sql.split(None, 1)[0].upper() if sql else "statement",

@@ -83,6 +83,12 @@ def test_calls_statements_and_background_steps_are_spans(probe_db: str) -> None:
         by_id.get(s["parent_id"], {}).get("name", "").startswith("correction") for s in spans
     )
 
+    # Probes make no traces, and database work is never a trace of its own (the
+    # readiness check's, the sweeper's).
+    assert not [s for s in spans if s["name"].startswith("/grpc.health.v1.Health/")]
+    database = [s for s in spans if "db.system" in s["attributes"]]
+    assert database and all(s["parent_id"] for s in database)
+
     # The access line of the traced call carries its trace id.
     lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
     access = [line for line in lines if line["logger"] == "corrigo.access"]

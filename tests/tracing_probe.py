@@ -14,6 +14,9 @@ import json
 import sys
 from typing import Any
 
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from corrigo.server import logs, tracing
 from corrigo.server.app import CorrigoServer
 from corrigo.server.config import Config
@@ -28,6 +31,8 @@ TRACEPARENT = f"00-{TRACE_ID}-{PARENT_ID}-01"
 
 
 async def _calls(running: Running, prepare_session: bool) -> None:
+    async with grpc.aio.insecure_channel(running.target) as channel:
+        await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     async with bootstrapped(running, "probe") as org:
         await org.admin.admin.WhoAmI(
             admin_pb2.WhoAmIRequest(), metadata=(("traceparent", TRACEPARENT),)

@@ -168,7 +168,7 @@ class _Observed:
         _depth.set(_depth.get() + 1)
         if not self._outermost:
             return await self._transaction.__aenter__()
-        self._span = tracing.span("transaction", {"db.system": self._system})
+        self._span = tracing.database_span("transaction", {"db.system": self._system})
         self._span.__enter__()
         try:
             with metrics.waiting_for_connection():

@@ -255,7 +255,25 @@ async def _counted(requests: AsyncIterator[Any], series: MethodMetrics) -> Async
         yield request
 
 
-def _measured(inner: Callable[..., Any], series: MethodMetrics, unary_request: bool) -> Any:
+class _CountedWrites:
+    """A call's context whose `write`s count as messages sent (for streams answered
+    through `context.write`, such as Health/Watch); anything else is the context's."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, sent: Any) -> None:
+        self._context = context
+        self._sent = sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def write(self, message: Any) -> None:
+        self._sent.inc()
+        await self._context.write(message)
+
+
+def _measured(
+    inner: Callable[..., Any], series: MethodMetrics, unary_request: bool, unary_response: bool
+) -> Any:
     """`inner` counted as go-grpc-prometheus counts a call: started, every message
     received and sent, handled with its code, and its handling time."""
     started, received, sent, handling = (
@@ -295,14 +313,17 @@ def _measured(inner: Callable[..., Any], series: MethodMetrics, unary_request: b
         began = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            response = await inner(requests_of(request), context)
+            response = await inner(
+                requests_of(request), context if unary_response else _CountedWrites(context, sent)
+            )
         except BaseException as error:
             code = _final_code(context, error)
             raise
         finally:
             handling.observe(time.perf_counter() - began)
             series.handled(code)
-        sent.inc()
+        if unary_response:
+            sent.inc()
         return response
 
     return behavior
@@ -327,9 +348,10 @@ class GrpcMetricsInterceptor(_WrappingInterceptor):
 
     def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         series = self._metrics.method(_rpc_type(handler), method)
+        unary_response = not handler.response_streaming
         return _rebuilt(
             handler,
-            lambda inner, unary_request: _measured(inner, series, unary_request),
+            lambda inner, unary_request: _measured(inner, series, unary_request, unary_response),
             handler.request_deserializer,
         )
 

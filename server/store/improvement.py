@@ -24,7 +24,7 @@ import peewee
 from playhouse.pwasyncio import AsyncSqliteDatabase
 
 from corrigo.server.errors import NotFound
-from corrigo.server.store.database import BaseModel, database, utcnow
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.identity import Organization
 from corrigo.server.store.practice_sessions import PracticeEvent, PracticeSession
 from corrigo.v1 import errors_pb2
@@ -71,15 +71,6 @@ class Scheduled:
     batch_key: str
     number: int
     scheduled_at: Any
-
-
-def _write_transaction() -> Any:
-    """A transaction that takes the write lock at once on SQLite (a deferred one could
-    fail to upgrade from reading to writing while another connection writes)."""
-    db = database.obj
-    if isinstance(db, AsyncSqliteDatabase):
-        return db.atomic(lock_type="IMMEDIATE")
-    return db.atomic()
 
 
 async def _retrying(operation: Callable[[], Awaitable[T]]) -> T:
@@ -129,7 +120,7 @@ async def schedule(org_id: int, session_id: int) -> Scheduled:
     await _ensure_state(org_id)
 
     async def attempt() -> Scheduled:
-        async with _write_transaction():
+        async with atomic():
             state = await _lock_state(org_id)
             # Another replica may have scheduled it while this one waited for the lock.
             again = await scheduled(session_id)
@@ -173,7 +164,7 @@ async def release(org_id: int, release_id: str) -> ImprovementBatch:
     await _ensure_state(org_id)
 
     async def attempt() -> ImprovementBatch:
-        async with _write_transaction():
+        async with atomic():
             state = await _lock_state(org_id)
             again = await _released_as(org_id, release_id)
             if again is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,12 +15,10 @@ from corrigo.v1 import admin_pb2, datasets_pb2
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from corrigo.server import app, config
+    from corrigo.server import app, config, logs
 
     settings = config.from_arguments(args)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    logs.configure(settings.log_level, settings.log_format)
     asyncio.run(app.serve(settings))
     return 0
 

@@ -20,6 +20,7 @@ import greenlet
 import peewee
 from playhouse.migrations import Runner
 
+from corrigo.server import metrics, tracing
 from corrigo.server.store import connections
 from corrigo.server.store.connections import ConnectionLost, Pool, Result, held, unit
 from corrigo.server.store.postgres import PostgresConnection
@@ -93,6 +94,8 @@ class _Store:
 
     pool: Pool
     begin_statement: str
+    # The database's name in spans (OpenTelemetry's db.system).
+    system: str
     loop_reads: LoopReads | None = None
 
     def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
@@ -134,6 +137,7 @@ class SqliteDatabase(_Store, peewee.SqliteDatabase):
     # wait for a concurrent writer and fails at once with "database is locked", while an
     # immediate one queues behind it.
     begin_statement = "BEGIN IMMEDIATE"
+    system = "sqlite"
 
     def __init__(self, path: str, pool_size: int) -> None:
         super().__init__(path)
@@ -145,6 +149,7 @@ class SqliteDatabase(_Store, peewee.SqliteDatabase):
 
 class PostgresqlDatabase(_Store, peewee.PostgresqlDatabase):
     begin_statement = "BEGIN"
+    system = "postgresql"
 
     def __init__(self, url: str, pool_size: int) -> None:
         super().__init__(url)
@@ -170,18 +175,19 @@ def _is_read(sql: str) -> bool:
 async def execute(sql: str, params: Sequence[Any]) -> Result:
     """Run one statement: on the current unit's connection, or in a unit of its own. A
     read that lost its connection before answering is tried once more on a fresh one."""
-    conn = held()
-    if conn is not None:
-        return await conn.execute(sql, params)
-    pool = _store().pool
-    try:
-        async with unit(pool) as conn:
+    db = _store()
+    with tracing.statement(sql, db.system), metrics.statement():
+        conn = held()
+        if conn is not None:
             return await conn.execute(sql, params)
-    except ConnectionLost:
-        if not _is_read(sql):
-            raise
-    async with unit(pool) as conn:
-        return await conn.execute(sql, params)
+        try:
+            async with unit(db.pool) as conn:
+                return await conn.execute(sql, params)
+        except ConnectionLost:
+            if not _is_read(sql):
+                raise
+        async with unit(db.pool) as conn:
+            return await conn.execute(sql, params)
 
 
 # Typed as Any, as Peewee's models are dynamic: fields add `<name>_id` attributes.
@@ -276,7 +282,7 @@ async def close(db: Database) -> None:
 def atomic() -> Any:
     """`async with atomic():` a write transaction (a savepoint when nested)."""
     db = _store()
-    return connections.transaction(db.pool, db.begin_statement)
+    return connections.transaction(db.pool, db.begin_statement, db.system)
 
 
 class Sql:
@@ -301,7 +307,8 @@ async def fetch(statement: Sql, params: Sequence[Any]) -> list[Any]:
     db = _store()
     sql = statement.render(db)
     if db.loop_reads is not None and held() is None:
-        rows = db.loop_reads.rows(sql, params)
+        with tracing.statement(sql, db.system), metrics.statement():
+            rows = db.loop_reads.rows(sql, params)
         if rows is not None:
             return rows
     return (await execute(sql, params)).rows
@@ -313,7 +320,8 @@ async def read_page(statement: Sql, params: Sequence[Any], pace: Pace) -> list[A
     db = _store()
     sql = statement.render(db)
     if db.loop_reads is not None and held() is None and not pace.slow:
-        rows = await db.loop_reads.page(sql, params, pace)
+        with tracing.statement(sql, db.system), metrics.statement():
+            rows = await db.loop_reads.page(sql, params, pace)
         if rows is not None:
             return rows
     return (await execute(sql, params)).rows

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+import random
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
@@ -21,12 +23,15 @@ import peewee
 from playhouse.migrations import Runner
 
 from corrigo.server import metrics, tracing
+from corrigo.server.errors import ConcurrentChange
 from corrigo.server.store import connections
 from corrigo.server.store.connections import ConnectionLost, Pool, Result, held, unit
 from corrigo.server.store.postgres import PostgresConnection
 from corrigo.server.store.sqlite import LoopReads, Pace, SqliteConnection
 
 T = TypeVar("T")
+
+log = logging.getLogger("corrigo.store")
 
 # Models bind to this proxy; `connect` points it at the real database.
 database = peewee.DatabaseProxy()
@@ -283,6 +288,28 @@ def atomic() -> Any:
     """`async with atomic():` a write transaction (a savepoint when nested)."""
     db = _store()
     return connections.transaction(db.pool, db.begin_statement, db.system)
+
+
+# How many times a transaction that conflicted with a concurrent one is tried in all.
+ATTEMPTS = 5
+
+
+async def retried(
+    transaction: Callable[[], Awaitable[T]],
+    conflicts: tuple[type[BaseException], ...] = (ConcurrentChange,),
+) -> T:
+    """Run `transaction` (a whole transaction), again after one of `conflicts` (on
+    PostgreSQL a deadlock or serialization failure rolls one of two transactions back),
+    waiting a little longer each time."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await transaction()
+        except conflicts as error:
+            if attempt == ATTEMPTS:
+                raise
+            log.info("retrying after a conflict (attempt %d): %r", attempt, error)
+            await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)
+    raise AssertionError("unreachable")
 
 
 class Sql:

@@ -22,6 +22,7 @@ from corrigo.server.store.database import (
     atomic,
     database,
     fetch,
+    retried,
     utcnow,
 )
 from corrigo.server.store.projects import Membership, Project
@@ -265,9 +266,14 @@ async def update_dataset(
 
 async def delete_dataset(dataset: Dataset) -> None:
     """The dataset; its links, taxonomy, labellings, models, versions, predictions and
-    tags go by cascade in the same transaction."""
-    async with atomic():
-        await database.aexecute(Dataset.delete().where(Dataset.id == dataset.id))
+    tags go by cascade in the same transaction (again when it conflicted with a
+    correction session's work on the same rows)."""
+
+    async def delete() -> None:
+        async with atomic():
+            await database.aexecute(Dataset.delete().where(Dataset.id == dataset.id))
+
+    await retried(delete)
 
 
 _SOURCES = Sql(

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import peewee
 
-from corrigo.server.errors import StorageFull, Unavailable, unstorable_value
+from corrigo.server.errors import ConcurrentChange, StorageFull, Unavailable, unstorable_value
 from corrigo.server.store.connections import ConnectionLost, Result, log
 
 # Errors that leave the connection unusable: it is discarded.
@@ -48,8 +48,8 @@ def translated(error: Exception) -> Exception:
         log.warning("the database refuses connections: %s", error)
         return Unavailable("the database is starting, stopping or busy; retry shortly")
     if isinstance(error, asyncpg.exceptions.TransactionRollbackError):
-        # Serialization failures and deadlocks: the transaction may be retried.
-        return peewee.OperationalError(*error.args)
+        log.info("a transaction was rolled back by a concurrent one: %s", error)
+        return ConcurrentChange()
     return peewee.DatabaseError(*error.args)
 
 

@@ -17,13 +17,13 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Never
 
 import grpc
 from google.protobuf import json_format
+from tqdm import tqdm
 
-from corrigo.client.errors import CorrigoError
-from corrigo.client.progress import Progress
+from corrigo.client.errors import CorrigoError, UsageError
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 
 FORMATS = ("jsonl", "csv")
@@ -114,9 +114,9 @@ def _load_state(path: Path, query: dict[str, Any]) -> dict[str, Any] | None:
         return None
     state: dict[str, Any] = json.loads(path.read_text())
     if state.get("query") != query:
-        raise SystemExit(
-            f"corrigo export: {path} belongs to an interrupted export with other arguments; "
-            "pass --restart to start over"
+        raise UsageError(
+            f"{path} belongs to an interrupted export with other arguments: run that "
+            "export again to finish it, or pass --restart to start over"
         )
     return state
 
@@ -134,6 +134,49 @@ def _encode(page: datasets_pb2.StreamExportDatasetResponse, fmt: str) -> bytes:
     writer = csv.writer(text)
     writer.writerows(result_row(r) for r in page.comments)
     return text.getvalue().encode()
+
+
+def _csv_header() -> bytes:
+    header = io.StringIO()
+    csv.writer(header).writerow(CSV_COLUMNS)
+    return header.getvalue().encode()
+
+
+def export_to_stream(
+    stub: datasets_pb2_grpc.DatasetServiceStub,
+    request: datasets_pb2.StreamExportDatasetRequest,
+    out: BinaryIO,
+    fmt: str,
+    *,
+    progress: bool = True,
+) -> int:
+    """Export into an open stream (standard output), without resuming; answers how many
+    comments were written."""
+    request = datasets_pb2.StreamExportDatasetRequest.FromString(request.SerializeToString())
+    request.include_total = True
+    written = 0
+    with _bar(request, 0, progress) as bar:
+        if fmt == "csv":
+            out.write(_csv_header())
+        for page in export_pages(stub, request):
+            if page.total:
+                bar.total = page.total
+            out.write(_encode(page, fmt))
+            out.flush()
+            written += len(page.comments)
+            bar.update(len(page.comments))
+    return written
+
+
+def _bar(
+    request: datasets_pb2.StreamExportDatasetRequest, done: int, progress: bool
+) -> tqdm[Never]:
+    return tqdm(
+        desc=f"export {request.owner}/{request.name}",
+        initial=done,
+        unit=" comments",
+        disable=not progress,
+    )
 
 
 def export_to_file(
@@ -157,24 +200,21 @@ def export_to_file(
         written, offset = int(state["written"]), int(state["offset"])
     else:
         written, offset = 0, 0
-    bar = Progress(f"export {request.owner}/{request.name}", None) if progress else None
-    if bar:
-        bar.resume_at(written)
-    with open(output, "r+b" if state is not None else "wb") as out:
+    with (
+        open(output, "r+b" if state is not None else "wb") as out,
+        _bar(request, written, progress) as bar,
+    ):
         out.truncate(offset)
         out.seek(offset)
         if fmt == "csv" and offset == 0:
-            header = io.StringIO()
-            csv.writer(header).writerow(CSV_COLUMNS)
-            out.write(header.getvalue().encode())
+            out.write(_csv_header())
         for page in export_pages(stub, request):
-            if bar and page.total:
+            if page.total:
                 bar.total = written + page.total
             out.write(_encode(page, fmt))
             out.flush()
             written += len(page.comments)
-            if bar:
-                bar.advance(len(page.comments))
+            bar.update(len(page.comments))
             if page.continuation:
                 os.fsync(out.fileno())
                 _save_state(
@@ -187,6 +227,4 @@ def export_to_file(
                     },
                 )
     state_path.unlink(missing_ok=True)
-    if bar:
-        bar.finish()
     return written

@@ -6,11 +6,23 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from corrigo.server.store.database import DEFAULT_URL
-
+DEFAULT_URL = "sqlite:///corrigo.sqlite3"
 DEFAULT_LISTEN = "127.0.0.1:50051"
 # Export pages stay far below this; it bounds what one request may make the server hold.
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+class ConfigError(Exception):
+    """The server cannot start as configured (an address it cannot listen on)."""
+
+
+def database_url(value: str) -> str:
+    """An argparse type: the URL when its scheme is one the store opens."""
+    if value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is not a database URL: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )
 
 
 @dataclass(frozen=True)
@@ -74,6 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def add_database_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database",
+        type=database_url,
         default=_env("DATABASE_URL", DEFAULT_URL),
         help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env CORRIGO_DATABASE_URL; "
         "default %(default)s)",

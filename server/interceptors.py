@@ -185,7 +185,8 @@ async def log_access(
     peer = context.peer()
     try:
         yield
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client went away: a unary call is cancelled, a stream closed at its yield.
         code = grpc.StatusCode.CANCELLED
         raise
     except BaseException:
@@ -228,9 +229,21 @@ async def map_errors(
         await context.abort(status.code, status.details, status.trailing_metadata)
 
 
+class _DropWritesToGoneClients(logging.Filter):
+    """grpcio logs a stack when it cannot send a stream's next message because the client
+    went away; the access log already records that call as CANCELLED."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("ExecuteBatchError raised in core")
+
+
+_gone_clients = _DropWritesToGoneClients()
+
+
 def interceptors() -> list[grpc.aio.ServerInterceptor]:
     """Outermost first: logging sees the final code, errors are mapped for every layer
     inside it, and authorization runs before the handler."""
+    logging.getLogger("grpc._cython.cygrpc").addFilter(_gone_clients)
     return [
         MiddlewareInterceptor(log_access),
         MiddlewareInterceptor(map_errors),

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
-from pathlib import Path
 
 import pytest
 
 from corrigo.v1 import correction_pb2
+from tests import cli_helpers
 from tests import correction_helpers as c
 from tests.conftest import Org
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-CORRIGO = str(Path(sys.executable).parent / "corrigo")
-
 
 async def corrigo(org: Org, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "CORRIGO_TARGET": org.running.target, "CORRIGO_TOKEN": org.admin_token}
-    process = await asyncio.create_subprocess_exec(
-        CORRIGO,
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    return process.returncode or 0, out.decode(), err.decode()
+    ran = await cli_helpers.corrigo(org, *args)
+    return ran.code, ran.out, ran.err
 
 
 def columns(out: str, index: int) -> list[str]:
@@ -74,9 +61,13 @@ async def test_cli_creates_watches_and_lists_sessions(org: Org) -> None:
 
     code, out, err = await corrigo(org, "sessions", "list", project)
     assert code == 0, err
-    assert out.splitlines() == [f"{session_id}\tFINISHED\t100.0%\t2\tcli"]
+    header, _, *rows = out.splitlines()
+    assert header.split() == ["ID", "STATUS", "PROGRESS", "DOCUMENTS", "NAME"]
+    assert [row.split() for row in rows] == [[str(session_id), "FINISHED", "100.0%", "2", "cli"]]
+    code, out, _ = await corrigo(org, "sessions", "list", project, "--json")
+    assert code == 0 and [s["id"] for s in json.loads(out)] == [session_id]
     code, out, _ = await corrigo(org, "sessions", "list", project, "--status", "annotating")
-    assert code == 0 and out == ""
+    assert code == 0 and len(out.splitlines()) == 2
 
     # --watch follows the new session to its end: here FAILED (no model version).
     failing = await c.corpus(org, 2, score=None)
@@ -95,5 +86,5 @@ async def test_cli_creates_watches_and_lists_sessions(org: Org) -> None:
     assert out.splitlines()[-1].endswith("there are no predictions to correct")
 
     code, out, err = await corrigo(org, "sessions", "create", project, model, "--sample-size", "0")
-    assert code == 1 and out == ""
-    assert "INVALID_ARGUMENT" in err and "sample_size: must be 1..1000, got 0" in err
+    assert code == 2 and out == ""
+    assert "--sample-size: must be 1..1000, got 0" in err

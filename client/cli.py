@@ -13,7 +13,9 @@ import asyncio
 import datetime
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
@@ -176,6 +178,21 @@ def _utc(value: str) -> datetime.datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
 
 
+def _first_interrupt() -> threading.Event:
+    """An event the first Ctrl-C sets (the export then stops after its page, cleanly); a
+    second one interrupts at once. A KeyboardInterrupt raised inside gRPC's callbacks
+    could be lost, and the export would go on."""
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, interrupted)
+    return stop
+
+
 def _export(args: argparse.Namespace) -> int:
     from corrigo.client.export import export_to_file, export_to_stream
 
@@ -215,6 +232,7 @@ def _export(args: argparse.Namespace) -> int:
                     args.format,
                     restart=args.restart,
                     progress=not args.quiet,
+                    stop=_first_interrupt(),
                 )
         except KeyboardInterrupt:
             if to_stdout:

@@ -14,6 +14,7 @@ import csv
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,9 +188,11 @@ def export_to_file(
     *,
     restart: bool = False,
     progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> int:
     """Export into `output`, resuming an interrupted export of the same query; answers
-    how many comments the file holds."""
+    how many comments the file holds. When `stop` is set, the export ends after the page
+    being written, with KeyboardInterrupt (the file and its state then resume)."""
     query = {"format": fmt, **json_format.MessageToDict(request, preserving_proto_field_name=True)}
     state_path = _state_path(output)
     state = None if restart else _load_state(state_path, query)
@@ -226,5 +229,7 @@ def export_to_file(
                         "written": written,
                     },
                 )
+            if stop is not None and stop.is_set():
+                raise KeyboardInterrupt
     state_path.unlink(missing_ok=True)
     return written

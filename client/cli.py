@@ -22,8 +22,21 @@ from pathlib import Path
 
 import grpc
 
-from corrigo.client import CorrigoError, correction_cli, improvement_cli, practice_cli
-from corrigo.client.cli_support import add_connection, bounded, connect, print_json
+from corrigo.client import (
+    CorrigoError,
+    admin_cli,
+    correction_cli,
+    datasets_cli,
+    improvement_cli,
+    practice_cli,
+)
+from corrigo.client.cli_support import (
+    add_connection,
+    bounded,
+    connect,
+    owner_and_name,
+    print_json,
+)
 from corrigo.client.errors import UsageError
 from corrigo.v1 import admin_pb2, datasets_pb2
 
@@ -155,13 +168,6 @@ def _whoami(args: argparse.Namespace) -> int:
     return 0
 
 
-def _owner_and_name(value: str) -> tuple[str, str]:
-    owner, slash, name = value.partition("/")
-    if not slash or not owner or not name or "/" in name:
-        raise argparse.ArgumentTypeError(f"expected OWNER/NAME, got {value!r}")
-    return owner, name
-
-
 def _instant(value: str) -> str:
     """An argparse type: an ISO-8601 time, passed on as written."""
     try:
@@ -277,7 +283,7 @@ def _add_transfers(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "export",
         help="export a dataset to JSONL or CSV (resumes an interrupted export of the same file)",
     )
-    export.add_argument("dataset", type=_owner_and_name, metavar="OWNER/DATASET")
+    export.add_argument("dataset", type=owner_and_name, metavar="OWNER/DATASET")
     export.add_argument(
         "-o", "--output", required=True, help="the file to write, or - for standard output"
     )
@@ -303,7 +309,7 @@ def _add_transfers(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     export.set_defaults(run=_export)
 
     sync = commands.add_parser("sync", help="create or update a source's comments from JSONL")
-    sync.add_argument("source", type=_owner_and_name, metavar="OWNER/SOURCE")
+    sync.add_argument("source", type=owner_and_name, metavar="OWNER/SOURCE")
     sync.add_argument(
         "file",
         help="JSONL: one comment per line, as a Comment's JSON (comments.proto; at least "
@@ -374,6 +380,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     whoami.set_defaults(run=_whoami)
 
     _add_transfers(commands)
+    admin_cli.add_commands(commands)
+    datasets_cli.add_commands(commands)
     correction_cli.add_commands(commands)
     practice_cli.add_commands(commands)
     improvement_cli.add_commands(commands)

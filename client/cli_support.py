@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, TypeAlias
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -18,6 +18,8 @@ from corrigo.client.channel import resolve
 from corrigo.client.errors import UsageError
 
 Column = tuple[str, Callable[[Any], Any]]
+Run = Callable[[argparse.Namespace], int]
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
 def add_connection(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +46,14 @@ def connect(args: argparse.Namespace) -> Client:
             "(`corrigo admin bootstrap` prints the first one, `corrigo tokens create` more)"
         )
     return Client(target, token)
+
+
+def owner_and_name(value: str) -> tuple[str, str]:
+    """An argparse type: OWNER/NAME, as a pair."""
+    owner, slash, name = value.partition("/")
+    if not slash or not owner or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"expected OWNER/NAME, got {value!r}")
+    return owner, name
 
 
 def bounded(low: int, high: int) -> Callable[[str], int]:
@@ -109,3 +119,38 @@ def print_item(args: argparse.Namespace, item: Message, columns: Sequence[Column
 def done(message: str) -> None:
     """A confirmation for people, on stderr so stdout stays what scripts read."""
     print(message, file=sys.stderr)
+
+
+def every(call: Callable[[Any], Any], request: Any, field: str) -> list[Any]:
+    """Every item of a paged list RPC (page_size / page_token): `field` of each page."""
+    items: list[Any] = []
+    request.page_size = 100
+    while True:
+        page = call(request)
+        items.extend(getattr(page, field))
+        if not page.next_page_token:
+            return items
+        request.page_token = page.next_page_token
+
+
+def when(message: Message, field: str) -> str:
+    """A timestamp field for a table: UTC to the second, or - when unset."""
+    if not message.HasField(field):
+        return "-"
+    moment = getattr(message, field).ToDatetime()
+    return f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
+def group(commands: Commands, name: str, help: str) -> Commands:
+    """A command with subcommands (`corrigo NAME COMMAND`); alone, it prints its help."""
+    parser = commands.add_parser(name, help=help)
+    parser.set_defaults(help_of=parser)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="COMMAND")
+
+
+def command(sub: Commands, name: str, help: str, run: Run) -> argparse.ArgumentParser:
+    """A subcommand that prints resources, with --json and the connection flags."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, help=help)
+    add_output(parser)
+    parser.set_defaults(run=run)
+    return parser

@@ -25,12 +25,12 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The reliability suite with its heavy parts (SIGKILLs, SIGTERMs, replicas), pushed
-# RELIABILITY_SCALE times harder; its figures replace README's Reliability table.
+# RELIABILITY_SCALE times harder; its figures replace the table in tests/reliability/README.md.
 RELIABILITY_SCALE ?= 4
 reliability: $(STAMP)
 	rm -rf .build/reliability
 	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m pytest tests/reliability -m "" $(PYTEST_ARGS)
-	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m tests.reliability.report README.md
+	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m tests.reliability.report tests/reliability/README.md
 
 # The benchmark (tests/bench): SQLite, and PostgreSQL when CORRIGO_BENCH_POSTGRES_URL is
 # set (its public schema is emptied). BENCH_SCALE scales every size (1.0 = the issue's).

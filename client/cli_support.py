@@ -93,6 +93,7 @@ def print_json(message: Message) -> None:
 
 
 def print_json_line(message: Message) -> None:
+    """One JSON line: how streams print with --json (JSON lines)."""
     print(json.dumps(as_dict(message), ensure_ascii=False, separators=(",", ":")))
 
 

@@ -6,12 +6,12 @@ import argparse
 
 from corrigo.client import Client
 from corrigo.client.cli_support import (
-    add_connection,
     add_output,
     bounded,
     connect,
     print_items,
     print_json,
+    print_json_line,
 )
 from corrigo.v1 import correction_pb2
 from corrigo.v1.correction_pb2 import CorrectionSession, CorrectionSessionChange
@@ -33,13 +33,19 @@ def transition_line(change: CorrectionSessionChange) -> str:
     return line
 
 
-def _watch_until_end(client: Client, project_id: int, session_id: int) -> CorrectionSession:
-    """Print each change until the stream ends; the session as of the last one."""
+def _watch_until_end(
+    client: Client, project_id: int, session_id: int, as_json: bool
+) -> CorrectionSession:
+    """Print each change until the stream ends (a line, or a JSON line); the session as
+    of the last one."""
     last = CorrectionSession()
     for change in client.corrections.WatchCorrectionSession(
         correction_pb2.WatchCorrectionSessionRequest(project_id=project_id, session_id=session_id)
     ):
-        print(transition_line(change), flush=True)
+        if as_json:
+            print_json_line(change)
+        else:
+            print(transition_line(change), flush=True)
         last = change.session
     return last
 
@@ -61,15 +67,15 @@ def _create(args: argparse.Namespace) -> int:
     with connect(args) as client:
         session = client.corrections.CreateCorrectionSession(request)
         if not args.watch:
-            print_json(session)
+            print_json(session)  # the document's answer, as JSON with or without --json
             return 0
-        last = _watch_until_end(client, args.project_id, session.id)
+        last = _watch_until_end(client, args.project_id, session.id, args.json)
     return 1 if last.status == CorrectionSession.FAILED else 0
 
 
 def _watch(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        last = _watch_until_end(client, args.project_id, args.session_id)
+        last = _watch_until_end(client, args.project_id, args.session_id, args.json)
     return 1 if last.status == CorrectionSession.FAILED else 0
 
 
@@ -120,7 +126,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     create.add_argument(
         "--watch", action="store_true", help="then print each transition, as `sessions watch`"
     )
-    add_connection(create)
+    add_output(create)
     create.set_defaults(run=_create)
 
     watch = sub.add_parser(
@@ -130,7 +136,7 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     watch.add_argument("project_id", type=int)
     watch.add_argument("session_id", type=int)
-    add_connection(watch)
+    add_output(watch)
     watch.set_defaults(run=_watch)
 
     listing = sub.add_parser("list", help="list a project's sessions: id, status, progress, ...")

@@ -58,6 +58,11 @@ async def test_cli_creates_watches_and_lists_sessions(org: Org) -> None:
     ]
     assert columns(out, 3) == ["0.0%", "0.0%", "0.0%", "0.0%", "50.0%", "100.0%"]
     assert columns(out, 4) == ["2 documents"] * 6
+    code, out, err = await corrigo(org, "sessions", "watch", project, str(session_id), "--json")
+    assert code == 0, err
+    changes = [json.loads(line) for line in out.splitlines()]
+    assert [c["version"] for c in changes] == [1, 2, 3, 4, 5, 6]
+    assert changes[-1]["session"]["status"] == "FINISHED"
 
     code, out, err = await corrigo(org, "sessions", "list", project)
     assert code == 0, err

@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         asyncio.run(app.serve(settings))
     except config.ConfigError as err:
-        raise UsageError(f"{err}; pass --listen HOST:PORT (env CORRIGO_LISTEN)") from None
+        raise UsageError(str(err)) from None
     except _open_errors() as err:
         raise _open_problem(settings.database_url, err) from None
     return 0

@@ -118,9 +118,14 @@ class CorrigoServer:
                 port = server.add_secure_port(config.listen, credentials)
             else:
                 port = server.add_insecure_port(config.listen)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot read the TLS key or certificate: {err}; check --tls-key and --tls-cert"
+            ) from err
         except RuntimeError as err:
             raise ConfigError(
-                f"cannot listen on {config.listen} (in use, or not an address of this host)"
+                f"cannot listen on {config.listen} (in use, or not an address of this host); "
+                "pass --listen HOST:PORT (env CORRIGO_LISTEN)"
             ) from err
         db = database.connect(config.database_url)
         applied = await database.migrate(db)

@@ -13,7 +13,8 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 class ConfigError(Exception):
-    """The server cannot start as configured (an address it cannot listen on)."""
+    """The server cannot start as configured (an address it cannot listen on, TLS files it
+    cannot read); the message says what to change."""
 
 
 def database_url(value: str) -> str:

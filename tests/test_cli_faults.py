@@ -257,6 +257,15 @@ async def test_serve_exits_at_once_when_it_cannot_listen_or_read_its_database_ur
         )
     finally:
         server.stop()
+    no_tls = processes.corrigo(
+        "serve", "--listen", f"127.0.0.1:{processes.free_port()}", "--database", url,
+        "--tls-cert", str(tmp_path / "cert.pem"), "--tls-key", str(tmp_path / "key.pem"),
+        timeout=30,
+    )  # fmt: skip
+    assert no_tls.returncode == 1 and "Traceback" not in no_tls.stderr
+    assert no_tls.stderr.splitlines()[-1].startswith(
+        "corrigo serve: cannot read the TLS key or certificate: "
+    )
     for bad in ("mysql://x", "corrigo.sqlite3", "sqlite://relative"):
         refused = processes.corrigo("serve", "--database", bad, timeout=30)
         assert refused.returncode == 2, refused.stderr

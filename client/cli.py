@@ -400,9 +400,9 @@ def _explain(err: CorrigoError, args: argparse.Namespace) -> str:
     violations = [f"{field}: {problem}" for field, problem in err.field_violations]
     if violations and not all(v in message for v in violations):
         message = "; ".join(violations)
-    owner = getattr(args, "owner", None) or next(
-        (value[0] for value in vars(args).values() if isinstance(value, tuple) and value), None
-    )
+    named = [getattr(args, key, None) for key in ("owner", "project", "project_id")]
+    named += [value[0] for value in vars(args).values() if isinstance(value, tuple) and value]
+    owner = next((value for value in named if value), None)
     if err.code == grpc.StatusCode.NOT_FOUND and message == "project not found" and owner:
         message = (
             f"project {owner!r} not found (or you are not its member); "

@@ -132,6 +132,9 @@ async def test_sources_datasets_labels_models_groups(org: Org) -> None:
     _ok(await corrigo(org, "groups", "delete", owner, str(made["id"])))
     assert await _json(org, "groups", "list", owner) == []
 
+    unknown = await corrigo(org, "groups", "list", "999999")
+    assert unknown.code == 1 and "project '999999' not found" in unknown.line()
+
     _ok(await corrigo(org, "datasets", "delete", f"{owner}/ds"))
     _ok(await corrigo(org, "sources", "delete", f"{owner}/inbox"))
     assert await _json(org, "sources", "list", owner) == []

@@ -20,7 +20,7 @@ from corrigo.v1 import admin_pb2, datasets_pb2, practice_pb2, sources_pb2
 from tests import cli_helpers, processes
 from tests import dataset_helpers as h
 from tests.cli_helpers import Ran, corrigo
-from tests.conftest import POSTGRES_URL, Org
+from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES, Org
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -277,6 +277,8 @@ async def test_serve_exits_at_once_when_it_cannot_listen_or_read_its_database_ur
 @pytest.mark.postgres
 async def test_migrate_a_postgresql_database_that_does_not_exist() -> None:
     if not POSTGRES_URL:
+        if REQUIRE_POSTGRES:
+            pytest.fail("PostgreSQL suite required: CORRIGO_TEST_POSTGRES_URL is not set")
         pytest.skip("CORRIGO_TEST_POSTGRES_URL is not set")
     missing = POSTGRES_URL.rsplit("/", 1)[0] + "/corrigo_no_such_database"
     for command in (["migrate"], ["serve", "--listen", f"127.0.0.1:{processes.free_port()}"]):

@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[server,dev]'
 	touch $@
 
 run: $(STAMP)
@@ -84,15 +84,21 @@ typecheck: $(STAMP)
 	ln -s ../../../client .build/mypy/corrigo/client
 	cd .build/mypy && MYPYPATH= ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p corrigo.server -p corrigo.client
 
-# A regular (non-editable) install works too: build the wheel, install it in a scratch venv,
-# and use it from outside the source tree.
+# A regular (non-editable) install works too: build the wheel, install it in a scratch venv
+# (the client alone, then with the server extra), and use it from outside the source tree.
 package-check: $(STAMP)
 	rm -rf .build/package && mkdir -p .build/package
 	$(PY) -m pip wheel -q --no-deps -w .build/package/dist .
 	$(PYTHON) -m venv .build/package/venv
 	.build/package/venv/bin/pip install -q .build/package/dist/corrigo-*.whl
 	cd .build/package && venv/bin/corrigo --help >/dev/null
-	cd .build/package && venv/bin/python -c 'import corrigo.v1.admin_pb2, corrigo.server.app, corrigo.client'
+	cd .build/package && venv/bin/python -c 'import corrigo.v1.admin_pb2, corrigo.client'
+	# Client only: no database library; client commands run, server commands say what to install.
+	cd .build/package && ! venv/bin/python -c 'import peewee' 2>/dev/null
+	cd .build/package && venv/bin/corrigo whoami 2>&1 | grep -q 'no API token'
+	cd .build/package && venv/bin/corrigo migrate 2>&1 | grep -q "pip install 'corrigo\[server\]'"
+	.build/package/venv/bin/pip install -q "$$(ls .build/package/dist/corrigo-*.whl)[server]"
+	cd .build/package && venv/bin/python -c 'import corrigo.server.app'
 	cd .build/package && venv/bin/corrigo migrate --database sqlite:///package-check.sqlite3
 	rm -rf build  # setuptools' scratch directory in the source tree
 

@@ -259,14 +259,22 @@ def _sync(args: argparse.Namespace) -> int:
 
     owner, name = args.source
     with connect(args) as client:
-        totals = sync_file(
-            client.sources,
-            owner,
-            name,
-            Path(args.file),
-            chunk_size=args.chunk_size,
-            progress=not args.quiet,
-        )
+        try:
+            totals = sync_file(
+                client.sources,
+                owner,
+                name,
+                Path(args.file),
+                chunk_size=args.chunk_size,
+                progress=not args.quiet,
+            )
+        except KeyboardInterrupt:
+            print(
+                "corrigo sync: interrupted; the chunks acknowledged so far are stored: run the "
+                "same command again to sync the rest (comments stored already stay unchanged)",
+                file=sys.stderr,
+            )
+            return 130
     print(
         f"{totals.new} new, {totals.updated} updated, {totals.unchanged} unchanged "
         f"in {totals.chunks} chunks",
@@ -430,6 +438,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 1
     except grpc.RpcError as err:
         print(f"{name}: {_explain(CorrigoError.from_rpc_error(err), args)}", file=sys.stderr)
+        code = 1
+    except ModuleNotFoundError as err:
+        if args.command not in SERVER_COMMANDS:
+            raise
+        print(
+            f"{name}: the server is not installed ({err.name} is missing): "
+            "pip install 'corrigo[server]'",
+            file=sys.stderr,
+        )
         code = 1
     except BrokenPipeError:
         # The reader of standard output stopped (`| head`): not an error to report; stdout

@@ -172,6 +172,7 @@ def export_to_stream(
 def _bar(
     request: datasets_pb2.StreamExportDatasetRequest, done: int, progress: bool
 ) -> tqdm[Never]:
+    """The progress bar on stderr, counting from `done` (comments a resumed export has)."""
     return tqdm(
         desc=f"export {request.owner}/{request.name}",
         initial=done,
@@ -229,7 +230,7 @@ def export_to_file(
                         "written": written,
                     },
                 )
-            if stop is not None and stop.is_set():
-                raise KeyboardInterrupt
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
     state_path.unlink(missing_ok=True)
     return written

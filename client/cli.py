@@ -106,7 +106,10 @@ def _bootstrap_database(given: str | None) -> str:
         return given
     from_env = os.environ.get("CORRIGO_DATABASE_URL")
     if from_env:
-        return config.database_url(from_env)
+        try:
+            return config.database_url(from_env)
+        except argparse.ArgumentTypeError as err:
+            raise UsageError(f"CORRIGO_DATABASE_URL: {err}") from None
     path = Path(config.DEFAULT_URL.removeprefix("sqlite:///")).resolve()
     if not path.exists():
         raise UsageError(

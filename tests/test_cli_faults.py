@@ -304,6 +304,10 @@ async def test_bootstrap_says_which_database_it_writes(tmp_path: Path) -> None:
     assert made.code == 0, made.err
     assert made.out.startswith("crg_")
     assert f"created in {tmp_path / 'corrigo.sqlite3'}" in made.err
+    wrong = await corrigo(None, *bootstrap, cwd=tmp_path, CORRIGO_DATABASE_URL="mysql://x")
+    assert "CORRIGO_DATABASE_URL: 'mysql://x' is not a database URL" in _user_error(
+        wrong, "admin bootstrap"
+    )
     # Then the default finds it, from its directory.
     again = await corrigo(
         None, "admin", "bootstrap", "--org", "beta", "--email", "b@beta.example", cwd=tmp_path

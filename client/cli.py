@@ -19,6 +19,7 @@ import threading
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from typing import NoReturn
 
 import grpc
 
@@ -369,6 +370,13 @@ def _add_server_commands(
     bootstrap.set_defaults(database=None)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, as every other error of the command, with where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
 def parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole command line; the server's flags only when `command` is one of
     SERVER_COMMANDS (None: every flag, for documentation)."""
@@ -376,7 +384,8 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
         version = metadata.version("corrigo")
     except metadata.PackageNotFoundError:
         version = "unknown"
-    root = argparse.ArgumentParser(
+    # Typed as the base class: its subcommands are _Parser too (argparse uses type(root)).
+    root: argparse.ArgumentParser = _Parser(
         prog="corrigo",
         description="Corrigo: the system of record for human-in-the-loop model improvement. "
         "Client commands read CORRIGO_TARGET and CORRIGO_TOKEN (or --target, --token).",

@@ -321,5 +321,9 @@ async def test_help_and_version() -> None:
     assert "sync" in alone.stdout and "export" in alone.stdout
     version = processes.corrigo("--version")
     assert version.returncode == 0 and re.fullmatch(r"corrigo \d+\.\d+\.\d+\S*\n", version.stdout)
+    typo = processes.corrigo("projectz")
+    assert typo.returncode == 2 and len(typo.stderr.splitlines()) == 1
+    assert typo.stderr.startswith("corrigo: argument COMMAND: invalid choice: 'projectz'")
+    assert typo.stderr.rstrip().endswith("; see corrigo --help")
     group = processes.corrigo("batch")
     assert group.returncode == 0 and group.stdout.startswith("usage: corrigo batch")

@@ -26,7 +26,7 @@ from corrigo.server import (
     token_use,
     tracing,
 )
-from corrigo.server.config import Config, split_listen
+from corrigo.server.config import Config, ConfigError, split_listen
 from corrigo.server.interceptors import interceptors
 from corrigo.server.services import datasets as datasets_service
 from corrigo.server.services.admin import AdminService
@@ -116,17 +116,6 @@ class CorrigoServer:
             metrics_port = measured.serve(*split_listen(config.metrics_listen))
             metrics.activate(measured)
             log.info("metrics on port %d at /metrics", metrics_port)
-        db = database.connect(config.database_url)
-        applied = await database.migrate(db)
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
-        pagination.configure(pagination.PageTokens(await identity.server_secret("page_tokens")))
-        # Background work (correction sessions being prepared or deleted) is tracked from
-        # here on; the sweeper resumes what a stopped or crashed server left.
-        background.open_background()
-        correction_work.start_sweeping()
-        token_use.start_recording()
-
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
@@ -145,13 +134,36 @@ class CorrigoServer:
         reflection.enable(
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server
         )
-        if config.tls_cert and config.tls_key:
-            key = await asyncio.to_thread(Path(config.tls_key).read_bytes)
-            cert = await asyncio.to_thread(Path(config.tls_cert).read_bytes)
-            credentials = grpc.ssl_server_credentials([(key, cert)])
-            port = server.add_secure_port(config.listen, credentials)
-        else:
-            port = server.add_insecure_port(config.listen)
+        # Bound before the database opens, so a taken address fails before any pool or
+        # background task exists that would keep the process alive.
+        try:
+            if config.tls_cert and config.tls_key:
+                key = await asyncio.to_thread(Path(config.tls_key).read_bytes)
+                cert = await asyncio.to_thread(Path(config.tls_cert).read_bytes)
+                credentials = grpc.ssl_server_credentials([(key, cert)])
+                port = server.add_secure_port(config.listen, credentials)
+            else:
+                port = server.add_insecure_port(config.listen)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot read the TLS key or certificate: {err}; check --tls-key and --tls-cert"
+            ) from err
+        except RuntimeError as err:
+            raise ConfigError(
+                f"cannot listen on {config.listen} (in use, or not an address of this host); "
+                "pass --listen HOST:PORT (env CORRIGO_LISTEN)"
+            ) from err
+        db = database.connect(config.database_url)
+        applied = await database.migrate(db)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        pagination.configure(pagination.PageTokens(await identity.server_secret("page_tokens")))
+        # Background work (correction sessions being prepared or deleted) is tracked from
+        # here on; the sweeper resumes what a stopped or crashed server left.
+        background.open_background()
+        correction_work.start_sweeping()
+        token_use.start_recording()
+
         await server.start()
         for name in ["", *names]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -6,14 +6,27 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from corrigo.server.store.database import DEFAULT_URL
-
+DEFAULT_URL = "sqlite:///corrigo.sqlite3"
 DEFAULT_LISTEN = "127.0.0.1:50051"
 # Export pages stay far below this; it bounds what one request may make the server hold.
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Seconds between readiness checks of the database: a few, so an outage shows within a
 # probe period or two, at one trivial statement per interval.
 DEFAULT_READINESS_INTERVAL = 5.0
+
+
+class ConfigError(Exception):
+    """The server cannot start as configured (an address it cannot listen on, TLS files it
+    cannot read); the message says what to change."""
+
+
+def database_url(value: str) -> str:
+    """An argparse type: the URL when its scheme is one the store opens."""
+    if value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is not a database URL: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )
 
 
 @dataclass(frozen=True)
@@ -110,6 +123,7 @@ def split_listen(listen: str) -> tuple[str, int]:
 def add_database_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database",
+        type=database_url,
         default=_env("DATABASE_URL", DEFAULT_URL),
         help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env CORRIGO_DATABASE_URL; "
         "default %(default)s)",

@@ -183,7 +183,8 @@ async def log_access(
     peer = context.peer()
     try:
         yield
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client went away: a unary call is cancelled, a stream closed at its yield.
         code = grpc.StatusCode.CANCELLED
         raise
     except BaseException:
@@ -234,6 +235,17 @@ async def map_errors(
         error_log.exception("unexpected error in %s (error id %s)", method, error_id)
         status = Internal.logged_as(error_id).to_status()
         await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+class _DropWritesToGoneClients(logging.Filter):
+    """grpcio logs a stack when it cannot send a stream's next message because the client
+    went away; the access log already records that call as CANCELLED."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("ExecuteBatchError raised in core")
+
+
+_gone_clients = _DropWritesToGoneClients()
 
 
 def _final_code(context: grpc.aio.ServicerContext, error: BaseException) -> grpc.StatusCode:
@@ -361,6 +373,7 @@ def interceptors(metrics: Metrics | None = None) -> list[grpc.aio.ServerIntercep
         outer.append(traced)
     if metrics is not None:
         outer.append(GrpcMetricsInterceptor(metrics))
+    logging.getLogger("grpc._cython.cygrpc").addFilter(_gone_clients)
     return [
         *outer,
         MiddlewareInterceptor(log_access),

@@ -37,7 +37,6 @@ log = logging.getLogger("corrigo.store")
 database = peewee.DatabaseProxy()
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-DEFAULT_URL = "sqlite:///corrigo.sqlite3"
 # Arbitrary constant key for the PostgreSQL advisory lock that serialises migrations of
 # replicas starting together.
 _MIGRATION_LOCK_KEY = 0x636F7272

@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import random
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import peewee
 import pytest
+from playhouse.migrations import Runner
 
 from corrigo.client import AsyncClient
 from corrigo.server.store import database
+from corrigo.server.store.database import MIGRATIONS
 from corrigo.v1 import datasets_pb2, sources_pb2
 from tests import dataset_helpers as h
 from tests.conftest import Org
+from tests.test_correction_migration import scratch  # noqa: F401 (a fixture)
 
-pytestmark = pytest.mark.asyncio(loop_scope="session")
+_ASYNC = pytest.mark.asyncio(loop_scope="session")
 
 
 @contextlib.contextmanager
@@ -52,6 +58,7 @@ def write_lock(db_url: str, source_hex: str, comment_id: str) -> Iterator[None]:
         lite.close()
 
 
+@_ASYNC
 async def test_a_sync_that_commits_after_the_export_passed_its_comment(org: Org) -> None:
     project = await org.project()
     src = await h.source(org.admin, project.name, "s")
@@ -156,6 +163,7 @@ async def _export(client: AsyncClient, owner: str, stream: bool) -> list[str]:
     return h.uids(await h.export_all(client, request))
 
 
+@_ASYNC
 async def test_exports_against_concurrent_syncs_and_deletes(org: Org) -> None:
     project = await org.project()
     sources = [await h.source(org.admin, project.name, name) for name in ("a", "b")]
@@ -177,6 +185,7 @@ async def test_exports_against_concurrent_syncs_and_deletes(org: Org) -> None:
         asyncio.ensure_future(_writer(org.admin, project.name, name, src.id, world, stop))
         for name, src in zip(("a", "b"), sources, strict=True)
     ]
+    overlapped = 0
     try:
         for run in range(50):
             exempt = set().union(*world.in_flight.values())
@@ -184,6 +193,7 @@ async def test_exports_against_concurrent_syncs_and_deletes(org: Org) -> None:
             at_start = dict(world.timestamps)
             returned = await _export(org.admin, project.name, stream=run % 2 == 1)
             world.exempt.remove(exempt)
+            overlapped += bool(exempt)
             assert len(returned) == len(set(returned)), f"export {run} repeated a comment"
             kept = [uid for uid in at_start if uid not in exempt]
             expected = sorted(kept, key=at_start.__getitem__)
@@ -193,3 +203,46 @@ async def test_exports_against_concurrent_syncs_and_deletes(org: Org) -> None:
     finally:
         stop.set()
         await asyncio.gather(*writers)
+    # Most exports ran while comments were moved or deleted under them.
+    assert overlapped >= 40, overlapped
+
+
+def test_the_move_clock_starts_past_every_earlier_move(
+    scratch: peewee.Database,  # noqa: F811
+) -> None:
+    """Migration 0030 on a database with moved comments: the clock starts past their
+    stamps (the sync's start time, then) and past the time it runs, so those moves count
+    as made before any export, and a continuation issued before (carrying its export's
+    start time) keeps its meaning."""
+    db = scratch
+    runner = Runner(db, str(MIGRATIONS))
+    runner.up(target="0020_correction")
+    t0 = datetime.datetime(2024, 1, 1)
+    db.execute_sql(
+        f"INSERT INTO organization (id, name, created_at) VALUES (1, 'o', {db.param})", (t0,)
+    )
+    db.execute_sql(
+        "INSERT INTO project (id, organization_id, name, title, created_at) "
+        f"VALUES (1, 1, 'p', '', {db.param})",
+        (t0,),
+    )
+    db.execute_sql(
+        "INSERT INTO source (id, project_id, hex_id, name, title, description, created_at, "
+        f"updated_at) VALUES (1, 1, '0123456789abcdef', 's', '', '', {db.param}, {db.param})",
+        (t0, t0),
+    )
+    before_us = int(time.time() * 1_000_000)
+    # One move stamped by a server whose clock ran an hour ahead.
+    ahead_us = before_us + 3_600_000_000
+    for i, moved in enumerate((None, before_us - 5_000_000, ahead_us)):
+        db.execute_sql(
+            "INSERT INTO comment (id, source_id, comment_id, ts_us, created_us, ts_moved_us, "
+            f"content_hash, body) VALUES ({db.param}, 1, {db.param}, 0, 0, {db.param}, 'h', "
+            f"{db.param})",
+            (i + 1, f"c{i}", moved, b""),
+        )
+    assert runner.up(target="0030_move_clock") == ["0030_move_clock"]
+    ((value,),) = db.execute_sql("SELECT value FROM move_clock WHERE id = 1").fetchall()
+    assert value == ahead_us
+    ((count,),) = db.execute_sql("SELECT COUNT(*) FROM move_clock").fetchall()
+    assert count == 1

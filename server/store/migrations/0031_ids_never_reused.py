@@ -18,10 +18,12 @@ _KEY = '"id" INTEGER NOT NULL PRIMARY KEY'
 
 
 def up(migrator: Any, db: Any) -> None:
-    # (The runner's transaction holds this; on SQLite it turned foreign keys off first,
-    # so dropping a parent table deletes nothing that refers to it.)
     if not isinstance(db, peewee.SqliteDatabase):
         return
+    # The runner turned foreign keys off before its transaction: dropping a parent table
+    # with them on would delete (by cascade) the rows that refer to it.
+    if db.execute_sql("PRAGMA foreign_keys").fetchone()[0]:
+        raise RuntimeError("rebuilding tables needs foreign keys off (the runner's context)")
     tables = db.execute_sql(
         "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE ? "
         "AND sql NOT LIKE '%AUTOINCREMENT%' ORDER BY name",

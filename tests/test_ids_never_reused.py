@@ -14,8 +14,9 @@ from playhouse.migrations import Runner
 from corrigo.client import CorrigoError
 from corrigo.server.store import database
 from corrigo.server.store.database import MIGRATIONS
-from corrigo.v1 import admin_pb2, datasets_pb2, practice_pb2, sources_pb2
+from corrigo.v1 import admin_pb2, correction_pb2, datasets_pb2, practice_pb2, sources_pb2
 from corrigo.v1.practice_pb2 import PracticeEvent
+from tests import correction_helpers as ch
 from tests import dataset_helpers as h
 from tests.conftest import Org
 from tests.test_correction_migration import scratch  # noqa: F401 (a fixture)
@@ -256,6 +257,36 @@ async def test_a_practice_session_created_after_a_deleted_one_takes_a_new_id(org
         await practice.ListEvents(
             practice_pb2.ListEventsRequest(
                 session_id=old.session_id, page_size=1, page_token=listed.next_page_token
+            )
+        )
+    assert err.value.code == grpc.StatusCode.NOT_FOUND
+
+
+@_ASYNC
+async def test_a_correction_session_created_after_a_deleted_one_takes_a_new_id(org: Org) -> None:
+    corpus = await ch.corpus(org, 6)
+    old = await ch.prepared(corpus, await corpus.create(sample_size=4))
+    listed = await corpus.annotator.corrections.ListSessionDocuments(
+        correction_pb2.ListSessionDocumentsRequest(
+            project_id=corpus.project_id, session_id=old.id, page_size=1
+        )
+    )
+    assert listed.next_page_token
+    await corpus.annotator.corrections.DeleteCorrectionSession(
+        correction_pb2.DeleteCorrectionSessionRequest(
+            project_id=corpus.project_id, session_id=old.id
+        )
+    )
+    await ch.gone(corpus, old.id)
+    new = await corpus.create(sample_size=4)
+    assert new.id > old.id
+    with pytest.raises(CorrigoError) as err:
+        await corpus.annotator.corrections.ListSessionDocuments(
+            correction_pb2.ListSessionDocumentsRequest(
+                project_id=corpus.project_id,
+                session_id=old.id,
+                page_size=1,
+                page_token=listed.next_page_token,
             )
         )
     assert err.value.code == grpc.StatusCode.NOT_FOUND

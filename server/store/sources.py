@@ -231,12 +231,14 @@ async def sync(
     counts = {"new": 0, "updated": 0, "unchanged": 0}
     moved: list[str] = []
     bodies = _Bodies(source.hex_id, now_us)
-    # Locked on PostgreSQL, so that no concurrent sync moves a comment unseen between
-    # this read and the upsert (on SQLite the transaction holds the write lock).
+    # Locked on PostgreSQL as the upsert will lock them (a lock that labellings' and
+    # predictions' foreign keys do not wait for), so that no concurrent sync moves a
+    # comment unseen between this read and the upsert (on SQLite the transaction holds
+    # the write lock).
     lookup = Sql(
         "SELECT comment_id, content_hash, ts_us, created_us, ts_moved_us FROM comment "
         f"WHERE source_id = ? AND comment_id IN ({', '.join('?' * len(ids))})"
-        + ("" if is_sqlite() else " FOR UPDATE")
+        + ("" if is_sqlite() else " FOR NO KEY UPDATE")
     )
     async with atomic(), Overlapped() as overlapped:
         await overlapped.start(lookup, [source.id, *ids])

@@ -44,7 +44,8 @@ SERVER_COMMANDS = ("serve", "migrate", "admin")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from corrigo.server import app, config, logs
+    from corrigo.server import app, config
+    from corrigo.server.ops import logs
 
     settings = config.from_arguments(args)
     logs.configure(settings.log_level, settings.log_format)
@@ -64,7 +65,7 @@ def _open_errors() -> tuple[type[Exception], ...]:
     import asyncpg
     import peewee
 
-    from corrigo.server.errors import Unavailable
+    from corrigo.server.api.errors import Unavailable
 
     return (OSError, sqlite3.Error, peewee.DatabaseError, asyncpg.PostgresError, Unavailable)
 
@@ -128,9 +129,9 @@ def _shown(url: str) -> str:
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from corrigo.server.errors import CorrigoError as ServerError
+    from corrigo.server.api.errors import CorrigoError as ServerError
+    from corrigo.server.api.validation import Violations
     from corrigo.server.store import database, identity
-    from corrigo.server.validation import Violations
 
     checks = Violations()
     checks.name("--org", args.org)

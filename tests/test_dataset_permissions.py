@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from corrigo.client import AsyncClient, CorrigoError
-from corrigo.server.permissions import RULES
+from corrigo.server.api.permissions import RULES
 from corrigo.v1 import datasets_pb2, models_pb2, sources_pb2
 from corrigo.v1.admin_pb2 import Member
 from corrigo.v1.comments_pb2 import Label, PredictedLabel

@@ -6,21 +6,14 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from corrigo.server import (
-    auth,
-    documents,
-    export,
-    labels,
-    lookups,
-    pagination,
-    registration,
-    wire,
-)
-from corrigo.server.fieldmask import fields_to_write
+from corrigo.server.api import auth, pagination, registration, wire
+from corrigo.server.api.fieldmask import fields_to_write
+from corrigo.server.api.timestamps import to_proto
+from corrigo.server.api.validation import Violations
+from corrigo.server.domain import dataset_export as export
+from corrigo.server.domain import documents, labels, lookups
 from corrigo.server.store import datasets, models, sources
 from corrigo.server.store.projects import Project
-from corrigo.server.timestamps import to_proto
-from corrigo.server.validation import Violations
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 from corrigo.v1.comments_pb2 import AssignedLabels
 from corrigo.v1.datasets_pb2 import Dataset

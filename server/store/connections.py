@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from corrigo.server import metrics, tracing
-from corrigo.server.errors import Unavailable
+from corrigo.server.api.errors import Unavailable
+from corrigo.server.ops import metrics, tracing
 
 log = logging.getLogger("corrigo.store")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import peewee
 
-from corrigo.server.errors import AlreadyExists, NotFound
+from corrigo.server.api.errors import AlreadyExists, NotFound
 from corrigo.server.store.access import Companion
 from corrigo.server.store.database import (
     BaseModel,

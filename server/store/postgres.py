@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import peewee
 
-from corrigo.server.errors import ConcurrentChange, StorageFull, Unavailable, unstorable_value
+from corrigo.server.api.errors import ConcurrentChange, StorageFull, Unavailable, unstorable_value
 from corrigo.server.store.connections import ConnectionLost, Result, log
 
 # Errors that leave the connection unusable: it is discarded.

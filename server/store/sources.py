@@ -19,8 +19,8 @@ from typing import Any
 
 import peewee
 
-from corrigo.server import wire
-from corrigo.server.errors import AlreadyExists, NotFound
+from corrigo.server.api import wire
+from corrigo.server.api.errors import AlreadyExists, NotFound
 from corrigo.server.store import statistics
 from corrigo.server.store.database import (
     BaseModel,

@@ -31,6 +31,7 @@ from corrigo.client import (
     practice_cli,
 )
 from corrigo.client.cli_support import (
+    Commands,
     add_connection,
     bounded,
     connect,
@@ -287,7 +288,7 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_transfers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_transfers(commands: Commands) -> None:
     """`export` and `sync`: whole datasets out of the server and comments into it."""
     from corrigo.client.export import FORMATS
 
@@ -338,9 +339,7 @@ def _add_transfers(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     sync.set_defaults(run=_sync)
 
 
-def _add_server_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], with_flags: bool
-) -> None:
+def _add_server_commands(commands: Commands, with_flags: bool) -> None:
     """serve, migrate and admin bootstrap; their flags (and so the server's modules) only
     when one of them runs or shows its help."""
     serve = commands.add_parser("serve", help="run the gRPC server")

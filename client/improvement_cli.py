@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from corrigo.client.cli_support import (
+    Commands,
     add_connection,
     add_output,
     bounded,
@@ -69,7 +70,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: Commands) -> None:
     improve = commands.add_parser("improve", help="schedule a practice session for improvement")
     improve.add_argument("session_id", type=int)
     add_connection(improve)

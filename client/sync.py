@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
+from corrigo.client import records
 from corrigo.client.errors import CorrigoError
 from corrigo.client.progress import Progress
 from corrigo.v1 import sources_pb2, sources_pb2_grpc
@@ -31,15 +32,20 @@ _RETRIES = 5
 def read_comments(path: Path) -> Iterator[Comment]:
     """Comments of a JSONL file: one comment per line, either a Comment's JSON or an
     export result's (`{"comment": {...}, ...}`, as `corrigo export` writes)."""
+    loads = json.loads
+    parse = records.comment_from_dict
     with open(path, encoding="utf-8") as lines:
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
-                data = json.loads(line)
-                if isinstance(data, dict) and isinstance(data.get("comment"), dict):
-                    data = data["comment"]
-                yield json_format.ParseDict(data, Comment(), ignore_unknown_fields=True)
+                data = loads(line)
+                if not isinstance(data, dict):
+                    raise json_format.ParseError(
+                        f"expected a JSON object, got {type(data).__name__}"
+                    )
+                inner = data.get("comment")
+                yield parse(inner if isinstance(inner, dict) else data)
             except (ValueError, json_format.ParseError) as error:
                 raise SystemExit(f"corrigo sync: {path}:{number}: {error}") from None
 

@@ -123,7 +123,7 @@ async def test_interrupted_export_resumes_where_it_stopped(org: Org, tmp_path: P
         with Client(org.running.target, org.admin_token) as client:
             stub = _BreakingStub(client.datasets, 3, _Interrupted())
             with pytest.raises(_Interrupted):
-                export_to_file(stub, request, out, "jsonl", progress=False)  # type: ignore[arg-type]
+                export_to_file(stub, request, out, "jsonl", progress=False, checkpoint_seconds=0)  # type: ignore[arg-type]
 
     await asyncio.to_thread(interrupted)
     state = _state(out)

@@ -11,7 +11,14 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
-from corrigo.client import Client, CorrigoError, correction_cli, improvement_cli, practice_cli
+from corrigo.client import (
+    Client,
+    CorrigoError,
+    correction_cli,
+    improvement_cli,
+    labellings,
+    practice_cli,
+)
 from corrigo.v1 import admin_pb2, datasets_pb2
 
 
@@ -222,6 +229,7 @@ def parser() -> argparse.ArgumentParser:
     improvement_cli.add_commands(commands, _add_connection)
     correction_cli.add_commands(commands, _add_connection)
     _add_export(commands)
+    labellings.add_commands(commands, _add_connection, _owner_and_name)
     return root
 
 

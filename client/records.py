@@ -230,7 +230,7 @@ def _struct_text(struct: struct_pb2.Struct) -> str:
 
 
 def _message_text(message: CommentMessage) -> str:
-    parts = []
+    parts: list[str] = []
     add = parts.append
     # A text implies its part is set: HasField is asked only of empty ones.
     text = message.subject.text
@@ -260,7 +260,7 @@ def _message_text(message: CommentMessage) -> str:
 
 
 def _comment_text(comment: Comment) -> str:
-    parts = []
+    parts: list[str] = []
     add = parts.append
     if comment.id:
         add('"id":' + escape(comment.id))
@@ -290,7 +290,7 @@ def _comment_text(comment: Comment) -> str:
 
 
 def _label_text(label: Label) -> str:
-    parts = []
+    parts: list[str] = []
     if label.name:
         parts.append('"name":' + escape(label.name))
     if label.sentiment:
@@ -299,7 +299,7 @@ def _label_text(label: Label) -> str:
 
 
 def _predicted_text(label: PredictedLabel) -> str:
-    parts = []
+    parts: list[str] = []
     if label.name:
         parts.append('"name":' + escape(label.name))
     probability, sentiment = label.probability, label.sentiment
@@ -313,7 +313,7 @@ def _predicted_text(label: PredictedLabel) -> str:
 def exported_line(result: ExportedComment) -> str:
     """One JSONL line of `corrigo export` (without its newline): exactly
     `json.dumps(exported_dict(result), ensure_ascii=False, separators=(",", ":"))`."""
-    parts = []
+    parts: list[str] = []
     if result.HasField("comment"):
         parts.append('"comment":' + _comment_text(result.comment))
     if result.HasField("annotations"):

@@ -12,9 +12,10 @@ import itertools
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -27,6 +28,8 @@ from corrigo.v1.comments_pb2 import Comment
 
 DEFAULT_CHUNK = 1024
 _RETRIES = 5
+# A chunk of a bulk stream: a request message with a `chunk` number.
+Chunk = TypeVar("Chunk", bound=Any)
 
 
 def read_comments(path: Path) -> Iterator[Comment]:
@@ -67,8 +70,59 @@ class SyncTotals:
 class _Window:
     """Chunks sent and not yet acknowledged, shared with gRPC's request thread."""
 
-    pending: dict[int, sources_pb2.StreamSyncCommentsRequest] = field(default_factory=dict)
+    pending: dict[int, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def stream_chunks(
+    open_stream: Callable[[Iterator[Chunk]], Iterable[Any]],
+    chunks: Iterator[Chunk],
+    on_ack: Callable[[Any, Chunk], None],
+) -> None:
+    """Send `chunks` (each numbered by its distinct `chunk` field, each naming its target)
+    through a bidirectional stream that acknowledges each one by number; after
+    UNAVAILABLE, a new stream sends the unacknowledged chunks again, then the rest.
+    `on_ack(ack, chunk)` sees every acknowledgement."""
+    window = _Window()
+    # What reading the input raised: gRPC's request thread reads it, so the error is kept,
+    # the stream ended cleanly after the chunks before it, and the error raised here.
+    failed: list[BaseException] = []
+
+    def fresh() -> Iterator[Chunk]:
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except BaseException as error:
+                failed.append(error)
+                return
+            with window.lock:
+                window.pending[chunk.chunk] = chunk
+            yield chunk
+
+    def requests() -> Iterator[Chunk]:
+        with window.lock:
+            resend = [window.pending[n] for n in sorted(window.pending)]
+        yield from resend
+        yield from fresh()
+
+    failures = 0
+    while True:
+        try:
+            for ack in open_stream(requests()):
+                failures = 0
+                with window.lock:
+                    chunk = window.pending.pop(ack.chunk)
+                on_ack(ack, chunk)
+            if failed:
+                raise failed[0]
+            return
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
+                raise CorrigoError.from_rpc_error(error) from None
+            failures += 1
+            time.sleep(min(0.2 * 2**failures, 5.0))
 
 
 def sync_file(
@@ -81,45 +135,29 @@ def sync_file(
     progress: bool = True,
 ) -> SyncTotals:
     comments = read_comments(path)
-    numbers = itertools.count()
-    window = _Window()
     totals = SyncTotals()
     bar = Progress(f"sync {owner}/{source}", count_lines(path)) if progress else None
 
-    def fresh_chunks() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
-        while batch := list(itertools.islice(comments, chunk_size)):
-            chunk = sources_pb2.StreamSyncCommentsRequest(
-                owner=owner, name=source, chunk=next(numbers), comments=batch
+    def chunks() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
+        for number in itertools.count():
+            batch = list(itertools.islice(comments, chunk_size))
+            if not batch:
+                return
+            yield sources_pb2.StreamSyncCommentsRequest(
+                owner=owner, name=source, chunk=number, comments=batch
             )
-            with window.lock:
-                window.pending[chunk.chunk] = chunk
-            yield chunk
 
-    def requests() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
-        with window.lock:
-            resend = [window.pending[n] for n in sorted(window.pending)]
-        yield from resend
-        yield from fresh_chunks()
+    def acknowledged(
+        ack: sources_pb2.StreamSyncCommentsResponse, chunk: sources_pb2.StreamSyncCommentsRequest
+    ) -> None:
+        totals.new += ack.new
+        totals.updated += ack.updated
+        totals.unchanged += ack.unchanged
+        totals.chunks += 1
+        if bar:
+            bar.advance(len(chunk.comments))
 
-    failures = 0
-    while True:
-        try:
-            for ack in stub.StreamSyncComments(requests()):
-                failures = 0
-                with window.lock:
-                    chunk = window.pending.pop(ack.chunk)
-                totals.new += ack.new
-                totals.updated += ack.updated
-                totals.unchanged += ack.unchanged
-                totals.chunks += 1
-                if bar:
-                    bar.advance(len(chunk.comments))
-            break
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
-                raise CorrigoError.from_rpc_error(error) from None
-            failures += 1
-            time.sleep(min(0.2 * 2**failures, 5.0))
+    stream_chunks(stub.StreamSyncComments, chunks(), acknowledged)
     if bar:
         bar.finish()
     return totals

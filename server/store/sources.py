@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
-import operator
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -326,15 +325,14 @@ async def comments_by_uid(
         by_source.setdefault(source_ids[source_hex], []).append(comment_id)
     if not by_source:
         return {}
-    condition = functools.reduce(
-        operator.or_,
-        [
-            (Comment.source == source_id) & Comment.comment_id.in_(ids)
-            for source_id, ids in by_source.items()
-        ],
+    # Written out: Peewee renders a few thousand uids slower than the database finds them.
+    clauses = " OR ".join(
+        f"(source_id = ? AND comment_id IN ({', '.join('?' * len(ids))}))"
+        for ids in by_source.values()
     )
-    rows = await database.list(
-        Comment.select(Comment.source, Comment.comment_id, Comment.id).where(condition).tuples()
+    params = [value for source_id, ids in by_source.items() for value in (source_id, *ids)]
+    rows = await fetch(
+        Sql(f"SELECT source_id, comment_id, id FROM comment WHERE {clauses}"), params
     )
     hex_of = {internal: hex_id for hex_id, internal in source_ids.items()}
     return {(hex_of[source], comment_id): pk for source, comment_id, pk in rows}

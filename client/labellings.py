@@ -1,0 +1,153 @@
+"""`corrigo labels import`: set many comments' labellings from JSONL through
+StreamUpdateLabellings (a transaction per chunk, resent after UNAVAILABLE as `corrigo
+sync` does: setting a labelling twice changes nothing)."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+
+from corrigo.client import Client
+from corrigo.client.progress import Progress
+from corrigo.client.sync import count_lines, stream_chunks
+from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
+from corrigo.v1.comments_pb2 import Label
+from corrigo.v1.datasets_pb2 import LabellingUpdate
+
+DEFAULT_CHUNK = 1024
+
+
+def _labels(values: Any) -> list[Label]:
+    if not isinstance(values, list):
+        raise json_format.ParseError("expected a list of labels")
+    made = []
+    for value in values:
+        if not isinstance(value, dict) or not value.keys() <= {"name", "sentiment"}:
+            raise json_format.ParseError(f"a label is {{name, sentiment}}, got {value!r}")
+        made.append(Label(name=value.get("name", ""), sentiment=value.get("sentiment", "")))
+    return made
+
+
+def labelling_from_dict(data: dict[str, Any]) -> LabellingUpdate:
+    """A LabellingUpdate from its JSON (`{"comment_uid", "assigned", "dismissed"}`) or
+    from a `corrigo export` line (the comment's uid and its assigned labels)."""
+    comment = data.get("comment")
+    if isinstance(comment, dict):
+        assigned = data.get("annotations", {}).get("labels", {}).get("assigned", [])
+        return LabellingUpdate(comment_uid=comment.get("uid", ""), assigned=_labels(assigned))
+    if not data.keys() <= {"comment_uid", "assigned", "dismissed"}:
+        return json_format.ParseDict(data, LabellingUpdate())  # its error names the field
+    uid = data.get("comment_uid", "")
+    if not isinstance(uid, str):
+        raise json_format.ParseError(f"comment_uid must be a string, got {uid!r}")
+    return LabellingUpdate(
+        comment_uid=uid,
+        assigned=_labels(data.get("assigned", [])),
+        dismissed=_labels(data.get("dismissed", [])),
+    )
+
+
+def read_labellings(path: Path) -> Iterator[LabellingUpdate]:
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise json_format.ParseError("expected a JSON object")
+                yield labelling_from_dict(data)
+            except (ValueError, AttributeError, json_format.ParseError) as error:
+                raise SystemExit(f"corrigo labels import: {path}:{number}: {error}") from None
+
+
+@dataclass
+class ImportTotals:
+    updated: int = 0
+    chunks: int = 0
+
+
+def import_file(
+    stub: datasets_pb2_grpc.DatasetServiceStub,
+    owner: str,
+    dataset: str,
+    path: Path,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: bool = True,
+) -> ImportTotals:
+    items = read_labellings(path)
+    totals = ImportTotals()
+    bar = Progress(f"labels {owner}/{dataset}", count_lines(path)) if progress else None
+
+    def chunks() -> Iterator[datasets_pb2.StreamUpdateLabellingsRequest]:
+        for number in itertools.count():
+            batch = list(itertools.islice(items, chunk_size))
+            if not batch:
+                return
+            yield datasets_pb2.StreamUpdateLabellingsRequest(
+                owner=owner, name=dataset, chunk=number, labellings=batch
+            )
+
+    def acknowledged(
+        ack: datasets_pb2.StreamUpdateLabellingsResponse,
+        chunk: datasets_pb2.StreamUpdateLabellingsRequest,
+    ) -> None:
+        totals.updated += ack.updated
+        totals.chunks += 1
+        if bar:
+            bar.advance(len(chunk.labellings))
+
+    stream_chunks(stub.StreamUpdateLabellings, chunks(), acknowledged)
+    if bar:
+        bar.finish()
+    return totals
+
+
+def _import(args: argparse.Namespace) -> int:
+    owner, name = args.dataset
+    with Client(args.target, args.token) as client:
+        totals = import_file(
+            client.datasets,
+            owner,
+            name,
+            Path(args.file),
+            chunk_size=args.chunk_size,
+            progress=not args.quiet,
+        )
+    print(f"{totals.updated} labellings set in {totals.chunks} chunks", file=sys.stderr)
+    return 0
+
+
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    add_connection: Callable[[argparse.ArgumentParser], None],
+    owner_and_name: Callable[[str], tuple[str, str]],
+) -> None:
+    labels = commands.add_parser("labels", help="comments' labels in a dataset")
+    sub = labels.add_subparsers(dest="labels_command", required=True, metavar="COMMAND")
+    load = sub.add_parser(
+        "import", help="set labellings from JSONL (resumes after the server goes away)"
+    )
+    load.add_argument("dataset", type=owner_and_name, metavar="OWNER/DATASET")
+    load.add_argument(
+        "file",
+        help="JSONL: {comment_uid, assigned, dismissed} per line, or `corrigo export` lines",
+    )
+    load.add_argument(
+        "--chunk-size",
+        type=int,
+        default=DEFAULT_CHUNK,
+        help="labellings per chunk (one transaction), 1..4096 (default %(default)s)",
+    )
+    load.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    add_connection(load)
+    load.set_defaults(run=_import)

@@ -152,7 +152,7 @@ def _add_export(commands: argparse._SubParsersAction) -> None:
 
     export = commands.add_parser(
         "export",
-        help="export a dataset to JSONL or CSV (resumes an interrupted export of the same file)",
+        help="export a dataset to JSONL, CSV or Parquet (resumes an interrupted export)",
     )
     export.add_argument("dataset", type=_owner_and_name, metavar="OWNER/DATASET")
     export.add_argument("-o", "--output", required=True, help="the file to write")

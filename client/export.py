@@ -15,7 +15,7 @@ import io
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from corrigo.client.errors import CorrigoError
 from corrigo.client.progress import Progress
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 
-FORMATS = ("jsonl", "csv")
+FORMATS = ("jsonl", "csv", "parquet")
 CSV_COLUMNS = [
     "uid",
     "source_id",
@@ -150,23 +150,69 @@ def export_to_file(
     checkpoint_seconds: float = CHECKPOINT_SECONDS,
 ) -> int:
     """Export into `output`, resuming an interrupted export of the same query; answers
-    how many comments the file holds. The resume state is saved (after an fsync of the
-    file) at most every `checkpoint_seconds`, so syncing the disk never paces the export."""
+    how many comments the file holds. JSONL and CSV save the resume state (after an
+    fsync of the file) at most every `checkpoint_seconds`, so syncing the disk never
+    paces the export; Parquet saves it with each row group (`parquet_export`)."""
     query = {"format": fmt, **json_format.MessageToDict(request, preserving_proto_field_name=True)}
     state_path = _state_path(output)
     state = None if restart else _load_state(state_path, query)
     request = datasets_pb2.StreamExportDatasetRequest.FromString(request.SerializeToString())
     request.include_total = True
+    written = 0
     if state is not None:
         request.continuation = state["continuation"]
-        written, offset = int(state["written"]), int(state["offset"])
-    else:
-        written, offset = 0, 0
+        written = int(state["written"])
     bar = Progress(f"export {request.owner}/{request.name}", None) if progress else None
     if bar:
         bar.resume_at(written)
+    if fmt == "parquet":
+        from corrigo.client.parquet_export import export_parquet
+
+        def save(continuation: str, written: int, parts: int) -> None:
+            _save_state(
+                state_path,
+                {"query": query, "continuation": continuation, "written": written, "parts": parts},
+            )
+
+        written = export_parquet(stub, request, output, state, save, bar)
+    else:
+        offset = int(state["offset"]) if state is not None else 0
+
+        def save_text(continuation: str, offset: int, written: int) -> None:
+            _save_state(
+                state_path,
+                {
+                    "query": query,
+                    "continuation": continuation,
+                    "offset": offset,
+                    "written": written,
+                },
+            )
+
+        written = _export_text(
+            stub, request, output, fmt, offset, written, bar, checkpoint_seconds, save_text
+        )
+    state_path.unlink(missing_ok=True)
+    if bar:
+        bar.finish()
+    return written
+
+
+def _export_text(
+    stub: datasets_pb2_grpc.DatasetServiceStub,
+    request: datasets_pb2.StreamExportDatasetRequest,
+    output: Path,
+    fmt: str,
+    offset: int,
+    written: int,
+    bar: Progress | None,
+    checkpoint_seconds: float,
+    save: Callable[[str, int, int], None],
+) -> int:
+    """JSONL or CSV from `offset` on (the file cut there first); `save(continuation,
+    offset, written)` records where to resume."""
     saved = time.monotonic()
-    with open(output, "r+b" if state is not None else "wb") as out:
+    with open(output, "r+b" if offset else "wb") as out:
         out.truncate(offset)
         out.seek(offset)
         if fmt == "csv" and offset == 0:
@@ -183,17 +229,6 @@ def export_to_file(
             if page.continuation and time.monotonic() - saved >= checkpoint_seconds:
                 out.flush()
                 os.fsync(out.fileno())
-                _save_state(
-                    state_path,
-                    {
-                        "query": query,
-                        "continuation": page.continuation,
-                        "offset": out.tell(),
-                        "written": written,
-                    },
-                )
+                save(page.continuation, out.tell(), written)
                 saved = time.monotonic()
-    state_path.unlink(missing_ok=True)
-    if bar:
-        bar.finish()
     return written

@@ -430,6 +430,7 @@ def _fast_comment(data: dict[str, Any]) -> Comment:
     if properties is not None:
         if not isinstance(properties, dict):
             raise _Generic
+        made.user_properties.SetInParent()  # an empty object is a present Struct
         made.user_properties.update(properties)
     annotated = data.get("has_annotations")
     if annotated is not None:

@@ -170,6 +170,14 @@ def test_parsing_equals_json_format() -> None:
         {"messages": [{"subject": "not an object"}]},
         {"has_annotations": "yes"},
         {"user_properties": [1]},
+        {"user_properties": {}},
+        {"messages": [{"subject": {}, "body": {"text": None}, "to": []}]},
+        {"messages": [{"to": None, "from": None}], "id": None},
+        {"threadId": "t", "id": "x"},
+        {"messages": [{"sentAt": "2020-01-01T00:00:00Z"}]},
+        {"timestamp": "2020-01-01T00:00:00.123+01:00"},
+        {"timestamp": "2020-01-01T00:00:00.1234567891Z"},
+        {"has_annotations": None, "context": 5},
     ],
 )
 def test_odd_comments_parse_or_fail_as_json_format(data: dict[str, Any]) -> None:

@@ -122,13 +122,18 @@ def _command_line(
     (server, command) so that a slow moment of the machine touches both; the best of
     each is kept, and their ratio."""
     workdir = OUT / name
-    print(f"[{name}] corrigo export (JSONL, CSV) beside the stream ...", flush=True)
+    print(f"[{name}] corrigo export (JSONL, Parquet, CSV) beside the stream ...", flush=True)
     jsonl = workdir / "cli-export.jsonl"
     pairs = []
     for _ in range(sizes.repeats):
         stream = measure.stream_export(channel, prepared, sizes)
         pairs.append((stream, measure.cli_export(prepared, jsonl, "jsonl")))
     _pair_figures(figures, "cli_export_jsonl", "export_stream", pairs)
+    pairs = []
+    for _ in range(sizes.repeats):
+        stream = measure.stream_export(channel, prepared, sizes)
+        pairs.append((stream, measure.cli_export(prepared, workdir / "cli.parquet", "parquet")))
+    _pair_figures(figures, "cli_export_parquet", "export_stream", pairs)
     csv_run = measure.cli_export(prepared, workdir / "cli-export.csv", "csv")
     figures["cli_export_csv_cps"] = csv_run.rate
     figures["cli_export_csv_comments"] = [csv_run.comments]

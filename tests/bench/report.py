@@ -60,6 +60,11 @@ ROWS: list[Row] = [
         lambda f: f"{_n(f['cli_export_jsonl_cps'])} ({f['cli_export_jsonl_ratio']:.2f})",
         ">= 60,000",
     ),
+    (
+        "corrigo export Parquet (comments/s; / stream beside it)",
+        lambda f: f"{_n(f['cli_export_parquet_cps'])} ({f['cli_export_parquet_ratio']:.2f})",
+        "reported",
+    ),
     ("corrigo export CSV (comments/s)", lambda f: _n(f["cli_export_csv_cps"]), "reported"),
     (
         "corrigo sync (comments/s; / StreamSyncComments of the file)",
@@ -157,7 +162,13 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
         for count, events in zip(figures["batch_sessions"], figures["batch_events"], strict=True):
             if count != sizes.sessions or events != sizes.sessions * sizes.events:
                 found.append(f"{name}: a batch stream read {count} sessions, {events} events")
-        for figure in ("cli_export_jsonl", "cli_export_csv", "cli_sync", "cli_labels"):
+        for figure in (
+            "cli_export_jsonl",
+            "cli_export_parquet",
+            "cli_export_csv",
+            "cli_sync",
+            "cli_labels",
+        ):
             for count in figures[f"{figure}_comments"]:
                 if count != sizes.comments:
                     found.append(f"{name}: a {figure} run handled {count} of {sizes.comments}")

@@ -15,6 +15,7 @@ from corrigo.client import (
     Client,
     CorrigoError,
     correction_cli,
+    dataset_import,
     improvement_cli,
     labellings,
     practice_cli,
@@ -230,6 +231,7 @@ def parser() -> argparse.ArgumentParser:
     correction_cli.add_commands(commands, _add_connection)
     _add_export(commands)
     labellings.add_commands(commands, _add_connection, _owner_and_name)
+    dataset_import.add_command(commands, _add_connection, _owner_and_name)
     return root
 
 

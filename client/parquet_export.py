@@ -102,8 +102,9 @@ class _Columns:
             v["messages"].append(
                 [
                     {
-                        "subject": m.subject.text,
-                        "body": m.body.text,
+                        # Null when absent, "" when present but empty (as JSON tells).
+                        "subject": m.subject.text if m.HasField("subject") else None,
+                        "body": m.body.text if m.HasField("body") else None,
                         "from": getattr(m, "from"),
                         "to": list(m.to),
                         "cc": list(m.cc),

@@ -100,8 +100,8 @@ def _expected_row(line: dict[str, Any]) -> dict[str, Any]:
         "has_annotations": comment.get("has_annotations", False),
         "messages": [
             {
-                "subject": m.get("subject", {}).get("text", ""),
-                "body": m.get("body", {}).get("text", ""),
+                "subject": m["subject"].get("text", "") if "subject" in m else None,
+                "body": m["body"].get("text", "") if "body" in m else None,
                 "from": m.get("from", ""),
                 "to": m.get("to", []),
                 "cc": m.get("cc", []),

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
-from google.protobuf import json_format
-
-from corrigo.client import Client
+from corrigo.client import Client, batch_export
 from corrigo.client.practice_cli import print_json
 from corrigo.v1 import improvement_pb2
 
@@ -23,7 +23,8 @@ def _improve(args: argparse.Namespace) -> int:
 
 
 def _sessions(args: argparse.Namespace) -> int:
-    """Every session of the batch after --after, one JSON object per line."""
+    """Every session of the batch after --after, one JSON object per line (on stdout, or
+    into --output as JSONL or Parquet)."""
     request = improvement_pb2.StreamBatchSessionsRequest(
         batch_id=args.batch_id,
         after_number=args.after,
@@ -31,13 +32,16 @@ def _sessions(args: argparse.Namespace) -> int:
         events_limit=args.events_limit,
     )
     with Client(args.target, args.token) as client:
-        for page in client.improvement.StreamBatchSessions(request):
-            for session in page.sessions:
-                print(
-                    json_format.MessageToJson(
-                        session, preserving_proto_field_name=True, indent=None
-                    )
-                )
+        pages = client.improvement.StreamBatchSessions(request)
+        if not args.output:
+            batch_export.write_jsonl(pages, sys.stdout)
+            return 0
+        if args.format == "parquet":
+            written = batch_export.write_parquet(pages, Path(args.output))
+        else:
+            with open(args.output, "w", encoding="utf-8") as out:
+                written = batch_export.write_jsonl(pages, out)
+    print(f"{written} sessions written to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -77,6 +81,10 @@ def add_commands(
     sessions.add_argument("--limit", type=int, default=0, help="sessions per page (max 100)")
     sessions.add_argument(
         "--events-limit", type=int, default=0, help="events per session (default 100, max 1000)"
+    )
+    sessions.add_argument("-o", "--output", help="write into this file instead of stdout")
+    sessions.add_argument(
+        "--format", choices=batch_export.FORMATS, default="jsonl", help="default %(default)s"
     )
     add_connection(sessions)
     sessions.set_defaults(run=_sessions)

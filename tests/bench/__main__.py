@@ -138,6 +138,20 @@ def _command_line(
     figures["cli_export_csv_cps"] = csv_run.rate
     figures["cli_export_csv_comments"] = [csv_run.comments]
 
+    print(f"[{name}] corrigo batch sessions (JSONL, Parquet) beside the stream ...", flush=True)
+    for fmt in ("jsonl", "parquet"):
+        batch_pairs = [
+            (
+                measure.stream_batch(channel, prepared),
+                measure.cli_batch(prepared, workdir / f"batch.{fmt}", fmt),
+            )
+            for _ in range(sizes.repeats)
+        ]
+        best_stream = max(b.rate for b, _ in batch_pairs)
+        figures[f"cli_batch_{fmt}_ps"] = max(c.rate for _, c in batch_pairs)
+        figures[f"cli_batch_{fmt}_ratio"] = figures[f"cli_batch_{fmt}_ps"] / best_stream
+        figures[f"cli_batch_{fmt}_comments"] = [c.comments for _, c in batch_pairs]
+
     print(f"[{name}] corrigo sync beside StreamSyncComments of the same file ...", flush=True)
     pairs = []
     for run in range(sizes.repeats):

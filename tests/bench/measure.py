@@ -372,3 +372,12 @@ def cli_labels(prepared: Prepared, path: Path) -> Ingest:
         prepared, "labels", "import", f"{OWNER}/{DATASET}", str(path), "--chunk-size", "4096", "-q"
     )
     return Ingest(_leading_count(stderr, "labellings set"), seconds)
+
+
+def cli_batch(prepared: Prepared, out: Path, fmt: str) -> Ingest:
+    """`corrigo batch sessions` of the benchmark's batch into a file (as stream_batch
+    reads it: 100 sessions a page, 100 events each)."""
+    seconds, stderr = cli(prepared, "batch", "sessions", "--batch-id", "benchbatch",
+        "--limit", "100", "--events-limit", "100", "-o", str(out), "--format", fmt,
+    )  # fmt: skip
+    return Ingest(_leading_count(stderr, "sessions written"), seconds)

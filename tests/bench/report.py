@@ -67,6 +67,16 @@ ROWS: list[Row] = [
     ),
     ("corrigo export CSV (comments/s)", lambda f: _n(f["cli_export_csv_cps"]), "reported"),
     (
+        "corrigo batch sessions to JSONL (sessions/s; / stream beside it)",
+        lambda f: f"{_n(f['cli_batch_jsonl_ps'])} ({f['cli_batch_jsonl_ratio']:.2f})",
+        "reported",
+    ),
+    (
+        "corrigo batch sessions to Parquet (sessions/s; / stream beside it)",
+        lambda f: f"{_n(f['cli_batch_parquet_ps'])} ({f['cli_batch_parquet_ratio']:.2f})",
+        "reported",
+    ),
+    (
         "corrigo sync (comments/s; / StreamSyncComments of the file)",
         lambda f: f"{_n(f['cli_sync_cps'])} ({f['cli_sync_ratio']:.2f})",
         "ratio >= 0.8",
@@ -172,6 +182,10 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
             for count in figures[f"{figure}_comments"]:
                 if count != sizes.comments:
                     found.append(f"{name}: a {figure} run handled {count} of {sizes.comments}")
+        for fmt in ("jsonl", "parquet"):
+            for count in figures[f"cli_batch_{fmt}_comments"]:
+                if count != sizes.sessions:
+                    found.append(f"{name}: corrigo batch sessions ({fmt}) wrote {count}")
         if not figures["limit_page_matches"]:
             found.append(f"{name}: the limit's first page differs from the server's")
     return found

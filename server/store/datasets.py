@@ -423,14 +423,23 @@ async def set_labellings(
             upserts += (dataset_id, comment_id, assigned, dismissed, stamp)
         else:
             removed.append(comment_id)
+    step = _WRITE_ROWS * 5
+    statements = [
+        (_labelling_upsert(len(part) // 5), part)
+        for part in (upserts[start : start + step] for start in range(0, len(upserts), step))
+    ] + [
+        (_labelling_delete(len(ids)), (dataset_id, *ids))
+        for ids in (
+            removed[start : start + _WRITE_ROWS] for start in range(0, len(removed), _WRITE_ROWS)
+        )
+    ]
+    if len(statements) == 1:
+        # One statement is atomic by itself: no BEGIN and COMMIT round trips around it.
+        await _write(*statements[0])
+        return
     async with atomic():
-        step = _WRITE_ROWS * 5
-        for start in range(0, len(upserts), step):
-            part = upserts[start : start + step]
-            await _write(_labelling_upsert(len(part) // 5), part)
-        for start in range(0, len(removed), _WRITE_ROWS):
-            ids = removed[start : start + _WRITE_ROWS]
-            await _write(_labelling_delete(len(ids)), (dataset_id, *ids))
+        for statement, params in statements:
+            await _write(statement, params)
 
 
 async def get_labelling(

@@ -15,10 +15,9 @@ from corrigo.client import (
     Client,
     CorrigoError,
     correction_cli,
-    dataset_import,
     improvement_cli,
-    labellings,
     practice_cli,
+    transfer_cli,
 )
 from corrigo.v1 import admin_pb2, datasets_pb2
 
@@ -230,8 +229,7 @@ def parser() -> argparse.ArgumentParser:
     improvement_cli.add_commands(commands, _add_connection)
     correction_cli.add_commands(commands, _add_connection)
     _add_export(commands)
-    labellings.add_commands(commands, _add_connection, _owner_and_name)
-    dataset_import.add_command(commands, _add_connection, _owner_and_name)
+    transfer_cli.add_commands(commands, _add_connection, _owner_and_name)
     return root
 
 

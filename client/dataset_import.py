@@ -11,11 +11,9 @@ every step is idempotent, so an interrupted import run again finishes the job.
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import itertools
 import json
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -314,58 +312,3 @@ def _import_part(
         ),
     )
     totals.labellings += len(labelled)
-
-
-def _import(args: argparse.Namespace) -> int:
-    owner, name = args.dataset
-    with Client(args.target, args.token) as client:
-        totals = import_file(
-            client,
-            owner,
-            name,
-            Path(args.file),
-            model_version=args.model_version,
-            new_model=args.new_model or "",
-            source_prefix=args.source_prefix,
-            progress=not args.quiet,
-        )
-    print(
-        f"{totals.comments} comments into {len(totals.sources)} sources, "
-        f"{totals.labellings} labellings, {totals.predictions} predictions",
-        file=sys.stderr,
-    )
-    if totals.skipped_predictions:
-        print(
-            f"{totals.skipped_predictions} comments' predictions skipped: "
-            "name a model version (--model-version N or --new-model NAME)",
-            file=sys.stderr,
-        )
-    return 0
-
-
-def add_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_connection: Callable[[argparse.ArgumentParser], None],
-    owner_and_name: Callable[[str], tuple[str, str]],
-) -> None:
-    load = commands.add_parser(
-        "import",
-        help="load an export file (JSONL or Parquet) into a dataset: comments, labels, predictions",
-    )
-    load.add_argument("dataset", type=owner_and_name, metavar="OWNER/DATASET")
-    load.add_argument("file", help="`corrigo export` JSONL or .parquet, or CM export JSON lines")
-    version = load.add_mutually_exclusive_group()
-    version.add_argument(
-        "--model-version", type=int, default=0, help="put the predictions into this version"
-    )
-    version.add_argument(
-        "--new-model", help="put the predictions into a new model of this name (its version 1)"
-    )
-    load.add_argument(
-        "--source-prefix",
-        default="imported-",
-        help="target sources are named PREFIX + the original source id (default %(default)s)",
-    )
-    load.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_connection(load)
-    load.set_defaults(run=_import)

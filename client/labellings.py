@@ -4,18 +4,15 @@ sync` does: setting a labelling twice changes nothing)."""
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from google.protobuf import json_format
 
-from corrigo.client import Client
 from corrigo.client.progress import Progress
 from corrigo.client.sync import count_lines, stream_chunks
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
@@ -110,44 +107,3 @@ def import_file(
     if bar:
         bar.finish()
     return totals
-
-
-def _import(args: argparse.Namespace) -> int:
-    owner, name = args.dataset
-    with Client(args.target, args.token) as client:
-        totals = import_file(
-            client.datasets,
-            owner,
-            name,
-            Path(args.file),
-            chunk_size=args.chunk_size,
-            progress=not args.quiet,
-        )
-    print(f"{totals.updated} labellings set in {totals.chunks} chunks", file=sys.stderr)
-    return 0
-
-
-def add_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_connection: Callable[[argparse.ArgumentParser], None],
-    owner_and_name: Callable[[str], tuple[str, str]],
-) -> None:
-    labels = commands.add_parser("labels", help="comments' labels in a dataset")
-    sub = labels.add_subparsers(dest="labels_command", required=True, metavar="COMMAND")
-    load = sub.add_parser(
-        "import", help="set labellings from JSONL (resumes after the server goes away)"
-    )
-    load.add_argument("dataset", type=owner_and_name, metavar="OWNER/DATASET")
-    load.add_argument(
-        "file",
-        help="JSONL: {comment_uid, assigned, dismissed} per line, or `corrigo export` lines",
-    )
-    load.add_argument(
-        "--chunk-size",
-        type=int,
-        default=DEFAULT_CHUNK,
-        help="labellings per chunk (one transaction), 1..4096 (default %(default)s)",
-    )
-    load.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    add_connection(load)
-    load.set_defaults(run=_import)

@@ -10,12 +10,17 @@ from that continuation.
 
 from __future__ import annotations
 
+import collections
 import csv
 import io
+import itertools
 import json
+import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +51,8 @@ CSV_COLUMNS = [
 _RETRIES = 5
 # How often an export saves where to resume from.
 CHECKPOINT_SECONDS = 1.0
+# Exports of at least this many comments are encoded by worker processes.
+PARALLEL_FROM = 20_000
 # The CSV's JSON cells keep `json.dumps`'s default separators, as they always had.
 _CSV_JSON = json.JSONEncoder(ensure_ascii=False)
 
@@ -198,6 +205,56 @@ def export_to_file(
     return written
 
 
+def _encode_serialized(page: bytes, fmt: str) -> bytes:
+    """`_encode` of a serialized page, in a worker process."""
+    return _encode(datasets_pb2.StreamExportDatasetResponse.FromString(page), fmt)
+
+
+@dataclass
+class _Encoded:
+    """A page on its way to the file: its bytes (or their future), and where it ends."""
+
+    data: bytes | Future[bytes]
+    comments: int
+    continuation: str
+
+    def ready(self) -> bool:
+        return isinstance(self.data, bytes) or self.data.done()
+
+    def result(self) -> bytes:
+        return self.data if isinstance(self.data, bytes) else self.data.result()
+
+
+def _encoded_pages(
+    pages: Iterator[datasets_pb2.StreamExportDatasetResponse],
+    fmt: str,
+    total: Callable[[int], None],
+) -> Iterator[_Encoded]:
+    """The pages encoded, in order. A large export is encoded by worker processes, one
+    per core, a few pages ahead of the file (writing JSON costs the client several times
+    what streaming it costs the server); a small one in this process, which starts no
+    worker. `total(n)` hears the first page's total."""
+    first = next(pages, None)
+    if first is None:
+        return
+    total(first.total)
+    workers = os.cpu_count() or 1
+    if first.total < PARALLEL_FROM or workers < 2:
+        for page in itertools.chain([first], pages):
+            yield _Encoded(_encode(page, fmt), len(page.comments), page.continuation)
+        return
+    # Spawned, not forked: a fork of a process running gRPC's threads is unsafe.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        ahead: collections.deque[_Encoded] = collections.deque()
+        for page in itertools.chain([first], pages):
+            work = pool.submit(_encode_serialized, page.SerializeToString(), fmt)
+            ahead.append(_Encoded(work, len(page.comments), page.continuation))
+            while len(ahead) > 2 * workers or (ahead and ahead[0].ready()):
+                yield ahead.popleft()
+        yield from ahead
+
+
 def _export_text(
     stub: datasets_pb2_grpc.DatasetServiceStub,
     request: datasets_pb2.StreamExportDatasetRequest,
@@ -212,6 +269,11 @@ def _export_text(
     """JSONL or CSV from `offset` on (the file cut there first); `save(continuation,
     offset, written)` records where to resume."""
     saved = time.monotonic()
+
+    def total(count: int) -> None:
+        if bar and count:
+            bar.total = written + count
+
     with open(output, "r+b" if offset else "wb") as out:
         out.truncate(offset)
         out.seek(offset)
@@ -219,13 +281,11 @@ def _export_text(
             header = io.StringIO()
             csv.writer(header).writerow(CSV_COLUMNS)
             out.write(header.getvalue().encode())
-        for page in export_pages(stub, request):
-            if bar and page.total:
-                bar.total = written + page.total
-            out.write(_encode(page, fmt))
-            written += len(page.comments)
+        for page in _encoded_pages(export_pages(stub, request), fmt, total):
+            out.write(page.result())
+            written += page.comments
             if bar:
-                bar.advance(len(page.comments))
+                bar.advance(page.comments)
             if page.continuation and time.monotonic() - saved >= checkpoint_seconds:
                 out.flush()
                 os.fsync(out.fileno())

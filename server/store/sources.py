@@ -28,6 +28,7 @@ from corrigo.server.store.database import (
     as_datetime,
     atomic,
     database,
+    execute,
     fetch,
     utcnow,
 )
@@ -315,6 +316,10 @@ async def delete_comments(source: Source, comment_ids: Sequence[str]) -> int:
         )
 
 
+# Uids (with their sources) that one read on the event loop's thread may look up.
+_LOOP_READ_PARAMS = 256
+
+
 async def comments_by_uid(
     source_ids: dict[str, int], uids: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
@@ -331,8 +336,10 @@ async def comments_by_uid(
         for ids in by_source.values()
     )
     params = [value for source_id, ids in by_source.items() for value in (source_id, *ids)]
-    rows = await fetch(
-        Sql(f"SELECT source_id, comment_id, id FROM comment WHERE {clauses}"), params
-    )
+    statement = Sql(f"SELECT source_id, comment_id, id FROM comment WHERE {clauses}")
+    if len(params) <= _LOOP_READ_PARAMS:
+        rows = await fetch(statement, params)
+    else:  # thousands of lookups would hold the event loop: they go to a pool thread
+        rows = (await execute(statement.render(database.obj), params)).rows
     hex_of = {internal: hex_id for hex_id, internal in source_ids.items()}
     return {(hex_of[source], comment_id): pk for source, comment_id, pk in rows}

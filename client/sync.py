@@ -27,6 +27,8 @@ from corrigo.v1 import sources_pb2, sources_pb2_grpc
 from corrigo.v1.comments_pb2 import Comment
 
 DEFAULT_CHUNK = 1024
+# A comment's output-only fields, which a sync leaves as the server has them.
+SERVER_FIELDS = ("uid", "source_id", "created_at", "last_modified", "context", "has_annotations")
 _RETRIES = 5
 # A chunk of a bulk stream: a request message with a `chunk` number.
 Chunk = TypeVar("Chunk", bound=Any)
@@ -34,7 +36,9 @@ Chunk = TypeVar("Chunk", bound=Any)
 
 def read_comments(path: Path) -> Iterator[Comment]:
     """Comments of a JSONL file: one comment per line, either a Comment's JSON or an
-    export result's (`{"comment": {...}, ...}`, as `corrigo export` writes)."""
+    export result's (`{"comment": {...}, ...}`, as `corrigo export` writes), without the
+    fields the server sets (a sync ignores them: not parsing or sending them saves both
+    sides work)."""
     loads = json.loads
     parse = records.comment_from_dict
     with open(path, encoding="utf-8") as lines:
@@ -48,7 +52,10 @@ def read_comments(path: Path) -> Iterator[Comment]:
                         f"expected a JSON object, got {type(data).__name__}"
                     )
                 inner = data.get("comment")
-                yield parse(inner if isinstance(inner, dict) else data)
+                fields = inner if isinstance(inner, dict) else data
+                for name in SERVER_FIELDS:
+                    fields.pop(name, None)
+                yield parse(fields)
             except (ValueError, json_format.ParseError) as error:
                 raise SystemExit(f"corrigo sync: {path}:{number}: {error}") from None
 

@@ -29,6 +29,7 @@ from corrigo.client import (
     datasets_cli,
     improvement_cli,
     practice_cli,
+    transfer_cli,
 )
 from corrigo.client.cli_support import (
     Commands,
@@ -294,7 +295,7 @@ def _add_transfers(commands: Commands) -> None:
 
     export = commands.add_parser(
         "export",
-        help="export a dataset to JSONL or CSV (resumes an interrupted export of the same file)",
+        help="export a dataset to JSONL, CSV or Parquet (resumes an interrupted export)",
     )
     export.add_argument("dataset", type=owner_and_name, metavar="OWNER/DATASET")
     export.add_argument(
@@ -404,6 +405,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     correction_cli.add_commands(commands)
     practice_cli.add_commands(commands)
     improvement_cli.add_commands(commands)
+    transfer_cli.add_commands(commands)
     return root
 
 

@@ -99,6 +99,34 @@ CALLS: list[tuple[str, str, Factory, int]] = [
     ),
     (
         "datasets",
+        "BatchUpdateLabellings",
+        lambda w: D.BatchUpdateLabellingsRequest(
+            owner=w.owner,
+            name="ds",
+            labellings=[
+                D.LabellingUpdate(
+                    comment_uid=w.uid, assigned=[Label(name="L", sentiment="positive")]
+                )
+            ],
+        ),
+        2,
+    ),
+    (
+        "datasets",
+        "StreamUpdateLabellings",
+        lambda w: D.StreamUpdateLabellingsRequest(
+            owner=w.owner,
+            name="ds",
+            labellings=[
+                D.LabellingUpdate(
+                    comment_uid=w.uid, assigned=[Label(name="L", sentiment="positive")]
+                )
+            ],
+        ),
+        2,
+    ),
+    (
+        "datasets",
         "GetLabelling",
         lambda w: D.GetLabellingRequest(owner=w.owner, name="ds", comment_uid=w.uid),
         1,
@@ -200,8 +228,8 @@ async def invoke(client: AsyncClient, service: str, method: str, request: Any) -
         if method == "StreamExportDataset":
             async for _ in stub.StreamExportDataset(request):
                 pass
-        elif method == "StreamSyncComments":
-            async for _ in stub.StreamSyncComments(_one(request)):
+        elif method in ("StreamSyncComments", "StreamUpdateLabellings"):
+            async for _ in getattr(stub, method)(_one(request)):
                 pass
         else:
             await getattr(stub, method)(request)
@@ -353,6 +381,20 @@ def _bad(world: World) -> list[tuple[str, str, Any, str]]:
         ),
         ("sources", "DeleteSource", S.DeleteSourceRequest(owner=o, name=""), "name"),
         ("sources", "SyncComments", S.SyncCommentsRequest(owner=o, name="mailbox"), "comments"),
+        (
+            "datasets",
+            "BatchUpdateLabellings",
+            D.BatchUpdateLabellingsRequest(
+                owner=o, name="ds", labellings=[D.LabellingUpdate(comment_uid="x")]
+            ),
+            "labellings[0].comment_uid",
+        ),
+        (
+            "datasets",
+            "StreamUpdateLabellings",
+            D.StreamUpdateLabellingsRequest(owner=o, name="ds"),
+            "labellings",
+        ),
         (
             "sources",
             "StreamSyncComments",

@@ -110,6 +110,17 @@ def _read(lines: BinaryIO) -> Iterator[tuple[int, Comment]]:
             raise _BadLine(number, str(error)) from None
 
 
+def read_comments(path: Path) -> Iterator[Comment]:
+    """Every comment of a JSONL file, as `corrigo sync` reads them; SyncError names the
+    first bad line."""
+    with open(path, "rb") as lines:
+        try:
+            for _, comment in _read(lines):
+                yield comment
+        except _BadLine as bad:
+            raise SyncError(f"{path}:{bad.number}", bad.problem, 0) from None
+
+
 def count_lines(path: Path) -> int:
     with open(path, "rb") as data:
         return sum(1 for line in data if line.strip())

@@ -132,6 +132,9 @@ async def _resolve(
 async def _answer(session_id: int) -> practice_pb2.PracticeSession:
     rows = await practice_sessions.get_many([session_id])
     bundles = await practice_sessions.load(rows, responses=True)
+    if not bundles:
+        # Deleted by a concurrent call once this one had written.
+        raise not_found("practice session", "session_id", session_id)
     return protos.session_proto(bundles[0])
 
 

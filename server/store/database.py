@@ -22,6 +22,7 @@ from playhouse.migrations import Runner
 
 from corrigo.server.store import connections
 from corrigo.server.store.connections import ConnectionLost, Pool, Result, held, unit
+from corrigo.server.store.integrity import Guard, guarded
 from corrigo.server.store.postgres import PostgresConnection
 from corrigo.server.store.sqlite import LoopReads, Pace, SqliteConnection
 
@@ -273,10 +274,12 @@ async def close(db: Database) -> None:
     await db.close_pool()
 
 
-def atomic() -> Any:
-    """`async with atomic():` a write transaction (a savepoint when nested)."""
+def atomic(*guards: Guard) -> Any:
+    """`async with atomic(*guards):` a write transaction (a savepoint when nested), its
+    integrity errors answered as `guards` declare (see `integrity`)."""
     db = _store()
-    return connections.transaction(db.pool, db.begin_statement)
+    block = connections.transaction(db.pool, db.begin_statement)
+    return guarded(guards, block) if guards else block
 
 
 class Sql:

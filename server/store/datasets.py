@@ -24,6 +24,7 @@ from corrigo.server.store.database import (
     fetch,
     utcnow,
 )
+from corrigo.server.store.integrity import Refers, Unique
 from corrigo.server.store.projects import Membership, Project
 from corrigo.server.store.sources import BytesField, Comment, Source, new_hex_id
 
@@ -123,21 +124,28 @@ async def create_dataset(
     fields: dict[str, object],
     source_ids: Sequence[int],
 ) -> Dataset:
-    try:
-        async with atomic():
-            now = utcnow()
-            row = await Dataset.acreate(
-                project=project.id,
-                hex_id=new_hex_id(),
-                name=name,
-                created=now,
-                last_modified=now,
-                **fields,
-            )
-            await _link_sources(row.id, source_ids)
-    except peewee.IntegrityError:
-        raise AlreadyExists(f"dataset {name!r} already exists in {project.name!r}") from None
+    exists = AlreadyExists(f"dataset {name!r} already exists in {project.name!r}")
+    async with atomic(
+        Unique(Dataset, [Dataset.project, Dataset.name], exists),
+        Refers("owner", "project", Project, {project.id: project.name}),
+        Refers("dataset.source_ids", "source", Source, source_ids, shown=False),
+    ):
+        now = utcnow()
+        row = await Dataset.acreate(
+            project=project.id,
+            hex_id=new_hex_id(),
+            name=name,
+            created=now,
+            last_modified=now,
+            **fields,
+        )
+        await _link_sources(row.id, source_ids)
     return row
+
+
+def dataset_ref(dataset_id: int, field: str = "name") -> Refers:
+    """The guard of a write to the dataset (named by the request's `field`)."""
+    return Refers(field, "dataset", Dataset, [dataset_id], shown=False)
 
 
 def _not_found(project: Project, name: str) -> NotFound:
@@ -250,7 +258,10 @@ async def list_datasets(
 async def update_dataset(
     dataset: Dataset, changes: dict[str, str], source_ids: Sequence[int] | None
 ) -> None:
-    async with atomic():
+    async with atomic(
+        Refers("name", "dataset", Dataset, {dataset.id: dataset.name}),
+        Refers("dataset.source_ids", "source", Source, source_ids or (), shown=False),
+    ):
         dataset.last_modified = utcnow()
         for field, value in changes.items():
             setattr(dataset, field, value)
@@ -282,7 +293,7 @@ async def dataset_sources(dataset_id: int) -> dict[str, int]:
 
 
 async def add_label_defs(dataset_id: int, defs: Sequence[tuple[str, str]]) -> None:
-    async with atomic():
+    async with atomic(dataset_ref(dataset_id)):
         existing = set(
             await database.list(
                 LabelDef.select(LabelDef.name)
@@ -333,7 +344,7 @@ async def delete_label_def(
     from the labellings: `prune(assigned, dismissed)` answers a labelling's new lists, or
     None when it did not mention them. Labellings are read in pages by comment."""
     descendants = LabelDef.name.startswith(name + " > ")
-    async with atomic():
+    async with atomic(dataset_ref(dataset_id)):
         deleted = await database.aexecute(
             LabelDef.delete().where(
                 LabelDef.dataset == dataset_id, (LabelDef.name == name) | descendants
@@ -353,7 +364,7 @@ async def delete_label_def(
             for comment_id, assigned, dismissed in rows:
                 pruned = prune(bytes(assigned), bytes(dismissed))
                 if pruned is not None:
-                    await set_labelling(dataset_id, comment_id, *pruned)
+                    await _write_labelling(dataset_id, comment_id, *pruned)
             if len(rows) < _LABELLING_PAGE:
                 return
             after = rows[-1][0]
@@ -366,6 +377,16 @@ async def set_labelling(
     dataset_id: int, comment_id: int, assigned: bytes, dismissed: bytes
 ) -> None:
     """Replace a comment's labelling; empty lists (b"") remove it."""
+    async with atomic(
+        dataset_ref(dataset_id),
+        Refers("comment_uid", "comment", Comment, [comment_id], shown=False),
+    ):
+        await _write_labelling(dataset_id, comment_id, assigned, dismissed)
+
+
+async def _write_labelling(
+    dataset_id: int, comment_id: int, assigned: bytes, dismissed: bytes
+) -> None:
     if not assigned and not dismissed:
         await database.aexecute(
             Labelling.delete().where(

@@ -25,6 +25,7 @@ import peewee
 from corrigo.server.errors import NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, is_sqlite, utcnow
 from corrigo.server.store.identity import Organization
+from corrigo.server.store.integrity import Refers
 from corrigo.server.store.practice_sessions import PracticeEvent, PracticeSession
 from corrigo.v1 import errors_pb2
 from corrigo.v1.improvement_pb2 import ImprovementBatch as BatchProto
@@ -119,7 +120,7 @@ async def schedule(org_id: int, session_id: int) -> Scheduled:
     await _ensure_state(org_id)
 
     async def attempt() -> Scheduled:
-        async with atomic():
+        async with atomic(Refers("session_id", "practice session", PracticeSession, [session_id])):
             state = await _lock_state(org_id)
             # Another replica may have scheduled it while this one waited for the lock.
             again = await scheduled(session_id)

@@ -15,6 +15,7 @@ from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.few_shot import FewShotExample
 from corrigo.server.store.fields import JSONField
 from corrigo.server.store.identity import Organization, User
+from corrigo.server.store.integrity import Referenced, Refers
 from corrigo.server.store.practice_catalog import KnowledgeItem, PracticeAgent, PracticeClass
 from corrigo.server.store.projects import Project
 from corrigo.v1 import errors_pb2
@@ -138,7 +139,13 @@ async def create_session(plan: NewSession) -> int:
     """Create the session, its knowledge links, settings, few-shot links and one session
     model per class model in one transaction; answers the session id."""
     now = utcnow()
-    async with atomic():
+    async with atomic(
+        Refers("project_id", "project", Project, _present(plan.project_id)),
+        Refers("class_id", "practice class", PracticeClass, _present(plan.class_id)),
+        Refers("agent_id", "practice agent", PracticeAgent, _present(plan.agent_id)),
+        Refers("knowledge_ids", "knowledge item", KnowledgeItem, plan.knowledge_ids),
+        Refers("agent_id", "few-shot example", FewShotExample, plan.example_ids),
+    ):
         session = await PracticeSession.acreate(
             organization=plan.organization_id,
             user=plan.user_id,
@@ -164,6 +171,14 @@ async def create_session(plan: NewSession) -> int:
         await _link_examples(setting.id, plan.example_ids, now)
         await _add_models(session.id, plan.model_names, now)
     return int(session.id)
+
+
+def _present(key: int | None) -> list[int]:
+    return [] if key is None else [key]
+
+
+def _session(session_id: int) -> Refers:
+    return Refers("session_id", "practice session", PracticeSession, [session_id])
 
 
 async def _insert_ordered(
@@ -242,7 +257,8 @@ async def list_owned(
 
 
 async def load(sessions: Sequence[PracticeSession], *, responses: bool) -> list[SessionBundle]:
-    """Bundles in the order of `sessions`, in a fixed number of queries."""
+    """Bundles in the order of `sessions`, in a fixed number of queries; a session
+    deleted while they are read (its settings gone) is left out."""
     if not sessions:
         return []
     ids = [s.id for s in sessions]
@@ -290,6 +306,7 @@ async def load(sessions: Sequence[PracticeSession], *, responses: bool) -> list[
             responses=recorded[s.id],
         )
         for s in sessions
+        if s.id in settings
     ]
 
 
@@ -304,7 +321,10 @@ async def update_session(
     """Write the session's fields and, unless None, replace its knowledge links, retire
     its models for new ones, renew the agent snapshot; one transaction."""
     now = utcnow()
-    async with atomic():
+    async with atomic(
+        _session(session.id),
+        Refers("knowledge_ids", "knowledge item", KnowledgeItem, knowledge_ids or ()),
+    ):
         await database.aexecute(
             PracticeSession.update(updated_at=now, **values).where(PracticeSession.id == session.id)
         )
@@ -338,7 +358,10 @@ async def update_settings(
     the session's updated_at moves too. One transaction (reading first, so it takes the
     write lock at once on SQLite)."""
     now = utcnow()
-    async with atomic():
+    async with atomic(
+        _session(session_id),
+        Refers("few_shot_example_ids", "few-shot example", FewShotExample, example_ids or ()),
+    ):
         setting = await PracticeSetting.aget(PracticeSetting.session == session_id)
         await database.aexecute(
             PracticeSetting.update(updated_at=now, **values).where(PracticeSetting.id == setting.id)
@@ -368,17 +391,13 @@ async def linked_example_ids(session_id: int) -> set[int]:
 
 
 async def delete_session(session_id: int) -> None:
-    try:
-        async with atomic():
-            await database.aexecute(
-                PracticeSession.delete().where(PracticeSession.id == session_id)
-            )
-    except peewee.IntegrityError:
-        # The only table whose foreign key keeps a session is the improvement batches'.
-        raise FailedPrecondition(
-            f"practice session {session_id} is scheduled in an improvement batch",
-            reason=errors_pb2.SESSION_SCHEDULED,
-        ) from None
+    # The only table whose foreign key keeps a session is the improvement batches'.
+    scheduled = FailedPrecondition(
+        f"practice session {session_id} is scheduled in an improvement batch",
+        reason=errors_pb2.SESSION_SCHEDULED,
+    )
+    async with atomic(Referenced(scheduled)):
+        await database.aexecute(PracticeSession.delete().where(PracticeSession.id == session_id))
 
 
 async def session_models(session_id: int) -> list[PracticeSessionModel]:
@@ -412,7 +431,10 @@ async def record_response(
 ) -> PracticeResponse:
     """The response, plus its PROMPT and RESPONSE events, in one transaction."""
     now = utcnow()
-    async with atomic():
+    async with atomic(
+        _session(session_id),
+        Refers("session_model_id", "session model", PracticeSessionModel, [model.id]),
+    ):
         response = await PracticeResponse.acreate(
             session=session_id,
             session_model=model.id,
@@ -461,7 +483,11 @@ async def append_events(session_id: int, events: Sequence[NewEvent]) -> list[Pra
     """Append in order in one transaction; ids ascend in the order given."""
     now = utcnow()
     created = []
-    async with atomic():
+    responses = [e.response_id for e in events if e.response_id is not None]
+    async with atomic(
+        _session(session_id),
+        Refers("events.response_id", "practice response", PracticeResponse, responses),
+    ):
         for event in events:
             created.append(
                 await PracticeEvent.acreate(

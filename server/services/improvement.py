@@ -106,7 +106,10 @@ class ImprovementService(improvement_pb2_grpc.ImprovementServiceServicer):
         session = await practice_sessions.get_in_organization(org_id, request.session_id)
         if session is None or not await _may_schedule(session):
             raise NotFound(f"practice session {request.session_id} not found")
-        if not await improvement.has_prompt_and_response(session.id):
+        logged = await improvement.has_prompt_and_response(session.id)
+        if logged is None:
+            raise NotFound(f"practice session {request.session_id} not found")
+        if not logged:
             raise FailedPrecondition(
                 f"practice session {session.id} holds no prompt with its response yet",
                 reason=errors_pb2.SESSION_EVENTS_MISSING,

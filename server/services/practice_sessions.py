@@ -230,6 +230,8 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         checks.raise_if_any()
         session = await own_session(request.session_id)
         current = await practice_sessions.load([session], responses=False)
+        if not current:
+            raise not_found("practice session", "session_id", session.id)
         old_knowledge = current[0].knowledge_ids
 
         new_project = project_id if "project_id" in fields else session.project_id

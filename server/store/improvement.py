@@ -239,8 +239,10 @@ async def entries(batch_id: int, after_number: int, limit: int) -> list[tuple[in
     return await database.list(query)
 
 
-async def has_prompt_and_response(session_id: int) -> bool:
-    """Whether the session's log holds a PROMPT followed (later) by a RESPONSE."""
+async def has_prompt_and_response(session_id: int) -> bool | None:
+    """Whether the session's log holds a PROMPT followed (later) by a RESPONSE; None once
+    the session is gone (one statement, so a concurrent delete is never read as a log
+    without events)."""
     first_prompt = peewee.fn.MIN(
         peewee.Case(None, [(PracticeEvent.type == EventProto.PROMPT, PracticeEvent.id)])
     )
@@ -248,9 +250,17 @@ async def has_prompt_and_response(session_id: int) -> bool:
         peewee.Case(None, [(PracticeEvent.type == EventProto.RESPONSE, PracticeEvent.id)])
     )
     rows = await database.list(
-        PracticeEvent.select(first_prompt, last_response)
-        .where(PracticeEvent.session == session_id)
+        PracticeSession.select(first_prompt, last_response)
+        .join(
+            PracticeEvent,
+            peewee.JOIN.LEFT_OUTER,
+            on=(PracticeEvent.session == PracticeSession.id),
+        )
+        .where(PracticeSession.id == session_id)
+        .group_by(PracticeSession.id)
         .tuples()
     )
-    prompt, response = rows[0] if rows else (None, None)
+    if not rows:
+        return None
+    prompt, response = rows[0]
     return prompt is not None and response is not None and prompt < response

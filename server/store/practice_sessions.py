@@ -325,9 +325,7 @@ async def update_session(
         _session(session.id),
         Refers("knowledge_ids", "knowledge item", KnowledgeItem, knowledge_ids or ()),
     ):
-        await database.aexecute(
-            PracticeSession.update(updated_at=now, **values).where(PracticeSession.id == session.id)
-        )
+        await _touch(session.id, now, **values)
         if knowledge_ids is not None:
             await database.aexecute(
                 PracticeSessionKnowledge.delete().where(
@@ -355,13 +353,13 @@ async def update_settings(
     session_id: int, values: dict[str, Any], example_ids: Sequence[int] | None
 ) -> None:
     """Write the settings' fields and, unless None, replace the few-shot links in order;
-    the session's updated_at moves too. One transaction (reading first, so it takes the
-    write lock at once on SQLite)."""
+    the session's updated_at moves too. One transaction."""
     now = utcnow()
     async with atomic(
         _session(session_id),
         Refers("few_shot_example_ids", "few-shot example", FewShotExample, example_ids or ()),
     ):
+        await _touch(session_id, now)
         setting = await PracticeSetting.aget(PracticeSetting.session == session_id)
         await database.aexecute(
             PracticeSetting.update(updated_at=now, **values).where(PracticeSetting.id == setting.id)
@@ -371,13 +369,17 @@ async def update_settings(
                 PracticeFewShotLink.delete().where(PracticeFewShotLink.setting == setting.id)
             )
             await _link_examples(setting.id, example_ids, now)
-        await _touch(session_id, now)
 
 
-async def _touch(session_id: int, now: Any) -> None:
-    await database.aexecute(
-        PracticeSession.update(updated_at=now).where(PracticeSession.id == session_id)
+async def _touch(session_id: int, now: Any, **values: Any) -> None:
+    """Write the session's `updated_at` (and `values`) first thing in a transaction that
+    writes its rows: the row lock is then taken in the order a delete takes them
+    (session, then its rows), so the two cannot deadlock. DoesNotExist once it is gone."""
+    touched = await database.aexecute(
+        PracticeSession.update(updated_at=now, **values).where(PracticeSession.id == session_id)
     )
+    if not touched:
+        raise PracticeSession.DoesNotExist(f"practice session {session_id}")
 
 
 async def linked_example_ids(session_id: int) -> set[int]:
@@ -435,6 +437,7 @@ async def record_response(
         _session(session_id),
         Refers("session_model_id", "session model", PracticeSessionModel, [model.id]),
     ):
+        await _touch(session_id, now)
         response = await PracticeResponse.acreate(
             session=session_id,
             session_model=model.id,
@@ -463,7 +466,6 @@ async def record_response(
                 ]
             )
         )
-        await _touch(session_id, now)
     return response
 
 
@@ -488,6 +490,7 @@ async def append_events(session_id: int, events: Sequence[NewEvent]) -> list[Pra
         _session(session_id),
         Refers("events.response_id", "practice response", PracticeResponse, responses),
     ):
+        await _touch(session_id, now)
         for event in events:
             created.append(
                 await PracticeEvent.acreate(
@@ -500,7 +503,6 @@ async def append_events(session_id: int, events: Sequence[NewEvent]) -> list[Pra
                     created_at=now,
                 )
             )
-        await _touch(session_id, now)
     return created
 
 

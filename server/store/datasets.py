@@ -22,6 +22,7 @@ from corrigo.server.store.database import (
     atomic,
     database,
     fetch,
+    is_sqlite,
     utcnow,
 )
 from corrigo.server.store.integrity import Refers, Unique
@@ -102,6 +103,18 @@ async def _source_hex_ids(dataset_ids: Sequence[int]) -> dict[int, list[str]]:
 
 
 async def _link_sources(dataset_id: int, source_ids: Sequence[int]) -> None:
+    if not is_sqlite():
+        # The sources first (linked and to link), as a source's delete locks them before
+        # its links: taken in the other order, the two would deadlock.
+        linked = DatasetSource.select(DatasetSource.source).where(
+            DatasetSource.dataset == dataset_id
+        )
+        await database.list(
+            Source.select(Source.id)
+            .where(Source.id.in_(linked) | Source.id.in_(list(source_ids)))
+            .order_by(Source.id)
+            .for_update("FOR KEY SHARE")
+        )
     await database.aexecute(DatasetSource.delete().where(DatasetSource.dataset == dataset_id))
     if source_ids:
         await database.aexecute(
@@ -227,8 +240,11 @@ def view_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> Dat
 
 
 async def by_id(dataset_id: int) -> Dataset:
-    """The dataset `dataset_id` (one a caller's row refers to)."""
-    row: Dataset = await Dataset.aget_by_id(dataset_id)
+    """The dataset `dataset_id` (one a caller's row refers to): NOT_FOUND once a
+    concurrent call deleted it."""
+    row: Dataset | None = await Dataset.aget_or_none(Dataset.id == dataset_id)
+    if row is None:
+        raise NotFound("the dataset was deleted", metadata={"resource": "dataset"})
     return row
 
 
@@ -281,15 +297,22 @@ async def delete_dataset(dataset: Dataset) -> None:
         await database.aexecute(Dataset.delete().where(Dataset.id == dataset.id))
 
 
+# One row of NULLs for a dataset without sources, none for a dataset that is gone.
 _SOURCES = Sql(
-    "SELECT s.hex_id, s.id FROM dataset_source AS ds JOIN source AS s ON s.id = ds.source_id "
-    "WHERE ds.dataset_id = ?"
+    "SELECT s.hex_id, s.id FROM dataset AS d "
+    "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
+    "LEFT JOIN source AS s ON s.id = ds.source_id WHERE d.id = ?"
 )
 
 
 async def dataset_sources(dataset_id: int) -> dict[str, int]:
-    """hex id -> internal id of the dataset's sources."""
-    return {hex_id: source_id for hex_id, source_id in await fetch(_SOURCES, (dataset_id,))}
+    """hex id -> internal id of the dataset's sources: NOT_FOUND once a concurrent call
+    deleted the dataset (then it has none, and a check of a source would answer that
+    the source is not the dataset's)."""
+    rows = await fetch(_SOURCES, (dataset_id,))
+    if not rows:
+        raise NotFound("the dataset was deleted", metadata={"resource": "dataset"})
+    return {hex_id: source_id for hex_id, source_id in rows if hex_id is not None}
 
 
 async def add_label_defs(dataset_id: int, defs: Sequence[tuple[str, str]]) -> None:

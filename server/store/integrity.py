@@ -142,6 +142,14 @@ class Referenced:
 Guard: TypeAlias = Refers | Unique | Referenced
 
 
+def written(count: int, model: Any) -> int:
+    """`count`, the rows a write by primary key changed: none means the row is gone, and
+    `model`'s DoesNotExist raised then is answered by the write's guards."""
+    if not count:
+        raise model.DoesNotExist(f"no {model._meta.table_name} row to write")
+    return count
+
+
 async def explained(error: Exception, guards: Sequence[Guard]) -> CorrigoError | None:
     """What `error`, raised by a write declaring `guards`, answers; None when no guard
     explains it."""

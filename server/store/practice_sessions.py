@@ -323,6 +323,9 @@ async def update_session(
     now = utcnow()
     async with atomic(
         _session(session.id),
+        Refers("project_id", "project", Project, _present(values.get("project"))),
+        Refers("class_id", "practice class", PracticeClass, _present(values.get("practice_class"))),
+        Refers("agent_id", "practice agent", PracticeAgent, _present(values.get("agent"))),
         Refers("knowledge_ids", "knowledge item", KnowledgeItem, knowledge_ids or ()),
     ):
         await _touch(session.id, now, **values)

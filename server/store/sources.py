@@ -32,6 +32,7 @@ from corrigo.server.store.database import (
     fetch,
     utcnow,
 )
+from corrigo.server.store.integrity import Refers, Unique, written
 from corrigo.server.store.projects import Project
 from corrigo.v1.comments_pb2 import Comment as CommentProto
 
@@ -91,20 +92,26 @@ def micros(value: datetime.datetime) -> int:
 
 
 async def create_source(project: Project, name: str, title: str, description: str) -> Source:
-    try:
-        async with atomic():
-            now = utcnow()
-            return await Source.acreate(
-                project=project.id,
-                created_at=now,
-                updated_at=now,
-                hex_id=new_hex_id(),
-                name=name,
-                title=title,
-                description=description,
-            )
-    except peewee.IntegrityError:
-        raise AlreadyExists(f"source {name!r} already exists in {project.name!r}") from None
+    exists = AlreadyExists(f"source {name!r} already exists in {project.name!r}")
+    async with atomic(
+        Unique(Source, [Source.project, Source.name], exists),
+        Refers("owner", "project", Project, {project.id: project.name}),
+    ):
+        now = utcnow()
+        return await Source.acreate(
+            project=project.id,
+            created_at=now,
+            updated_at=now,
+            hex_id=new_hex_id(),
+            name=name,
+            title=title,
+            description=description,
+        )
+
+
+def source_ref(source: Source) -> Refers:
+    """The guard of a write to the source (named by the request's `name`)."""
+    return Refers("name", "source", Source, {source.id: source.name})
 
 
 _SOURCE = Sql(
@@ -146,9 +153,15 @@ async def update_source(source: Source, changes: dict[str, str]) -> Source:
         for field, value in changes.items():
             setattr(source, field, value)
         source.updated_at = utcnow()
-        await database.aexecute(
-            Source.update(**changes, updated_at=source.updated_at).where(Source.id == source.id)
-        )
+        async with atomic(source_ref(source)):
+            written(
+                await database.aexecute(
+                    Source.update(**changes, updated_at=source.updated_at).where(
+                        Source.id == source.id
+                    )
+                ),
+                Source,
+            )
     return source
 
 
@@ -218,7 +231,7 @@ async def sync(
         "SELECT comment_id, content_hash, ts_us, created_us, ts_moved_us FROM comment "
         f"WHERE source_id = ? AND comment_id IN ({', '.join('?' * len(ids))})"
     )
-    async with atomic(), Overlapped() as overlapped:
+    async with atomic(source_ref(source)), Overlapped() as overlapped:
         await overlapped.start(lookup, [source.id, *ids])
         existing: dict[str, Sequence[Any]] | None = None
         for part in parts:

@@ -38,6 +38,14 @@ class DatasetServiceStub:
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @_typing.overload
@@ -53,7 +61,8 @@ class DatasetServiceStub:
     CreateDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.CreateDatasetRequest, _datasets_pb2.DatasetResponse]
     """Creates a dataset. ALREADY_EXISTS when the project has a dataset of that name;
     INVALID_ARGUMENT naming `dataset.source_ids[i]` for ids that are not sources of
-    the project.
+    the project; NOT_FOUND (field `dataset.source_ids`) when one of them is deleted
+    while the dataset is written.
     """
     UpdateDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.UpdateDatasetRequest, _datasets_pb2.DatasetResponse]
     """Updates a dataset's title, description and source_ids. Needs Datasets admin, as
@@ -81,7 +90,8 @@ class DatasetServiceStub:
     what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
     labels outside the taxonomy, sentiment on a dataset without it (or none on a
     dataset with it), or a malformed comment uid or one whose source is not in the
-    dataset; NOT_FOUND when the comment does not exist.
+    dataset; NOT_FOUND when the comment does not exist, also when the comment or the
+    dataset is deleted while the labelling is written.
     """
     GetLabelling: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.GetLabellingRequest, _datasets_pb2.LabellingResponse]
     """Gets a comment's labelling in the dataset (empty lists when it has none)."""
@@ -122,6 +132,14 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -134,7 +152,8 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     CreateDataset: _aio.UnaryUnaryMultiCallable[_datasets_pb2.CreateDatasetRequest, _datasets_pb2.DatasetResponse]  # type: ignore[assignment]
     """Creates a dataset. ALREADY_EXISTS when the project has a dataset of that name;
     INVALID_ARGUMENT naming `dataset.source_ids[i]` for ids that are not sources of
-    the project.
+    the project; NOT_FOUND (field `dataset.source_ids`) when one of them is deleted
+    while the dataset is written.
     """
     UpdateDataset: _aio.UnaryUnaryMultiCallable[_datasets_pb2.UpdateDatasetRequest, _datasets_pb2.DatasetResponse]  # type: ignore[assignment]
     """Updates a dataset's title, description and source_ids. Needs Datasets admin, as
@@ -162,7 +181,8 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
     labels outside the taxonomy, sentiment on a dataset without it (or none on a
     dataset with it), or a malformed comment uid or one whose source is not in the
-    dataset; NOT_FOUND when the comment does not exist.
+    dataset; NOT_FOUND when the comment does not exist, also when the comment or the
+    dataset is deleted while the labelling is written.
     """
     GetLabelling: _aio.UnaryUnaryMultiCallable[_datasets_pb2.GetLabellingRequest, _datasets_pb2.LabellingResponse]  # type: ignore[assignment]
     """Gets a comment's labelling in the dataset (empty lists when it has none)."""
@@ -202,6 +222,14 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @_abc_1.abstractmethod
@@ -230,7 +258,8 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_datasets_pb2.DatasetResponse, _abc.Awaitable[_datasets_pb2.DatasetResponse]]:
         """Creates a dataset. ALREADY_EXISTS when the project has a dataset of that name;
         INVALID_ARGUMENT naming `dataset.source_ids[i]` for ids that are not sources of
-        the project.
+        the project; NOT_FOUND (field `dataset.source_ids`) when one of them is deleted
+        while the dataset is written.
         """
 
     @_abc_1.abstractmethod
@@ -300,7 +329,8 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
         what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
         labels outside the taxonomy, sentiment on a dataset without it (or none on a
         dataset with it), or a malformed comment uid or one whose source is not in the
-        dataset; NOT_FOUND when the comment does not exist.
+        dataset; NOT_FOUND when the comment does not exist, also when the comment or the
+        dataset is deleted while the labelling is written.
         """
 
     @_abc_1.abstractmethod

@@ -37,6 +37,14 @@ class ImprovementServiceStub:
     Scheduling: the session's owner, or an admin of its project or organization (others
     get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
     the organization roles SERVICE and ADMIN (permission `batches`).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     def __init__(self, channel):
@@ -89,6 +97,14 @@ class ImprovementServiceServicer:
     Scheduling: the session's owner, or an admin of its project or organization (others
     get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
     the organization roles SERVICE and ADMIN (permission `batches`).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     def UseSessionForImprovement(self, request, context):
@@ -96,7 +112,9 @@ class ImprovementServiceServicer:
         FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
         prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
         `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
-        batch and number it already has, even once that batch is released.
+        batch and number it already has, even once that batch is released. A session
+        deleted while it is being scheduled is NOT_FOUND (field session_id), never
+        FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -200,6 +218,14 @@ class ImprovementService:
     Scheduling: the session's owner, or an admin of its project or organization (others
     get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
     the organization roles SERVICE and ADMIN (permission `batches`).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @staticmethod

@@ -38,6 +38,14 @@ class ImprovementServiceStub:
     Scheduling: the session's owner, or an admin of its project or organization (others
     get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
     the organization roles SERVICE and ADMIN (permission `batches`).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @_typing.overload
@@ -49,7 +57,9 @@ class ImprovementServiceStub:
     FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
     prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
     `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
-    batch and number it already has, even once that batch is released.
+    batch and number it already has, even once that batch is released. A session
+    deleted while it is being scheduled is NOT_FOUND (field session_id), never
+    FAILED_PRECONDITION.
     """
     GetBatchSessions: _grpc.UnaryUnaryMultiCallable[_improvement_pb2.GetBatchSessionsRequest, _improvement_pb2.GetBatchSessionsResponse]
     """One page of a batch: the sessions numbered after `after_number`, in number order,
@@ -89,6 +99,14 @@ class ImprovementServiceAsyncStub(ImprovementServiceStub):
     Scheduling: the session's owner, or an admin of its project or organization (others
     get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
     the organization roles SERVICE and ADMIN (permission `batches`).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -97,7 +115,9 @@ class ImprovementServiceAsyncStub(ImprovementServiceStub):
     FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
     prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
     `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
-    batch and number it already has, even once that batch is released.
+    batch and number it already has, even once that batch is released. A session
+    deleted while it is being scheduled is NOT_FOUND (field session_id), never
+    FAILED_PRECONDITION.
     """
     GetBatchSessions: _aio.UnaryUnaryMultiCallable[_improvement_pb2.GetBatchSessionsRequest, _improvement_pb2.GetBatchSessionsResponse]  # type: ignore[assignment]
     """One page of a batch: the sessions numbered after `after_number`, in number order,
@@ -136,6 +156,14 @@ class ImprovementServiceServicer(metaclass=_abc_1.ABCMeta):
     Scheduling: the session's owner, or an admin of its project or organization (others
     get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
     the organization roles SERVICE and ADMIN (permission `batches`).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @_abc_1.abstractmethod
@@ -148,7 +176,9 @@ class ImprovementServiceServicer(metaclass=_abc_1.ABCMeta):
         FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
         prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
         `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
-        batch and number it already has, even once that batch is released.
+        batch and number it already has, even once that batch is released. A session
+        deleted while it is being scheduled is NOT_FOUND (field session_id), never
+        FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod

@@ -38,6 +38,14 @@ class PracticeCatalogServiceStub:
     organization admin), in the organization for an organization-wide item
     (organization admin). Errors common to all RPCs are those of AdminService;
     NOT_FOUND when the item does not exist in the caller's organization.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @_typing.overload
@@ -97,6 +105,14 @@ class PracticeCatalogServiceAsyncStub(PracticeCatalogServiceStub):
     organization admin), in the organization for an organization-wide item
     (organization admin). Errors common to all RPCs are those of AdminService;
     NOT_FOUND when the item does not exist in the caller's organization.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -152,6 +168,14 @@ class PracticeCatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     organization admin), in the organization for an organization-wide item
     (organization admin). Errors common to all RPCs are those of AdminService;
     NOT_FOUND when the item does not exist in the caller's organization.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @_abc_1.abstractmethod
@@ -289,6 +313,14 @@ def add_PracticeCatalogServiceServicer_to_server(servicer: PracticeCatalogServic
 class FewShotExampleServiceStub:
     """A user's own few-shot examples. Any valid token may call these RPCs; a user sees
     and changes only their own examples (another user's example is NOT_FOUND).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @_typing.overload
@@ -310,6 +342,14 @@ class FewShotExampleServiceStub:
 class FewShotExampleServiceAsyncStub(FewShotExampleServiceStub):
     """A user's own few-shot examples. Any valid token may call these RPCs; a user sees
     and changes only their own examples (another user's example is NOT_FOUND).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -327,6 +367,14 @@ class FewShotExampleServiceAsyncStub(FewShotExampleServiceStub):
 class FewShotExampleServiceServicer(metaclass=_abc_1.ABCMeta):
     """A user's own few-shot examples. Any valid token may call these RPCs; a user sees
     and changes only their own examples (another user's example is NOT_FOUND).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @_abc_1.abstractmethod
@@ -380,6 +428,14 @@ class PracticeSessionServiceStub:
     permission in it (ANNOTATOR or above, or organization admin), also for later calls;
     a session without a project needs no project role. Referenced catalog items must
     be organization-wide or belong to the session's project.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @_typing.overload
@@ -417,6 +473,8 @@ class PracticeSessionServiceStub:
     """Changes a session's settings: style preset, parameters, and the few-shot links
     with their order (AIP-134 field mask). Linked examples must be the caller's own
     or already linked to the session (NOT_FOUND otherwise). Answers the whole session.
+    NOT_FOUND (field session_id, or few_shot_example_ids) when the session or a linked
+    example is deleted while the settings are written.
     """
     ListSessionModels: _grpc.UnaryUnaryMultiCallable[_practice_pb2.ListSessionModelsRequest, _practice_pb2.ListSessionModelsResponse]
     """Lists a session's models, active first then retired, each by ascending id."""
@@ -424,11 +482,13 @@ class PracticeSessionServiceStub:
     """Records a prompt and a model's response in a session, and appends a PROMPT and a
     RESPONSE event to its log in the same transaction. NOT_FOUND when the session
     model is not the session's; FAILED_PRECONDITION (reason SESSION_MODEL_RETIRED)
-    when the session's class changed since.
+    when the session's class changed since. NOT_FOUND (field session_id) when the
+    session is deleted while the response is recorded.
     """
     AppendEvents: _grpc.UnaryUnaryMultiCallable[_practice_pb2.AppendEventsRequest, _practice_pb2.AppendEventsResponse]
     """Appends events (prompts, responses, feedback) to a session's log, in order, in
-    one transaction. The log is append-only.
+    one transaction. The log is append-only. NOT_FOUND (field session_id) when the
+    session is deleted while they are appended.
     """
     ListEvents: _grpc.UnaryUnaryMultiCallable[_practice_pb2.ListEventsRequest, _practice_pb2.ListEventsResponse]
     """Lists a session's events, oldest first."""
@@ -443,6 +503,14 @@ class PracticeSessionServiceAsyncStub(PracticeSessionServiceStub):
     permission in it (ANNOTATOR or above, or organization admin), also for later calls;
     a session without a project needs no project role. Referenced catalog items must
     be organization-wide or belong to the session's project.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -477,6 +545,8 @@ class PracticeSessionServiceAsyncStub(PracticeSessionServiceStub):
     """Changes a session's settings: style preset, parameters, and the few-shot links
     with their order (AIP-134 field mask). Linked examples must be the caller's own
     or already linked to the session (NOT_FOUND otherwise). Answers the whole session.
+    NOT_FOUND (field session_id, or few_shot_example_ids) when the session or a linked
+    example is deleted while the settings are written.
     """
     ListSessionModels: _aio.UnaryUnaryMultiCallable[_practice_pb2.ListSessionModelsRequest, _practice_pb2.ListSessionModelsResponse]  # type: ignore[assignment]
     """Lists a session's models, active first then retired, each by ascending id."""
@@ -484,11 +554,13 @@ class PracticeSessionServiceAsyncStub(PracticeSessionServiceStub):
     """Records a prompt and a model's response in a session, and appends a PROMPT and a
     RESPONSE event to its log in the same transaction. NOT_FOUND when the session
     model is not the session's; FAILED_PRECONDITION (reason SESSION_MODEL_RETIRED)
-    when the session's class changed since.
+    when the session's class changed since. NOT_FOUND (field session_id) when the
+    session is deleted while the response is recorded.
     """
     AppendEvents: _aio.UnaryUnaryMultiCallable[_practice_pb2.AppendEventsRequest, _practice_pb2.AppendEventsResponse]  # type: ignore[assignment]
     """Appends events (prompts, responses, feedback) to a session's log, in order, in
-    one transaction. The log is append-only.
+    one transaction. The log is append-only. NOT_FOUND (field session_id) when the
+    session is deleted while they are appended.
     """
     ListEvents: _aio.UnaryUnaryMultiCallable[_practice_pb2.ListEventsRequest, _practice_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Lists a session's events, oldest first."""
@@ -502,6 +574,14 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
     permission in it (ANNOTATOR or above, or organization admin), also for later calls;
     a session without a project needs no project role. Referenced catalog items must
     be organization-wide or belong to the session's project.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken.
     """
 
     @_abc_1.abstractmethod
@@ -570,6 +650,8 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Changes a session's settings: style preset, parameters, and the few-shot links
         with their order (AIP-134 field mask). Linked examples must be the caller's own
         or already linked to the session (NOT_FOUND otherwise). Answers the whole session.
+        NOT_FOUND (field session_id, or few_shot_example_ids) when the session or a linked
+        example is deleted while the settings are written.
         """
 
     @_abc_1.abstractmethod
@@ -589,7 +671,8 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Records a prompt and a model's response in a session, and appends a PROMPT and a
         RESPONSE event to its log in the same transaction. NOT_FOUND when the session
         model is not the session's; FAILED_PRECONDITION (reason SESSION_MODEL_RETIRED)
-        when the session's class changed since.
+        when the session's class changed since. NOT_FOUND (field session_id) when the
+        session is deleted while the response is recorded.
         """
 
     @_abc_1.abstractmethod
@@ -599,7 +682,8 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_practice_pb2.AppendEventsResponse, _abc.Awaitable[_practice_pb2.AppendEventsResponse]]:
         """Appends events (prompts, responses, feedback) to a session's log, in order, in
-        one transaction. The log is append-only.
+        one transaction. The log is append-only. NOT_FOUND (field session_id) when the
+        session is deleted while they are appended.
         """
 
     @_abc_1.abstractmethod

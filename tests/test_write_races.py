@@ -26,6 +26,12 @@ import pytest
 from google.protobuf import field_mask_pb2, json_format
 
 from corrigo.client import AsyncClient, CorrigoError
+from corrigo.server.errors import AlreadyExists
+from corrigo.server.store import integrity
+from corrigo.server.store.database import atomic, database
+from corrigo.server.store.integrity import Kind, Unique, Violation
+from corrigo.server.store.practice_sessions import PracticeEvent
+from corrigo.server.store.projects import Project as ProjectRow
 from corrigo.v1 import (
     admin_pb2,
     correction_pb2,
@@ -37,7 +43,7 @@ from corrigo.v1 import (
 )
 from corrigo.v1.admin_pb2 import Member, User
 from corrigo.v1.comments_pb2 import Label, PredictedLabel
-from tests.conftest import Org
+from tests.conftest import Org, Running
 from tests.dataset_helpers import comment, dataset, model_version, source, sync
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -818,3 +824,45 @@ async def test_submit_correction_racing_delete(org: Org, deleted: str) -> None:
 
     # Preparing a correction session takes the server a moment: fewer rounds.
     await race(org, prepare, GONE | {FAILED_PRECONDITION}, build=build, rounds=max(1, ROUNDS // 4))
+
+
+# The drivers' integrity errors, and how guards read them.
+
+
+async def test_drivers_tell_the_kind_and_place_of_a_violation(server: Running, org: Org) -> None:
+    project = await org.project()
+    me = await org.admin.admin.WhoAmI(admin_pb2.WhoAmIRequest())
+    with pytest.raises(Violation) as missing:
+        async with atomic():
+            await database.aexecute(PracticeEvent.insert(session=2_000_000_000, type=1, data={}))
+    assert missing.value.kind is Kind.FOREIGN_KEY
+    if server.db_url.startswith("postgres"):
+        # PostgreSQL names the constraint (SQLite does not say which key failed).
+        assert missing.value.constraint == "practice_event_session_id_fkey"
+    with pytest.raises(Violation) as taken:
+        async with atomic():
+            await ProjectRow.acreate(organization=me.organization.id, name=project.name)
+    assert taken.value.kind is Kind.UNIQUE
+    assert (taken.value.table, set(taken.value.columns)) == ("project", {"organization_id", "name"})
+    exists = AlreadyExists("taken")
+    named = Unique(ProjectRow, [ProjectRow.organization, ProjectRow.name], exists)
+    assert await integrity.explained(taken.value, [named]) is exists
+    # A violation no guard declares is a bug: it goes on (and is answered INTERNAL).
+    other = Unique(ProjectRow, [ProjectRow.name], exists)
+    assert await integrity.explained(taken.value, [other]) is None
+    assert await integrity.explained(missing.value, []) is None
+
+
+async def test_messages_name_the_columns() -> None:
+    assert integrity.sqlite_unique(
+        "UNIQUE constraint failed: dataset.project_id, dataset.name"
+    ) == (
+        "dataset",
+        ("project_id", "name"),
+    )
+    assert integrity.sqlite_unique("UNIQUE constraint failed: index 'x'") == (None, ())
+    assert integrity.postgres_columns("Key (project_id, name)=(1, d0) already exists.") == (
+        "project_id",
+        "name",
+    )
+    assert integrity.postgres_columns(None) == ()

@@ -165,7 +165,7 @@ async def explained(error: Exception, guards: Sequence[Guard]) -> CorrigoError |
                 name = guard.name(key)
                 what = f"{guard.noun} {name}" if name else f"the {guard.noun}"
                 return NotFound(
-                    f"{what} was deleted while the call ran ({guard.field})",
+                    f"{what} not found ({guard.field})",
                     metadata={"field": guard.field, "resource": guard.noun, "name": name},
                 )
     if foreign_key:

@@ -128,8 +128,13 @@ class Unique:
     error: CorrigoError
 
     def matches(self, violation: Violation) -> bool:
-        columns = {field.column_name for field in self.fields}
-        return violation.table == self.model._meta.table_name and set(violation.columns) == columns
+        table = self.model._meta.table_name
+        columns = [field.column_name for field in self.fields]
+        if violation.columns:
+            return violation.table == table and set(violation.columns) == set(columns)
+        # PostgreSQL leaves the key out of its detail for a caller who may not read the
+        # table: then the constraint's name, as Peewee names a unique index, tells.
+        return violation.constraint == "_".join([table, *columns])
 
 
 @dataclass(frozen=True)
@@ -142,12 +147,11 @@ class Referenced:
 Guard: TypeAlias = Refers | Unique | Referenced
 
 
-def written(count: int, model: Any) -> int:
-    """`count`, the rows a write by primary key changed: none means the row is gone, and
-    `model`'s DoesNotExist raised then is answered by the write's guards."""
+def written(count: int, model: Any) -> None:
+    """Check `count`, the rows a write by primary key changed: none means the row is
+    gone, and `model`'s DoesNotExist raised then is answered by the write's guards."""
     if not count:
         raise model.DoesNotExist(f"no {model._meta.table_name} row to write")
-    return count
 
 
 async def explained(error: Exception, guards: Sequence[Guard]) -> CorrigoError | None:
@@ -163,7 +167,7 @@ async def explained(error: Exception, guards: Sequence[Guard]) -> CorrigoError |
             key = await guard.missing()
             if key is not None:
                 name = guard.name(key)
-                what = f"{guard.noun} {name}" if name else f"the {guard.noun}"
+                what = f"{guard.noun} {name}" if name else guard.noun
                 return NotFound(
                     f"{what} not found ({guard.field})",
                     metadata={"field": guard.field, "resource": guard.noun, "name": name},

@@ -15,7 +15,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[server,dev]'
 	touch $@
 
 run: $(STAMP)
@@ -25,12 +25,12 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The reliability suite with its heavy parts (SIGKILLs, SIGTERMs, replicas), pushed
-# RELIABILITY_SCALE times harder; its figures replace README's Reliability table.
+# RELIABILITY_SCALE times harder; its figures replace the table in tests/reliability/README.md.
 RELIABILITY_SCALE ?= 4
 reliability: $(STAMP)
 	rm -rf .build/reliability
 	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m pytest tests/reliability tests/test_store_faults.py -m "" $(PYTEST_ARGS)
-	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m tests.reliability.report README.md
+	RELIABILITY_SCALE=$(RELIABILITY_SCALE) $(PY) -m tests.reliability.report tests/reliability/README.md
 
 # The benchmark (tests/bench): SQLite, and PostgreSQL when CORRIGO_BENCH_POSTGRES_URL is
 # set (its public schema is emptied). BENCH_SCALE scales every size (1.0 = the issue's).
@@ -110,15 +110,21 @@ typecheck: $(STAMP)
 	ln -s ../../../client .build/mypy/corrigo/client
 	cd .build/mypy && MYPYPATH= ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p corrigo.server -p corrigo.client
 
-# A regular (non-editable) install works too: build the wheel, install it in a scratch venv,
-# and use it from outside the source tree.
+# A regular (non-editable) install works too: build the wheel, install it in a scratch venv
+# (the client alone, then with the server extra), and use it from outside the source tree.
 package-check: $(STAMP)
 	rm -rf .build/package && mkdir -p .build/package
 	$(PY) -m pip wheel -q --no-deps -w .build/package/dist .
 	$(PYTHON) -m venv .build/package/venv
 	.build/package/venv/bin/pip install -q .build/package/dist/corrigo-*.whl
 	cd .build/package && venv/bin/corrigo --help >/dev/null
-	cd .build/package && venv/bin/python -c 'import corrigo.v1.admin_pb2, corrigo.server.app, corrigo.client'
+	cd .build/package && venv/bin/python -c 'import corrigo.v1.admin_pb2, corrigo.client'
+	# Client only: no database library; client commands run, server commands say what to install.
+	cd .build/package && ! venv/bin/python -c 'import peewee' 2>/dev/null
+	cd .build/package && venv/bin/corrigo whoami 2>&1 | grep -q 'no API token'
+	cd .build/package && venv/bin/corrigo migrate 2>&1 | grep -q "pip install 'corrigo\[server\]'"
+	.build/package/venv/bin/pip install -q "$$(ls .build/package/dist/corrigo-*.whl)[server]"
+	cd .build/package && venv/bin/python -c 'import corrigo.server.app'
 	cd .build/package && venv/bin/corrigo migrate --database sqlite:///package-check.sqlite3
 	rm -rf build  # setuptools' scratch directory in the source tree
 

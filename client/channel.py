@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 from google.api import annotations_pb2
+from google.protobuf.descriptor import MethodDescriptor
 
 from corrigo.client.errors import CorrigoError
 from corrigo.v1 import (
@@ -23,7 +24,7 @@ from corrigo.v1 import (
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-_FILES = [
+FILES = [
     admin_pb2.DESCRIPTOR,
     sources_pb2.DESCRIPTOR,
     datasets_pb2.DESCRIPTOR,
@@ -32,12 +33,21 @@ _FILES = [
     improvement_pb2.DESCRIPTOR,
     correction_pb2.DESCRIPTOR,
 ]
-_READ_PREFIXES = ("Get", "List", "Export", "Stream", "Watch", "WhoAmI")
+# Reads and idempotent writes that the documents route as POST: retried all the same.
+# (StreamSyncComments upserts by comment id, so a chunk sent twice changes nothing.)
+IDEMPOTENT_POSTS = frozenset(
+    {
+        "corrigo.v1.DatasetService.ExportDataset",
+        "corrigo.v1.DatasetService.StreamExportDataset",
+        "corrigo.v1.SourceService.StreamSyncComments",
+    }
+)
 
 
-def _idempotent(method: Any) -> bool:
-    """Safe to retry: read-only by name, or GET/PUT/DELETE by its HTTP route."""
-    if method.name.startswith(_READ_PREFIXES):
+def idempotent(method: MethodDescriptor) -> bool:
+    """Safe to retry: routed as GET, PUT or DELETE (`google.api.http`), or listed in
+    IDEMPOTENT_POSTS."""
+    if method.full_name in IDEMPOTENT_POSTS:
         return True
     options = method.GetOptions()
     if not options.HasExtension(annotations_pb2.http):
@@ -50,10 +60,10 @@ def service_config() -> str:
     """Retry UNAVAILABLE, with backoff, on idempotent methods only."""
     names = [
         {"service": service.full_name, "method": method.name}
-        for file in _FILES
+        for file in FILES
         for service in file.services_by_name.values()
         for method in service.methods
-        if _idempotent(method)
+        if idempotent(method)
     ]
     return json.dumps(
         {

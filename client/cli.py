@@ -1,29 +1,81 @@
-"""The `corrigo` command: run the server, administer it, and make everyday calls."""
+"""The `corrigo` command: run the server, administer it, and make everyday calls.
+
+Only `serve`, `migrate` and `admin bootstrap` import the server (and with it Peewee and
+the database drivers); every other command needs only the client. A user error never
+shows a traceback: it is one line `corrigo COMMAND: what, where; what to do` on stderr
+and a non-zero exit status.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import datetime
+import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
+from typing import NoReturn
 
-from google.protobuf import json_format
+import grpc
 
-from corrigo.client import Client, CorrigoError, correction_cli, improvement_cli, practice_cli
+from corrigo.client import (
+    CorrigoError,
+    admin_cli,
+    correction_cli,
+    datasets_cli,
+    improvement_cli,
+    practice_cli,
+)
+from corrigo.client.cli_support import (
+    add_connection,
+    bounded,
+    connect,
+    owner_and_name,
+    print_json,
+)
+from corrigo.client.errors import UsageError
 from corrigo.v1 import admin_pb2, datasets_pb2
+
+SERVER_COMMANDS = ("serve", "migrate", "admin")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from corrigo.server import app, config
+    from corrigo.server import app, config, logs
 
     settings = config.from_arguments(args)
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    asyncio.run(app.serve(settings))
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(app.serve(settings))
+    except config.ConfigError as err:
+        raise UsageError(str(err)) from None
+    except _open_errors() as err:
+        raise _open_problem(settings.database_url, err) from None
     return 0
+
+
+def _open_errors() -> tuple[type[Exception], ...]:
+    """What opening a database raises when it is missing, unreachable or refuses us."""
+    import sqlite3
+
+    import asyncpg
+    import peewee
+
+    from corrigo.server.errors import Unavailable
+
+    return (OSError, sqlite3.Error, peewee.DatabaseError, asyncpg.PostgresError, Unavailable)
+
+
+def _open_problem(url: str, err: Exception) -> UsageError:
+    """A database that cannot be opened, in one line (the drivers' messages can be long)."""
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return UsageError(
+        f"cannot open the database {url}: {first}; check --database (env CORRIGO_DATABASE_URL)"
+        " and that the database exists (createdb NAME for PostgreSQL)"
+    )
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -36,9 +88,43 @@ def _migrate(args: argparse.Namespace) -> int:
         finally:
             await database.close(db)
 
-    applied = asyncio.run(run())
+    try:
+        applied = asyncio.run(run())
+    except _open_errors() as err:
+        raise _open_problem(args.database, err) from None
     print("\n".join(applied) if applied else "database is up to date", file=sys.stderr)
     return 0
+
+
+def _bootstrap_database(given: str | None) -> str:
+    """The database bootstrap writes to: --database, else CORRIGO_DATABASE_URL, else the
+    `corrigo serve` default, which must exist already: a new file there would be a second
+    database that no server reads."""
+    from corrigo.server import config
+
+    if given:
+        return given
+    from_env = os.environ.get("CORRIGO_DATABASE_URL")
+    if from_env:
+        try:
+            return config.database_url(from_env)
+        except argparse.ArgumentTypeError as err:
+            raise UsageError(f"CORRIGO_DATABASE_URL: {err}") from None
+    path = Path(config.DEFAULT_URL.removeprefix("sqlite:///")).resolve()
+    if not path.exists():
+        raise UsageError(
+            f"no database at {path} (the default, `corrigo serve` run in this directory "
+            "creates it): run it where `corrigo serve` runs, or pass --database URL "
+            "(env CORRIGO_DATABASE_URL)"
+        )
+    return config.DEFAULT_URL
+
+
+def _shown(url: str) -> str:
+    """A SQLite URL as the absolute path of its file; any other URL as it is."""
+    if url.startswith("sqlite:///"):
+        return str(Path(url.removeprefix("sqlite:///")).resolve())
+    return url
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
@@ -50,12 +136,13 @@ def _bootstrap(args: argparse.Namespace) -> int:
     checks.name("--org", args.org)
     checks.email("--email", args.email)
     if checks.items:
-        for field, problem in checks.items:
-            print(f"corrigo admin bootstrap: {field}: {problem}", file=sys.stderr)
+        problems = "; ".join(f"{field}: {problem}" for field, problem in checks.items)
+        print(f"corrigo admin bootstrap: {problems}", file=sys.stderr)
         return 2
+    url = _bootstrap_database(args.database)
 
     async def run() -> str:
-        db = database.connect(args.database)
+        db = database.connect(url)
         try:
             await database.migrate(db)
             _, _, token = await identity.bootstrap(args.org, args.email)
@@ -66,33 +153,62 @@ def _bootstrap(args: argparse.Namespace) -> int:
     try:
         token = asyncio.run(run())
     except ServerError as err:
-        print(f"corrigo admin bootstrap: {err.message}", file=sys.stderr)
-        return 1
+        raise UsageError(err.message) from None
+    except _open_errors() as err:
+        raise _open_problem(url, err) from None
     print(token)
     print(
-        f"organization {args.org!r} created; admin {args.email}; the token above is shown once",
+        f"organization {args.org!r} created in {_shown(url)}; admin {args.email}; "
+        "the token above is shown once",
         file=sys.stderr,
     )
     return 0
 
 
 def _whoami(args: argparse.Namespace) -> int:
-    with Client(args.target, args.token) as client:
-        answer = client.admin.WhoAmI(admin_pb2.WhoAmIRequest())
-    print(json_format.MessageToJson(answer, preserving_proto_field_name=True))
+    with connect(args) as client:
+        print_json(client.admin.WhoAmI(admin_pb2.WhoAmIRequest()))
     return 0
 
 
-def _owner_and_name(value: str) -> tuple[str, str]:
-    owner, slash, name = value.partition("/")
-    if not slash or not owner or not name or "/" in name:
-        raise argparse.ArgumentTypeError(f"expected OWNER/NAME, got {value!r}")
-    return owner, name
+def _instant(value: str) -> str:
+    """An argparse type: an ISO-8601 time, passed on as written."""
+    try:
+        datetime.datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 time such as 2024-01-31T12:00:00Z, got {value!r}"
+        ) from None
+    return value
+
+
+def _utc(value: str) -> datetime.datetime:
+    moment = datetime.datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+
+
+def _first_interrupt() -> threading.Event:
+    """An event the first Ctrl-C sets (the export then stops after its page, cleanly); a
+    second one interrupts at once. A KeyboardInterrupt raised inside gRPC's callbacks
+    could be lost, and the export would go on."""
+    stop = threading.Event()
+
+    def interrupted(signum: int, frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    signal.signal(signal.SIGINT, interrupted)
+    return stop
 
 
 def _export(args: argparse.Namespace) -> int:
-    from corrigo.client.export import export_to_file
+    from corrigo.client.export import export_to_file, export_to_stream
 
+    if args.from_ and args.to and _utc(args.from_) > _utc(args.to):
+        raise UsageError(
+            f"--from {args.from_} is after --to {args.to}: nothing could match; swap them"
+        )
     owner, name = args.dataset
     request = datasets_pb2.StreamExportDatasetRequest(
         owner=owner,
@@ -106,16 +222,38 @@ def _export(args: argparse.Namespace) -> int:
         model_tag=args.model_tag or "",
     )
     setattr(request, "from", args.from_ or "")
-    with Client(args.target, args.token) as client:
-        written = export_to_file(
-            client.datasets,
-            request,
-            Path(args.output),
-            args.format,
-            restart=args.restart,
-            progress=not args.quiet,
-        )
-    print(f"{written} comments written to {args.output}", file=sys.stderr)
+    to_stdout = args.output == "-"
+    with connect(args) as client:
+        try:
+            if to_stdout:
+                written = export_to_stream(
+                    client.datasets,
+                    request,
+                    sys.stdout.buffer,
+                    args.format,
+                    progress=not args.quiet,
+                )
+            else:
+                written = export_to_file(
+                    client.datasets,
+                    request,
+                    Path(args.output),
+                    args.format,
+                    restart=args.restart,
+                    progress=not args.quiet,
+                    stop=_first_interrupt(),
+                )
+        except KeyboardInterrupt:
+            if to_stdout:
+                raise
+            print(
+                f"corrigo export: interrupted; {args.output} keeps every complete page: run "
+                "the same command again to resume where it stopped (--restart starts over)",
+                file=sys.stderr,
+            )
+            return 130
+    where = "standard output" if to_stdout else args.output
+    print(f"{written} comments written to {where}", file=sys.stderr)
     return 0
 
 
@@ -123,15 +261,23 @@ def _sync(args: argparse.Namespace) -> int:
     from corrigo.client.sync import sync_file
 
     owner, name = args.source
-    with Client(args.target, args.token) as client:
-        totals = sync_file(
-            client.sources,
-            owner,
-            name,
-            Path(args.file),
-            chunk_size=args.chunk_size,
-            progress=not args.quiet,
-        )
+    with connect(args) as client:
+        try:
+            totals = sync_file(
+                client.sources,
+                owner,
+                name,
+                Path(args.file),
+                chunk_size=args.chunk_size,
+                progress=not args.quiet,
+            )
+        except KeyboardInterrupt:
+            print(
+                "corrigo sync: interrupted; the chunks acknowledged so far are stored: run the "
+                "same command again to sync the rest (comments stored already stay unchanged)",
+                file=sys.stderr,
+            )
+            return 130
     print(
         f"{totals.new} new, {totals.updated} updated, {totals.unchanged} unchanged "
         f"in {totals.chunks} chunks",
@@ -140,100 +286,190 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_export(commands: argparse._SubParsersAction) -> None:
+def _add_transfers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`export` and `sync`: whole datasets out of the server and comments into it."""
     from corrigo.client.export import FORMATS
 
     export = commands.add_parser(
         "export",
         help="export a dataset to JSONL or CSV (resumes an interrupted export of the same file)",
     )
-    export.add_argument("dataset", type=_owner_and_name, metavar="OWNER/DATASET")
-    export.add_argument("-o", "--output", required=True, help="the file to write")
+    export.add_argument("dataset", type=owner_and_name, metavar="OWNER/DATASET")
+    export.add_argument(
+        "-o", "--output", required=True, help="the file to write, or - for standard output"
+    )
     export.add_argument("--format", choices=FORMATS, default="jsonl", help="default %(default)s")
     export.add_argument("--source-id", action="append", help="only this source (repeatable)")
     export.add_argument("--comment-uid", action="append", help="only this comment (repeatable)")
     export.add_argument("--order-by", choices=["timestamp", "created_at"])
-    export.add_argument("--from", dest="from_", help="ISO-8601 time: comments from it on")
-    export.add_argument("--to", help="ISO-8601 time: comments until it, inclusive")
+    export.add_argument(
+        "--from", dest="from_", type=_instant, help="ISO-8601 time: comments from it on"
+    )
+    export.add_argument("--to", type=_instant, help="ISO-8601 time: comments until it, inclusive")
     export.add_argument("--model-version", type=int, default=0, help="predictions of it")
     export.add_argument("--model-tag", help="predictions of the version it pins")
     export.add_argument(
-        "--limit", type=int, default=256, help="comments per page, 1..256 (default %(default)s)"
+        "--limit",
+        type=bounded(1, 256),
+        default=256,
+        help="comments per page, 1..256 (default %(default)s)",
     )
     export.add_argument("--restart", action="store_true", help="start over instead of resuming")
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_connection(export)
+    add_connection(export)
     export.set_defaults(run=_export)
 
     sync = commands.add_parser("sync", help="create or update a source's comments from JSONL")
-    sync.add_argument("source", type=_owner_and_name, metavar="OWNER/SOURCE")
-    sync.add_argument("file", help="JSONL: a Comment (or an export result) per line")
+    sync.add_argument("source", type=owner_and_name, metavar="OWNER/SOURCE")
+    sync.add_argument(
+        "file",
+        help="JSONL: one comment per line, as a Comment's JSON (comments.proto; at least "
+        '{"id": ..., "timestamp": ...}) or an export result (what `corrigo export` writes)',
+    )
     sync.add_argument(
         "--chunk-size",
-        type=int,
+        type=bounded(1, 4096),
         default=1024,
         help="comments per chunk, 1..4096 (default %(default)s)",
     )
     sync.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    _add_connection(sync)
+    add_connection(sync)
     sync.set_defaults(run=_sync)
 
 
-def _add_connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--target", help="server HOST:PORT (env CORRIGO_TARGET; default 127.0.0.1:50051)"
-    )
-    parser.add_argument("--token", help="API token (env CORRIGO_TOKEN)")
-
-
-def parser() -> argparse.ArgumentParser:
-    from corrigo.server import config
-
-    root = argparse.ArgumentParser(
-        prog="corrigo",
-        description="Corrigo: the system of record for human-in-the-loop model improvement.",
-    )
-    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_server_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], with_flags: bool
+) -> None:
+    """serve, migrate and admin bootstrap; their flags (and so the server's modules) only
+    when one of them runs or shows its help."""
     serve = commands.add_parser("serve", help="run the gRPC server")
-    config.add_arguments(serve)
     serve.set_defaults(run=_serve)
-
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
-    config.add_database_argument(migrate)
     migrate.set_defaults(run=_migrate)
-
     admin = commands.add_parser("admin", help="administer the database directly")
-    admin_commands = admin.add_subparsers(dest="admin_command", required=True, metavar="COMMAND")
+    admin_commands = admin.add_subparsers(dest="admin_command", metavar="COMMAND")
+    admin.set_defaults(help_of=admin)
     bootstrap = admin_commands.add_parser(
         "bootstrap",
         help="create an organization, its first admin and a token (printed alone on stdout)",
+        description="Creates an organization, its first admin and an API token, printed "
+        "alone on stdout. The database is --database, else CORRIGO_DATABASE_URL, else "
+        "./corrigo.sqlite3 when it exists (where `corrigo serve` runs with no flags).",
     )
     bootstrap.add_argument("--org", required=True, help="organization name")
     bootstrap.add_argument("--email", required=True, help="the first admin's email")
-    config.add_database_argument(bootstrap)
     bootstrap.set_defaults(run=_bootstrap)
+    if not with_flags:
+        return
+    from corrigo.server import config
+
+    config.add_arguments(serve)
+    config.add_database_argument(migrate)
+    config.add_database_argument(bootstrap)
+    bootstrap.set_defaults(database=None)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, as every other error of the command, with where to look."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+
+def parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line; the server's flags only when `command` is one of
+    SERVER_COMMANDS (None: every flag, for documentation)."""
+    try:
+        version = metadata.version("corrigo")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    # Typed as the base class: its subcommands are _Parser too (argparse uses type(root)).
+    root: argparse.ArgumentParser = _Parser(
+        prog="corrigo",
+        description="Corrigo: the system of record for human-in-the-loop model improvement. "
+        "Client commands read CORRIGO_TARGET and CORRIGO_TOKEN (or --target, --token).",
+    )
+    root.add_argument("--version", action="version", version=f"corrigo {version}")
+    root.set_defaults(help_of=root)
+    commands = root.add_subparsers(dest="command", metavar="COMMAND")
+    _add_server_commands(commands, command is None or command in SERVER_COMMANDS)
 
     whoami = commands.add_parser("whoami", help="show who the token belongs to")
-    _add_connection(whoami)
+    add_connection(whoami)
     whoami.set_defaults(run=_whoami)
 
-    practice_cli.add_commands(commands, _add_connection)
-    improvement_cli.add_commands(commands, _add_connection)
-    correction_cli.add_commands(commands, _add_connection)
-    _add_export(commands)
+    _add_transfers(commands)
+    admin_cli.add_commands(commands)
+    datasets_cli.add_commands(commands)
+    correction_cli.add_commands(commands)
+    practice_cli.add_commands(commands)
+    improvement_cli.add_commands(commands)
     return root
 
 
+def _command_name(args: argparse.Namespace) -> str:
+    words = [args.command or ""]
+    words += [value for key, value in vars(args).items() if key.endswith("_command") and value]
+    return " ".join(word for word in words if word)
+
+
+def _explain(err: CorrigoError, args: argparse.Namespace) -> str:
+    """The server's answer in one line, with what the command named and what to do."""
+    message = err.message
+    violations = [f"{field}: {problem}" for field, problem in err.field_violations]
+    if violations and not all(v in message for v in violations):
+        message = "; ".join(violations)
+    named = [getattr(args, key, None) for key in ("owner", "project", "project_id")]
+    named += [value[0] for value in vars(args).values() if isinstance(value, tuple) and value]
+    owner = next((value for value in named if value), None)
+    if err.code == grpc.StatusCode.NOT_FOUND and message == "project not found" and owner:
+        message = (
+            f"project {owner!r} not found (or you are not its member); "
+            "`corrigo projects list` shows yours"
+        )
+    elif err.code == grpc.StatusCode.UNAUTHENTICATED:
+        message += "; set CORRIGO_TOKEN or pass --token with a valid token"
+    elif err.code == grpc.StatusCode.UNAVAILABLE:
+        message += "; is `corrigo serve` running there? (--target, env CORRIGO_TARGET)"
+    return f"{err.code.name}: {message}"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((word for word in argv if not word.startswith("-")), "")
+    args = parser(command).parse_args(argv)
+    if not hasattr(args, "run"):
+        args.help_of.print_help()
+        sys.exit(0)
+    name = f"corrigo {_command_name(args)}"
     try:
         code = args.run(args)
-    except CorrigoError as err:
-        detail = "".join(f"\n  {field}: {problem}" for field, problem in err.field_violations)
-        print(f"corrigo: {err.code.name}: {err.message}{detail}", file=sys.stderr)
+    except UsageError as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        code = 1
+    except grpc.RpcError as err:
+        print(f"{name}: {_explain(CorrigoError.from_rpc_error(err), args)}", file=sys.stderr)
+        code = 1
+    except ModuleNotFoundError as err:
+        if args.command not in SERVER_COMMANDS:
+            raise
+        print(
+            f"{name}: the server is not installed ({err.name} is missing): "
+            "pip install 'corrigo[server]'",
+            file=sys.stderr,
+        )
+        code = 1
+    except BrokenPipeError:
+        # The reader of standard output stopped (`| head`): not an error to report; stdout
+        # is pointed at /dev/null so the interpreter's final flush fails no more.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 141
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"{name}: {where}{err.strerror or err}; check the path", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
         code = 130
     sys.exit(code)
 

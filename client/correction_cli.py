@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
 from corrigo.client import Client
-from corrigo.client.practice_cli import print_json
+from corrigo.client.cli_support import (
+    add_output,
+    bounded,
+    connect,
+    print_items,
+    print_json,
+    print_json_line,
+)
 from corrigo.v1 import correction_pb2
 from corrigo.v1.correction_pb2 import CorrectionSession, CorrectionSessionChange
 
@@ -27,13 +33,19 @@ def transition_line(change: CorrectionSessionChange) -> str:
     return line
 
 
-def _watch_until_end(client: Client, project_id: int, session_id: int) -> CorrectionSession:
-    """Print each change until the stream ends; the session as of the last one."""
+def _watch_until_end(
+    client: Client, project_id: int, session_id: int, as_json: bool
+) -> CorrectionSession:
+    """Print each change until the stream ends (a line, or a JSON line); the session as
+    of the last one."""
     last = CorrectionSession()
     for change in client.corrections.WatchCorrectionSession(
         correction_pb2.WatchCorrectionSessionRequest(project_id=project_id, session_id=session_id)
     ):
-        print(transition_line(change), flush=True)
+        if as_json:
+            print_json_line(change)
+        else:
+            print(transition_line(change), flush=True)
         last = change.session
     return last
 
@@ -52,18 +64,18 @@ def _create(args: argparse.Namespace) -> int:
     )
     if args.sample_size is not None:
         request.sample_size.value = args.sample_size
-    with Client(args.target, args.token) as client:
+    with connect(args) as client:
         session = client.corrections.CreateCorrectionSession(request)
         if not args.watch:
-            print_json(session)
+            print_json(session)  # the document's answer, as JSON with or without --json
             return 0
-        last = _watch_until_end(client, args.project_id, session.id)
+        last = _watch_until_end(client, args.project_id, session.id, args.json)
     return 1 if last.status == CorrectionSession.FAILED else 0
 
 
 def _watch(args: argparse.Namespace) -> int:
-    with Client(args.target, args.token) as client:
-        last = _watch_until_end(client, args.project_id, args.session_id)
+    with connect(args) as client:
+        last = _watch_until_end(client, args.project_id, args.session_id, args.json)
     return 1 if last.status == CorrectionSession.FAILED else 0
 
 
@@ -73,31 +85,39 @@ def _list(args: argparse.Namespace) -> int:
     )
     if args.status:
         request.status = CorrectionSession.Status.Value(args.status.upper())
-    with Client(args.target, args.token) as client:
+    sessions: list[CorrectionSession] = []
+    with connect(args) as client:
         while True:
             page = client.corrections.ListCorrectionSessions(request)
-            for session in page.sessions:
-                status = CorrectionSession.Status.Name(session.status)
-                print(
-                    f"{session.id}\t{status}\t{session.progress:.1f}%\t"
-                    f"{session.document_count}\t{session.name}"
-                )
+            sessions.extend(page.sessions)
             if not page.next_page_token:
-                return 0
+                break
             request.page_token = page.next_page_token
+    print_items(
+        args,
+        sessions,
+        [
+            ("ID", lambda s: s.id),
+            ("STATUS", lambda s: CorrectionSession.Status.Name(s.status)),
+            ("PROGRESS", lambda s: f"{s.progress:.1f}%"),
+            ("DOCUMENTS", lambda s: s.document_count),
+            ("NAME", lambda s: s.name),
+        ],
+    )
+    return 0
 
 
-def add_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_connection: Callable[[argparse.ArgumentParser], None],
-) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     sessions = commands.add_parser("sessions", help="correction sessions")
-    sub = sessions.add_subparsers(dest="sessions_command", required=True, metavar="COMMAND")
+    sub = sessions.add_subparsers(dest="sessions_command", metavar="COMMAND")
+    sessions.set_defaults(help_of=sessions)
 
     create = sub.add_parser("create", help="create a correction session (prints it as JSON)")
     create.add_argument("project_id", type=int)
     create.add_argument("model_id", type=int)
-    create.add_argument("--sample-size", type=int, help="documents to correct (default 100)")
+    create.add_argument(
+        "--sample-size", type=bounded(1, 1000), help="documents to correct, 1..1000 (default 100)"
+    )
     create.add_argument("--name", default="")
     create.add_argument("--description", default="")
     create.add_argument("--strategy", choices=_STRATEGIES, default="random")
@@ -106,7 +126,7 @@ def add_commands(
     create.add_argument(
         "--watch", action="store_true", help="then print each transition, as `sessions watch`"
     )
-    add_connection(create)
+    add_output(create)
     create.set_defaults(run=_create)
 
     watch = sub.add_parser(
@@ -116,11 +136,11 @@ def add_commands(
     )
     watch.add_argument("project_id", type=int)
     watch.add_argument("session_id", type=int)
-    add_connection(watch)
+    add_output(watch)
     watch.set_defaults(run=_watch)
 
     listing = sub.add_parser("list", help="list a project's sessions: id, status, progress, ...")
     listing.add_argument("project_id", type=int)
     listing.add_argument("--status", choices=_STATUSES)
-    add_connection(listing)
+    add_output(listing)
     listing.set_defaults(run=_list)

@@ -50,3 +50,9 @@ class CorrigoError(grpc.RpcError):
             if key == _DETAILS_KEY:
                 status = status_pb2.Status.FromString(value)
         return cls(error.code(), error.details() or "", status)
+
+
+class UsageError(Exception):
+    """A request the client refuses before or without calling the server (a file that
+    cannot be read, arguments that contradict each other): one line saying what is wrong,
+    where, and what to do."""

@@ -14,16 +14,17 @@ import csv
 import io
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Never
 
 import grpc
 from google.protobuf import json_format
+from tqdm import tqdm
 
-from corrigo.client.errors import CorrigoError
-from corrigo.client.progress import Progress
+from corrigo.client.errors import CorrigoError, UsageError
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 
 FORMATS = ("jsonl", "csv")
@@ -114,9 +115,9 @@ def _load_state(path: Path, query: dict[str, Any]) -> dict[str, Any] | None:
         return None
     state: dict[str, Any] = json.loads(path.read_text())
     if state.get("query") != query:
-        raise SystemExit(
-            f"corrigo export: {path} belongs to an interrupted export with other arguments; "
-            "pass --restart to start over"
+        raise UsageError(
+            f"{path} belongs to an interrupted export with other arguments: run that "
+            "export again to finish it, or pass --restart to start over"
         )
     return state
 
@@ -136,6 +137,50 @@ def _encode(page: datasets_pb2.StreamExportDatasetResponse, fmt: str) -> bytes:
     return text.getvalue().encode()
 
 
+def _csv_header() -> bytes:
+    header = io.StringIO()
+    csv.writer(header).writerow(CSV_COLUMNS)
+    return header.getvalue().encode()
+
+
+def export_to_stream(
+    stub: datasets_pb2_grpc.DatasetServiceStub,
+    request: datasets_pb2.StreamExportDatasetRequest,
+    out: BinaryIO,
+    fmt: str,
+    *,
+    progress: bool = True,
+) -> int:
+    """Export into an open stream (standard output), without resuming; answers how many
+    comments were written."""
+    request = datasets_pb2.StreamExportDatasetRequest.FromString(request.SerializeToString())
+    request.include_total = True
+    written = 0
+    with _bar(request, 0, progress) as bar:
+        if fmt == "csv":
+            out.write(_csv_header())
+        for page in export_pages(stub, request):
+            if page.total:
+                bar.total = page.total
+            out.write(_encode(page, fmt))
+            out.flush()
+            written += len(page.comments)
+            bar.update(len(page.comments))
+    return written
+
+
+def _bar(
+    request: datasets_pb2.StreamExportDatasetRequest, done: int, progress: bool
+) -> tqdm[Never]:
+    """The progress bar on stderr, counting from `done` (comments a resumed export has)."""
+    return tqdm(
+        desc=f"export {request.owner}/{request.name}",
+        initial=done,
+        unit=" comments",
+        disable=not progress,
+    )
+
+
 def export_to_file(
     stub: datasets_pb2_grpc.DatasetServiceStub,
     request: datasets_pb2.StreamExportDatasetRequest,
@@ -144,9 +189,11 @@ def export_to_file(
     *,
     restart: bool = False,
     progress: bool = True,
+    stop: threading.Event | None = None,
 ) -> int:
     """Export into `output`, resuming an interrupted export of the same query; answers
-    how many comments the file holds."""
+    how many comments the file holds. When `stop` is set, the export ends after the page
+    being written, with KeyboardInterrupt (the file and its state then resume)."""
     query = {"format": fmt, **json_format.MessageToDict(request, preserving_proto_field_name=True)}
     state_path = _state_path(output)
     state = None if restart else _load_state(state_path, query)
@@ -157,24 +204,21 @@ def export_to_file(
         written, offset = int(state["written"]), int(state["offset"])
     else:
         written, offset = 0, 0
-    bar = Progress(f"export {request.owner}/{request.name}", None) if progress else None
-    if bar:
-        bar.resume_at(written)
-    with open(output, "r+b" if state is not None else "wb") as out:
+    with (
+        open(output, "r+b" if state is not None else "wb") as out,
+        _bar(request, written, progress) as bar,
+    ):
         out.truncate(offset)
         out.seek(offset)
         if fmt == "csv" and offset == 0:
-            header = io.StringIO()
-            csv.writer(header).writerow(CSV_COLUMNS)
-            out.write(header.getvalue().encode())
+            out.write(_csv_header())
         for page in export_pages(stub, request):
-            if bar and page.total:
+            if page.total:
                 bar.total = written + page.total
             out.write(_encode(page, fmt))
             out.flush()
             written += len(page.comments)
-            if bar:
-                bar.advance(len(page.comments))
+            bar.update(len(page.comments))
             if page.continuation:
                 os.fsync(out.fileno())
                 _save_state(
@@ -186,7 +230,7 @@ def export_to_file(
                         "written": written,
                     },
                 )
+                if stop is not None and stop.is_set():
+                    raise KeyboardInterrupt
     state_path.unlink(missing_ok=True)
-    if bar:
-        bar.finish()
     return written

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 
-from google.protobuf import json_format
-
-from corrigo.client import Client
-from corrigo.client.practice_cli import print_json
+from corrigo.client.cli_support import (
+    add_connection,
+    add_output,
+    bounded,
+    connect,
+    print_items,
+    print_json,
+    print_json_line,
+)
 from corrigo.v1 import improvement_pb2
+
+_STATUS = improvement_pb2.ImprovementBatch.Status
 
 
 def _improve(args: argparse.Namespace) -> int:
-    with Client(args.target, args.token) as client:
+    with connect(args) as client:
         print_json(
             client.improvement.UseSessionForImprovement(
                 improvement_pb2.UseSessionForImprovementRequest(session_id=args.session_id)
@@ -30,19 +36,15 @@ def _sessions(args: argparse.Namespace) -> int:
         limit=args.limit,
         events_limit=args.events_limit,
     )
-    with Client(args.target, args.token) as client:
+    with connect(args) as client:
         for page in client.improvement.StreamBatchSessions(request):
             for session in page.sessions:
-                print(
-                    json_format.MessageToJson(
-                        session, preserving_proto_field_name=True, indent=None
-                    )
-                )
+                print_json_line(session)
     return 0
 
 
 def _release(args: argparse.Namespace) -> int:
-    with Client(args.target, args.token) as client:
+    with connect(args) as client:
         print_json(
             client.improvement.ReleaseBatch(
                 improvement_pb2.ReleaseBatchRequest(release_id=args.release_id)
@@ -52,31 +54,41 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    with Client(args.target, args.token) as client:
+    with connect(args) as client:
         answer = client.improvement.ListBatches(improvement_pb2.ListBatchesRequest())
-    for batch in answer.batches:
-        status = improvement_pb2.ImprovementBatch.Status.Name(batch.status)
-        print(f"{batch.batch_id}\t{status}\t{batch.session_count}\t{batch.release_id or '-'}")
+    print_items(
+        args,
+        answer.batches,
+        [
+            ("BATCH", lambda b: b.batch_id),
+            ("STATUS", lambda b: _STATUS.Name(b.status)),
+            ("SESSIONS", lambda b: b.session_count),
+            ("RELEASE", lambda b: b.release_id or "-"),
+        ],
+    )
     return 0
 
 
-def add_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser],
-    add_connection: Callable[[argparse.ArgumentParser], None],
-) -> None:
+def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     improve = commands.add_parser("improve", help="schedule a practice session for improvement")
     improve.add_argument("session_id", type=int)
     add_connection(improve)
     improve.set_defaults(run=_improve)
 
     batch = commands.add_parser("batch", help="improvement batches (service or admin role)")
-    sub = batch.add_subparsers(dest="batch_command", required=True, metavar="COMMAND")
+    sub = batch.add_subparsers(dest="batch_command", metavar="COMMAND")
+    batch.set_defaults(help_of=batch)
     sessions = sub.add_parser("sessions", help="print a batch's sessions as JSON lines")
     sessions.add_argument("--batch-id", default="", help="the batch (default: the active one)")
     sessions.add_argument("--after", type=int, default=0, help="start after this number")
-    sessions.add_argument("--limit", type=int, default=0, help="sessions per page (max 100)")
     sessions.add_argument(
-        "--events-limit", type=int, default=0, help="events per session (default 100, max 1000)"
+        "--limit", type=bounded(1, 100), default=10, help="sessions per page, 1..100"
+    )
+    sessions.add_argument(
+        "--events-limit",
+        type=bounded(1, 1000),
+        default=100,
+        help="events per session, 1..1000 (default %(default)s)",
     )
     add_connection(sessions)
     sessions.set_defaults(run=_sessions)
@@ -85,5 +97,5 @@ def add_commands(
     add_connection(release)
     release.set_defaults(run=_release)
     listing = sub.add_parser("list", help="list batches with their counts")
-    add_connection(listing)
+    add_output(listing)
     listing.set_defaults(run=_list)

@@ -4,44 +4,101 @@ The file is read lazily in chunks; every chunk sent is kept until the server
 acknowledges it (it is then committed). When the stream breaks with UNAVAILABLE, a new
 stream sends the unacknowledged chunks again, then the rest of the file: syncing is
 idempotent, so a chunk committed twice changes nothing.
+
+A line that is not a comment ends the stream after the lines before it (they are sent
+and stored), and the sync fails naming that line; so does a comment the server refuses,
+named by its line rather than its place in a chunk.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, Never
 
 import grpc
 from google.protobuf import json_format
+from tqdm import tqdm
 
-from corrigo.client.errors import CorrigoError
-from corrigo.client.progress import Progress
-from corrigo.v1 import sources_pb2, sources_pb2_grpc
+from corrigo.client.errors import CorrigoError, UsageError
+from corrigo.v1 import datasets_pb2, sources_pb2, sources_pb2_grpc
 from corrigo.v1.comments_pb2 import Comment
 
 DEFAULT_CHUNK = 1024
 _RETRIES = 5
+_COMMENT_FIELDS = {f.name for f in Comment.DESCRIPTOR.fields} | {
+    f.json_name for f in Comment.DESCRIPTOR.fields
+}
+_RESULT_FIELDS = {f.name for f in datasets_pb2.ExportedComment.DESCRIPTOR.fields}
+_IN_CHUNK = re.compile(r"^comments\[(\d+)\]\.?")
 
 
-def read_comments(path: Path) -> Iterator[Comment]:
-    """Comments of a JSONL file: one comment per line, either a Comment's JSON or an
-    export result's (`{"comment": {...}, ...}`, as `corrigo export` writes)."""
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
+class SyncError(UsageError):
+    """The sync stopped at a line of the file; `stored` comments before it were stored."""
+
+    def __init__(self, where: str, problem: str, stored: int) -> None:
+        super().__init__(
+            f"{where}: {problem}; fix it and run again ({stored} comments before it were "
+            "stored, and syncing them again changes nothing)"
+        )
+        self.where, self.problem, self.stored = where, problem, stored
+
+
+class _BadLine(Exception):
+    def __init__(self, number: int, problem: str) -> None:
+        super().__init__(problem)
+        self.number, self.problem = number, problem
+
+
+def _kind(value: object) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+def parse_comment(text: str) -> Comment:
+    """A Comment from one JSONL line: a Comment's JSON or an export result's
+    (`{"comment": {...}, ...}`, as `corrigo export` writes). ValueError says what is wrong;
+    fields a Comment does not have are an error, not dropped."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object (a Comment), got {_kind(data)}")
+    unknown: set[str] = set()
+    if isinstance(data.get("comment"), dict):
+        unknown = set(data) - _RESULT_FIELDS
+        data = data["comment"]
+    unknown |= set(data) - _COMMENT_FIELDS
+    if unknown:
+        raise ValueError(
+            f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))} "
+            f"(a Comment has {', '.join(f.name for f in Comment.DESCRIPTOR.fields)})"
+        )
+    try:
+        return json_format.ParseDict(data, Comment())
+    except json_format.ParseError as error:
+        raise ValueError(str(error).splitlines()[0]) from None
+
+
+def _read(lines: BinaryIO) -> Iterator[tuple[int, Comment]]:
+    """(line number, comment) for every non-blank line; _BadLine at the first bad one."""
+    for number, raw in enumerate(lines, 1):
+        try:
+            text = raw.decode("utf-8")
+            if not text.strip():
                 continue
-            try:
-                data = json.loads(line)
-                if isinstance(data, dict) and isinstance(data.get("comment"), dict):
-                    data = data["comment"]
-                yield json_format.ParseDict(data, Comment(), ignore_unknown_fields=True)
-            except (ValueError, json_format.ParseError) as error:
-                raise SystemExit(f"corrigo sync: {path}:{number}: {error}") from None
+            yield number, parse_comment(text)
+        except UnicodeDecodeError:
+            raise _BadLine(number, "not UTF-8 text") from None
+        except json.JSONDecodeError as error:
+            raise _BadLine(number, f"not JSON ({error.msg} at column {error.colno})") from None
+        except ValueError as error:
+            raise _BadLine(number, str(error)) from None
 
 
 def count_lines(path: Path) -> int:
@@ -56,13 +113,43 @@ class SyncTotals:
     unchanged: int = 0
     chunks: int = 0
 
+    @property
+    def stored(self) -> int:
+        return self.new + self.updated + self.unchanged
+
+
+@dataclass
+class _Chunk:
+    request: sources_pb2.StreamSyncCommentsRequest
+    lines: list[int]
+
 
 @dataclass
 class _Window:
-    """Chunks sent and not yet acknowledged, shared with gRPC's request thread."""
+    """Chunks sent and not yet acknowledged, shared with gRPC's request thread, and the
+    bad line that ended the reading, if any."""
 
-    pending: dict[int, sources_pb2.StreamSyncCommentsRequest] = field(default_factory=dict)
+    pending: dict[int, _Chunk] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    bad_line: _BadLine | None = None
+
+
+def _refused(error: CorrigoError, path: Path, window: _Window, stored: int) -> Exception:
+    """The server's refusal of a chunk, naming the file's line when it names a comment.
+    Chunks are committed in order, so the refused one is the oldest unacknowledged."""
+    if not error.field_violations or not window.pending:
+        return error
+    chunk = window.pending[min(window.pending)]
+    field_name, problem = error.field_violations[0]
+    match = _IN_CHUNK.match(field_name)
+    if match is None or int(match.group(1)) >= len(chunk.lines):
+        return error
+    more = len(error.field_violations) - 1
+    rest = field_name[match.end() :]
+    detail = f"{rest}: {problem}" if rest else problem
+    if more:
+        detail += f" (and {more} more problem{'s' if more > 1 else ''} in this chunk)"
+    return SyncError(f"{path}:{chunk.lines[int(match.group(1))]}", detail, stored)
 
 
 def sync_file(
@@ -74,26 +161,64 @@ def sync_file(
     chunk_size: int = DEFAULT_CHUNK,
     progress: bool = True,
 ) -> SyncTotals:
-    comments = read_comments(path)
+    """Sync every comment of the JSONL file; SyncError names the line that stopped it."""
+    # Opened here, not in gRPC's request thread, so a missing file fails at once.
+    with open(path, "rb") as lines:
+        total = count_lines(path) if progress else None
+        bar = tqdm(
+            desc=f"sync {owner}/{source}", total=total, unit=" comments", disable=not progress
+        )
+        try:
+            return _stream(stub, owner, source, path, _read(lines), chunk_size, bar)
+        finally:
+            bar.close()
+
+
+def _stream(
+    stub: sources_pb2_grpc.SourceServiceStub,
+    owner: str,
+    source: str,
+    path: Path,
+    comments: Iterator[tuple[int, Comment]],
+    chunk_size: int,
+    bar: tqdm[Never],
+) -> SyncTotals:
     numbers = itertools.count()
     window = _Window()
     totals = SyncTotals()
-    bar = Progress(f"sync {owner}/{source}", count_lines(path)) if progress else None
 
     def fresh_chunks() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
-        while batch := list(itertools.islice(comments, chunk_size)):
-            chunk = sources_pb2.StreamSyncCommentsRequest(
-                owner=owner, name=source, chunk=next(numbers), comments=batch
-            )
-            with window.lock:
-                window.pending[chunk.chunk] = chunk
-            yield chunk
+        while True:
+            batch: list[tuple[int, Comment]] = []
+            try:
+                for item in comments:
+                    batch.append(item)
+                    if len(batch) == chunk_size:
+                        break
+            except _BadLine as bad:
+                window.bad_line = bad
+            if batch:
+                chunk = _Chunk(
+                    sources_pb2.StreamSyncCommentsRequest(
+                        owner=owner,
+                        name=source,
+                        chunk=next(numbers),
+                        comments=[comment for _, comment in batch],
+                    ),
+                    [number for number, _ in batch],
+                )
+                with window.lock:
+                    window.pending[chunk.request.chunk] = chunk
+                yield chunk.request
+            if window.bad_line is not None or len(batch) < chunk_size:
+                return
 
     def requests() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
         with window.lock:
-            resend = [window.pending[n] for n in sorted(window.pending)]
+            resend = [window.pending[n].request for n in sorted(window.pending)]
         yield from resend
-        yield from fresh_chunks()
+        if window.bad_line is None:
+            yield from fresh_chunks()
 
     failures = 0
     while True:
@@ -106,14 +231,15 @@ def sync_file(
                 totals.updated += ack.updated
                 totals.unchanged += ack.unchanged
                 totals.chunks += 1
-                if bar:
-                    bar.advance(len(chunk.comments))
+                bar.update(len(chunk.lines))
             break
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
-                raise CorrigoError.from_rpc_error(error) from None
+                raise _refused(
+                    CorrigoError.from_rpc_error(error), path, window, totals.stored
+                ) from None
             failures += 1
             time.sleep(min(0.2 * 2**failures, 5.0))
-    if bar:
-        bar.finish()
+    if window.bad_line is not None:
+        raise SyncError(f"{path}:{window.bad_line.number}", window.bad_line.problem, totals.stored)
     return totals

@@ -1,5 +1,5 @@
-"""Assembles and runs the gRPC server: services, health, reflection, interceptors,
-TLS, limits and graceful shutdown."""
+"""Assembles and runs the gRPC server: services, health and readiness, reflection,
+interceptors, metrics and traces, TLS, limits and graceful shutdown."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ from corrigo.server import (
     background,
     correction_work,
     memory,
+    metrics,
     pagination,
     reflection,
     registration,
     token_use,
+    tracing,
 )
-from corrigo.server.config import Config
+from corrigo.server.config import Config, ConfigError, split_listen
 from corrigo.server.interceptors import interceptors
 from corrigo.server.services import datasets as datasets_service
 from corrigo.server.services.admin import AdminService
@@ -49,6 +51,9 @@ from corrigo.v1 import (
 )
 
 log = logging.getLogger("corrigo.server")
+# The readiness check's own deadline: a database that takes longer is not ready.
+READINESS_TIMEOUT = 3.0
+_PING = database.Sql("SELECT 1")
 
 
 @dataclass(frozen=True)
@@ -90,32 +95,34 @@ class CorrigoServer:
         health_servicer: health.aio.HealthServicer,
         db: database.Database,
         port: int,
+        metrics: metrics.Metrics | None = None,
+        metrics_port: int | None = None,
     ) -> None:
         self.server = server
         self.health = health_servicer
         self.db = db
         self.port = port
+        self.metrics = metrics
+        self.metrics_port = metrics_port
 
     @classmethod
     async def start(cls, config: Config) -> CorrigoServer:
-        db = database.connect(config.database_url)
-        applied = await database.migrate(db)
-        if applied:
-            log.info("applied migrations: %s", ", ".join(applied))
-        pagination.configure(pagination.PageTokens(await identity.server_secret("page_tokens")))
-        # Background work (correction sessions being prepared or deleted) is tracked from
-        # here on; the sweeper resumes what a stopped or crashed server left.
-        background.open_background()
-        correction_work.start_sweeping()
-        token_use.start_recording()
-
+        tracing.enable_from_environment()
+        measured: metrics.Metrics | None = None
+        metrics_port: int | None = None
+        if config.metrics_listen:
+            kind = "postgresql" if database.is_postgres(config.database_url) else "sqlite"
+            measured = metrics.Metrics(kind)
+            metrics_port = measured.serve(*split_listen(config.metrics_listen))
+            metrics.activate(measured)
+            log.info("metrics on port %d at /metrics", metrics_port)
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
         server = grpc.aio.server(
-            interceptors=interceptors(),
+            interceptors=interceptors(measured),
             options=options,
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
@@ -127,18 +134,44 @@ class CorrigoServer:
         reflection.enable(
             [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name], server
         )
-        if config.tls_cert and config.tls_key:
-            key = await asyncio.to_thread(Path(config.tls_key).read_bytes)
-            cert = await asyncio.to_thread(Path(config.tls_cert).read_bytes)
-            credentials = grpc.ssl_server_credentials([(key, cert)])
-            port = server.add_secure_port(config.listen, credentials)
-        else:
-            port = server.add_insecure_port(config.listen)
+        # Bound before the database opens, so a taken address fails before any pool or
+        # background task exists that would keep the process alive.
+        try:
+            if config.tls_cert and config.tls_key:
+                key = await asyncio.to_thread(Path(config.tls_key).read_bytes)
+                cert = await asyncio.to_thread(Path(config.tls_cert).read_bytes)
+                credentials = grpc.ssl_server_credentials([(key, cert)])
+                port = server.add_secure_port(config.listen, credentials)
+            else:
+                port = server.add_insecure_port(config.listen)
+        except OSError as err:
+            raise ConfigError(
+                f"cannot read the TLS key or certificate: {err}; check --tls-key and --tls-cert"
+            ) from err
+        except RuntimeError as err:
+            raise ConfigError(
+                f"cannot listen on {config.listen} (in use, or not an address of this host); "
+                "pass --listen HOST:PORT (env CORRIGO_LISTEN)"
+            ) from err
+        db = database.connect(config.database_url)
+        applied = await database.migrate(db)
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        pagination.configure(pagination.PageTokens(await identity.server_secret("page_tokens")))
+        # Background work (correction sessions being prepared or deleted) is tracked from
+        # here on; the sweeper resumes what a stopped or crashed server left.
+        background.open_background()
+        correction_work.start_sweeping()
+        token_use.start_recording()
+
         await server.start()
         for name in ["", *names]:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        background.current().spawn(
+            _follow_database(health_servicer, names, config.readiness_interval), "readiness"
+        )
         log.info("serving on port %d (%s)", port, "TLS" if config.tls_cert else "plaintext")
-        return cls(server, health_servicer, db, port)
+        return cls(server, health_servicer, db, port, measured, metrics_port)
 
     async def stop(self, grace: float) -> None:
         """Health turns NOT_SERVING, new calls are refused, in-flight calls get `grace`
@@ -148,6 +181,48 @@ class CorrigoServer:
         await self.server.stop(grace)
         await background.current().close(grace)
         await database.close(self.db)
+        if self.metrics is not None:
+            await self.metrics.stop()
+            if metrics.active() is self.metrics:
+                metrics.activate(None)
+
+
+async def database_ready() -> bool:
+    """Whether the database answers a trivial statement within READINESS_TIMEOUT."""
+    try:
+        async with asyncio.timeout(READINESS_TIMEOUT):
+            await database.fetch(_PING, ())
+    except Exception as error:
+        log.debug("readiness check failed: %r", error)
+        return False
+    return True
+
+
+async def _follow_database(
+    health_servicer: health.aio.HealthServicer, names: list[str], interval: float
+) -> None:
+    """Readiness: every `interval` seconds, each corrigo.v1 service is SERVING while the
+    database answers and NOT_SERVING while it does not. The overall status ("") stays
+    SERVING: it is liveness, and restarting a server does not bring its database back."""
+    work = background.current()
+    ready = True
+    while not await work.pause(interval):
+        now_ready = await database_ready()
+        metrics.database_reachable(now_ready)
+        if now_ready == ready:
+            continue
+        ready = now_ready
+        if ready:
+            log.warning("the database answers again: services are SERVING")
+        else:
+            log.warning("the database does not answer: services are NOT_SERVING")
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in names:
+            await health_servicer.set(name, status)
 
 
 async def serve(config: Config) -> None:
@@ -161,4 +236,6 @@ async def serve(config: Config) -> None:
     await stop.wait()
     log.info("shutting down: in-flight calls get %.1fs", config.grace_seconds)
     await running.stop(config.grace_seconds)
+    # Spans still buffered are exported before the process ends.
+    await asyncio.to_thread(tracing.disable)
     log.info("stopped")

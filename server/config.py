@@ -6,11 +6,27 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from corrigo.server.store.database import DEFAULT_URL
-
+DEFAULT_URL = "sqlite:///corrigo.sqlite3"
 DEFAULT_LISTEN = "127.0.0.1:50051"
 # Export pages stay far below this; it bounds what one request may make the server hold.
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# Seconds between readiness checks of the database: a few, so an outage shows within a
+# probe period or two, at one trivial statement per interval.
+DEFAULT_READINESS_INTERVAL = 5.0
+
+
+class ConfigError(Exception):
+    """The server cannot start as configured (an address it cannot listen on, TLS files it
+    cannot read); the message says what to change."""
+
+
+def database_url(value: str) -> str:
+    """An argparse type: the URL when its scheme is one the store opens."""
+    if value.startswith("sqlite:///") or value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is not a database URL: use sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+    )
 
 
 @dataclass(frozen=True)
@@ -23,6 +39,10 @@ class Config:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     max_concurrent_rpcs: int | None = None
     log_level: str = "INFO"
+    log_format: str = "text"
+    # HOST:PORT of the Prometheus endpoint; None: no metrics.
+    metrics_listen: str | None = None
+    readiness_interval: float = DEFAULT_READINESS_INTERVAL
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -69,11 +89,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="log level (env CORRIGO_LOG_LEVEL; default %(default)s)",
     )
+    parser.add_argument(
+        "--log-format",
+        default=_env("LOG_FORMAT", "text"),
+        choices=["text", "json"],
+        help="text lines, or one JSON object per line (env CORRIGO_LOG_FORMAT; "
+        "default %(default)s)",
+    )
+    parser.add_argument(
+        "--metrics-listen",
+        default=_env("METRICS_LISTEN") or None,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (env "
+        "CORRIGO_METRICS_LISTEN; default off)",
+    )
+    parser.add_argument(
+        "--readiness-interval",
+        type=float,
+        default=float(_env("READINESS_INTERVAL", str(DEFAULT_READINESS_INTERVAL)) or 0),
+        help="seconds between the readiness checks of the database (env "
+        "CORRIGO_READINESS_INTERVAL; default %(default)s)",
+    )
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """HOST:PORT (`[::1]:9464` for IPv6; `:9464` for every interface) as (host, port)."""
+    host, colon, port = listen.rpartition(":")
+    if not colon or not port.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {listen!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 def add_database_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database",
+        type=database_url,
         default=_env("DATABASE_URL", DEFAULT_URL),
         help="sqlite:///PATH or postgresql://USER@HOST:PORT/DB (env CORRIGO_DATABASE_URL; "
         "default %(default)s)",
@@ -83,6 +133,13 @@ def add_database_argument(parser: argparse.ArgumentParser) -> None:
 def from_arguments(args: argparse.Namespace) -> Config:
     if bool(args.tls_cert) != bool(args.tls_key):
         raise SystemExit("corrigo serve: --tls-cert and --tls-key must be given together")
+    if args.metrics_listen:
+        try:
+            split_listen(args.metrics_listen)
+        except ValueError as error:
+            raise SystemExit(f"corrigo serve: --metrics-listen: {error}") from None
+    if args.readiness_interval <= 0:
+        raise SystemExit("corrigo serve: --readiness-interval must be above 0")
     return Config(
         listen=args.listen,
         database_url=args.database,
@@ -92,4 +149,7 @@ def from_arguments(args: argparse.Namespace) -> Config:
         max_message_bytes=args.max_message_bytes,
         max_concurrent_rpcs=args.max_concurrent_rpcs,
         log_level=args.log_level,
+        log_format=args.log_format,
+        metrics_listen=args.metrics_listen,
+        readiness_interval=args.readiness_interval,
     )

@@ -22,10 +22,14 @@ import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from corrigo.server import background, predicted_score
+from corrigo.server import background, metrics, predicted_score, tracing
 from corrigo.server.store import correction, correction_sampling
 from corrigo.server.store.correction import Status
+
+if TYPE_CHECKING:
+    from opentelemetry.context import Context
 
 log = logging.getLogger("corrigo.correction")
 
@@ -61,13 +65,19 @@ _STEPS: dict[int, tuple[str, Callable[[int], Awaitable[None]]]] = {
 }
 
 
-async def _step(session_id: int, status: int) -> None:
+async def _step(session_id: int, status: int, trace: Context | None) -> None:
     """Run the status's step, again after an unexpected error; after the last attempt
-    the session FAILED with the error's id (a deletion is left to the lease's expiry)."""
+    the session FAILED with the error's id (a deletion is left to the lease's expiry).
+    Each attempt is a span, a child of `trace` (the call that started the work)."""
     what, step = _STEPS[status]
     for attempt in range(1, _ATTEMPTS + 1):
         try:
-            await step(session_id)
+            with tracing.span(
+                f"correction session: {what}",
+                {"corrigo.correction_session": session_id, "corrigo.attempt": attempt},
+                parent=trace,
+            ):
+                await step(session_id)
             return
         except Exception:
             error_id = uuid.uuid4().hex[:12]
@@ -87,7 +97,7 @@ async def _step(session_id: int, status: int) -> None:
             await correction.fail(session_id, f"internal error while {what} (error id {error_id})")
 
 
-async def _run(session_id: int) -> None:
+async def _run(session_id: int, trace: Context | None) -> None:
     """Work on a session this server holds the lease of, until it needs no more work."""
     work = background.current()
     while True:
@@ -97,7 +107,7 @@ async def _run(session_id: int) -> None:
                 break
             if not await correction.renew_lease(session_id, REPLICA):
                 return  # The lease ran out and another server took the session over.
-            await _step(session_id, status)
+            await _step(session_id, status, trace)
         await correction.release_lease(session_id, REPLICA)
         if work.stopping:
             return
@@ -110,7 +120,9 @@ async def _run(session_id: int) -> None:
 async def launch(session_id: int) -> None:
     """Work on a session whose lease this server holds; the lease is given back when the
     server is stopping (the next one resumes the work)."""
-    if not background.current().spawn(_run(session_id), f"correction-session-{session_id}"):
+    # The work runs in a fresh context: its spans are linked to the caller's by hand.
+    work = _run(session_id, tracing.current_context())
+    if not background.current().spawn(work, f"correction-session-{session_id}"):
         await correction.release_lease(session_id, REPLICA)
 
 
@@ -121,6 +133,7 @@ async def sweep() -> list[int]:
         if await correction.take_lease(session_id, REPLICA):
             await launch(session_id)
             taken.append(session_id)
+    metrics.swept(len(taken))
     return taken
 
 

@@ -104,6 +104,16 @@ class Aborted(CorrigoError):
     code = grpc.StatusCode.ABORTED
 
 
+class ConcurrentChange(Aborted):
+    """Another transaction touched the same rows at the same moment (a deadlock or a
+    serialization failure): nothing was written, and the same call again succeeds."""
+
+    reason = errors_pb2.CONCURRENT_CHANGE
+
+    def __init__(self) -> None:
+        super().__init__("another call changed the same data at the same moment; retry")
+
+
 class FailedPrecondition(CorrigoError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     reason = errors_pb2.FAILED_PRECONDITION

@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
-from corrigo.server import auth, pagination, wire
+from corrigo.server import auth, metrics, pagination, wire
 from corrigo.server.store import datasets, models
 from corrigo.server.store import export as store
 from corrigo.server.store.database import utcnow
@@ -165,6 +165,7 @@ def comments_field(rows: Sequence[store.Row], limit: int) -> tuple[bytes, int]:
             )
         )
         taken += 1
+    metrics.comments_exported(taken)
     return b"".join(parts), taken
 
 

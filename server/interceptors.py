@@ -1,4 +1,5 @@
-"""Server interceptors: access logging and error mapping, and the wrapping they share.
+"""Server interceptors: metrics, access logging and error mapping, and the wrapping they
+share.
 
 Each concern is a small async context manager run around every handler (unary or
 streaming). `MiddlewareInterceptor` wraps the handler found for a call, so the
@@ -21,8 +22,9 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from corrigo.server import auth
+from corrigo.server import auth, tracing
 from corrigo.server.errors import CorrigoError, Internal, InvalidArgument
+from corrigo.server.metrics import MethodMetrics, Metrics
 from corrigo.server.store.connections import call_deadline
 
 Middleware = Callable[
@@ -181,7 +183,8 @@ async def log_access(
     peer = context.peer()
     try:
         yield
-    except asyncio.CancelledError:
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client went away: a unary call is cancelled, a stream closed at its yield.
         code = grpc.StatusCode.CANCELLED
         raise
     except BaseException:
@@ -189,13 +192,24 @@ async def log_access(
         raise
     finally:
         call = auth.current_or_none()
+        fields = {
+            "method": method,
+            "code": code.name if isinstance(code, grpc.StatusCode) else str(code),
+            "duration_ms": round((time.perf_counter() - start) * 1000, 1),
+            "principal": f"user:{call.principal.user_id}" if call else "-",
+            "peer": peer,
+            "trace_id": tracing.trace_id(),
+        }
+        # The JSON log format writes `access` as fields of the line (server/logs.py).
         access_log.info(
-            "rpc method=%s code=%s duration_ms=%.1f principal=%s peer=%s",
-            method,
-            code.name if isinstance(code, grpc.StatusCode) else code,
-            (time.perf_counter() - start) * 1000,
-            f"user:{call.principal.user_id}" if call else "-",
+            "rpc method=%s code=%s duration_ms=%.1f principal=%s peer=%s%s",
+            fields["method"],
+            fields["code"],
+            fields["duration_ms"],
+            fields["principal"],
             peer,
+            f" trace_id={fields['trace_id']}" if fields["trace_id"] else "",
+            extra={"access": fields},
         )
 
 
@@ -223,10 +237,145 @@ async def map_errors(
         await context.abort(status.code, status.details, status.trailing_metadata)
 
 
-def interceptors() -> list[grpc.aio.ServerInterceptor]:
-    """Outermost first: logging sees the final code, errors are mapped for every layer
-    inside it, and authorization runs before the handler."""
+class _DropWritesToGoneClients(logging.Filter):
+    """grpcio logs a stack when it cannot send a stream's next message because the client
+    went away; the access log already records that call as CANCELLED."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("ExecuteBatchError raised in core")
+
+
+_gone_clients = _DropWritesToGoneClients()
+
+
+def _final_code(context: grpc.aio.ServicerContext, error: BaseException) -> grpc.StatusCode:
+    if isinstance(error, asyncio.CancelledError | GeneratorExit):
+        return grpc.StatusCode.CANCELLED
+    code = context.code()
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
+
+
+async def _counted(requests: AsyncIterator[Any], series: MethodMetrics) -> AsyncIterator[Any]:
+    received = series.received
+    async for request in requests:
+        received.inc()
+        yield request
+
+
+class _CountedWrites:
+    """A call's context whose `write`s count as messages sent (for streams answered
+    through `context.write`, such as Health/Watch); anything else is the context's."""
+
+    def __init__(self, context: grpc.aio.ServicerContext, sent: Any) -> None:
+        self._context = context
+        self._sent = sent
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    async def write(self, message: Any) -> None:
+        self._sent.inc()
+        await self._context.write(message)
+
+
+def _measured(
+    inner: Callable[..., Any], series: MethodMetrics, unary_request: bool, unary_response: bool
+) -> Any:
+    """`inner` counted as go-grpc-prometheus counts a call: started, every message
+    received and sent, handled with its code, and its handling time."""
+    started, received, sent, handling = (
+        series.started,
+        series.received,
+        series.sent,
+        series.handling,
+    )
+
+    def requests_of(request: Any) -> Any:
+        if unary_request:
+            received.inc()
+            return request
+        return _counted(request, series)
+
+    if inspect.isasyncgenfunction(inner):
+
+        async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started.inc()
+            began = time.perf_counter()
+            code = grpc.StatusCode.OK
+            try:
+                async for response in inner(requests_of(request), context):
+                    sent.inc()
+                    yield response
+            except BaseException as error:
+                code = _final_code(context, error)
+                raise
+            finally:
+                handling.observe(time.perf_counter() - began)
+                series.handled(code)
+
+        return stream_behavior
+
+    async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        started.inc()
+        began = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            response = await inner(
+                requests_of(request), context if unary_response else _CountedWrites(context, sent)
+            )
+        except BaseException as error:
+            code = _final_code(context, error)
+            raise
+        finally:
+            handling.observe(time.perf_counter() - began)
+            series.handled(code)
+        if unary_response:
+            sent.inc()
+        return response
+
+    return behavior
+
+
+def _rpc_type(handler: grpc.RpcMethodHandler) -> str:
+    if handler.unary_unary:
+        return "unary"
+    if handler.unary_stream:
+        return "server_stream"
+    if handler.stream_unary:
+        return "client_stream"
+    return "bidi_stream"
+
+
+class GrpcMetricsInterceptor(_WrappingInterceptor):
+    """go-grpc-prometheus's server metrics; a method's series are looked up once."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self._metrics = metrics
+
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        series = self._metrics.method(_rpc_type(handler), method)
+        unary_response = not handler.response_streaming
+        return _rebuilt(
+            handler,
+            lambda inner, unary_request: _measured(inner, series, unary_request, unary_response),
+            handler.request_deserializer,
+        )
+
+
+def interceptors(metrics: Metrics | None = None) -> list[grpc.aio.ServerInterceptor]:
+    """Outermost first: the trace's server span (when tracing is on) holds everything;
+    metrics and logging see the final code, errors are mapped for every layer inside
+    them, and authorization runs before the handler."""
+    outer: list[grpc.aio.ServerInterceptor] = []
+    traced = tracing.interceptor()
+    if traced is not None:
+        outer.append(traced)
+    if metrics is not None:
+        outer.append(GrpcMetricsInterceptor(metrics))
+    logging.getLogger("grpc._cython.cygrpc").addFilter(_gone_clients)
     return [
+        *outer,
         MiddlewareInterceptor(log_access),
         MiddlewareInterceptor(map_errors),
         MiddlewareInterceptor(auth.authorize_call),

@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import Message
 
+from corrigo.server import metrics
 from corrigo.server.errors import InvalidArgument
 from corrigo.server.validation import Violations
 from corrigo.v1 import errors_pb2
@@ -103,7 +104,11 @@ def issue(query: bytes, position: Sequence[Any]) -> str:
 
 def read(token: str, query: bytes, field: str) -> list[Any]:
     """The position `token` carries for `query` (see `PageTokens.read`)."""
-    return _configured().read(token, query, field)
+    try:
+        return _configured().read(token, query, field)
+    except InvalidArgument:
+        metrics.page_token_refused()
+        raise
 
 
 def page(

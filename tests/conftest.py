@@ -84,8 +84,14 @@ class Running:
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def server(db_url: str) -> AsyncIterator[Running]:
+    # Metrics on: every test goes through the metrics interceptor, and test_metrics scrapes.
     running = await CorrigoServer.start(
-        Config(listen="127.0.0.1:0", database_url=db_url, grace_seconds=1)
+        Config(
+            listen="127.0.0.1:0",
+            database_url=db_url,
+            grace_seconds=1,
+            metrics_listen="127.0.0.1:0",
+        )
     )
     yield Running(running, db_url)
     await running.stop(1)

@@ -7,10 +7,16 @@ import json
 import pytest
 
 from corrigo.v1 import correction_pb2
+from tests import cli_helpers
 from tests import correction_helpers as c
 from tests.conftest import Org
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def corrigo(org: Org, *args: str) -> tuple[int, str, str]:
+    ran = await cli_helpers.corrigo(org, *args)
+    return ran.code, ran.out, ran.err
 
 
 def columns(out: str, index: int) -> list[str]:
@@ -52,12 +58,21 @@ async def test_cli_creates_watches_and_lists_sessions(org: Org) -> None:
     ]
     assert columns(out, 3) == ["0.0%", "0.0%", "0.0%", "0.0%", "50.0%", "100.0%"]
     assert columns(out, 4) == ["2 documents"] * 6
+    code, out, err = await corrigo(org, "sessions", "watch", project, str(session_id), "--json")
+    assert code == 0, err
+    changes = [json.loads(line) for line in out.splitlines()]
+    assert [c["version"] for c in changes] == [1, 2, 3, 4, 5, 6]
+    assert changes[-1]["session"]["status"] == "FINISHED"
 
     code, out, err = await org.cli("sessions", "list", project)
     assert code == 0, err
-    assert out.splitlines() == [f"{session_id}\tFINISHED\t100.0%\t2\tcli"]
-    code, out, _ = await org.cli("sessions", "list", project, "--status", "annotating")
-    assert code == 0 and out == ""
+    header, _, *rows = out.splitlines()
+    assert header.split() == ["ID", "STATUS", "PROGRESS", "DOCUMENTS", "NAME"]
+    assert [row.split() for row in rows] == [[str(session_id), "FINISHED", "100.0%", "2", "cli"]]
+    code, out, _ = await corrigo(org, "sessions", "list", project, "--json")
+    assert code == 0 and [s["id"] for s in json.loads(out)] == [session_id]
+    code, out, _ = await corrigo(org, "sessions", "list", project, "--status", "annotating")
+    assert code == 0 and len(out.splitlines()) == 2
 
     # --watch follows the new session to its end: here FAILED (no model version).
     failing = await c.corpus(org, 2, score=None)
@@ -74,6 +89,6 @@ async def test_cli_creates_watches_and_lists_sessions(org: Org) -> None:
     assert columns(out, 2) == ["CREATED", "SAMPLING", "PREDICTING", "FAILED"]
     assert out.splitlines()[-1].endswith("there are no predictions to correct")
 
-    code, out, err = await org.cli("sessions", "create", project, model, "--sample-size", "0")
-    assert code == 1 and out == ""
-    assert "INVALID_ARGUMENT" in err and "sample_size: must be 1..1000, got 0" in err
+    code, out, err = await corrigo(org, "sessions", "create", project, model, "--sample-size", "0")
+    assert code == 2 and out == ""
+    assert "--sample-size: must be 1..1000, got 0" in err

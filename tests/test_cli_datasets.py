@@ -17,10 +17,16 @@ from google.protobuf import json_format
 from corrigo.client import Client
 from corrigo.client.export import export_pages, export_to_file, result_json
 from corrigo.v1 import datasets_pb2
+from tests import cli_helpers
 from tests import dataset_helpers as h
 from tests.conftest import Org
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def _corrigo(org: Org, *args: str) -> tuple[int, str, str]:
+    ran = await cli_helpers.corrigo(org, *args)
+    return ran.code, ran.out, ran.err
 
 
 def _state(out: Path) -> Any:
@@ -44,7 +50,7 @@ async def _filled(org: Org, tmp_path: Path, n: int) -> tuple[str, str]:
     )
     assert code == 0, err
     assert f"{n} new, 0 updated, 0 unchanged in {(n + 99) // 100} chunks" in err
-    assert f"sync {project.name}/mailbox [" in err and f"{n}/{n}" in err
+    assert f"sync {project.name}/mailbox:" in err and f"{n}/{n}" in err
     return project.name, src.id
 
 

@@ -4,16 +4,20 @@ is sent, status details are decoded into CorrigoError, retries cover idempotent 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from typing import Any
 
 import grpc
 import grpc_testing
 import pytest
+from google.api import annotations_pb2
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from corrigo.client import Client, CorrigoError
+from corrigo.client import Client, CorrigoError, channel
 from corrigo.client.channel import service_config
 from corrigo.v1 import admin_pb2
 
@@ -141,3 +145,54 @@ def test_retries_only_idempotent_methods() -> None:
     assert {"WhoAmI", "GetProject", "ListProjects", "SetMember", "DeleteProject"} <= retried
     assert {"CreateProject", "CreateUser", "CreateApiToken"}.isdisjoint(retried)
     assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
+
+
+def test_retries_follow_the_http_verb_or_the_table() -> None:
+    """Every GET/PUT/DELETE is retried, a POST or PATCH only when IDEMPOTENT_POSTS lists
+    it; the table names methods that exist."""
+    config = json.loads(service_config())
+    retried = {f"{n['service']}.{n['method']}" for n in config["methodConfig"][0]["name"]}
+    methods = {
+        method.full_name: method.GetOptions().Extensions[annotations_pb2.http]
+        for file in channel.FILES
+        for service in file.services_by_name.values()
+        for method in service.methods
+    }
+    assert methods.keys() >= channel.IDEMPOTENT_POSTS
+    for name, rule in methods.items():
+        verb = rule.WhichOneof("pattern")
+        expected = verb in ("get", "put", "delete") or name in channel.IDEMPOTENT_POSTS
+        assert (name in retried) == expected, name
+    assert "corrigo.v1.CorrectionSessionService.WatchCorrectionSession" in retried
+    assert "corrigo.v1.ImprovementService.ReleaseBatch" not in retried
+
+
+def test_client_commands_do_not_import_the_server() -> None:
+    """`corrigo whoami` (and every command but serve, migrate and admin) loads neither
+    corrigo.server nor the database libraries."""
+    probe = (
+        "import sys\n"
+        "from corrigo.client import cli\n"
+        "for argv in (['whoami'], ['export', 'a/b', '-o', '-'], ['sync', 'a/b', 'f'],"
+        " ['projects', 'list'], ['--help']):\n"
+        "    try:\n"
+        "        cli.parser(argv[0]).parse_args(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "print('loaded:', sorted(m for m in sys.modules if m.startswith('corrigo.server') or "
+        "m.split('.')[0] in ('peewee', 'playhouse', 'asyncpg', 'aiosqlite', 'psycopg2')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.splitlines()[-1] == "loaded: []", done.stdout
+    # And the command itself, end to end: no token, so it stops before any call.
+    imports = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "corrigo.client.cli", "whoami"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CORRIGO_")},
+    )  # fmt: skip
+    assert "no API token" in imports.stderr
+    loaded = {line.split("|")[-1].strip() for line in imports.stderr.splitlines() if "|" in line}
+    assert "corrigo.client.cli_support" in loaded
+    assert not {m for m in loaded if m.startswith(("corrigo.server", "peewee", "asyncpg"))}

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from corrigo.server import auth, comment_input, pagination
+from corrigo.server import auth, comment_input, metrics, pagination
 from corrigo.server.errors import InvalidArgument, NotFound
 from corrigo.server.fieldmask import fields_to_write
 from corrigo.server.store import projects, sources
@@ -173,7 +173,9 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
 async def _sync(source: sources.Source, comments: Sequence[Comment]) -> sources.SyncCounts:
     """Write `comments` (counted already), checking them while they are written."""
     parts = comment_input.checked_parts("comments", comments, sources.SYNC_PART)
-    return await sources.sync(source, [c.id for c in comments], parts)
+    counts = await sources.sync(source, [c.id for c in comments], parts)
+    metrics.comments_synced(counts.new, counts.updated, counts.unchanged)
+    return counts
 
 
 async def _authorize_first(chunk: sources_pb2.StreamSyncCommentsRequest) -> sources.Source:

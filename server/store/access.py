@@ -4,7 +4,10 @@ the project the request names in the user's organization, and the user's role in
 Every project-scoped RPC starts with these lookups; one statement instead of three
 (token, project, membership) is most of what a small read RPC costs. An RPC whose
 whole read is one resource of that project can have it read in the same statement
-(`Companion`): one round trip to the database for the call.
+(`Companion`): one round trip to the database for the call. That is the one place where
+the access check carries another resource's SQL, kept for a measured need: on
+PostgreSQL a statement costs about 120 us of the 1 ms a GetDataset takes, and a second
+one would put GetDataset below 0.6 of a Health/Check (`make bench`).
 """
 
 from __future__ import annotations

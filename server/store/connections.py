@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from corrigo.server import metrics, tracing
 from corrigo.server.errors import Unavailable
 
 log = logging.getLogger("corrigo.store")
@@ -94,11 +95,13 @@ class Pool:
         if self._closed:
             raise Unavailable("the server is shutting down; retry on another replica")
         try:
-            async with asyncio.timeout(_wait_limit()):
-                await self._slots.acquire()
+            with metrics.waiting_for_connection():
+                async with asyncio.timeout(_wait_limit()):
+                    await self._slots.acquire()
         except TimeoutError:
             raise Unavailable("no database connection is free; retry shortly") from None
         self.in_use += 1
+        metrics.connection_taken()
         try:
             while self._idle:
                 conn = self._idle.pop()
@@ -109,8 +112,7 @@ class Pool:
             async with asyncio.timeout(_wait_limit()):
                 return await self._opener()
         except BaseException as error:
-            self.in_use -= 1
-            self._slots.release()
+            self._put_back()
             if isinstance(error, Unavailable | asyncio.CancelledError):
                 raise
             if isinstance(error, TimeoutError | OSError):
@@ -147,6 +149,7 @@ class Pool:
 
     def _put_back(self) -> None:
         self.in_use -= 1
+        metrics.connection_given_back()
         self._slots.release()
 
     async def close(self) -> None:
@@ -221,9 +224,10 @@ async def unit(pool: Pool) -> AsyncIterator[Connection]:
 
 
 @contextlib.asynccontextmanager
-async def transaction(pool: Pool, begin: str) -> AsyncIterator[Connection]:
+async def transaction(pool: Pool, begin: str, system: str) -> AsyncIterator[Connection]:
     """A transaction for the block, begun with `begin`: committed when the block ends,
-    rolled back when it raises or is cancelled. Inside another, a savepoint."""
+    rolled back when it raises or is cancelled. Inside another, a savepoint. `system`
+    names the database in its span."""
     current = _current()
     if current is not None and current.in_transaction:
         async with _savepoint(current):
@@ -231,17 +235,21 @@ async def transaction(pool: Pool, begin: str) -> AsyncIterator[Connection]:
         return
     if current is not None:
         raise RuntimeError("a transaction cannot start inside a unit that holds a read")
-    conn = await pool.acquire()
-    token = _held.set(_Held(conn, in_transaction=True, owner=asyncio.current_task()))
-    failed = True
-    try:
-        await conn.execute(begin, ())
-        yield conn
-        await conn.execute("COMMIT", ())
-        failed = False
-    finally:
-        _held.reset(token)
-        pool.release(conn, failed=failed)
+    with tracing.database_span("transaction", {"db.system": system}):
+        conn = await pool.acquire()
+        token = _held.set(_Held(conn, in_transaction=True, owner=asyncio.current_task()))
+        failed = True
+        try:
+            await conn.execute(begin, ())
+            yield conn
+            await conn.execute("COMMIT", ())
+            failed = False
+        except BaseException as error:
+            metrics.transaction_rolled_back(error)
+            raise
+        finally:
+            _held.reset(token)
+            pool.release(conn, failed=failed)
 
 
 @contextlib.asynccontextmanager

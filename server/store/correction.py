@@ -26,6 +26,7 @@ from typing import Any
 
 import peewee
 
+from corrigo.server import metrics
 from corrigo.server.store.database import BaseModel, atomic, database, is_sqlite, utcnow
 from corrigo.server.store.datasets import Dataset
 from corrigo.server.store.document_groups import DocumentGroup, DocumentGroupMember
@@ -229,6 +230,7 @@ async def create(
                     members, [CorrectionCandidate.session, CorrectionCandidate.comment]
                 )
             )
+    metrics.correction_session_entered(Status.Name(Status.CREATED))
     return row
 
 
@@ -318,6 +320,8 @@ async def record(row: CorrectionSession, **fields: Any) -> None:
         document_count=row.document_count,
         at=now,
     )
+    if "status" in fields:
+        metrics.correction_session_entered(Status.Name(Status.ValueType(row.status)))
 
 
 async def release_claims(session_id: int) -> None:

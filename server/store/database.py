@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+import random
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeAlias, TypeVar
 
@@ -20,6 +22,8 @@ import greenlet
 import peewee
 from playhouse.migrations import Runner
 
+from corrigo.server import metrics, tracing
+from corrigo.server.errors import ConcurrentChange
 from corrigo.server.store import connections
 from corrigo.server.store.connections import ConnectionLost, Pool, Result, held, unit
 from corrigo.server.store.integrity import Guard, guarded
@@ -28,11 +32,12 @@ from corrigo.server.store.sqlite import LoopReads, Pace, SqliteConnection
 
 T = TypeVar("T")
 
+log = logging.getLogger("corrigo.store")
+
 # Models bind to this proxy; `connect` points it at the real database.
 database = peewee.DatabaseProxy()
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-DEFAULT_URL = "sqlite:///corrigo.sqlite3"
 # Arbitrary constant key for the PostgreSQL advisory lock that serialises migrations of
 # replicas starting together.
 _MIGRATION_LOCK_KEY = 0x636F7272
@@ -94,6 +99,8 @@ class _Store:
 
     pool: Pool
     begin_statement: str
+    # The database's name in spans (OpenTelemetry's db.system).
+    system: str
     loop_reads: LoopReads | None = None
 
     def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
@@ -135,6 +142,7 @@ class SqliteDatabase(_Store, peewee.SqliteDatabase):
     # wait for a concurrent writer and fails at once with "database is locked", while an
     # immediate one queues behind it.
     begin_statement = "BEGIN IMMEDIATE"
+    system = "sqlite"
 
     def __init__(self, path: str, pool_size: int) -> None:
         super().__init__(path)
@@ -146,6 +154,7 @@ class SqliteDatabase(_Store, peewee.SqliteDatabase):
 
 class PostgresqlDatabase(_Store, peewee.PostgresqlDatabase):
     begin_statement = "BEGIN"
+    system = "postgresql"
 
     def __init__(self, url: str, pool_size: int) -> None:
         super().__init__(url)
@@ -171,18 +180,19 @@ def _is_read(sql: str) -> bool:
 async def execute(sql: str, params: Sequence[Any]) -> Result:
     """Run one statement: on the current unit's connection, or in a unit of its own. A
     read that lost its connection before answering is tried once more on a fresh one."""
-    conn = held()
-    if conn is not None:
-        return await conn.execute(sql, params)
-    pool = _store().pool
-    try:
-        async with unit(pool) as conn:
+    db = _store()
+    with tracing.statement(sql, db.system), metrics.statement():
+        conn = held()
+        if conn is not None:
             return await conn.execute(sql, params)
-    except ConnectionLost:
-        if not _is_read(sql):
-            raise
-    async with unit(pool) as conn:
-        return await conn.execute(sql, params)
+        try:
+            async with unit(db.pool) as conn:
+                return await conn.execute(sql, params)
+        except ConnectionLost:
+            if not _is_read(sql):
+                raise
+        async with unit(db.pool) as conn:
+            return await conn.execute(sql, params)
 
 
 # Typed as Any, as Peewee's models are dynamic: fields add `<name>_id` attributes.
@@ -278,8 +288,30 @@ def atomic(*guards: Guard) -> Any:
     """`async with atomic(*guards):` a write transaction (a savepoint when nested), its
     integrity errors answered as `guards` declare (see `integrity`)."""
     db = _store()
-    block = connections.transaction(db.pool, db.begin_statement)
+    block = connections.transaction(db.pool, db.begin_statement, db.system)
     return guarded(guards, block) if guards else block
+
+
+# How many times a transaction that conflicted with a concurrent one is tried in all.
+ATTEMPTS = 5
+
+
+async def retried(
+    transaction: Callable[[], Awaitable[T]],
+    conflicts: tuple[type[BaseException], ...] = (ConcurrentChange,),
+) -> T:
+    """Run `transaction` (a whole transaction), again after one of `conflicts` (on
+    PostgreSQL a deadlock or serialization failure rolls one of two transactions back),
+    waiting a little longer each time."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await transaction()
+        except conflicts as error:
+            if attempt == ATTEMPTS:
+                raise
+            log.info("retrying after a conflict (attempt %d): %r", attempt, error)
+            await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)
+    raise AssertionError("unreachable")
 
 
 class Sql:
@@ -304,7 +336,8 @@ async def fetch(statement: Sql, params: Sequence[Any]) -> list[Any]:
     db = _store()
     sql = statement.render(db)
     if db.loop_reads is not None and held() is None:
-        rows = db.loop_reads.rows(sql, params)
+        with tracing.statement(sql, db.system), metrics.statement():
+            rows = db.loop_reads.rows(sql, params)
         if rows is not None:
             return rows
     return (await execute(sql, params)).rows
@@ -316,7 +349,8 @@ async def read_page(statement: Sql, params: Sequence[Any], pace: Pace) -> list[A
     db = _store()
     sql = statement.render(db)
     if db.loop_reads is not None and held() is None and not pace.slow:
-        rows = await db.loop_reads.page(sql, params, pace)
+        with tracing.statement(sql, db.system), metrics.statement():
+            rows = await db.loop_reads.page(sql, params, pace)
         if rows is not None:
             return rows
     return (await execute(sql, params)).rows

@@ -23,6 +23,7 @@ from corrigo.server.store.database import (
     database,
     fetch,
     is_sqlite,
+    retried,
     utcnow,
 )
 from corrigo.server.store.integrity import Refers, Unique
@@ -292,9 +293,14 @@ async def update_dataset(
 
 async def delete_dataset(dataset: Dataset) -> None:
     """The dataset; its links, taxonomy, labellings, models, versions, predictions and
-    tags go by cascade in the same transaction."""
-    async with atomic():
-        await database.aexecute(Dataset.delete().where(Dataset.id == dataset.id))
+    tags go by cascade in the same transaction (again when it conflicted with a
+    correction session's work on the same rows)."""
+
+    async def delete() -> None:
+        async with atomic():
+            await database.aexecute(Dataset.delete().where(Dataset.id == dataset.id))
+
+    await retried(delete)
 
 
 # One row of NULLs for a dataset without sources, none for a dataset that is gone.

@@ -12,9 +12,7 @@ on the session back this up; a conflict or a serialization failure is retried.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import random
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -22,8 +20,8 @@ from typing import Any, TypeVar
 
 import peewee
 
-from corrigo.server.errors import NotFound
-from corrigo.server.store.database import BaseModel, atomic, database, is_sqlite, utcnow
+from corrigo.server.errors import ConcurrentChange, NotFound
+from corrigo.server.store.database import BaseModel, atomic, database, is_sqlite, retried, utcnow
 from corrigo.server.store.identity import Organization
 from corrigo.server.store.integrity import Refers
 from corrigo.server.store.practice_sessions import PracticeEvent, PracticeSession
@@ -36,7 +34,6 @@ T = TypeVar("T")
 
 # Conflicts are rare (the state row lock serialises writers); a few retries with jitter
 # absorb the ones that happen, such as a deadlock victim or a racing first insert.
-_ATTEMPTS = 5
 
 
 class ImprovementBatch(BaseModel):
@@ -74,17 +71,9 @@ class Scheduled:
 
 
 async def _retrying(operation: Callable[[], Awaitable[T]]) -> T:
-    """Run `operation` (one transaction), again on a unique-constraint conflict or a
-    PostgreSQL serialization failure / deadlock (both raised as OperationalError)."""
-    for attempt in range(1, _ATTEMPTS + 1):
-        try:
-            return await operation()
-        except (peewee.IntegrityError, peewee.OperationalError) as err:
-            if attempt == _ATTEMPTS:
-                raise
-            log.info("retrying after a write conflict (attempt %d): %s", attempt, err)
-            await asyncio.sleep(random.uniform(0.005, 0.02) * attempt)
-    raise AssertionError("unreachable")
+    """Run `operation` (one transaction), again on a unique-constraint conflict (two
+    batches numbered at once) or a conflict with a concurrent transaction."""
+    return await retried(operation, (peewee.IntegrityError, ConcurrentChange))
 
 
 async def _lock_state(org_id: int) -> ImprovementState:

@@ -13,10 +13,9 @@ from typing import Any
 import asyncpg
 import peewee
 
-from corrigo.server.errors import Aborted, StorageFull, Unavailable, unstorable_value
+from corrigo.server.errors import ConcurrentChange, StorageFull, Unavailable, unstorable_value
 from corrigo.server.store.connections import ConnectionLost, Result, log
 from corrigo.server.store.integrity import Kind, Violation, postgres_columns
-from corrigo.v1 import errors_pb2
 
 # Errors that leave the connection unusable: it is discarded.
 _CONNECTION_ERRORS = (
@@ -29,17 +28,6 @@ _CONNECTION_ERRORS = (
 _PLACEHOLDER = re.compile(r"%s")
 # Statements whose rows are answered (the rest answer a command status with a count).
 _ROWS_HEADS = ("SELECT", "WITH", "VALUES", "SHOW")
-
-
-class Conflict(Aborted, peewee.OperationalError):
-    """A serialization failure or deadlock: the transaction was rolled back and may be
-    retried. ABORTED to a client; the store's own retries catch it as OperationalError."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "a concurrent write conflicted with this one; retry",
-            reason=errors_pb2.CONCURRENT_CHANGE,
-        )
 
 
 def translated(error: Exception) -> Exception:
@@ -62,7 +50,7 @@ def translated(error: Exception) -> Exception:
         return Unavailable("the database is starting, stopping or busy; retry shortly")
     if isinstance(error, asyncpg.exceptions.TransactionRollbackError):
         log.info("a transaction was rolled back by a concurrent one: %s", error)
-        return Conflict()
+        return ConcurrentChange()
     return peewee.DatabaseError(*error.args)
 
 

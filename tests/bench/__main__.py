@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,17 @@ def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> d
         figures["health"] = middle.health.__dict__
         figures["unary_ratio"] = middle.ratio
         figures["unary_ratio_runs"] = [r.ratio for r in rounds]
+
+        print(f"[{name}] GetDataset with metrics off and on ...", flush=True)
+        overhead = measure.metrics_overhead(prepared, url, sizes)
+        figures["metrics_off_qps_runs"] = overhead.off_qps
+        figures["metrics_on_qps_runs"] = overhead.on_qps
+        figures["metrics_off_cpu_us_per_call"] = statistics.median(overhead.off_cpu_us)
+        figures["metrics_on_cpu_us_per_call"] = statistics.median(overhead.on_cpu_us)
+        figures["metrics_on_off_ratio"] = overhead.ratio
+        figures["metrics_on_off_ratio_runs"] = overhead.ratios
+        figures["metrics_calls"] = overhead.calls
+        figures["metrics_counted_calls"] = overhead.counted
 
         print(f"[{name}] ingest, batches ...", flush=True)
         syncs = []

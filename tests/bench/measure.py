@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
+import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2
+from prometheus_client.parser import text_string_to_metric_families
 
 from corrigo.v1 import datasets_pb2, improvement_pb2, sources_pb2
 from tests.bench import corpus, raw
 from tests.bench.memory import Growth
 from tests.bench.prepare import DATASET, OWNER, Prepared
 from tests.bench.sizes import Sizes
+from tests.processes import ServerProcess, free_port
 
 
 @dataclass
@@ -171,6 +176,81 @@ def unary_load(prepared: Prepared, sizes: Sizes) -> list[UnaryRound]:
         )
         for _ in range(sizes.ratio_rounds)
     ]
+
+
+@dataclass
+class MetricsOverhead:
+    """GetDataset under load on a server without metrics and on one with them, in
+    rounds side by side; and what the second one's /metrics counted."""
+
+    off_qps: list[float]
+    on_qps: list[float]
+    # The server process's CPU time per call (user + system), a figure that other load on
+    # the machine disturbs far less than the rate.
+    off_cpu_us: list[float]
+    on_cpu_us: list[float]
+    calls: int
+    counted: float
+
+    @property
+    def ratios(self) -> list[float]:
+        return [on / off for on, off in zip(self.on_qps, self.off_qps, strict=True)]
+
+    @property
+    def ratio(self) -> float:
+        """The median round's on / off (the upper one of an even count)."""
+        return sorted(self.ratios)[len(self.ratios) // 2]
+
+
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _handled_get_dataset(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if (
+                sample.name == "grpc_server_handled_total"
+                and sample.labels.get("grpc_method") == "GetDataset"
+                and sample.labels.get("grpc_code") == "OK"
+            ):
+                return float(sample.value)
+    return 0.0
+
+
+def metrics_overhead(prepared: Prepared, url: str, sizes: Sizes) -> MetricsOverhead:
+    """The cost of `--metrics-listen`: a second server on the same database with metrics
+    on; GetDataset QPS on each in turns (which goes first alternates per round)."""
+    port = free_port()
+    log = prepared.server.log_path.with_name("server-metrics.log")
+    measured = ServerProcess(url, log, extra=["--metrics-listen", f"127.0.0.1:{port}"], grace=2)
+    get = datasets_pb2.GetDatasetRequest(owner=OWNER, name=DATASET).SerializeToString()
+    figures: dict[bool, tuple[list[float], list[float]]] = {False: ([], []), True: ([], [])}
+    calls = 0
+    try:
+        measured.wait_serving()
+        for number in range(sizes.ratio_rounds):
+            turns = [(prepared.server, False), (measured, True)]
+            for server, metrics_on in turns if number % 2 == 0 else reversed(turns):
+                began = cpu_seconds(server.process.pid)
+                load = asyncio.run(
+                    _load(server.target, raw.GET_DATASET, get, prepared.metadata, sizes)
+                )
+                spent = cpu_seconds(server.process.pid) - began
+                qps, cpu_us = figures[metrics_on]
+                qps.append(load.qps)
+                # _load's warm-up calls, then the measured ones.
+                cpu_us.append(spent * 1e6 / (sizes.concurrency + load.calls))
+            calls += sizes.concurrency + load.calls
+        counted = _handled_get_dataset(port)
+    finally:
+        measured.stop()
+    (off, off_cpu), (on, on_cpu) = figures[False], figures[True]
+    return MetricsOverhead(off, on, off_cpu, on_cpu, calls, counted)
 
 
 def median_round(rounds: list[UnaryRound]) -> UnaryRound:

@@ -42,6 +42,21 @@ ROWS: list[Row] = [
     ),
     ("Health/Check QPS, same round", lambda f: _n(f["health"]["qps"]), "reported"),
     ("GetDataset / Health, median of rounds", lambda f: f"{f['unary_ratio']:.2f}", ">= 0.6"),
+    (
+        "GetDataset QPS, metrics off / on, median round",
+        lambda f: _metrics_round(f),
+        "reported",
+    ),
+    (
+        "GetDataset metrics on / off, median of rounds",
+        lambda f: f"{f['metrics_on_off_ratio']:.2f}",
+        ">= 0.95",
+    ),
+    (
+        "GetDataset server CPU per call, metrics off / on (us)",
+        lambda f: f"{f['metrics_off_cpu_us_per_call']:.0f} / {f['metrics_on_cpu_us_per_call']:.0f}",
+        "reported",
+    ),
     ("SyncComments, 1,000 a call (comments/s)", lambda f: _n(f["ingest_sync_cps"]), ">= 20,000"),
     (
         "StreamSyncComments, 4,096 a chunk (comments/s)",
@@ -56,6 +71,13 @@ ROWS: list[Row] = [
     ("server RSS growth, whole stream (MiB)", lambda f: f"{f['memory_growth_mib']:.1f}", "<= 64"),
     ("StreamBatchSessions (sessions/s)", lambda f: _n(f["batch_sessions_ps"]), "reported"),
 ]
+
+
+def _metrics_round(figures: dict[str, Any]) -> str:
+    ratios = figures["metrics_on_off_ratio_runs"]
+    middle = ratios.index(figures["metrics_on_off_ratio"])
+    off, on = figures["metrics_off_qps_runs"][middle], figures["metrics_on_qps_runs"][middle]
+    return f"{_n(off)} / {_n(on)}"
 
 
 def table(results: dict[str, Any]) -> str:
@@ -128,6 +150,11 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
         for count, events in zip(figures["batch_sessions"], figures["batch_events"], strict=True):
             if count != sizes.sessions or events != sizes.sessions * sizes.events:
                 found.append(f"{name}: a batch stream read {count} sessions, {events} events")
+        if figures["metrics_counted_calls"] != figures["metrics_calls"]:
+            found.append(
+                f"{name}: /metrics counted {figures['metrics_counted_calls']} GetDataset calls "
+                f"of {figures['metrics_calls']}"
+            )
         if not figures["limit_page_matches"]:
             found.append(f"{name}: the limit's first page differs from the server's")
     return found

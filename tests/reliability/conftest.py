@@ -29,11 +29,21 @@ class Served:
 
 
 @pytest.fixture
-def served(scratch_db: str, tmp_path: Path) -> Iterator[Served]:
+def log_format() -> str:
+    """The served server's --log-format (a test parametrizes it to try both)."""
+    return "text"
+
+
+@pytest.fixture
+def served(scratch_db: str, tmp_path: Path, log_format: str) -> Iterator[Served]:
     """`corrigo serve` on a scratch database, with a bootstrapped organization."""
     org = f"rel-{uuid.uuid4().hex[:8]}"
     token = bootstrap(scratch_db, org, f"admin@{org}.test")
-    server = ServerProcess(scratch_db, tmp_path / "server.log", extra=["--log-level", "DEBUG"])
+    server = ServerProcess(
+        scratch_db,
+        tmp_path / "server.log",
+        extra=["--log-level", "DEBUG", "--log-format", log_format],
+    )
     try:
         server.wait_serving()
         yield Served(server, token, org, scratch_db)

@@ -1,5 +1,5 @@
 """Figures the reliability tests measure, collected into .build/reliability/*.json and
-rendered into README's Reliability section by `make reliability`."""
+rendered into the table of tests/reliability/README.md by `make reliability`."""
 
 from __future__ import annotations
 
@@ -154,4 +154,4 @@ def write_readme(readme: Path) -> None:
 
 
 if __name__ == "__main__":
-    write_readme(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("README.md"))
+    write_readme(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("tests/reliability/README.md"))

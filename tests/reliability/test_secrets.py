@@ -4,6 +4,7 @@ unexpected database failure answers INTERNAL with an id, never SQL or a stack.""
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 
 import grpc
@@ -29,8 +30,9 @@ def _sql(url: str, statement: str) -> list[tuple[object, ...]]:
     return rows
 
 
+@pytest.mark.parametrize("log_format", ["text", "json"])
 def test_tokens_never_reach_logs_or_messages_and_are_stored_hashed(
-    served: Served, backend: str
+    served: Served, backend: str, log_format: str
 ) -> None:
     target = served.server.target
     messages: list[str] = []
@@ -52,6 +54,8 @@ def test_tokens_never_reach_logs_or_messages_and_are_stored_hashed(
             assert err.value.code == grpc.StatusCode.UNAUTHENTICATED
             messages.append(err.value.message)
     log = served.server.log()
+    if log_format == "json":
+        _check_json_lines(log)
     secrets = [served.token, created.token, *attempts]
     for secret in secrets:
         # The secret part whole: token_urlsafe may itself hold "_", and a short fragment
@@ -67,6 +71,18 @@ def test_tokens_never_reach_logs_or_messages_and_are_stored_hashed(
         assert secret_part not in dumped
         assert (int(token_id_text), hashlib.sha256(secret_part.encode()).hexdigest()) in stored
     report.record("secrets", backend, calls=3 + len(attempts) + 1)
+
+
+def _check_json_lines(log: str) -> None:
+    """Every line is one JSON object; access lines carry the call's fields."""
+    lines = [json.loads(line) for line in log.splitlines()]
+    assert lines and all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    access = [line for line in lines if line["logger"] == "corrigo.access"]
+    fields = {"method", "code", "duration_ms", "principal", "peer", "trace_id"}
+    assert access and all(fields <= set(line) for line in access)
+    codes = {(line["method"], line["code"]) for line in access}
+    assert ("/corrigo.v1.AdminService/WhoAmI", "OK") in codes
+    assert ("/corrigo.v1.AdminService/WhoAmI", "UNAUTHENTICATED") in codes
 
 
 def test_database_failure_answers_internal_without_sql_or_stack(

@@ -1,0 +1,50 @@
+"""The server's log lines: text (the default) or one JSON object per line.
+
+A JSON line holds time (ISO 8601, UTC), level, logger and message; an access line
+(server/interceptors.py) adds method, code, duration_ms, principal, peer and trace_id;
+a line logged with an exception adds it as `exception`. Log shippers parse them as they
+are. No token is ever logged, in either format.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+from typing import Any
+
+from corrigo.server import tracing
+
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        access = getattr(record, "access", None)
+        if isinstance(access, dict):
+            line.update(access)
+        else:
+            trace_id = tracing.trace_id()
+            if trace_id:
+                line["trace_id"] = trace_id
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            line["exception"] = record.exc_text
+        return json.dumps(line, ensure_ascii=False, default=str)
+
+
+def configure(level: str, log_format: str) -> None:
+    """Log to stderr at `level`, as `log_format` says (text or json)."""
+    handler = logging.StreamHandler()
+    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(formatter)
+    logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -50,6 +50,8 @@ def _env(name: str, default: str | None = None) -> str | None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The server's flags. Environment values are given as string defaults, which argparse
+    converts like the flags themselves: a bad one is a usage error naming the flag."""
     parser.add_argument(
         "--listen",
         default=_env("LISTEN", DEFAULT_LISTEN),
@@ -65,21 +67,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--grace",
         type=float,
-        default=float(_env("GRACE_SECONDS", "10") or 10),
+        default=_env("GRACE_SECONDS", "10"),
         help="seconds in-flight calls get on SIGTERM/SIGINT (env CORRIGO_GRACE_SECONDS; "
         "default %(default)s)",
     )
     parser.add_argument(
         "--max-message-bytes",
         type=int,
-        default=int(_env("MAX_MESSAGE_BYTES", str(DEFAULT_MAX_MESSAGE_BYTES)) or 0),
+        default=_env("MAX_MESSAGE_BYTES", str(DEFAULT_MAX_MESSAGE_BYTES)),
         help="largest request or response message (env CORRIGO_MAX_MESSAGE_BYTES; "
         "default %(default)s)",
     )
     parser.add_argument(
         "--max-concurrent-rpcs",
         type=int,
-        default=int(_env("MAX_CONCURRENT_RPCS", "0") or 0) or None,
+        default=_env("MAX_CONCURRENT_RPCS", "0"),
         help="calls served at once; more are refused with RESOURCE_EXHAUSTED "
         "(env CORRIGO_MAX_CONCURRENT_RPCS; default unlimited)",
     )
@@ -106,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--readiness-interval",
         type=float,
-        default=float(_env("READINESS_INTERVAL", str(DEFAULT_READINESS_INTERVAL)) or 0),
+        default=_env("READINESS_INTERVAL", str(DEFAULT_READINESS_INTERVAL)),
         help="seconds between the readiness checks of the database (env "
         "CORRIGO_READINESS_INTERVAL; default %(default)s)",
     )
@@ -147,7 +149,7 @@ def from_arguments(args: argparse.Namespace) -> Config:
         tls_key=args.tls_key,
         grace_seconds=args.grace,
         max_message_bytes=args.max_message_bytes,
-        max_concurrent_rpcs=args.max_concurrent_rpcs,
+        max_concurrent_rpcs=args.max_concurrent_rpcs or None,
         log_level=args.log_level,
         log_format=args.log_format,
         metrics_listen=args.metrics_listen,

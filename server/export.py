@@ -5,7 +5,8 @@ a keyset position; `Export.page` reads one page in one query and assembles its
 messages from stored bytes (see `wire`). The unary and the streaming export share it,
 and their continuations are interchangeable.
 
-A continuation carries [export start, model version, sort key, comment id] and is
+A continuation carries [move clock at the export's start, model version, sort key,
+comment id] and is
 bound (`pagination.fingerprint`) to the organization, the dataset (its internal id, so a
 re-created dataset of the same name refuses it) and every filter of the request.
 """
@@ -20,7 +21,6 @@ from dataclasses import dataclass, replace
 from corrigo.server import auth, metrics, pagination, wire
 from corrigo.server.store import datasets, models
 from corrigo.server.store import export as store
-from corrigo.server.store.database import utcnow
 from corrigo.server.store.sources import micros
 from corrigo.server.uids import split_uid
 from corrigo.server.validation import Violations
@@ -91,7 +91,7 @@ class Export:
                 if after is None:
                     yield comments, ""
                     return
-                position = [self.query.started_us, self.query.version_id or 0, *after]
+                position = [self.query.moves_until, self.query.version_id or 0, *after]
                 yield comments, pagination.issue(self.token_query, position)
         finally:
             await read.aclose()
@@ -101,7 +101,7 @@ class Export:
         if len(rows) <= taken:
             return comments, "", None
         last_id, last_key = rows[taken - 1][0], rows[taken - 1][1]
-        position = [self.query.started_us, self.query.version_id or 0, last_key, last_id]
+        position = [self.query.moves_until, self.query.version_id or 0, last_key, last_id]
         continuation = pagination.issue(self.token_query, position)
         return comments, continuation, replace(self, after=(last_key, last_id))
 
@@ -277,7 +277,8 @@ async def plan(request: AnyExportRequest) -> Export:
     checks.name("name", request.name)
     checks.raise_if_any()
     project = auth.project()
-    dataset_id, in_dataset = datasets.sources_read(project, request.name, auth.companion_rows())
+    read = datasets.sources_read(project, request.name, auth.companion_rows())
+    dataset_id, in_dataset = read.dataset_id, read.sources
     for i, source_id in enumerate(request.source_ids):
         checks.check(
             source_id in in_dataset,
@@ -303,13 +304,13 @@ async def plan(request: AnyExportRequest) -> Export:
         f"{_METHOD}#{dataset_id}", project.organization_id, bound, ()
     )
     if request.continuation:
-        started_us, version_id, key, comment_id = _position(
+        moves_until, version_id, key, comment_id = _position(
             checks, request.continuation, token_query
         )
         after: tuple[int, int] | None = (key, comment_id)
         version: int | None = version_id or None
     else:
-        started_us, after = micros(utcnow()), None
+        moves_until, after = read.move_clock, None
         version = await _version_id(dataset_id, request)
 
     by_uid: dict[int, list[str]] | None = None
@@ -329,7 +330,7 @@ async def plan(request: AnyExportRequest) -> Export:
         from_us=from_us,
         to_us=to_us,
         uids=by_uid,
-        started_us=started_us,
+        moves_until=moves_until,
         version_id=version,
     )
     return Export(query, token_query, after, request.limit or DEFAULT_LIMIT)

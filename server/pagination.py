@@ -114,13 +114,15 @@ def read(token: str, query: bytes, field: str) -> list[Any]:
 def page(
     request: Message, checks: Violations, *, default: int = 100, maximum: int = 1000
 ) -> IdPager:
-    """Keyset paging by id for the list RPC being served, bound to its method and the
-    caller's organization."""
+    """Keyset paging by id for the list RPC being served, bound to its method, the
+    caller's organization and the project the request names (its id: a project created
+    again under the same name refuses the old one's tokens)."""
     from corrigo.server import auth  # auth's store imports must not load before pagination
 
     call = auth.current()
+    project = f"#{call.project.id}" if call.project is not None else ""
     return IdPager(
-        call.method,
+        call.method + project,
         call.principal.organization_id,
         request,
         checks,
@@ -150,6 +152,11 @@ class IdPager:
             maximum=maximum,
         )
         self.token: str = request.page_token  # type: ignore[attr-defined]
+
+    def bind(self, identity: int) -> None:
+        """Bind the tokens to a resource the request names (its internal id, never
+        reused), before the first `after` or `finish`."""
+        self.query = hashlib.sha256(self.query + b"#%d" % identity).digest()[:16]
 
     def after(self) -> int:
         """The id the page starts after; 0 for the first page."""

@@ -152,10 +152,9 @@ RULES: dict[str, Rule] = {
     _SESSIONS + "RecordResponse": project(Permission.PRACTICE),
     _SESSIONS + "AppendEvents": project(Permission.PRACTICE),
     _SESSIONS + "ListEvents": project(Permission.PRACTICE),
-    # Improvement: the handler lets a session's owner schedule it, or whoever holds
-    # `model_admin` in its project (project or organization admin); to anyone else the
-    # session is NOT_FOUND, as in PracticeSessionService. Pipelines read and release.
-    _IMPROVEMENT + "UseSessionForImprovement": user(),
+    # Improvement: a session is scheduled by whoever may act on it in
+    # PracticeSessionService (`practice_access.own_session`). Pipelines read and release.
+    _IMPROVEMENT + "UseSessionForImprovement": project(Permission.PRACTICE),
     _IMPROVEMENT + "GetBatchSessions": org(Permission.BATCHES),
     _IMPROVEMENT + "StreamBatchSessions": org(Permission.BATCHES),
     _IMPROVEMENT + "ReleaseBatch": org(Permission.BATCHES),

@@ -272,6 +272,16 @@ async def test_serve_exits_at_once_when_it_cannot_listen_or_read_its_database_ur
         assert f"{bad!r} is not a database URL: use sqlite:///PATH or postgresql://" in (
             refused.stderr
         )
+    # A bad number in the environment is a usage error naming the flag, not a traceback.
+    for name, flag in (
+        ("GRACE_SECONDS", "--grace"),
+        ("MAX_CONCURRENT_RPCS", "--max-concurrent-rpcs"),
+    ):
+        bad_env = processes.corrigo("serve", timeout=30, **{f"CORRIGO_{name}": "abc"})
+        assert bad_env.returncode == 2 and "Traceback" not in bad_env.stderr
+        assert bad_env.stderr.splitlines()[-1].startswith(
+            f"corrigo serve: argument {flag}: invalid"
+        )
 
 
 @pytest.mark.postgres

@@ -151,7 +151,7 @@ def test_backfills_top_probabilities_and_labelled_documents(scratch: peewee.Data
     _insert(db, "prediction", version_id=1, comment_id=1, labels=predicted.SerializeToString())
     _insert(db, "prediction", version_id=1, comment_id=2, labels=b"")
 
-    assert runner.up() == ["0020_correction"]
+    assert runner.up(target="0020_correction") == ["0020_correction"]
     tops = db.execute_sql(
         "SELECT comment_id, top_probability FROM prediction ORDER BY comment_id"
     ).fetchall()

@@ -14,7 +14,7 @@ import pytest
 
 from corrigo.client import AsyncClient, CorrigoError
 from corrigo.server.permissions import RULES
-from corrigo.v1 import improvement_pb2, practice_pb2
+from corrigo.v1 import admin_pb2, improvement_pb2, practice_pb2
 from corrigo.v1.admin_pb2 import Member, User
 from corrigo.v1.improvement_pb2 import ImprovementBatch
 from corrigo.v1.practice_pb2 import PracticeEvent, PracticeSession
@@ -87,6 +87,61 @@ async def test_missing_or_invisible_session_is_not_found(org: Org) -> None:
             await use(owner, bad)
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert err.value.fields == ["session_id"]
+
+
+async def _codes(client: AsyncClient, session_id: int) -> tuple[str, str]:
+    """What PracticeSessionService and ImprovementService answer `client` for the
+    session: a status code's name each (OK when the call succeeds)."""
+    codes = []
+    for call in (
+        client.practice.GetPracticeSession(
+            practice_pb2.GetPracticeSessionRequest(session_id=session_id)
+        ),
+        use(client, session_id),
+    ):
+        try:
+            await call
+            codes.append("OK")
+        except CorrigoError as err:
+            codes.append(err.code.name)
+    return codes[0], codes[1]
+
+
+async def test_one_rule_for_who_may_act_on_a_session(org: Org) -> None:
+    """Both services answer every caller alike: the owner while they hold `practice` in
+    the session's project; nobody else, admins included."""
+    project = await org.project()
+    owner_id, owner = await org.member(project.id, Member.ANNOTATOR)
+    _, project_admin = await org.member(project.id, Member.ADMIN)
+    _, colleague = await org.member(project.id, Member.EDITOR)
+    session_id = await chat(owner, project_id=project.id)
+    personal = await chat(owner)
+    for stranger in (project_admin, colleague, org.admin):
+        assert await _codes(stranger, session_id) == ("NOT_FOUND", "NOT_FOUND")
+        assert await _codes(stranger, personal) == ("NOT_FOUND", "NOT_FOUND")
+
+    # Demoted to VIEWER, then removed: refused by both, for the session of the project.
+    for demote in (True, False):
+        if demote:
+            await org.admin.admin.SetMember(
+                admin_pb2.SetMemberRequest(
+                    project_id=project.id, user_id=owner_id, role=Member.VIEWER
+                )
+            )
+        else:
+            await org.admin.admin.RemoveMember(
+                admin_pb2.RemoveMemberRequest(project_id=project.id, user_id=owner_id)
+            )
+        fresh = await chat(org.admin, project_id=project.id)
+        assert await _codes(owner, session_id) == ("PERMISSION_DENIED", "PERMISSION_DENIED")
+        assert await _codes(owner, fresh) == ("NOT_FOUND", "NOT_FOUND")
+    # Their session without a project stays theirs.
+    assert await _codes(owner, personal) == ("OK", "OK")
+    # Back in the project, the session is theirs to act on again.
+    await org.admin.admin.SetMember(
+        admin_pb2.SetMemberRequest(project_id=project.id, user_id=owner_id, role=Member.ANNOTATOR)
+    )
+    assert await _codes(owner, session_id) == ("OK", "OK")
 
 
 @pytest.mark.parametrize(
@@ -263,17 +318,14 @@ async def test_who_may_schedule_read_and_release(org: Org, other_org: Org) -> No
     _, service = await org.user(User.SERVICE)
     session_id = await chat(owner, project_id=project.id)
     personal_id = await chat(owner)
-    with pytest.raises(CorrigoError) as err:
-        await use(colleague, session_id)
-    assert err.value.code == grpc.StatusCode.NOT_FOUND
-    assert (await use(project_admin, session_id)).number == 1
-    with pytest.raises(CorrigoError) as err:
-        await use(project_admin, personal_id)
-    assert err.value.code == grpc.StatusCode.NOT_FOUND
-    assert (await use(org.admin, personal_id)).number == 2
-    with pytest.raises(CorrigoError) as err:
-        await use(other_org.admin, session_id)
-    assert err.value.code == grpc.StatusCode.NOT_FOUND
+    # Scheduling: the owner alone (test_one_rule_for_who_may_act_on_a_session).
+    for client in (colleague, project_admin, org.admin, other_org.admin):
+        for sid in (session_id, personal_id):
+            with pytest.raises(CorrigoError) as err:
+                await use(client, sid)
+            assert err.value.code == grpc.StatusCode.NOT_FOUND
+    assert (await use(owner, session_id)).number == 1
+    assert (await use(owner, personal_id)).number == 2
     # Reading and releasing: service and organization admin roles only.
     for client in (owner, project_admin):
         for call in (

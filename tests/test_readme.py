@@ -27,6 +27,7 @@ from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES
 
 README = Path(__file__).parent.parent / "README.md"
 DOCUMENTED_TARGET = "127.0.0.1:50051"
+REST_SECTION = "\n## REST\n"
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n", re.MULTILINE | re.DOTALL)
 _SKIP = re.compile(r"<!-- readme-test: skip \((.+?)\) -->\s*$")
 
@@ -39,8 +40,13 @@ class Block:
 
 
 def blocks(text: str) -> Iterator[Block]:
-    """The blocks to run, in order: shell and Python ones not marked to skip."""
+    """The blocks to run, in order: shell and Python ones not marked to skip, outside the
+    REST section (tests/rest/test_readme.py runs that one, with the gateway in front)."""
+    rest = text.index(REST_SECTION)
+    rest_end = text.index("\n## ", rest + len(REST_SECTION))
     for match in _FENCE.finditer(text):
+        if rest <= match.start() < rest_end:
+            continue
         language = match.group(1)
         if language not in ("sh", "bash", "python"):
             continue

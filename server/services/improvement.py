@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import grpc
 
 from corrigo.server import auth, pagination
-from corrigo.server.errors import FailedPrecondition, NotFound
-from corrigo.server.permissions import Permission
+from corrigo.server.errors import FailedPrecondition
 from corrigo.server.services import practice_protos as protos
+from corrigo.server.services.practice_access import not_found, own_session
 from corrigo.server.store import improvement, practice_sessions
 from corrigo.server.timestamps import to_proto
 from corrigo.server.validation import Violations
@@ -34,16 +34,6 @@ def batch_proto(row: improvement.ImprovementBatch) -> ImprovementBatch:
         released_at=to_proto(row.released_at),
         release_id=row.release_id or "",
     )
-
-
-async def _may_schedule(session: practice_sessions.PracticeSession) -> bool:
-    """The owner, or whoever administers models in the session's project (project
-    ADMIN, organization admin); a personal session: its owner or an organization admin."""
-    principal = auth.current().principal
-    if session.user_id == principal.user_id:
-        return True
-    granted = await auth.permissions_in(principal, session.project_id)
-    return Permission.MODEL_ADMIN in granted
 
 
 def _page_checks(
@@ -99,16 +89,12 @@ class ImprovementService(improvement_pb2_grpc.ImprovementServiceServicer):
         request: improvement_pb2.UseSessionForImprovementRequest,
         context: grpc.aio.ServicerContext,
     ) -> improvement_pb2.UseSessionForImprovementResponse:
-        checks = Violations()
-        checks.id("session_id", request.session_id)
-        checks.raise_if_any()
+        # Who may act on a practice session: the one rule PracticeSessionService applies.
+        session = await own_session(request.session_id)
         org_id = auth.current().principal.organization_id
-        session = await practice_sessions.get_in_organization(org_id, request.session_id)
-        if session is None or not await _may_schedule(session):
-            raise NotFound(f"practice session {request.session_id} not found")
         logged = await improvement.has_prompt_and_response(session.id)
         if logged is None:
-            raise NotFound(f"practice session {request.session_id} not found")
+            raise not_found("practice session", "session_id", session.id)
         if not logged:
             raise FailedPrecondition(
                 f"practice session {session.id} holds no prompt with its response yet",

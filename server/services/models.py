@@ -90,6 +90,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         page = pagination.page(request, checks, default=100, maximum=1000)
         checks.raise_if_any()
         dataset = await lookups.named_dataset(request.dataset, "dataset")
+        page.bind(dataset.id)
         rows = await models.list_models(dataset.id, page.after(), page.fetch)
         rows, token = page.finish(rows, lambda r: r.id)
         latest = await models.latest_versions([r.id for r in rows])

@@ -32,8 +32,11 @@ async def authorize_scope(project_id: int | None, *, organization_checked: bool)
 
 
 async def own_session(session_id: int) -> practice_sessions.PracticeSession:
-    """One of the caller's sessions, after checking the RPC's permission in its project.
-    Another user's session, or one of another organization, is NOT_FOUND."""
+    """The one rule for who may act on a practice session, in PracticeSessionService and
+    ImprovementService alike: its owner, while they hold the RPC's permission
+    (`practice`) in the session's project (a session without a project: its owner
+    alone). Another user's session, or one of another organization, is NOT_FOUND (also
+    for admins); the owner without the permission in its project is PERMISSION_DENIED."""
     checks = Violations()
     checks.id("session_id", session_id)
     checks.raise_if_any()

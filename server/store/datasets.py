@@ -28,7 +28,7 @@ from corrigo.server.store.database import (
 )
 from corrigo.server.store.integrity import Refers, Unique
 from corrigo.server.store.projects import Membership, Project
-from corrigo.server.store.sources import BytesField, Comment, Source, new_hex_id
+from corrigo.server.store.sources import MOVE_CLOCK_NOW, BytesField, Comment, Source, new_hex_id
 
 
 class Dataset(BaseModel):
@@ -213,8 +213,10 @@ VIEW_WITH_ACCESS = Companion(
     order="ds.position",
 )
 
-# The export's dataset and sources, read with its access check.
-SOURCES_WITH_ACCESS = Companion(columns="d.id, s.hex_id, s.id", joins=_WITH_SOURCES)
+# The export's dataset and sources, and the move clock, read with its access check.
+SOURCES_WITH_ACCESS = Companion(
+    columns=f"d.id, s.hex_id, s.id, {MOVE_CLOCK_NOW}", joins=_WITH_SOURCES
+)
 
 
 def _companion_first(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> Sequence[Any]:
@@ -225,13 +227,26 @@ def _companion_first(project: Project, name: str, rows: Sequence[Sequence[Any]])
     return rows[0]
 
 
-def sources_read(
-    project: Project, name: str, rows: Sequence[Sequence[Any]]
-) -> tuple[int, dict[str, int]]:
-    """The id of the dataset `name` of `project`, and its sources (hex id -> id), from
-    the rows of SOURCES_WITH_ACCESS."""
-    dataset_id = _companion_first(project, name, rows)[0]
-    return dataset_id, {hex_id: source_id for _, hex_id, source_id in rows if hex_id is not None}
+@dataclass(frozen=True)
+class ExportSources:
+    """What an export reads with its access check (SOURCES_WITH_ACCESS)."""
+
+    dataset_id: int
+    # hex id -> internal id
+    sources: dict[str, int]
+    # The move clock's value (`sources.MOVE_CLOCK_NOW`).
+    move_clock: int
+
+
+def sources_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> ExportSources:
+    """The dataset `name` of `project`, its sources and the move clock, from the rows of
+    SOURCES_WITH_ACCESS."""
+    first = _companion_first(project, name, rows)
+    return ExportSources(
+        first[0],
+        {hex_id: source_id for _, hex_id, source_id, _ in rows if hex_id is not None},
+        int(first[3]),
+    )
 
 
 def view_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> DatasetView:

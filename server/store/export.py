@@ -36,9 +36,10 @@ class Query:
     to_us: int | None
     # With comment_uids: source internal id -> comment ids.
     uids: dict[int, list[str]] | None
-    # The export's start: in `timestamp` order, comments whose timestamp a sync changed
-    # after it are left out, so none is returned twice.
-    started_us: int
+    # The move clock's value when the export started: in `timestamp` order, the
+    # comments stamped later (moved by a sync that committed after the start) are left
+    # out, so none is returned twice.
+    moves_until: int
     # The model version whose predictions to include (internal id), if any.
     version_id: int | None
 
@@ -74,9 +75,9 @@ def _conditions(out: _Statement, query: Query, after: tuple[int, int] | None) ->
     if query.to_us is not None:
         out.add(f"AND {key} <= ?", query.to_us)
     if not query.by_created:
-        # Comments whose timestamp a sync moved after the export began are left out, so
-        # none is returned twice.
-        out.add("AND (c.ts_moved_us IS NULL OR c.ts_moved_us <= ?)", query.started_us)
+        # Comments moved by a sync that committed after the export began are left out,
+        # so none is returned twice.
+        out.add("AND (c.ts_moved_us IS NULL OR c.ts_moved_us <= ?)", query.moves_until)
 
 
 def _sources(out: _Statement, query: Query) -> None:

@@ -220,13 +220,6 @@ async def get_owned(org_id: int, user_id: int, session_id: int) -> PracticeSessi
     return row
 
 
-async def get_in_organization(org_id: int, session_id: int) -> PracticeSession | None:
-    row: PracticeSession | None = await PracticeSession.aget_or_none(
-        PracticeSession.id == session_id, PracticeSession.organization == org_id
-    )
-    return row
-
-
 async def get_many(session_ids: Collection[int]) -> list[PracticeSession]:
     if not session_ids:
         return []

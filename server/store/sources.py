@@ -30,6 +30,7 @@ from corrigo.server.store.database import (
     atomic,
     database,
     fetch,
+    is_sqlite,
     utcnow,
 )
 from corrigo.server.store.integrity import Refers, Unique, written
@@ -69,9 +70,11 @@ class Comment(BaseModel):
     id = peewee.BigAutoField()
     source = peewee.ForeignKeyField(Source, on_delete="CASCADE", index=False)
     comment_id = peewee.CharField(max_length=256)
-    # `timestamp`, `created_at`, and when a sync last changed `timestamp` (null if never).
+    # `timestamp` and `created_at`, in microseconds since the epoch.
     ts_us = peewee.BigIntegerField()
     created_us = peewee.BigIntegerField()
+    # The move clock's value (`MOVE_CLOCK`) of the sync that last changed `timestamp`
+    # (null if none did).
     ts_moved_us = peewee.BigIntegerField(null=True)
     # Of the synced fields only: tells an unchanged re-sync from an update.
     content_hash = peewee.CharField(max_length=32)
@@ -212,6 +215,17 @@ def _marks(count: int, width: int) -> str:
 # checked and prepared.
 SYNC_PART = 256
 
+# The move clock (migration 0030) advanced by a sync that moved comments, as its last
+# write: the row stays locked until the sync commits (PostgreSQL's row lock, SQLite's
+# write lock), so its values are ordered as the syncs commit. Each value is at least
+# the time it is taken, in microseconds since the epoch (`?`, twice).
+MOVE_CLOCK = Sql(
+    "UPDATE move_clock SET value = CASE WHEN value + 1 > ? THEN value + 1 ELSE ? END "
+    "WHERE id = 1 RETURNING value"
+)
+# What the clock last committed: an export leaves out the comments stamped later.
+MOVE_CLOCK_NOW = "(SELECT mc.value FROM move_clock AS mc WHERE mc.id = 1)"
+
 
 async def sync(
     source: Source, ids: Sequence[str], parts: Iterable[Sequence[CommentProto]]
@@ -223,13 +237,21 @@ async def sync(
     the read runs while the first part is checked, each upsert while the next part is
     checked and its rows prepared, all on the transaction's connection. (The statements
     are written out: Peewee renders a thousand-row insert slower than the database runs
-    it.)"""
+    it.) The comments whose `timestamp` changed are stamped last with the move clock's
+    next value, so that an export that started before this sync commits leaves them
+    out (`export.Query.moves_until`)."""
     now_us = micros(utcnow())
     counts = {"new": 0, "updated": 0, "unchanged": 0}
+    moved: list[str] = []
     bodies = _Bodies(source.hex_id, now_us)
+    # Locked on PostgreSQL as the upsert will lock them (a lock that labellings' and
+    # predictions' foreign keys do not wait for), so that no concurrent sync moves a
+    # comment unseen between this read and the upsert (on SQLite the transaction holds
+    # the write lock).
     lookup = Sql(
         "SELECT comment_id, content_hash, ts_us, created_us, ts_moved_us FROM comment "
         f"WHERE source_id = ? AND comment_id IN ({', '.join('?' * len(ids))})"
+        + ("" if is_sqlite() else " FOR NO KEY UPDATE")
     )
     async with atomic(source_ref(source)), Overlapped() as overlapped:
         await overlapped.start(lookup, [source.id, *ids])
@@ -254,7 +276,7 @@ async def sync(
                     counts["updated"] += 1
                     old_ts, created_us, moved_us = known[1], known[2], known[3]
                     if old_ts != ts_us:
-                        moved_us = now_us
+                        moved.append(comment_id)
                 params += (
                     source.id,
                     comment_id,
@@ -268,8 +290,23 @@ async def sync(
             if params:
                 await overlapped.start(_upsert(len(params) // 7), params)
         await overlapped.result()
+        if moved:
+            await _stamp_moves(overlapped, source.id, moved)
     statistics.comments_inserted(counts["new"])
     return SyncCounts(**counts)
+
+
+async def _stamp_moves(overlapped: Overlapped, source_id: int, comment_ids: Sequence[str]) -> None:
+    """Advance the move clock and stamp the moved comments, in the sync's transaction."""
+    floor = micros(utcnow())
+    await overlapped.start(MOVE_CLOCK, (floor, floor))
+    stamp = (await overlapped.result())[0][0]
+    stamps = Sql(
+        "UPDATE comment SET ts_moved_us = ? WHERE source_id = ? "
+        f"AND comment_id IN ({', '.join('?' * len(comment_ids))})"
+    )
+    await overlapped.start(stamps, [stamp, source_id, *comment_ids])
+    await overlapped.result()
 
 
 @functools.lru_cache(maxsize=16)

@@ -240,14 +240,21 @@ class DatasetServiceServicer:
 
         Consistency, for paged and streamed exports alike: a continuation is a keyset
         position (the sort key and the comment's immutable internal id), never an offset,
-        and it fixes the export's start time and model version. Every comment that exists
-        when the export starts is returned exactly once, unless it is deleted, or a sync
-        changes its `timestamp` (in `timestamp` order only), before the export reaches
-        it: then it is returned at most once. A comment created during the export is
-        returned at most once. So no comment is ever repeated, and with `order_by:
-        created_at` (whose key never changes) none that existed at the start is skipped.
-        Each comment is returned with its content, labels and predictions as they are when
-        its page is read.
+        and it fixes the export's start and model version. Every comment that exists when
+        the export starts is returned exactly once, unless it is deleted, or a sync changes
+        its `timestamp` (in `timestamp` order only), before the export reaches it: then it
+        is returned at most once. A comment created during the export is returned at most
+        once. So no comment is ever repeated, whatever commits when: a sync that changes
+        `timestamp`s stamps the comments it moved with the database's move clock as it
+        commits, and the export leaves out the comments moved by syncs that committed
+        after it started (even those that started before it). With `order_by: created_at`
+        (whose key never changes) none that existed at the start is skipped. Each comment
+        is returned with its content, labels and predictions as they are when its page is
+        read. (A comment deleted during the export and synced again under its id is a new
+        comment, with a new internal id and `created_at`: it may be returned besides the
+        deleted one.) A continuation is bound to the dataset's internal id, which is never
+        reused: a dataset deleted and created again under the same name refuses its
+        predecessor's continuations (INVALID_ARGUMENT, reason PAGE_TOKEN_INVALID).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -102,14 +102,21 @@ class DatasetServiceStub:
 
     Consistency, for paged and streamed exports alike: a continuation is a keyset
     position (the sort key and the comment's immutable internal id), never an offset,
-    and it fixes the export's start time and model version. Every comment that exists
-    when the export starts is returned exactly once, unless it is deleted, or a sync
-    changes its `timestamp` (in `timestamp` order only), before the export reaches
-    it: then it is returned at most once. A comment created during the export is
-    returned at most once. So no comment is ever repeated, and with `order_by:
-    created_at` (whose key never changes) none that existed at the start is skipped.
-    Each comment is returned with its content, labels and predictions as they are when
-    its page is read.
+    and it fixes the export's start and model version. Every comment that exists when
+    the export starts is returned exactly once, unless it is deleted, or a sync changes
+    its `timestamp` (in `timestamp` order only), before the export reaches it: then it
+    is returned at most once. A comment created during the export is returned at most
+    once. So no comment is ever repeated, whatever commits when: a sync that changes
+    `timestamp`s stamps the comments it moved with the database's move clock as it
+    commits, and the export leaves out the comments moved by syncs that committed
+    after it started (even those that started before it). With `order_by: created_at`
+    (whose key never changes) none that existed at the start is skipped. Each comment
+    is returned with its content, labels and predictions as they are when its page is
+    read. (A comment deleted during the export and synced again under its id is a new
+    comment, with a new internal id and `created_at`: it may be returned besides the
+    deleted one.) A continuation is bound to the dataset's internal id, which is never
+    reused: a dataset deleted and created again under the same name refuses its
+    predecessor's continuations (INVALID_ARGUMENT, reason PAGE_TOKEN_INVALID).
     """
     StreamExportDataset: _grpc.UnaryStreamMultiCallable[_datasets_pb2.StreamExportDatasetRequest, _datasets_pb2.StreamExportDatasetResponse]
     """The same export as a server stream of pages: each message holds up to `limit`
@@ -193,14 +200,21 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
 
     Consistency, for paged and streamed exports alike: a continuation is a keyset
     position (the sort key and the comment's immutable internal id), never an offset,
-    and it fixes the export's start time and model version. Every comment that exists
-    when the export starts is returned exactly once, unless it is deleted, or a sync
-    changes its `timestamp` (in `timestamp` order only), before the export reaches
-    it: then it is returned at most once. A comment created during the export is
-    returned at most once. So no comment is ever repeated, and with `order_by:
-    created_at` (whose key never changes) none that existed at the start is skipped.
-    Each comment is returned with its content, labels and predictions as they are when
-    its page is read.
+    and it fixes the export's start and model version. Every comment that exists when
+    the export starts is returned exactly once, unless it is deleted, or a sync changes
+    its `timestamp` (in `timestamp` order only), before the export reaches it: then it
+    is returned at most once. A comment created during the export is returned at most
+    once. So no comment is ever repeated, whatever commits when: a sync that changes
+    `timestamp`s stamps the comments it moved with the database's move clock as it
+    commits, and the export leaves out the comments moved by syncs that committed
+    after it started (even those that started before it). With `order_by: created_at`
+    (whose key never changes) none that existed at the start is skipped. Each comment
+    is returned with its content, labels and predictions as they are when its page is
+    read. (A comment deleted during the export and synced again under its id is a new
+    comment, with a new internal id and `created_at`: it may be returned besides the
+    deleted one.) A continuation is bound to the dataset's internal id, which is never
+    reused: a dataset deleted and created again under the same name refuses its
+    predecessor's continuations (INVALID_ARGUMENT, reason PAGE_TOKEN_INVALID).
     """
     StreamExportDataset: _aio.UnaryStreamMultiCallable[_datasets_pb2.StreamExportDatasetRequest, _datasets_pb2.StreamExportDatasetResponse]  # type: ignore[assignment]
     """The same export as a server stream of pages: each message holds up to `limit`
@@ -353,14 +367,21 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
 
         Consistency, for paged and streamed exports alike: a continuation is a keyset
         position (the sort key and the comment's immutable internal id), never an offset,
-        and it fixes the export's start time and model version. Every comment that exists
-        when the export starts is returned exactly once, unless it is deleted, or a sync
-        changes its `timestamp` (in `timestamp` order only), before the export reaches
-        it: then it is returned at most once. A comment created during the export is
-        returned at most once. So no comment is ever repeated, and with `order_by:
-        created_at` (whose key never changes) none that existed at the start is skipped.
-        Each comment is returned with its content, labels and predictions as they are when
-        its page is read.
+        and it fixes the export's start and model version. Every comment that exists when
+        the export starts is returned exactly once, unless it is deleted, or a sync changes
+        its `timestamp` (in `timestamp` order only), before the export reaches it: then it
+        is returned at most once. A comment created during the export is returned at most
+        once. So no comment is ever repeated, whatever commits when: a sync that changes
+        `timestamp`s stamps the comments it moved with the database's move clock as it
+        commits, and the export leaves out the comments moved by syncs that committed
+        after it started (even those that started before it). With `order_by: created_at`
+        (whose key never changes) none that existed at the start is skipped. Each comment
+        is returned with its content, labels and predictions as they are when its page is
+        read. (A comment deleted during the export and synced again under its id is a new
+        comment, with a new internal id and `created_at`: it may be returned besides the
+        deleted one.) A continuation is bound to the dataset's internal id, which is never
+        reused: a dataset deleted and created again under the same name refuses its
+        predecessor's continuations (INVALID_ARGUMENT, reason PAGE_TOKEN_INVALID).
         """
 
     @_abc_1.abstractmethod

@@ -34,9 +34,14 @@ class ImprovementServiceStub:
     the batch by `after_number`, then releases it: the batch is closed, and sessions
     scheduled afterwards open a new one. Each session lands in exactly one batch.
 
-    Scheduling: the session's owner, or an admin of its project or organization (others
-    get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
-    the organization roles SERVICE and ADMIN (permission `batches`).
+    Scheduling follows the one rule for who may act on a practice session, the same as
+    PracticeSessionService's: its owner alone, and only while the owner holds the
+    `practice` permission in the session's project (ANNOTATOR or above, or organization
+    admin; a session without a project needs no project role). Another user's session,
+    or one of another organization, is NOT_FOUND, also for admins; the owner's session of
+    a project where they no longer hold `practice` (removed, or demoted to VIEWER) is
+    PERMISSION_DENIED. Reading and releasing batches: the organization roles SERVICE and
+    ADMIN (permission `batches`).
 
     Writes racing deletes: a write whose referenced row (the project, a source, a
     dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
@@ -94,9 +99,14 @@ class ImprovementServiceServicer:
     the batch by `after_number`, then releases it: the batch is closed, and sessions
     scheduled afterwards open a new one. Each session lands in exactly one batch.
 
-    Scheduling: the session's owner, or an admin of its project or organization (others
-    get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
-    the organization roles SERVICE and ADMIN (permission `batches`).
+    Scheduling follows the one rule for who may act on a practice session, the same as
+    PracticeSessionService's: its owner alone, and only while the owner holds the
+    `practice` permission in the session's project (ANNOTATOR or above, or organization
+    admin; a session without a project needs no project role). Another user's session,
+    or one of another organization, is NOT_FOUND, also for admins; the owner's session of
+    a project where they no longer hold `practice` (removed, or demoted to VIEWER) is
+    PERMISSION_DENIED. Reading and releasing batches: the organization roles SERVICE and
+    ADMIN (permission `batches`).
 
     Writes racing deletes: a write whose referenced row (the project, a source, a
     dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
@@ -108,8 +118,9 @@ class ImprovementServiceServicer:
     """
 
     def UseSessionForImprovement(self, request, context):
-        """Schedules a session for improvement. NOT_FOUND when the session does not exist;
-        FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
+        """Schedules a session for improvement. NOT_FOUND when the session does not exist or
+        is not the caller's; PERMISSION_DENIED when the caller no longer holds `practice` in
+        its project (see the service's rule); FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
         prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
         `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
         batch and number it already has, even once that batch is released. A session
@@ -215,9 +226,14 @@ class ImprovementService:
     the batch by `after_number`, then releases it: the batch is closed, and sessions
     scheduled afterwards open a new one. Each session lands in exactly one batch.
 
-    Scheduling: the session's owner, or an admin of its project or organization (others
-    get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
-    the organization roles SERVICE and ADMIN (permission `batches`).
+    Scheduling follows the one rule for who may act on a practice session, the same as
+    PracticeSessionService's: its owner alone, and only while the owner holds the
+    `practice` permission in the session's project (ANNOTATOR or above, or organization
+    admin; a session without a project needs no project role). Another user's session,
+    or one of another organization, is NOT_FOUND, also for admins; the owner's session of
+    a project where they no longer hold `practice` (removed, or demoted to VIEWER) is
+    PERMISSION_DENIED. Reading and releasing batches: the organization roles SERVICE and
+    ADMIN (permission `batches`).
 
     Writes racing deletes: a write whose referenced row (the project, a source, a
     dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the

@@ -35,9 +35,14 @@ class ImprovementServiceStub:
     the batch by `after_number`, then releases it: the batch is closed, and sessions
     scheduled afterwards open a new one. Each session lands in exactly one batch.
 
-    Scheduling: the session's owner, or an admin of its project or organization (others
-    get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
-    the organization roles SERVICE and ADMIN (permission `batches`).
+    Scheduling follows the one rule for who may act on a practice session, the same as
+    PracticeSessionService's: its owner alone, and only while the owner holds the
+    `practice` permission in the session's project (ANNOTATOR or above, or organization
+    admin; a session without a project needs no project role). Another user's session,
+    or one of another organization, is NOT_FOUND, also for admins; the owner's session of
+    a project where they no longer hold `practice` (removed, or demoted to VIEWER) is
+    PERMISSION_DENIED. Reading and releasing batches: the organization roles SERVICE and
+    ADMIN (permission `batches`).
 
     Writes racing deletes: a write whose referenced row (the project, a source, a
     dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
@@ -53,8 +58,9 @@ class ImprovementServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ImprovementServiceAsyncStub: ...
     UseSessionForImprovement: _grpc.UnaryUnaryMultiCallable[_improvement_pb2.UseSessionForImprovementRequest, _improvement_pb2.UseSessionForImprovementResponse]
-    """Schedules a session for improvement. NOT_FOUND when the session does not exist;
-    FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
+    """Schedules a session for improvement. NOT_FOUND when the session does not exist or
+    is not the caller's; PERMISSION_DENIED when the caller no longer holds `practice` in
+    its project (see the service's rule); FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
     prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
     `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
     batch and number it already has, even once that batch is released. A session
@@ -96,9 +102,14 @@ class ImprovementServiceAsyncStub(ImprovementServiceStub):
     the batch by `after_number`, then releases it: the batch is closed, and sessions
     scheduled afterwards open a new one. Each session lands in exactly one batch.
 
-    Scheduling: the session's owner, or an admin of its project or organization (others
-    get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
-    the organization roles SERVICE and ADMIN (permission `batches`).
+    Scheduling follows the one rule for who may act on a practice session, the same as
+    PracticeSessionService's: its owner alone, and only while the owner holds the
+    `practice` permission in the session's project (ANNOTATOR or above, or organization
+    admin; a session without a project needs no project role). Another user's session,
+    or one of another organization, is NOT_FOUND, also for admins; the owner's session of
+    a project where they no longer hold `practice` (removed, or demoted to VIEWER) is
+    PERMISSION_DENIED. Reading and releasing batches: the organization roles SERVICE and
+    ADMIN (permission `batches`).
 
     Writes racing deletes: a write whose referenced row (the project, a source, a
     dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
@@ -111,8 +122,9 @@ class ImprovementServiceAsyncStub(ImprovementServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     UseSessionForImprovement: _aio.UnaryUnaryMultiCallable[_improvement_pb2.UseSessionForImprovementRequest, _improvement_pb2.UseSessionForImprovementResponse]  # type: ignore[assignment]
-    """Schedules a session for improvement. NOT_FOUND when the session does not exist;
-    FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
+    """Schedules a session for improvement. NOT_FOUND when the session does not exist or
+    is not the caller's; PERMISSION_DENIED when the caller no longer holds `practice` in
+    its project (see the service's rule); FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
     prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
     `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
     batch and number it already has, even once that batch is released. A session
@@ -153,9 +165,14 @@ class ImprovementServiceServicer(metaclass=_abc_1.ABCMeta):
     the batch by `after_number`, then releases it: the batch is closed, and sessions
     scheduled afterwards open a new one. Each session lands in exactly one batch.
 
-    Scheduling: the session's owner, or an admin of its project or organization (others
-    get NOT_FOUND, as for any session they cannot see). Reading and releasing batches:
-    the organization roles SERVICE and ADMIN (permission `batches`).
+    Scheduling follows the one rule for who may act on a practice session, the same as
+    PracticeSessionService's: its owner alone, and only while the owner holds the
+    `practice` permission in the session's project (ANNOTATOR or above, or organization
+    admin; a session without a project needs no project role). Another user's session,
+    or one of another organization, is NOT_FOUND, also for admins; the owner's session of
+    a project where they no longer hold `practice` (removed, or demoted to VIEWER) is
+    PERMISSION_DENIED. Reading and releasing batches: the organization roles SERVICE and
+    ADMIN (permission `batches`).
 
     Writes racing deletes: a write whose referenced row (the project, a source, a
     dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
@@ -172,8 +189,9 @@ class ImprovementServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _improvement_pb2.UseSessionForImprovementRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_improvement_pb2.UseSessionForImprovementResponse, _abc.Awaitable[_improvement_pb2.UseSessionForImprovementResponse]]:
-        """Schedules a session for improvement. NOT_FOUND when the session does not exist;
-        FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
+        """Schedules a session for improvement. NOT_FOUND when the session does not exist or
+        is not the caller's; PERMISSION_DENIED when the caller no longer holds `practice` in
+        its project (see the service's rule); FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
         prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
         `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
         batch and number it already has, even once that batch is released. A session

@@ -423,11 +423,15 @@ class PracticeSessionServiceStub:
     """A user's LLM practice sessions: settings, session models, recorded responses and
     the append-only event log.
 
-    A user sees and changes only their own sessions: another user's session is
-    NOT_FOUND (reason RESOURCE_NOT_FOUND). A session of a project needs the `practice`
-    permission in it (ANNOTATOR or above, or organization admin), also for later calls;
-    a session without a project needs no project role. Referenced catalog items must
-    be organization-wide or belong to the session's project.
+    Who may act on a session, one rule for every call of this service and for
+    ImprovementService's UseSessionForImprovement: its owner alone, and only while the
+    owner holds the `practice` permission in the session's project (ANNOTATOR or above, or
+    organization admin), so a member removed from the project (or demoted to VIEWER) can
+    no longer act on their sessions of it; a session without a project needs no project
+    role. Another user's session, or one of another organization, is NOT_FOUND (reason
+    RESOURCE_NOT_FOUND), also for admins; the owner without `practice` in the session's
+    project is PERMISSION_DENIED. Referenced catalog items must be organization-wide or
+    belong to the session's project.
 
     Writes racing deletes: a write whose referenced row (the project, a source, a
     dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
@@ -498,11 +502,15 @@ class PracticeSessionServiceAsyncStub(PracticeSessionServiceStub):
     """A user's LLM practice sessions: settings, session models, recorded responses and
     the append-only event log.
 
-    A user sees and changes only their own sessions: another user's session is
-    NOT_FOUND (reason RESOURCE_NOT_FOUND). A session of a project needs the `practice`
-    permission in it (ANNOTATOR or above, or organization admin), also for later calls;
-    a session without a project needs no project role. Referenced catalog items must
-    be organization-wide or belong to the session's project.
+    Who may act on a session, one rule for every call of this service and for
+    ImprovementService's UseSessionForImprovement: its owner alone, and only while the
+    owner holds the `practice` permission in the session's project (ANNOTATOR or above, or
+    organization admin), so a member removed from the project (or demoted to VIEWER) can
+    no longer act on their sessions of it; a session without a project needs no project
+    role. Another user's session, or one of another organization, is NOT_FOUND (reason
+    RESOURCE_NOT_FOUND), also for admins; the owner without `practice` in the session's
+    project is PERMISSION_DENIED. Referenced catalog items must be organization-wide or
+    belong to the session's project.
 
     Writes racing deletes: a write whose referenced row (the project, a source, a
     dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
@@ -569,11 +577,15 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
     """A user's LLM practice sessions: settings, session models, recorded responses and
     the append-only event log.
 
-    A user sees and changes only their own sessions: another user's session is
-    NOT_FOUND (reason RESOURCE_NOT_FOUND). A session of a project needs the `practice`
-    permission in it (ANNOTATOR or above, or organization admin), also for later calls;
-    a session without a project needs no project role. Referenced catalog items must
-    be organization-wide or belong to the session's project.
+    Who may act on a session, one rule for every call of this service and for
+    ImprovementService's UseSessionForImprovement: its owner alone, and only while the
+    owner holds the `practice` permission in the session's project (ANNOTATOR or above, or
+    organization admin), so a member removed from the project (or demoted to VIEWER) can
+    no longer act on their sessions of it; a session without a project needs no project
+    role. Another user's session, or one of another organization, is NOT_FOUND (reason
+    RESOURCE_NOT_FOUND), also for admins; the owner without `practice` in the session's
+    project is PERMISSION_DENIED. Referenced catalog items must be organization-wide or
+    belong to the session's project.
 
     Writes racing deletes: a write whose referenced row (the project, a source, a
     dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the

@@ -179,6 +179,12 @@ async def create(
         Refers("document_group_id", "document group", DocumentGroup, group),
         Refers("document_uids", "document", Comment, candidates or (), shown=False),
     ):
+        # The dataset, then its model, first: in the order a dataset's delete locks them
+        # (the session's foreign keys alone take the model first, and would deadlock).
+        for model, key in ((Dataset, new.model.dataset_id), (MlModel, new.model.id)):
+            query = model.select(model.id).where(model.id == key)
+            if not is_sqlite() and not await database.list(query.for_update("FOR KEY SHARE")):
+                raise MlModel.DoesNotExist()
         row: CorrectionSession = await CorrectionSession.acreate(
             uuid=str(uuid.uuid4()),
             organization=new.organization_id,

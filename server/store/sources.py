@@ -227,6 +227,9 @@ MOVE_CLOCK = Sql(
 MOVE_CLOCK_NOW = "(SELECT mc.value FROM move_clock AS mc WHERE mc.id = 1)"
 
 
+_KEY_LOCK = Sql("SELECT id FROM source WHERE id = ? FOR KEY SHARE")
+
+
 async def sync(
     source: Source, ids: Sequence[str], parts: Iterable[Sequence[CommentProto]]
 ) -> SyncCounts:
@@ -254,6 +257,11 @@ async def sync(
         + ("" if is_sqlite() else " FOR NO KEY UPDATE")
     )
     async with atomic(source_ref(source)), Overlapped() as overlapped:
+        # On PostgreSQL the source is locked first, as its delete locks it before its
+        # comments: in the other order (a comment, then the source for a new comment's
+        # key) the two would deadlock. Gone, it answers NOT_FOUND (the guard).
+        if not is_sqlite() and not await fetch(_KEY_LOCK, (source.id,)):
+            raise Source.DoesNotExist()
         await overlapped.start(lookup, [source.id, *ids])
         existing: dict[str, Sequence[Any]] | None = None
         for part in parts:

@@ -43,7 +43,9 @@ class AdminServiceStub:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -136,7 +138,9 @@ class AdminServiceServicer:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def WhoAmI(self, request, context):
@@ -337,7 +341,9 @@ class AdminService:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod

@@ -59,7 +59,9 @@ class CorrectionSessionServiceStub:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -154,7 +156,9 @@ class CorrectionSessionServiceAsyncStub(CorrectionSessionServiceStub):
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -245,7 +249,9 @@ class CorrectionSessionServiceServicer(metaclass=_abc_1.ABCMeta):
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -362,7 +368,9 @@ class DocumentGroupServiceStub:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -393,7 +401,9 @@ class DocumentGroupServiceAsyncStub(DocumentGroupServiceStub):
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -420,7 +430,9 @@ class DocumentGroupServiceServicer(metaclass=_abc_1.ABCMeta):
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod

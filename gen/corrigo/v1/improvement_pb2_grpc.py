@@ -49,7 +49,9 @@ class ImprovementServiceStub:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -114,7 +116,9 @@ class ImprovementServiceServicer:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def UseSessionForImprovement(self, request, context):
@@ -241,7 +245,9 @@ class ImprovementService:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod

@@ -42,7 +42,9 @@ class ModelServiceStub:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -99,7 +101,9 @@ class ModelServiceServicer:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def CreateModel(self, request, context):
@@ -206,7 +210,9 @@ class ModelService:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod

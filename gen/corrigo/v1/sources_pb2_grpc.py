@@ -41,7 +41,9 @@ class SourceServiceStub:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -113,7 +115,9 @@ class SourceServiceServicer:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def CreateSource(self, request, context):
@@ -266,7 +270,9 @@ class SourceService:
     ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
     written then), or the RPC's own answer for a reference it checks first (such as
     INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
-    ALREADY_EXISTS unless the resource's own name is taken.
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod

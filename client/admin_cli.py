@@ -11,6 +11,7 @@ import argparse
 from corrigo.client import Client
 from corrigo.client.cli_support import (
     Column,
+    Commands,
     command,
     connect,
     done,
@@ -200,7 +201,7 @@ def _tokens_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: Commands) -> None:
     projects = group(commands, "projects", "the organization's projects")
     command(projects, "list", "list the projects you can see", _projects_list)
     show = command(projects, "show", "show a project", _projects_show)

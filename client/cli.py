@@ -29,8 +29,10 @@ from corrigo.client import (
     datasets_cli,
     improvement_cli,
     practice_cli,
+    transfer_cli,
 )
 from corrigo.client.cli_support import (
+    Commands,
     add_connection,
     bounded,
     connect,
@@ -44,7 +46,8 @@ SERVER_COMMANDS = ("serve", "migrate", "admin")
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from corrigo.server import app, config, logs
+    from corrigo.server import app, config
+    from corrigo.server.ops import logs
 
     settings = config.from_arguments(args)
     logs.configure(settings.log_level, settings.log_format)
@@ -64,7 +67,7 @@ def _open_errors() -> tuple[type[Exception], ...]:
     import asyncpg
     import peewee
 
-    from corrigo.server.errors import Unavailable
+    from corrigo.server.api.errors import Unavailable
 
     return (OSError, sqlite3.Error, peewee.DatabaseError, asyncpg.PostgresError, Unavailable)
 
@@ -128,9 +131,9 @@ def _shown(url: str) -> str:
 
 
 def _bootstrap(args: argparse.Namespace) -> int:
-    from corrigo.server.errors import CorrigoError as ServerError
+    from corrigo.server.api.errors import CorrigoError as ServerError
+    from corrigo.server.api.validation import Violations
     from corrigo.server.store import database, identity
-    from corrigo.server.validation import Violations
 
     checks = Violations()
     checks.name("--org", args.org)
@@ -286,13 +289,13 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_transfers(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_transfers(commands: Commands) -> None:
     """`export` and `sync`: whole datasets out of the server and comments into it."""
     from corrigo.client.export import FORMATS
 
     export = commands.add_parser(
         "export",
-        help="export a dataset to JSONL or CSV (resumes an interrupted export of the same file)",
+        help="export a dataset to JSONL, CSV or Parquet (resumes an interrupted export)",
     )
     export.add_argument("dataset", type=owner_and_name, metavar="OWNER/DATASET")
     export.add_argument(
@@ -337,9 +340,7 @@ def _add_transfers(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     sync.set_defaults(run=_sync)
 
 
-def _add_server_commands(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], with_flags: bool
-) -> None:
+def _add_server_commands(commands: Commands, with_flags: bool) -> None:
     """serve, migrate and admin bootstrap; their flags (and so the server's modules) only
     when one of them runs or shows its help."""
     serve = commands.add_parser("serve", help="run the gRPC server")
@@ -404,6 +405,7 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     correction_cli.add_commands(commands)
     practice_cli.add_commands(commands)
     improvement_cli.add_commands(commands)
+    transfer_cli.add_commands(commands)
     return root
 
 

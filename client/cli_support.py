@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeAlias
+from typing import Any, Protocol
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -19,7 +19,12 @@ from corrigo.client.errors import UsageError
 
 Column = tuple[str, Callable[[Any], Any]]
 Run = Callable[[argparse.Namespace], int]
-Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+class Commands(Protocol):
+    """What `add_subparsers()` answers, as the commands use it."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
 def add_connection(parser: argparse.ArgumentParser) -> None:

@@ -6,6 +6,7 @@ import argparse
 
 from corrigo.client import Client
 from corrigo.client.cli_support import (
+    Commands,
     add_output,
     bounded,
     connect,
@@ -107,7 +108,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: Commands) -> None:
     sessions = commands.add_parser("sessions", help="correction sessions")
     sub = sessions.add_subparsers(dest="sessions_command", metavar="COMMAND")
     sessions.set_defaults(help_of=sessions)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 
+from corrigo.client import transfer_cli
 from corrigo.client.admin_cli import project_id
 from corrigo.client.cli_support import (
     Column,
@@ -341,6 +342,7 @@ def add_commands(commands: Commands) -> None:
     delete = command(labels, "delete", "delete a label", _labels_delete)
     _named(delete, "dataset")
     delete.add_argument("label")
+    transfer_cli.add_labels_import(labels)
 
     models = group(commands, "models", "a dataset's models, their versions and tags")
     _named(command(models, "list", "list a dataset's models", _models_list), "dataset")

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
+from corrigo.client import batch_export
 from corrigo.client.cli_support import (
+    Commands,
     add_connection,
     add_output,
     bounded,
     connect,
     print_items,
     print_json,
-    print_json_line,
 )
 from corrigo.v1 import improvement_pb2
 
@@ -29,7 +32,8 @@ def _improve(args: argparse.Namespace) -> int:
 
 
 def _sessions(args: argparse.Namespace) -> int:
-    """Every session of the batch after --after, one JSON object per line."""
+    """Every session of the batch after --after, one JSON object per line (on stdout, or
+    into --output as JSONL or Parquet)."""
     request = improvement_pb2.StreamBatchSessionsRequest(
         batch_id=args.batch_id,
         after_number=args.after,
@@ -37,9 +41,16 @@ def _sessions(args: argparse.Namespace) -> int:
         events_limit=args.events_limit,
     )
     with connect(args) as client:
-        for page in client.improvement.StreamBatchSessions(request):
-            for session in page.sessions:
-                print_json_line(session)
+        pages = client.improvement.StreamBatchSessions(request)
+        if not args.output:
+            batch_export.write_jsonl(pages, sys.stdout)
+            return 0
+        if args.format == "parquet":
+            written = batch_export.write_parquet(pages, Path(args.output))
+        else:
+            with open(args.output, "w", encoding="utf-8") as out:
+                written = batch_export.write_jsonl(pages, out)
+    print(f"{written} sessions written to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -69,7 +80,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: Commands) -> None:
     improve = commands.add_parser("improve", help="schedule a practice session for improvement")
     improve.add_argument("session_id", type=int)
     add_connection(improve)
@@ -89,6 +100,10 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=bounded(1, 1000),
         default=100,
         help="events per session, 1..1000 (default %(default)s)",
+    )
+    sessions.add_argument("-o", "--output", help="write into this file instead of stdout")
+    sessions.add_argument(
+        "--format", choices=batch_export.FORMATS, default="jsonl", help="default %(default)s"
     )
     add_connection(sessions)
     sessions.set_defaults(run=_sessions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from corrigo.client.cli_support import (
+    Commands,
     add_connection,
     add_output,
     bounded,
@@ -55,7 +56,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_commands(commands: Commands) -> None:
     practice = commands.add_parser("practice", help="your practice sessions")
     sub = practice.add_subparsers(dest="practice_command", metavar="COMMAND")
     practice.set_defaults(help_of=practice)

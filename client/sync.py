@@ -17,21 +17,28 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Never
+from typing import Any, BinaryIO, Never, TypeVar
 
 import grpc
 from google.protobuf import json_format
 from tqdm import tqdm
 
+from corrigo.client import records
 from corrigo.client.errors import CorrigoError, UsageError
 from corrigo.v1 import datasets_pb2, sources_pb2, sources_pb2_grpc
 from corrigo.v1.comments_pb2 import Comment
 
 DEFAULT_CHUNK = 1024
+# A comment's output-only fields, which a sync leaves as the server has them.
+SERVER_FIELDS = ("uid", "source_id", "created_at", "last_modified", "context", "has_annotations")
 _RETRIES = 5
+# Fields the server sets: a sync ignores them, so they are neither parsed nor sent.
+SERVER_FIELDS = ("uid", "source_id", "created_at", "last_modified", "context", "has_annotations")
+# A chunk of a bulk stream: a request message with a `chunk` number.
+Chunk = TypeVar("Chunk", bound=Any)
 _COMMENT_FIELDS = {f.name for f in Comment.DESCRIPTOR.fields} | {
     f.json_name for f in Comment.DESCRIPTOR.fields
 }
@@ -79,8 +86,10 @@ def parse_comment(text: str) -> Comment:
             f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))} "
             f"(a Comment has {', '.join(f.name for f in Comment.DESCRIPTOR.fields)})"
         )
+    for name in SERVER_FIELDS:
+        data.pop(name, None)
     try:
-        return json_format.ParseDict(data, Comment())
+        return records.comment_from_dict(data)
     except json_format.ParseError as error:
         raise ValueError(str(error).splitlines()[0]) from None
 
@@ -150,6 +159,59 @@ def _refused(error: CorrigoError, path: Path, window: _Window, stored: int) -> E
     if more:
         detail += f" (and {more} more problem{'s' if more > 1 else ''} in this chunk)"
     return SyncError(f"{path}:{chunk.lines[int(match.group(1))]}", detail, stored)
+
+
+def stream_chunks(
+    open_stream: Callable[[Iterator[Chunk]], Iterable[Any]],
+    chunks: Iterator[Chunk],
+    on_ack: Callable[[Any, Chunk], None],
+) -> None:
+    """Send `chunks` (each numbered by its distinct `chunk` field, each naming its target)
+    through a bidirectional stream that acknowledges each one by number; after
+    UNAVAILABLE, a new stream sends the unacknowledged chunks again, then the rest.
+    `on_ack(ack, chunk)` sees every acknowledgement."""
+    # Chunks sent and not yet acknowledged, shared with gRPC's request thread.
+    pending: dict[int, Chunk] = {}
+    lock = threading.Lock()
+    # What reading the input raised: gRPC's request thread reads it, so the error is kept,
+    # the stream ended cleanly after the chunks before it, and the error raised here.
+    failed: list[BaseException] = []
+
+    def fresh() -> Iterator[Chunk]:
+        while True:
+            try:
+                chunk = next(chunks)
+            except StopIteration:
+                return
+            except BaseException as error:
+                failed.append(error)
+                return
+            with lock:
+                pending[chunk.chunk] = chunk
+            yield chunk
+
+    def requests() -> Iterator[Chunk]:
+        with lock:
+            resend = [pending[n] for n in sorted(pending)]
+        yield from resend
+        yield from fresh()
+
+    failures = 0
+    while True:
+        try:
+            for ack in open_stream(requests()):
+                failures = 0
+                with lock:
+                    chunk = pending.pop(ack.chunk)
+                on_ack(ack, chunk)
+            if failed:
+                raise failed[0]
+            return
+        except grpc.RpcError as error:
+            if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
+                raise CorrigoError.from_rpc_error(error) from None
+            failures += 1
+            time.sleep(min(0.2 * 2**failures, 5.0))
 
 
 def sync_file(

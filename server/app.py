@@ -15,19 +15,11 @@ import grpc
 from google.protobuf.descriptor import FileDescriptor, ServiceDescriptor
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from corrigo.server import (
-    background,
-    correction_work,
-    memory,
-    metrics,
-    pagination,
-    reflection,
-    registration,
-    token_use,
-    tracing,
-)
+from corrigo.server.api import pagination, reflection, registration
+from corrigo.server.api.interceptors import interceptors
 from corrigo.server.config import Config, ConfigError, split_listen
-from corrigo.server.interceptors import interceptors
+from corrigo.server.domain import correction_work
+from corrigo.server.ops import background, memory, metrics, token_use, tracing
 from corrigo.server.services import datasets as datasets_service
 from corrigo.server.services.admin import AdminService
 from corrigo.server.services.correction import CorrectionSessionService

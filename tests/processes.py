@@ -47,7 +47,31 @@ def bootstrap(database_url: str, org: str, email: str) -> str:
     return done.stdout.strip()
 
 
-class ServerProcess:
+class LoggedProcess:
+    """A child process whose output goes to a log file; `stop` ends it with SIGTERM."""
+
+    def __init__(self, command: Sequence[str], log: Path) -> None:
+        self.log_path = log
+        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, env=environment()
+        )
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text()
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            code = self.process.wait(timeout=30)
+        finally:
+            self._log.close()
+        return code
+
+
+class ServerProcess(LoggedProcess):
     """`corrigo serve` in a child process, waited on until its health check says SERVING."""
 
     def __init__(
@@ -55,24 +79,8 @@ class ServerProcess:
     ) -> None:
         self.port = free_port()
         self.target = f"127.0.0.1:{self.port}"
-        self.log_path = log
-        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                *CORRIGO,
-                "serve",
-                "--listen",
-                self.target,
-                "--database",
-                database_url,
-                "--grace",
-                str(grace),
-                *extra,
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=environment(),
-        )
+        command = [*CORRIGO, "serve", "--listen", self.target, "--database", database_url]
+        super().__init__([*command, "--grace", str(grace), *extra], log)
 
     def wait_serving(
         self, timeout: float = 30, credentials: grpc.ChannelCredentials | None = None
@@ -97,19 +105,6 @@ class ServerProcess:
             finally:
                 channel.close()
         raise AssertionError(f"server not serving after {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            code = self.process.wait(timeout=30)
-        finally:
-            self._log.close()
-        return code
 
 
 def scratch_database(backend: str, tmp_path: Path, postgres_url: str) -> str:

@@ -6,8 +6,8 @@ import grpc
 import pytest
 
 from corrigo.client import AsyncClient, CorrigoError
+from corrigo.server.api.permissions import RULES, Scope
 from corrigo.server.app import SERVICES
-from corrigo.server.permissions import RULES, Scope
 from corrigo.v1 import admin_pb2, admin_pb2_grpc
 from corrigo.v1.admin_pb2 import Member, User
 from tests.conftest import Org, Running

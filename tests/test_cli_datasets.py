@@ -14,7 +14,7 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from corrigo.client import Client
+from corrigo.client import Client, export
 from corrigo.client.export import export_pages, export_to_file, result_json
 from corrigo.v1 import datasets_pb2
 from tests import cli_helpers
@@ -129,7 +129,7 @@ async def test_interrupted_export_resumes_where_it_stopped(org: Org, tmp_path: P
         with Client(org.running.target, org.admin_token) as client:
             stub = _BreakingStub(client.datasets, 3, _Interrupted())
             with pytest.raises(_Interrupted):
-                export_to_file(stub, request, out, "jsonl", progress=False)  # type: ignore[arg-type]
+                export_to_file(stub, request, out, "jsonl", progress=False, checkpoint_seconds=0)  # type: ignore[arg-type]
 
     await asyncio.to_thread(interrupted)
     state = _state(out)
@@ -162,3 +162,20 @@ async def test_export_pages_resume_after_unavailable(org: Org, tmp_path: Path) -
     lines, calls = await asyncio.to_thread(read)
     assert calls == 2
     assert lines == expected
+
+
+async def test_large_exports_are_encoded_by_worker_processes(
+    org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, _ = await _filled(org, tmp_path, 300)
+    expected = await _expected_lines(org, owner)
+    monkeypatch.setattr(export, "PARALLEL_FROM", 1)
+    out = tmp_path / "parallel.jsonl"
+    request = datasets_pb2.StreamExportDatasetRequest(owner=owner, name="ds", limit=16)
+
+    def run() -> int:
+        with Client(org.running.target, org.admin_token) as client:
+            return export_to_file(client.datasets, request, out, "jsonl", progress=False)
+
+    assert await asyncio.to_thread(run) == 300
+    assert out.read_text().splitlines() == expected

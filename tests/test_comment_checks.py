@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from corrigo.server import comment_input
-from corrigo.server.errors import InvalidArgument
+from corrigo.server.api.errors import InvalidArgument
+from corrigo.server.domain import comment_input
 from corrigo.v1.comments_pb2 import Comment, CommentMessage
 
 

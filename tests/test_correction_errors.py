@@ -10,7 +10,7 @@ import grpc
 import pytest
 
 from corrigo.client import AsyncClient, CorrigoError
-from corrigo.server.permissions import RULES
+from corrigo.server.api.permissions import RULES
 from corrigo.v1 import admin_pb2
 from corrigo.v1 import correction_pb2 as pb
 from corrigo.v1.admin_pb2 import Member

@@ -13,7 +13,8 @@ import grpc
 import pytest
 
 from corrigo.client import AsyncClient, CorrigoError
-from corrigo.server import background, correction_work, predicted_score
+from corrigo.server.domain import correction_work, predicted_score
+from corrigo.server.ops import background
 from corrigo.server.store import correction, correction_sampling
 from corrigo.server.store.correction import CorrectionSession, NewSession
 from corrigo.server.store.database import database

@@ -11,7 +11,7 @@ import pytest
 from google.protobuf import field_mask_pb2
 
 from corrigo.client import AsyncClient, CorrigoError
-from corrigo.server.permissions import RULES
+from corrigo.server.api.permissions import RULES
 from corrigo.v1 import datasets_pb2, models_pb2, sources_pb2
 from corrigo.v1.admin_pb2 import Member
 from corrigo.v1.comments_pb2 import Label, PredictedLabel
@@ -94,6 +94,34 @@ CALLS: list[tuple[str, str, Factory, int]] = [
             name="ds",
             comment_uid=w.uid,
             assigned=[Label(name="L", sentiment="positive")],
+        ),
+        2,
+    ),
+    (
+        "datasets",
+        "BatchUpdateLabellings",
+        lambda w: D.BatchUpdateLabellingsRequest(
+            owner=w.owner,
+            name="ds",
+            labellings=[
+                D.LabellingUpdate(
+                    comment_uid=w.uid, assigned=[Label(name="L", sentiment="positive")]
+                )
+            ],
+        ),
+        2,
+    ),
+    (
+        "datasets",
+        "StreamUpdateLabellings",
+        lambda w: D.StreamUpdateLabellingsRequest(
+            owner=w.owner,
+            name="ds",
+            labellings=[
+                D.LabellingUpdate(
+                    comment_uid=w.uid, assigned=[Label(name="L", sentiment="positive")]
+                )
+            ],
         ),
         2,
     ),
@@ -200,8 +228,8 @@ async def invoke(client: AsyncClient, service: str, method: str, request: Any) -
         if method == "StreamExportDataset":
             async for _ in stub.StreamExportDataset(request):
                 pass
-        elif method == "StreamSyncComments":
-            async for _ in stub.StreamSyncComments(_one(request)):
+        elif method in ("StreamSyncComments", "StreamUpdateLabellings"):
+            async for _ in getattr(stub, method)(_one(request)):
                 pass
         else:
             await getattr(stub, method)(request)
@@ -353,6 +381,20 @@ def _bad(world: World) -> list[tuple[str, str, Any, str]]:
         ),
         ("sources", "DeleteSource", S.DeleteSourceRequest(owner=o, name=""), "name"),
         ("sources", "SyncComments", S.SyncCommentsRequest(owner=o, name="mailbox"), "comments"),
+        (
+            "datasets",
+            "BatchUpdateLabellings",
+            D.BatchUpdateLabellingsRequest(
+                owner=o, name="ds", labellings=[D.LabellingUpdate(comment_uid="x")]
+            ),
+            "labellings[0].comment_uid",
+        ),
+        (
+            "datasets",
+            "StreamUpdateLabellings",
+            D.StreamUpdateLabellingsRequest(owner=o, name="ds"),
+            "labellings",
+        ),
         (
             "sources",
             "StreamSyncComments",

@@ -15,7 +15,7 @@ from google.protobuf import field_mask_pb2, json_format
 
 from corrigo.client import CorrigoError
 from corrigo.server.store import database, sqlite
-from corrigo.server.store import export as export_store
+from corrigo.server.store import export_pages as export_store
 from corrigo.v1 import datasets_pb2, models_pb2
 from corrigo.v1.comments_pb2 import Comment, Label, PredictedLabel
 from tests import dataset_helpers as h

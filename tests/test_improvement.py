@@ -13,7 +13,7 @@ import grpc
 import pytest
 
 from corrigo.client import AsyncClient, CorrigoError
-from corrigo.server.permissions import RULES
+from corrigo.server.api.permissions import RULES
 from corrigo.v1 import admin_pb2, improvement_pb2, practice_pb2
 from corrigo.v1.admin_pb2 import Member, User
 from corrigo.v1.improvement_pb2 import ImprovementBatch

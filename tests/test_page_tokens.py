@@ -6,8 +6,8 @@ import base64
 
 import pytest
 
-from corrigo.server import pagination
-from corrigo.server.errors import InvalidArgument
+from corrigo.server.api import pagination
+from corrigo.server.api.errors import InvalidArgument
 
 QUERY = bytes(range(16))
 tokens = pagination.PageTokens(b"k" * pagination.KEY_BYTES)

@@ -12,8 +12,8 @@ import pytest
 from google.protobuf import field_mask_pb2, json_format, wrappers_pb2
 
 from corrigo.client import AsyncClient, CorrigoError
-from corrigo.server.errors import NotFound
-from corrigo.server.permissions import RULES
+from corrigo.server.api.errors import NotFound
+from corrigo.server.api.permissions import RULES
 from corrigo.server.store import practice_sessions
 from corrigo.server.store.database import database
 from corrigo.server.store.practice_sessions import NewSession, PracticeSession

@@ -26,7 +26,7 @@ import pytest
 from google.protobuf import field_mask_pb2, json_format
 
 from corrigo.client import AsyncClient, CorrigoError
-from corrigo.server.errors import AlreadyExists
+from corrigo.server.api.errors import AlreadyExists
 from corrigo.server.store import integrity
 from corrigo.server.store.database import atomic, database
 from corrigo.server.store.integrity import Kind, Unique, Violation
@@ -637,6 +637,46 @@ async def test_update_labelling_racing_delete(org: Org, deleted: str) -> None:
         return lambda: w.admin.datasets.UpdateLabelling(request), delete(w)
 
     await race(org, prepare)
+
+
+def labelling_updates(w: World) -> list[datasets_pb2.LabellingUpdate]:
+    return [
+        datasets_pb2.LabellingUpdate(
+            comment_uid=uid, assigned=[Label(name="Billing", sentiment="positive")]
+        )
+        for uid in w.uids()
+    ]
+
+
+@pytest.mark.parametrize("deleted", ["DeleteComments", "DeleteDataset"])
+async def test_batch_update_labellings_racing_delete(org: Org, deleted: str) -> None:
+    async def prepare(w: World) -> tuple[Call, Call]:
+        request = datasets_pb2.BatchUpdateLabellingsRequest(
+            owner=w.owner, name="ds", labellings=labelling_updates(w)
+        )
+        delete = delete_comments if deleted == "DeleteComments" else delete_dataset
+        return lambda: w.admin.datasets.BatchUpdateLabellings(request), delete(w)
+
+    # A comment gone before the check is INVALID_ARGUMENT naming labellings[i].comment_uid.
+    await race(org, prepare, CHECKED)
+
+
+@pytest.mark.parametrize("deleted", ["DeleteComments", "DeleteDataset"])
+async def test_stream_update_labellings_racing_delete(org: Org, deleted: str) -> None:
+    async def prepare(w: World) -> tuple[Call, Call]:
+        async def chunks() -> AsyncIterator[datasets_pb2.StreamUpdateLabellingsRequest]:
+            yield datasets_pb2.StreamUpdateLabellingsRequest(
+                owner=w.owner, name="ds", labellings=labelling_updates(w)
+            )
+
+        async def write() -> None:
+            async for _ in w.admin.datasets.StreamUpdateLabellings(chunks()):
+                pass
+
+        delete = delete_comments if deleted == "DeleteComments" else delete_dataset
+        return write, delete(w)
+
+    await race(org, prepare, CHECKED)
 
 
 # SourceService.

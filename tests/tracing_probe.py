@@ -17,9 +17,9 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from corrigo.server import logs, tracing
 from corrigo.server.app import CorrigoServer
 from corrigo.server.config import Config
+from corrigo.server.ops import logs, tracing
 from corrigo.v1 import admin_pb2
 from tests import correction_helpers as ch
 from tests.conftest import Running, bootstrapped

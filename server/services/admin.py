@@ -5,11 +5,11 @@ from __future__ import annotations
 import grpc
 from google.protobuf import empty_pb2
 
-from corrigo.server import auth, pagination
-from corrigo.server.errors import NotFound, PermissionDenied
+from corrigo.server.api import auth, pagination
+from corrigo.server.api.errors import NotFound, PermissionDenied
+from corrigo.server.api.timestamps import to_proto
+from corrigo.server.api.validation import Violations
 from corrigo.server.store import identity, projects
-from corrigo.server.timestamps import to_proto
-from corrigo.server.validation import Violations
 from corrigo.v1 import admin_pb2, admin_pb2_grpc
 from corrigo.v1.admin_pb2 import Member, User
 

@@ -9,8 +9,11 @@ from typing import Any
 
 import grpc
 
-from corrigo.server import auth, correction_work, documents, labels, lookups, pagination
-from corrigo.server.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from corrigo.server.api import auth, pagination
+from corrigo.server.api.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
+from corrigo.server.api.timestamps import to_proto
+from corrigo.server.api.validation import MAX_ID, Violations
+from corrigo.server.domain import correction_work, documents, labels, lookups
 from corrigo.server.store import (
     correction,
     correction_documents,
@@ -21,8 +24,6 @@ from corrigo.server.store import (
 )
 from corrigo.server.store.correction import CorrectionChange, NewSession, SessionView, Status
 from corrigo.server.store.correction_documents import DocumentRow
-from corrigo.server.timestamps import to_proto
-from corrigo.server.validation import MAX_ID, Violations
 from corrigo.v1 import correction_pb2, correction_pb2_grpc, errors_pb2
 from corrigo.v1.comments_pb2 import AssignedLabels, Comment, Label, Predictions
 from corrigo.v1.correction_pb2 import (

@@ -6,21 +6,15 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from corrigo.server import (
-    auth,
-    documents,
-    export,
-    labels,
-    lookups,
-    pagination,
-    registration,
-    wire,
-)
-from corrigo.server.fieldmask import fields_to_write
+from corrigo.server.api import auth, pagination, registration, wire
+from corrigo.server.api.errors import InvalidArgument
+from corrigo.server.api.fieldmask import fields_to_write
+from corrigo.server.api.timestamps import to_proto
+from corrigo.server.api.validation import Violations
+from corrigo.server.domain import dataset_export as export
+from corrigo.server.domain import documents, labellings, labels, lookups
 from corrigo.server.store import datasets, models, sources
 from corrigo.server.store.projects import Project
-from corrigo.server.timestamps import to_proto
-from corrigo.server.validation import Violations
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 from corrigo.v1.comments_pb2 import AssignedLabels
 from corrigo.v1.datasets_pb2 import Dataset
@@ -243,13 +237,48 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         row = await lookups.named_dataset(request.name)
         await labels.check_labelling(checks, row, request.assigned, request.dismissed)
         uid, comment_id = await documents.comment_of(checks, row, request.comment_uid)
-        await datasets.set_labelling(
+        updated_at = await datasets.set_labelling(
             row.id,
             comment_id,
             labels.label_list(request.assigned),
             labels.label_list(request.dismissed),
         )
-        return await self._labelling(row, uid, comment_id)
+        # The answer is what was just written: no second read of it.
+        answer = datasets_pb2.LabellingResponse(comment_uid=uid, status=_OK)
+        if request.assigned or request.dismissed:
+            answer.assigned.extend(request.assigned)
+            answer.dismissed.extend(request.dismissed)
+            answer.updated_at.CopyFrom(to_proto(updated_at))  # type: ignore[arg-type]
+        return answer
+
+    async def BatchUpdateLabellings(
+        self,
+        request: datasets_pb2.BatchUpdateLabellingsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> datasets_pb2.BatchUpdateLabellingsResponse:
+        row = await lookups.named_dataset(request.name)
+        updated = await labellings.write(row, request.labellings)
+        return datasets_pb2.BatchUpdateLabellingsResponse(updated=updated, status=_OK)
+
+    async def StreamUpdateLabellings(
+        self,
+        request_iterator: AsyncIterator[datasets_pb2.StreamUpdateLabellingsRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[datasets_pb2.StreamUpdateLabellingsResponse]:
+        row: datasets.Dataset | None = None
+        owner = name = ""
+        async for chunk in request_iterator:
+            if row is None:
+                row = await labellings.first_dataset(chunk)
+                owner, name = chunk.owner, chunk.name
+            elif (chunk.owner or owner, chunk.name or name) != (owner, name):
+                raise InvalidArgument.field(
+                    "owner", "every chunk must name the first chunk's dataset, or none"
+                )
+            updated = await labellings.write(row, chunk.labellings)
+            yield datasets_pb2.StreamUpdateLabellingsResponse(chunk=chunk.chunk, updated=updated)
+        if row is None:
+            auth.touches_no_project()  # an empty stream: nothing was read or written
 
     async def GetLabelling(
         self, request: datasets_pb2.GetLabellingRequest, context: grpc.aio.ServicerContext

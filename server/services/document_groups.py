@@ -7,11 +7,12 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from corrigo.server import auth, documents, lookups, pagination
+from corrigo.server.api import auth, pagination
+from corrigo.server.api.timestamps import to_proto
+from corrigo.server.api.validation import Violations
+from corrigo.server.domain import documents, lookups
 from corrigo.server.store import document_groups, sources
 from corrigo.server.store.document_groups import DocumentGroup, GroupView
-from corrigo.server.timestamps import to_proto
-from corrigo.server.validation import Violations
 from corrigo.v1 import correction_pb2, correction_pb2_grpc
 
 MAX_NAME = 256

@@ -7,12 +7,12 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2
 
-from corrigo.server import auth, pagination
-from corrigo.server.errors import NotFound
-from corrigo.server.fieldmask import fields_to_write
+from corrigo.server.api import auth, pagination
+from corrigo.server.api.errors import NotFound
+from corrigo.server.api.fieldmask import fields_to_write
+from corrigo.server.api.validation import Violations
 from corrigo.server.services import practice_protos as protos
 from corrigo.server.store import few_shot
-from corrigo.server.validation import Violations
 from corrigo.v1 import practice_pb2, practice_pb2_grpc
 
 _FIELDS = ("input_text", "output_text", "is_active", "title", "meta")

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from corrigo.server import auth, pagination
-from corrigo.server.errors import FailedPrecondition
+from corrigo.server.api import auth, pagination
+from corrigo.server.api.errors import FailedPrecondition
+from corrigo.server.api.timestamps import to_proto
+from corrigo.server.api.validation import Violations
 from corrigo.server.services import practice_protos as protos
 from corrigo.server.services.practice_access import not_found, own_session
 from corrigo.server.store import improvement, practice_sessions
-from corrigo.server.timestamps import to_proto
-from corrigo.server.validation import Violations
 from corrigo.v1 import errors_pb2, improvement_pb2, improvement_pb2_grpc
 from corrigo.v1.improvement_pb2 import ImprovementBatch
 from corrigo.v1.practice_pb2 import PracticeSession

@@ -6,11 +6,13 @@ import math
 
 import grpc
 
-from corrigo.server import export, labels, lookups, pagination
+from corrigo.server.api import pagination
+from corrigo.server.api.timestamps import to_proto
+from corrigo.server.api.validation import Violations
+from corrigo.server.domain import dataset_export as export
+from corrigo.server.domain import labels, lookups
+from corrigo.server.domain.uids import UID_FORMAT, split_uid
 from corrigo.server.store import datasets, models, sources
-from corrigo.server.timestamps import to_proto
-from corrigo.server.uids import UID_FORMAT, split_uid
-from corrigo.server.validation import Violations
 from corrigo.v1 import datasets_pb2, models_pb2, models_pb2_grpc
 from corrigo.v1.comments_pb2 import Predictions
 from corrigo.v1.models_pb2 import Model, ModelVersion

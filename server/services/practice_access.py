@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from corrigo.server import auth
-from corrigo.server.errors import NotFound
+from corrigo.server.api import auth
+from corrigo.server.api.errors import NotFound
+from corrigo.server.api.validation import Violations
 from corrigo.server.store import practice_sessions, projects
 from corrigo.server.store.projects import Project
-from corrigo.server.validation import Violations
 
 
 def not_found(what: str, field: str, value: int) -> NotFound:

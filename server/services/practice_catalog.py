@@ -15,14 +15,14 @@ import grpc
 from google.protobuf import empty_pb2
 from google.protobuf.message import Message
 
-from corrigo.server import auth, pagination
-from corrigo.server.errors import NotFound
-from corrigo.server.fieldmask import fields_to_write
+from corrigo.server.api import auth, pagination
+from corrigo.server.api.errors import NotFound
+from corrigo.server.api.fieldmask import fields_to_write
+from corrigo.server.api.validation import Violations
 from corrigo.server.services import practice_protos as protos
 from corrigo.server.services.practice_access import authorize_scope, not_found
 from corrigo.server.store import few_shot, practice_catalog
 from corrigo.server.store.practice_catalog import KnowledgeItem, PracticeAgent, PracticeClass
-from corrigo.server.validation import Violations
 from corrigo.v1 import practice_pb2, practice_pb2_grpc
 
 _PAGE_DEFAULT = 100

@@ -13,9 +13,9 @@ from google.protobuf import json_format, struct_pb2, wrappers_pb2
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
+from corrigo.server.api.timestamps import to_proto
+from corrigo.server.api.validation import Violations
 from corrigo.server.store import few_shot, practice_catalog, practice_sessions
-from corrigo.server.timestamps import to_proto
-from corrigo.server.validation import Violations
 from corrigo.v1 import practice_pb2
 
 DEFAULT_STYLE_PRESET = "accurate"

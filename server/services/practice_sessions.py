@@ -11,16 +11,16 @@ import grpc
 from google.protobuf import empty_pb2, struct_pb2
 from google.protobuf.message import Message
 
-from corrigo.server import auth, pagination
-from corrigo.server.errors import FailedPrecondition
-from corrigo.server.fieldmask import fields_to_write
-from corrigo.server.permissions import PROJECT_ROLE_PERMISSIONS, Permission
+from corrigo.server.api import auth, pagination
+from corrigo.server.api.errors import FailedPrecondition
+from corrigo.server.api.fieldmask import fields_to_write
+from corrigo.server.api.permissions import PROJECT_ROLE_PERMISSIONS, Permission
+from corrigo.server.api.validation import MAX_ID, Violations
 from corrigo.server.services import practice_protos as protos
 from corrigo.server.services.practice_access import authorize_scope, not_found, own_session
 from corrigo.server.store import few_shot, practice_catalog, practice_sessions, projects
 from corrigo.server.store.practice_catalog import KnowledgeItem, PracticeAgent, PracticeClass
 from corrigo.server.store.practice_sessions import NewEvent, NewSession, PracticeSession
-from corrigo.server.validation import MAX_ID, Violations
 from corrigo.v1 import errors_pb2, practice_pb2, practice_pb2_grpc
 
 _SESSION_FIELDS = ("class_id", "project_id", "knowledge_ids", "agent_id", "title", "notes")

@@ -6,13 +6,15 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
-from corrigo.server import auth, comment_input, metrics, pagination
-from corrigo.server.errors import InvalidArgument, NotFound
-from corrigo.server.fieldmask import fields_to_write
+from corrigo.server.api import auth, pagination
+from corrigo.server.api.errors import InvalidArgument, NotFound
+from corrigo.server.api.fieldmask import fields_to_write
+from corrigo.server.api.timestamps import to_proto
+from corrigo.server.api.validation import Violations
+from corrigo.server.domain import comment_input
+from corrigo.server.ops import metrics
 from corrigo.server.store import projects, sources
 from corrigo.server.store.projects import Project
-from corrigo.server.timestamps import to_proto
-from corrigo.server.validation import Violations
 from corrigo.v1 import sources_pb2, sources_pb2_grpc
 from corrigo.v1.comments_pb2 import Comment
 from corrigo.v1.sources_pb2 import Source

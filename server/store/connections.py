@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from corrigo.server import metrics, tracing
-from corrigo.server.errors import Unavailable
+from corrigo.server.api.errors import Unavailable
+from corrigo.server.ops import metrics, tracing
 
 log = logging.getLogger("corrigo.store")
 
@@ -94,12 +94,15 @@ class Pool:
         call's deadline, or the database cannot be reached."""
         if self._closed:
             raise Unavailable("the server is shutting down; retry on another replica")
-        try:
-            with metrics.waiting_for_connection():
-                async with asyncio.timeout(_wait_limit()):
-                    await self._slots.acquire()
-        except TimeoutError:
-            raise Unavailable("no database connection is free; retry shortly") from None
+        if self._slots.locked():
+            try:
+                with metrics.waiting_for_connection():
+                    async with asyncio.timeout(_wait_limit()):
+                        await self._slots.acquire()
+            except TimeoutError:
+                raise Unavailable("no database connection is free; retry shortly") from None
+        else:
+            await self._slots.acquire()  # a free slot: taken without waiting
         self.in_use += 1
         metrics.connection_taken()
         try:

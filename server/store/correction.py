@@ -26,7 +26,7 @@ from typing import Any
 
 import peewee
 
-from corrigo.server import metrics
+from corrigo.server.ops import metrics
 from corrigo.server.store.database import BaseModel, atomic, database, is_sqlite, utcnow
 from corrigo.server.store.datasets import Dataset
 from corrigo.server.store.document_groups import DocumentGroup, DocumentGroupMember

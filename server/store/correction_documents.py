@@ -9,7 +9,7 @@ from typing import Any
 
 import peewee
 
-from corrigo.server.errors import FailedPrecondition, NotFound
+from corrigo.server.api.errors import FailedPrecondition, NotFound
 from corrigo.server.store import correction, datasets
 from corrigo.server.store.correction import CorrectionDocument, CorrectionSession, Status
 from corrigo.server.store.database import atomic, database, utcnow

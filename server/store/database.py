@@ -22,8 +22,8 @@ import greenlet
 import peewee
 from playhouse.migrations import Runner
 
-from corrigo.server import metrics, tracing
-from corrigo.server.errors import ConcurrentChange
+from corrigo.server.api.errors import ConcurrentChange
+from corrigo.server.ops import metrics, tracing
 from corrigo.server.store import connections
 from corrigo.server.store.connections import ConnectionLost, Pool, Result, held, unit
 from corrigo.server.store.integrity import Guard, guarded

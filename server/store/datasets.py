@@ -6,27 +6,31 @@ messages, so the export merges them into its answer without building them in Pyt
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import peewee
 
-from corrigo.server.errors import AlreadyExists, NotFound
+from corrigo.server.api.errors import AlreadyExists, NotFound
 from corrigo.server.store.access import Companion
+from corrigo.server.store.connections import held
 from corrigo.server.store.database import (
     BaseModel,
     Sql,
     as_datetime,
     atomic,
     database,
+    execute,
     fetch,
     is_sqlite,
     retried,
     utcnow,
 )
-from corrigo.server.store.integrity import Refers, Unique
+from corrigo.server.store.integrity import Refers, Unique, guarded
 from corrigo.server.store.projects import Membership, Project
 from corrigo.server.store.sources import MOVE_CLOCK_NOW, BytesField, Comment, Source, new_hex_id
 
@@ -371,14 +375,14 @@ async def label_defs(dataset_id: int) -> list[tuple[str, str]]:
 
 async def label_names(dataset_id: int, names: Sequence[str]) -> set[str]:
     """Those of `names` that are in the dataset's taxonomy."""
-    if not names:
+    wanted = list(set(names))
+    if not wanted:
         return set()
-    rows = await database.list(
-        LabelDef.select(LabelDef.name)
-        .where(LabelDef.dataset == dataset_id, LabelDef.name.in_(list(set(names))))
-        .tuples()
+    statement = Sql(
+        "SELECT name FROM label_def WHERE dataset_id = ? AND name IN "
+        f"({', '.join('?' * len(wanted))})"
     )
-    return {name for (name,) in rows}
+    return {name for (name,) in await fetch(statement, (dataset_id, *wanted))}
 
 
 async def delete_label_def(
@@ -405,10 +409,13 @@ async def delete_label_def(
                 .limit(_LABELLING_PAGE)
                 .tuples()
             )
+            changed = []
             for comment_id, assigned, dismissed in rows:
                 pruned = prune(bytes(assigned), bytes(dismissed))
                 if pruned is not None:
-                    await _write_labelling(dataset_id, comment_id, *pruned)
+                    changed.append((comment_id, *pruned))
+            if changed:
+                await set_labellings(dataset_id, changed, utcnow())
             if len(rows) < _LABELLING_PAGE:
                 return
             after = rows[-1][0]
@@ -417,39 +424,87 @@ async def delete_label_def(
 _LABELLING_PAGE = 1000
 
 
+_LABELLING_COLUMNS = "dataset_id, comment_id, assigned, dismissed, updated_at"
+_LABELLING_UPSERT_TAIL = (
+    " ON CONFLICT (dataset_id, comment_id) DO UPDATE SET assigned = EXCLUDED.assigned, "
+    "dismissed = EXCLUDED.dismissed, updated_at = EXCLUDED.updated_at"
+)
+# Labellings per statement of a bulk write (5 parameters each).
+_WRITE_ROWS = 1024
+
+
+@functools.lru_cache(maxsize=16)
+def _labelling_upsert(rows: int) -> Sql:
+    marks = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
+    return Sql(
+        f"INSERT INTO labelling ({_LABELLING_COLUMNS}) VALUES {marks}{_LABELLING_UPSERT_TAIL}"
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _labelling_delete(rows: int) -> Sql:
+    return Sql(
+        f"DELETE FROM labelling WHERE dataset_id = ? AND comment_id IN ({', '.join('?' * rows)})"
+    )
+
+
+async def _write(statement: Sql, params: Sequence[Any]) -> None:
+    """A written-out statement, on the unit's connection (a write never takes the loop's
+    read connection, which `fetch` uses outside a unit)."""
+    await execute(statement.render(database.obj), params)
+
+
 async def set_labelling(
     dataset_id: int, comment_id: int, assigned: bytes, dismissed: bytes
+) -> datetime.datetime:
+    """Replace a comment's labelling; empty lists (b"") remove it. Answers the time it
+    is stamped with. (Written out: Peewee renders the upsert slower than SQLite runs it.)"""
+    now = utcnow()
+    await set_labellings(dataset_id, [(comment_id, assigned, dismissed)], now)
+    return now
+
+
+async def set_labellings(
+    dataset_id: int,
+    labellings: Sequence[tuple[int, bytes, bytes]],
+    now: datetime.datetime,
+    field: str = "comment_uid",
 ) -> None:
-    """Replace a comment's labelling; empty lists (b"") remove it."""
-    async with atomic(
+    """Replace the labellings (comment id, assigned, dismissed) of distinct comments in
+    one transaction; empty lists remove one. Multi-row statements, so a bulk update costs
+    a few statements, not one per comment. A comment or the dataset deleted meanwhile
+    answers NOT_FOUND (the request names the comments by `field`)."""
+    stamp = Labelling.updated_at.db_value(now)
+    upserts: list[Any] = []
+    removed: list[int] = []
+    for comment_id, assigned, dismissed in labellings:
+        if assigned or dismissed:
+            upserts += (dataset_id, comment_id, assigned, dismissed, stamp)
+        else:
+            removed.append(comment_id)
+    step = _WRITE_ROWS * 5
+    statements = [
+        (_labelling_upsert(len(part) // 5), part)
+        for part in (upserts[start : start + step] for start in range(0, len(upserts), step))
+    ] + [
+        (_labelling_delete(len(ids)), (dataset_id, *ids))
+        for ids in (
+            removed[start : start + _WRITE_ROWS] for start in range(0, len(removed), _WRITE_ROWS)
+        )
+    ]
+    guards = (
         dataset_ref(dataset_id),
-        Refers("comment_uid", "comment", Comment, [comment_id], shown=False),
-    ):
-        await _write_labelling(dataset_id, comment_id, assigned, dismissed)
-
-
-async def _write_labelling(
-    dataset_id: int, comment_id: int, assigned: bytes, dismissed: bytes
-) -> None:
-    if not assigned and not dismissed:
-        await database.aexecute(
-            Labelling.delete().where(
-                Labelling.dataset == dataset_id, Labelling.comment == comment_id
-            )
-        )
-        return
-    await database.aexecute(
-        Labelling.insert(
-            dataset=dataset_id,
-            comment=comment_id,
-            assigned=assigned,
-            dismissed=dismissed,
-            updated_at=utcnow(),
-        ).on_conflict(
-            conflict_target=[Labelling.dataset, Labelling.comment],
-            preserve=[Labelling.assigned, Labelling.dismissed, Labelling.updated_at],
-        )
+        Refers(field, "comment", Comment, [c for c, _, _ in labellings], shown=False),
     )
+    if len(statements) == 1 and held() is None:
+        # One statement is atomic by itself: no BEGIN and COMMIT round trips around it.
+        async with guarded(guards, contextlib.nullcontext()):
+            await _write(*statements[0])
+        return
+    # In a transaction, a savepoint: the guards look the rows up again once it rolled back.
+    async with atomic(*guards):
+        for statement, params in statements:
+            await _write(statement, params)
 
 
 async def get_labelling(

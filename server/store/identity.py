@@ -16,7 +16,7 @@ from typing import Any
 
 import peewee
 
-from corrigo.server.errors import AlreadyExists, NotFound, Unauthenticated
+from corrigo.server.api.errors import AlreadyExists, NotFound, Unauthenticated
 from corrigo.server.store.database import (
     BaseModel,
     Sql,

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from corrigo.server.errors import ConcurrentChange, NotFound
+from corrigo.server.api.errors import ConcurrentChange, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, is_sqlite, retried, utcnow
 from corrigo.server.store.identity import Organization
 from corrigo.server.store.integrity import Refers

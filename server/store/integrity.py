@@ -32,7 +32,7 @@ from typing import Any, TypeAlias
 
 import peewee
 
-from corrigo.server.errors import CorrigoError, NotFound
+from corrigo.server.api.errors import CorrigoError, NotFound
 
 log = logging.getLogger("corrigo.store")
 

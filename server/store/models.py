@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import peewee
 
-from corrigo.server.errors import Aborted, NotFound
+from corrigo.server.api.errors import Aborted, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.datasets import Dataset, Labelling, dataset_ref
 from corrigo.server.store.integrity import Refers, Unique

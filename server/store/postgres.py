@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 import peewee
 
-from corrigo.server.errors import ConcurrentChange, StorageFull, Unavailable, unstorable_value
+from corrigo.server.api.errors import ConcurrentChange, StorageFull, Unavailable, unstorable_value
 from corrigo.server.store.connections import ConnectionLost, Result, log
 from corrigo.server.store.integrity import Kind, Violation, postgres_columns
 
@@ -26,6 +26,8 @@ _CONNECTION_ERRORS = (
     OSError,
 )
 _PLACEHOLDER = re.compile(r"%s")
+# How long a connection whose statement was cancelled may take to be usable again.
+SETTLE_SECONDS = 10.0
 # Statements whose rows are answered (the rest answer a command status with a count).
 _ROWS_HEADS = ("SELECT", "WITH", "VALUES", "SHOW")
 
@@ -90,14 +92,19 @@ def _rowcount(status: str) -> int:
 
 
 class PostgresConnection:
-    """A pool connection. A statement runs to its end even when its caller is cancelled,
-    as on SQLite (`settle` waits for it): no cancel request races the next statement."""
+    """A pool connection. A statement in a transaction runs to its end even when its
+    caller is cancelled, as on SQLite (`settle` waits for it), so the rollback that follows
+    never races a cancel request. Outside one (a single read or write) a cancelled
+    statement is cancelled on the server by asyncpg, and `settle` waits until that is
+    acknowledged: sparing every statement a task of its own is worth 15% of a small read."""
 
     broken = False
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
         self._running: asyncio.Future[Result] | None = None
+        # A statement outside a transaction was cancelled mid-way.
+        self._cut = False
 
     @classmethod
     async def open(cls, dsn: str) -> PostgresConnection:
@@ -110,6 +117,12 @@ class PostgresConnection:
             raise Unavailable("the database cannot be reached; retry shortly") from None
 
     async def execute(self, sql: str, params: Sequence[Any]) -> Result:
+        if not self._conn.is_in_transaction():
+            try:
+                return await self._run(sql, params)
+            except asyncio.CancelledError:
+                self._cut = True
+                raise
         running = asyncio.ensure_future(self._run(sql, params))
         self._running = running
         return await asyncio.shield(running)
@@ -137,6 +150,14 @@ class PostgresConnection:
             await asyncio.wait([running])
         if running is not None and running.done() and not running.cancelled():
             running.exception()  # retrieved: its caller was cancelled, or saw it
+        if self._cut:
+            self._cut = False
+            try:
+                # asyncpg runs the next statement once the server acknowledged the cancel.
+                async with asyncio.timeout(SETTLE_SECONDS):
+                    await self._conn.execute("SELECT 1")
+            except (TimeoutError, *_CONNECTION_ERRORS, asyncpg.exceptions.PostgresError):
+                self.broken = True
 
     def in_transaction(self) -> bool:
         in_transaction: bool = self._conn.is_in_transaction()

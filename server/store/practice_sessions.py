@@ -10,7 +10,7 @@ from typing import Any
 
 import peewee
 
-from corrigo.server.errors import FailedPrecondition
+from corrigo.server.api.errors import FailedPrecondition
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.few_shot import FewShotExample
 from corrigo.server.store.fields import JSONField

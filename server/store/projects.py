@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import peewee
 
-from corrigo.server.errors import AlreadyExists, FailedPrecondition, NotFound
+from corrigo.server.api.errors import AlreadyExists, FailedPrecondition, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.identity import Organization, User
 from corrigo.server.store.integrity import Referenced, Refers, Unique

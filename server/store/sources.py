@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
-import operator
 import secrets
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ from typing import Any
 
 import peewee
 
-from corrigo.server import wire
-from corrigo.server.errors import AlreadyExists, NotFound
+from corrigo.server.api import wire
+from corrigo.server.api.errors import AlreadyExists, NotFound
 from corrigo.server.store import statistics
 from corrigo.server.store.database import (
     BaseModel,
@@ -29,6 +28,7 @@ from corrigo.server.store.database import (
     as_datetime,
     atomic,
     database,
+    execute,
     fetch,
     is_sqlite,
     utcnow,
@@ -374,6 +374,10 @@ async def delete_comments(source: Source, comment_ids: Sequence[str]) -> int:
         )
 
 
+# Uids (with their sources) that one read on the event loop's thread may look up.
+_LOOP_READ_PARAMS = 256
+
+
 async def comments_by_uid(
     source_ids: dict[str, int], uids: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], int]:
@@ -384,15 +388,16 @@ async def comments_by_uid(
         by_source.setdefault(source_ids[source_hex], []).append(comment_id)
     if not by_source:
         return {}
-    condition = functools.reduce(
-        operator.or_,
-        [
-            (Comment.source == source_id) & Comment.comment_id.in_(ids)
-            for source_id, ids in by_source.items()
-        ],
+    # Written out: Peewee renders a few thousand uids slower than the database finds them.
+    clauses = " OR ".join(
+        f"(source_id = ? AND comment_id IN ({', '.join('?' * len(ids))}))"
+        for ids in by_source.values()
     )
-    rows = await database.list(
-        Comment.select(Comment.source, Comment.comment_id, Comment.id).where(condition).tuples()
-    )
+    params = [value for source_id, ids in by_source.items() for value in (source_id, *ids)]
+    statement = Sql(f"SELECT source_id, comment_id, id FROM comment WHERE {clauses}")
+    if len(params) <= _LOOP_READ_PARAMS:
+        rows = await fetch(statement, params)
+    else:  # thousands of lookups would hold the event loop: they go to a pool thread
+        rows = (await execute(statement.render(database.obj), params)).rows
     hex_of = {internal: hex_id for hex_id, internal in source_ids.items()}
     return {(hex_of[source], comment_id): pk for source, comment_id, pk in rows}

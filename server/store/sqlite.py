@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 import peewee
 
-from corrigo.server.errors import StorageFull, Unavailable, unstorable_value
+from corrigo.server.api.errors import StorageFull, Unavailable, unstorable_value
 from corrigo.server.store.connections import Result, log
 from corrigo.server.store.integrity import Kind, Violation, sqlite_unique
 

@@ -118,7 +118,89 @@ def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> d
         figures["batch_sessions_ps"] = max(b.rate for b in batches)
         figures["batch_sessions"] = [b.sessions for b in batches]
         figures["batch_events"] = [b.events for b in batches]
+        _command_line(name, channel, sizes, prepared, source_hex, figures)
     return figures
+
+
+def _command_line(
+    name: str,
+    channel: grpc.Channel,
+    sizes: Sizes,
+    prepared: prepare.Prepared,
+    source_hex: str,
+    figures: dict[str, Any],
+) -> None:
+    """The `corrigo` commands beside the server figure each stands for, measured in turns
+    (server, command) so that a slow moment of the machine touches both; the best of
+    each is kept, and their ratio."""
+    workdir = OUT / name
+    print(f"[{name}] corrigo export (JSONL, Parquet, CSV) beside the stream ...", flush=True)
+    jsonl = workdir / "cli-export.jsonl"
+    pairs = []
+    for _ in range(sizes.repeats):
+        stream = measure.stream_export(channel, prepared, sizes)
+        pairs.append((stream, measure.cli_export(prepared, jsonl, "jsonl")))
+    _pair_figures(figures, "cli_export_jsonl", "export_stream", pairs)
+    pairs = []
+    for _ in range(sizes.repeats):
+        stream = measure.stream_export(channel, prepared, sizes)
+        pairs.append((stream, measure.cli_export(prepared, workdir / "cli.parquet", "parquet")))
+    _pair_figures(figures, "cli_export_parquet", "export_stream", pairs)
+    csv_run = measure.cli_export(prepared, workdir / "cli-export.csv", "csv")
+    figures["cli_export_csv_cps"] = csv_run.rate
+    figures["cli_export_csv_comments"] = [csv_run.comments]
+
+    print(f"[{name}] corrigo batch sessions (JSONL, Parquet) beside the stream ...", flush=True)
+    for fmt in ("jsonl", "parquet"):
+        batch_pairs = [
+            (
+                measure.stream_batch(channel, prepared),
+                measure.cli_batch(prepared, workdir / f"batch.{fmt}", fmt),
+            )
+            for _ in range(sizes.repeats)
+        ]
+        best_stream = max(b.rate for b, _ in batch_pairs)
+        figures[f"cli_batch_{fmt}_ps"] = max(c.rate for _, c in batch_pairs)
+        figures[f"cli_batch_{fmt}_ratio"] = figures[f"cli_batch_{fmt}_ps"] / best_stream
+        figures[f"cli_batch_{fmt}_comments"] = [c.comments for _, c in batch_pairs]
+
+    print(f"[{name}] corrigo sync beside StreamSyncComments of the same file ...", flush=True)
+    pairs = []
+    for run in range(sizes.repeats):
+        _create_source(channel, prepared, f"file-sync-{run}")
+        server = measure.stream_sync_file(channel, prepared, jsonl, f"file-sync-{run}")
+        _create_source(channel, prepared, f"cli-sync-{run}")
+        pairs.append((server, measure.cli_sync(prepared, jsonl, f"cli-sync-{run}")))
+    _pair_figures(figures, "cli_sync", "file_sync", pairs)
+
+    print(f"[{name}] bulk labelling, UpdateLabelling under load ...", flush=True)
+    pairs = []
+    for _ in range(sizes.repeats):
+        server = measure.stream_labellings(channel, prepared, sizes, source_hex)
+        pairs.append((server, measure.cli_labels(prepared, jsonl)))
+    _pair_figures(figures, "cli_labels", "stream_labellings", pairs, unit="lps")
+    rounds = measure.labelling_load(prepared, sizes, source_hex)
+    middle = sorted(rounds, key=lambda r: r.ratio)[len(rounds) // 2]
+    figures["update_labelling"] = middle.update_labelling.__dict__
+    figures["labelling_get_dataset"] = middle.get_dataset.__dict__
+    figures["update_labelling_ratio"] = middle.ratio
+
+
+def _pair_figures(
+    figures: dict[str, Any],
+    command: str,
+    server: str,
+    pairs: list[tuple[measure.Ingest | measure.StreamRun, measure.Ingest]],
+    unit: str = "cps",
+) -> None:
+    """`command`'s best rate, the server's best beside it, their ratio, and every count
+    (for the smoke run's checks)."""
+    best_server = max(s.rate for s, _ in pairs)
+    best_command = max(c.rate for _, c in pairs)
+    figures[f"{command}_{unit}"] = best_command
+    figures[f"{command}_server_{unit}"] = best_server
+    figures[f"{command}_ratio"] = best_command / best_server
+    figures[f"{command}_comments"] = [run.comments for pair in pairs for run in pair]
 
 
 def _hex_ids(prepared: prepare.Prepared) -> tuple[str, str]:

@@ -17,13 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from corrigo.server import pagination
+from corrigo.server.api import pagination
+from corrigo.server.api.wire import varint
 from corrigo.server.store import database
-from corrigo.server.wire import varint
 
 # The export's page query for a dataset of one source, in `timestamp` order, with a
 # model version: the comments after the keyset position, each with its labelling and
-# prediction looked up by primary key (the server's query, see server/store/export.py).
+# prediction looked up by primary key (the server's query, see server/store/export_pages.py).
 # Like the server, it leaves the order to the inner query and sorts the rows (one pass).
 _PAGE_SQL = (
     'SELECT "page"."id", "page"."ts_us", "page"."body", '

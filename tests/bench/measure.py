@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import statistics
+import subprocess
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -14,12 +16,14 @@ import grpc
 from grpc_health.v1 import health_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
+from corrigo.client.sync import read_comments
 from corrigo.v1 import datasets_pb2, improvement_pb2, sources_pb2
+from corrigo.v1.comments_pb2 import AssignedLabels
 from tests.bench import corpus, raw
 from tests.bench.memory import Growth
 from tests.bench.prepare import DATASET, OWNER, Prepared
 from tests.bench.sizes import Sizes
-from tests.processes import ServerProcess, free_port
+from tests.processes import CORRIGO, ServerProcess, environment, free_port
 
 
 @dataclass
@@ -125,13 +129,19 @@ class Load:
 
 
 async def _load(
-    target: str, method: str, request: bytes, metadata: raw.Metadata, sizes: Sizes
+    target: str,
+    method: str,
+    request: bytes,
+    metadata: raw.Metadata,
+    sizes: Sizes,
+    concurrency: int | None = None,
 ) -> Load:
+    in_flight = concurrency or sizes.concurrency
     async with grpc.aio.insecure_channel(target, options=raw.OPTIONS) as channel:
         call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
-        for _ in range(sizes.concurrency):
+        for _ in range(in_flight):
             await call(request, metadata=metadata)
-        per_worker = sizes.unary_calls // sizes.concurrency
+        per_worker = sizes.unary_calls // in_flight
         latencies: list[float] = []
 
         async def worker() -> None:
@@ -141,7 +151,7 @@ async def _load(
                 latencies.append(time.perf_counter() - began)
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(sizes.concurrency)))
+        await asyncio.gather(*(worker() for _ in range(in_flight)))
         seconds = time.perf_counter() - began
     latencies.sort()
     return Load(
@@ -323,3 +333,129 @@ def stream_batch(channel: grpc.Channel, prepared: Prepared) -> Batches:
         sessions += len(page.sessions)
         events += sum(len(s.events) for s in page.sessions)
     return Batches(sessions, events, time.perf_counter() - began)
+
+
+@dataclass
+class LabellingRound:
+    update_labelling: Load
+    get_dataset: Load
+
+    @property
+    def ratio(self) -> float:
+        return self.update_labelling.qps / self.get_dataset.qps
+
+
+def labelling_load(prepared: Prepared, sizes: Sizes, source_hex: str) -> list[LabellingRound]:
+    """UpdateLabelling (one comment's two labels), then GetDataset, each with
+    `sizes.labelling_concurrency` calls in flight, in `sizes.ratio_rounds` rounds."""
+    target = prepared.server.target
+    update = datasets_pb2.UpdateLabellingRequest(
+        owner=OWNER,
+        name=DATASET,
+        comment_uid=f"{source_hex}.c0000000",
+        assigned=AssignedLabels.FromString(corpus.assigned(0)).assigned,
+    ).SerializeToString()
+    get = datasets_pb2.GetDatasetRequest(owner=OWNER, name=DATASET).SerializeToString()
+    flight = sizes.labelling_concurrency
+    return [
+        LabellingRound(
+            asyncio.run(
+                _load(target, raw.UPDATE_LABELLING, update, prepared.metadata, sizes, flight)
+            ),
+            asyncio.run(_load(target, raw.GET_DATASET, get, prepared.metadata, sizes, flight)),
+        )
+        for _ in range(sizes.ratio_rounds)
+    ]
+
+
+def stream_labellings(
+    channel: grpc.Channel, prepared: Prepared, sizes: Sizes, source_hex: str
+) -> Ingest:
+    """Every comment of the export dataset labelled through one StreamUpdateLabellings,
+    `sizes.chunk` labellings a chunk."""
+    chunks = []
+    for number, start in enumerate(range(0, sizes.comments, sizes.chunk)):
+        stop = min(start + sizes.chunk, sizes.comments)
+        chunks.append(
+            datasets_pb2.StreamUpdateLabellingsRequest(
+                owner=OWNER,
+                name=DATASET,
+                chunk=number,
+                labellings=[
+                    datasets_pb2.LabellingUpdate(
+                        comment_uid=f"{source_hex}.c{i:07d}",
+                        assigned=AssignedLabels.FromString(corpus.assigned(i + 1)).assigned,
+                    )
+                    for i in range(start, stop)
+                ],
+            ).SerializeToString()
+        )
+    began = time.perf_counter()
+    acknowledged = raw.stream_sync(channel, chunks, prepared.metadata, raw.STREAM_LABELLINGS)
+    seconds = time.perf_counter() - began
+    return Ingest(sizes.comments if acknowledged == len(chunks) else 0, seconds)
+
+
+def stream_sync_file(channel: grpc.Channel, prepared: Prepared, path: Path, source: str) -> Ingest:
+    """The comments of a JSONL file (parsed before the clock starts) into `source`
+    through one StreamSyncComments, 4,096 a chunk: the server's figure beside `corrigo
+    sync` of the same file."""
+    made = list(read_comments(path))
+    chunks = [
+        sources_pb2.StreamSyncCommentsRequest(
+            owner=OWNER, name=source, chunk=number, comments=made[start : start + 4096]
+        ).SerializeToString()
+        for number, start in enumerate(range(0, len(made), 4096))
+    ]
+    began = time.perf_counter()
+    acknowledged = raw.stream_sync(channel, chunks, prepared.metadata)
+    seconds = time.perf_counter() - began
+    return Ingest(len(made) if acknowledged == len(chunks) else 0, seconds)
+
+
+def cli(prepared: Prepared, *args: str) -> tuple[float, str]:
+    """`corrigo args` as a user runs it against the server: seconds taken, and stderr."""
+    env = environment(CORRIGO_TARGET=prepared.server.target, CORRIGO_TOKEN=prepared.token)
+    began = time.perf_counter()
+    done = subprocess.run(
+        [*CORRIGO, *args], capture_output=True, text=True, env=env, check=False, timeout=3600
+    )
+    seconds = time.perf_counter() - began
+    assert done.returncode == 0, done.stderr
+    return seconds, done.stderr
+
+
+def _leading_count(stderr: str, after: str) -> int:
+    """N of the line `N <after>` that the command prints last."""
+    found = re.search(rf"(\d+) {after}", stderr)
+    return int(found.group(1)) if found else 0
+
+
+def cli_export(prepared: Prepared, out: Path, fmt: str) -> Ingest:
+    seconds, stderr = cli(
+        prepared, "export", f"{OWNER}/{DATASET}", "-o", str(out), "--format", fmt, "-q", "--restart"
+    )
+    return Ingest(_leading_count(stderr, "comments written"), seconds)
+
+
+def cli_sync(prepared: Prepared, path: Path, source: str) -> Ingest:
+    seconds, stderr = cli(
+        prepared, "sync", f"{OWNER}/{source}", str(path), "--chunk-size", "4096", "-q"
+    )
+    return Ingest(_leading_count(stderr, "new"), seconds)
+
+
+def cli_labels(prepared: Prepared, path: Path) -> Ingest:
+    seconds, stderr = cli(
+        prepared, "labels", "import", f"{OWNER}/{DATASET}", str(path), "--chunk-size", "4096", "-q"
+    )
+    return Ingest(_leading_count(stderr, "labellings set"), seconds)
+
+
+def cli_batch(prepared: Prepared, out: Path, fmt: str) -> Ingest:
+    """`corrigo batch sessions` of the benchmark's batch into a file (as stream_batch
+    reads it: 100 sessions a page, 100 events each)."""
+    seconds, stderr = cli(prepared, "batch", "sessions", "--batch-id", "benchbatch",
+        "--limit", "100", "--events-limit", "100", "-o", str(out), "--format", fmt,
+    )  # fmt: skip
+    return Ingest(_leading_count(stderr, "sessions written"), seconds)

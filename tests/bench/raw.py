@@ -27,6 +27,8 @@ EXPORT = "/corrigo.v1.DatasetService/ExportDataset"
 STREAM_EXPORT = "/corrigo.v1.DatasetService/StreamExportDataset"
 SYNC = "/corrigo.v1.SourceService/SyncComments"
 STREAM_SYNC = "/corrigo.v1.SourceService/StreamSyncComments"
+UPDATE_LABELLING = "/corrigo.v1.DatasetService/UpdateLabelling"
+STREAM_LABELLINGS = "/corrigo.v1.DatasetService/StreamUpdateLabellings"
 UPLOAD_PREDICTIONS = "/corrigo.v1.ModelService/UploadPredictions"
 STREAM_BATCH = "/corrigo.v1.ImprovementService/StreamBatchSessions"
 HEALTH = "/grpc.health.v1.Health/Check"
@@ -94,7 +96,10 @@ def stream(channel: grpc.Channel, method: str, request: bytes, metadata: Metadat
     return call(request, metadata=metadata, timeout=600)
 
 
-def stream_sync(channel: grpc.Channel, chunks: Iterable[bytes], metadata: Metadata) -> int:
-    """Send every chunk of a bulk sync; answers how many were acknowledged."""
-    call = channel.stream_stream(STREAM_SYNC, request_serializer=None, response_deserializer=None)
+def stream_sync(
+    channel: grpc.Channel, chunks: Iterable[bytes], metadata: Metadata, method: str = STREAM_SYNC
+) -> int:
+    """Send every chunk of a bulk stream (a sync, or labellings with `method`); answers
+    how many were acknowledged."""
+    call = channel.stream_stream(method, request_serializer=None, response_deserializer=None)
     return sum(1 for _ in call(iter(chunks), metadata=metadata, timeout=600))

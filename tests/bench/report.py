@@ -70,6 +70,50 @@ ROWS: list[Row] = [
     ),
     ("server RSS growth, whole stream (MiB)", lambda f: f"{f['memory_growth_mib']:.1f}", "<= 64"),
     ("StreamBatchSessions (sessions/s)", lambda f: _n(f["batch_sessions_ps"]), "reported"),
+    (
+        "corrigo export JSONL (comments/s; / stream beside it)",
+        lambda f: f"{_n(f['cli_export_jsonl_cps'])} ({f['cli_export_jsonl_ratio']:.2f})",
+        ">= 60,000",
+    ),
+    (
+        "corrigo export Parquet (comments/s; / stream beside it)",
+        lambda f: f"{_n(f['cli_export_parquet_cps'])} ({f['cli_export_parquet_ratio']:.2f})",
+        "reported",
+    ),
+    ("corrigo export CSV (comments/s)", lambda f: _n(f["cli_export_csv_cps"]), "reported"),
+    (
+        "corrigo batch sessions to JSONL (sessions/s; / stream beside it)",
+        lambda f: f"{_n(f['cli_batch_jsonl_ps'])} ({f['cli_batch_jsonl_ratio']:.2f})",
+        "reported",
+    ),
+    (
+        "corrigo batch sessions to Parquet (sessions/s; / stream beside it)",
+        lambda f: f"{_n(f['cli_batch_parquet_ps'])} ({f['cli_batch_parquet_ratio']:.2f})",
+        "reported",
+    ),
+    (
+        "corrigo sync (comments/s; / StreamSyncComments of the file)",
+        lambda f: f"{_n(f['cli_sync_cps'])} ({f['cli_sync_ratio']:.2f})",
+        "ratio >= 0.8",
+    ),
+    (
+        "StreamUpdateLabellings, 4,096 a chunk (labellings/s)",
+        lambda f: _n(f["cli_labels_server_lps"]),
+        ">= 20,000",
+    ),
+    (
+        "corrigo labels import (labellings/s; / the stream)",
+        lambda f: f"{_n(f['cli_labels_lps'])} ({f['cli_labels_ratio']:.2f})",
+        "reported",
+    ),
+    (
+        "UpdateLabelling / GetDataset calls/s, 32 in flight",
+        lambda f: (
+            f"{_n(f['update_labelling']['qps'])} / {_n(f['labelling_get_dataset']['qps'])} "
+            f"({f['update_labelling_ratio']:.2f})"
+        ),
+        "reported",
+    ),
 ]
 
 
@@ -155,6 +199,20 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
                 f"{name}: /metrics counted {figures['metrics_counted_calls']} GetDataset calls "
                 f"of {figures['metrics_calls']}"
             )
+        for figure in (
+            "cli_export_jsonl",
+            "cli_export_parquet",
+            "cli_export_csv",
+            "cli_sync",
+            "cli_labels",
+        ):
+            for count in figures[f"{figure}_comments"]:
+                if count != sizes.comments:
+                    found.append(f"{name}: a {figure} run handled {count} of {sizes.comments}")
+        for fmt in ("jsonl", "parquet"):
+            for count in figures[f"cli_batch_{fmt}_comments"]:
+                if count != sizes.sessions:
+                    found.append(f"{name}: corrigo batch sessions ({fmt}) wrote {count}")
         if not figures["limit_page_matches"]:
             found.append(f"{name}: the limit's first page differs from the server's")
     return found

@@ -20,6 +20,8 @@ class Sizes:
     chunk: int
     # Unary RPC load: calls in flight at once, and calls per measured run.
     concurrency: int
+    # UpdateLabelling's load (beside GetDataset's): calls in flight at once.
+    labelling_concurrency: int
     unary_calls: int
     # Keyset flatness: page reads timed at each end.
     flatness_samples: int
@@ -48,6 +50,7 @@ def from_environment() -> Sizes:
         sync_batch=1_000,
         chunk=4_096,
         concurrency=64,
+        labelling_concurrency=32,
         unary_calls=_scaled(6_400, scale, 640),
         flatness_samples=_scaled(40, scale, 8),
         sessions=_scaled(1_000, scale, 30),

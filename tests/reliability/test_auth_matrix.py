@@ -15,8 +15,7 @@ from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
 
 from corrigo.client import CorrigoError
-from corrigo.server.app import SERVICES
-from corrigo.server.permissions import (
+from corrigo.server.api.permissions import (
     ORG_ROLE_PERMISSIONS,
     PROJECT_ROLE_PERMISSIONS,
     RULES,
@@ -24,6 +23,7 @@ from corrigo.server.permissions import (
     Rule,
     Scope,
 )
+from corrigo.server.app import SERVICES
 from corrigo.v1 import admin_pb2
 from corrigo.v1.admin_pb2 import Member, User
 from tests import dataset_helpers

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from tests.processes import LoggedProcess
+
 ROOT = Path(__file__).resolve().parents[2]
 BINARY = ROOT / ".build" / "gateway" / "corrigo-gateway"
 REQUIRED = os.environ.get("CI") == "true" or os.environ.get("CORRIGO_REQUIRE_GATEWAY") == "1"
@@ -66,17 +68,12 @@ def build() -> Path:
     return BINARY
 
 
-class GatewayProcess:
+class GatewayProcess(LoggedProcess):
     """`corrigo-gateway` in front of a server, on the free port its log line names."""
 
     def __init__(self, endpoint: str, log: Path, extra: Sequence[str] = ()) -> None:
-        self.log_path = log
-        self._log = open(log, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [str(BINARY), "--listen", "127.0.0.1:0", "--endpoint", endpoint, *extra],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-        )
+        command = [str(BINARY), "--listen", "127.0.0.1:0", "--endpoint", endpoint, *extra]
+        super().__init__(command, log)
         self.url = self._wait_listening()
 
     def _wait_listening(self, timeout: float = 30) -> str:
@@ -89,19 +86,6 @@ class GatewayProcess:
                 raise AssertionError(f"gateway exited early:\n{self.log()}")
             time.sleep(0.05)
         raise AssertionError(f"gateway not listening after {timeout}s:\n{self.log()}")
-
-    def log(self) -> str:
-        self._log.flush()
-        return self.log_path.read_text()
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            code = self.process.wait(timeout=30)
-        finally:
-            self._log.close()
-        return code
 
 
 @dataclass

@@ -673,6 +673,166 @@ class LabellingResponse(_message.Message):
 Global___LabellingResponse: _TypeAlias = LabellingResponse  # noqa: Y015
 
 @_typing.final
+class LabellingUpdate(_message.Message):
+    """One comment's new labelling, in a bulk update."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMENT_UID_FIELD_NUMBER: _builtins.int
+    ASSIGNED_FIELD_NUMBER: _builtins.int
+    DISMISSED_FIELD_NUMBER: _builtins.int
+    comment_uid: _builtins.str
+    """The comment, as `source_id.comment_id`; at most once per request (or chunk)."""
+    @_builtins.property
+    def assigned(self) -> _containers.RepeatedCompositeFieldContainer[_comments_pb2.Label]:
+        """The labels the comment has, at most 256, names unique."""
+
+    @_builtins.property
+    def dismissed(self) -> _containers.RepeatedCompositeFieldContainer[_comments_pb2.Label]:
+        """The labels a person decided the comment does not have, at most 256, none of them
+        also assigned.
+        """
+
+    def __init__(
+        self,
+        *,
+        comment_uid: _builtins.str = ...,
+        assigned: _abc.Iterable[_comments_pb2.Label] | None = ...,
+        dismissed: _abc.Iterable[_comments_pb2.Label] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assigned", b"assigned", "comment_uid", b"comment_uid", "dismissed", b"dismissed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LabellingUpdate: _TypeAlias = LabellingUpdate  # noqa: Y015
+
+@_typing.final
+class BatchUpdateLabellingsRequest(_message.Message):
+    """BatchUpdateLabellings request."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    LABELLINGS_FIELD_NUMBER: _builtins.int
+    owner: _builtins.str
+    """The project's name."""
+    name: _builtins.str
+    """The dataset's name."""
+    @_builtins.property
+    def labellings(self) -> _containers.RepeatedCompositeFieldContainer[Global___LabellingUpdate]:
+        """The labellings to set, 1..4096, each comment at most once."""
+
+    def __init__(
+        self,
+        *,
+        owner: _builtins.str = ...,
+        name: _builtins.str = ...,
+        labellings: _abc.Iterable[Global___LabellingUpdate] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["labellings", b"labellings", "name", b"name", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchUpdateLabellingsRequest: _TypeAlias = BatchUpdateLabellingsRequest  # noqa: Y015
+
+@_typing.final
+class BatchUpdateLabellingsResponse(_message.Message):
+    """BatchUpdateLabellings response."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    UPDATED_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    updated: _builtins.int
+    """Labellings written: every item of the request (set, or removed when both its
+    lists are empty).
+    """
+    status: _builtins.str
+    """Always `ok`."""
+    def __init__(
+        self,
+        *,
+        updated: _builtins.int = ...,
+        status: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status", "updated", b"updated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchUpdateLabellingsResponse: _TypeAlias = BatchUpdateLabellingsResponse  # noqa: Y015
+
+@_typing.final
+class StreamUpdateLabellingsRequest(_message.Message):
+    """One chunk of a streamed bulk labelling."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CHUNK_FIELD_NUMBER: _builtins.int
+    LABELLINGS_FIELD_NUMBER: _builtins.int
+    owner: _builtins.str
+    """The project's name; required on the first chunk, empty or the same later."""
+    name: _builtins.str
+    """The dataset's name; required on the first chunk, empty or the same later."""
+    chunk: _builtins.int
+    """The caller's number for this chunk, echoed in its acknowledgement; any value, by
+    convention increasing from 0.
+    """
+    @_builtins.property
+    def labellings(self) -> _containers.RepeatedCompositeFieldContainer[Global___LabellingUpdate]:
+        """The chunk's labellings, 1..4096, each comment at most once."""
+
+    def __init__(
+        self,
+        *,
+        owner: _builtins.str = ...,
+        name: _builtins.str = ...,
+        chunk: _builtins.int = ...,
+        labellings: _abc.Iterable[Global___LabellingUpdate] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "labellings", b"labellings", "name", b"name", "owner", b"owner"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamUpdateLabellingsRequest: _TypeAlias = StreamUpdateLabellingsRequest  # noqa: Y015
+
+@_typing.final
+class StreamUpdateLabellingsResponse(_message.Message):
+    """The acknowledgement of one committed chunk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHUNK_FIELD_NUMBER: _builtins.int
+    UPDATED_FIELD_NUMBER: _builtins.int
+    chunk: _builtins.int
+    """The acknowledged chunk's `chunk` number."""
+    updated: _builtins.int
+    """Labellings the chunk wrote: all of its items."""
+    def __init__(
+        self,
+        *,
+        chunk: _builtins.int = ...,
+        updated: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk", b"chunk", "updated", b"updated"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamUpdateLabellingsResponse: _TypeAlias = StreamUpdateLabellingsResponse  # noqa: Y015
+
+@_typing.final
 class ExportDatasetRequest(_message.Message):
     """ExportDataset request: the document's body."""
 

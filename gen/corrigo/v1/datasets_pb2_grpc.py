@@ -105,6 +105,16 @@ class DatasetServiceStub:
                 request_serializer=corrigo_dot_v1_dot_datasets__pb2.UpdateLabellingRequest.SerializeToString,
                 response_deserializer=corrigo_dot_v1_dot_datasets__pb2.LabellingResponse.FromString,
                 _registered_method=True)
+        self.BatchUpdateLabellings = channel.unary_unary(
+                '/corrigo.v1.DatasetService/BatchUpdateLabellings',
+                request_serializer=corrigo_dot_v1_dot_datasets__pb2.BatchUpdateLabellingsRequest.SerializeToString,
+                response_deserializer=corrigo_dot_v1_dot_datasets__pb2.BatchUpdateLabellingsResponse.FromString,
+                _registered_method=True)
+        self.StreamUpdateLabellings = channel.stream_stream(
+                '/corrigo.v1.DatasetService/StreamUpdateLabellings',
+                request_serializer=corrigo_dot_v1_dot_datasets__pb2.StreamUpdateLabellingsRequest.SerializeToString,
+                response_deserializer=corrigo_dot_v1_dot_datasets__pb2.StreamUpdateLabellingsResponse.FromString,
+                _registered_method=True)
         self.GetLabelling = channel.unary_unary(
                 '/corrigo.v1.DatasetService/GetLabelling',
                 request_serializer=corrigo_dot_v1_dot_datasets__pb2.GetLabellingRequest.SerializeToString,
@@ -230,6 +240,36 @@ class DatasetServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def BatchUpdateLabellings(self, request, context):
+        """Sets the labellings of up to 4096 comments in one transaction: all of them, or on
+        any error none. Each item replaces its comment's labelling as UpdateLabelling does
+        (empty lists remove it). INVALID_ARGUMENT, with a violation for every bad item
+        naming it (`labellings[i].comment_uid`, `labellings[i].assigned[j].name`, ...): no
+        items or more than 4096 (`labellings`); a malformed uid, one given twice, one whose
+        source is not in the dataset or that names no comment (not NOT_FOUND: the other
+        items are named in the same answer); labels invalid, repeated, both assigned and
+        dismissed, or outside the taxonomy; sentiment as for UpdateLabelling. NOT_FOUND
+        (field `labellings.comment_uid`) when a comment or the dataset is deleted while they
+        are written (none is written then).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StreamUpdateLabellings(self, request_iterator, context):
+        """Bulk labelling of any size: the client streams chunks, each checked and written as
+        one BatchUpdateLabellings call (up to 4096 labellings, one transaction), and the
+        server acknowledges each chunk once it is committed, in order. A broken stream
+        resumes by sending again every chunk not yet acknowledged: setting a labelling twice
+        changes nothing. The first chunk names the dataset; later chunks may leave `owner`
+        and `name` empty. A bad chunk ends the stream with its INVALID_ARGUMENT (its
+        violations named as in BatchUpdateLabellings); the chunks acknowledged before it stay
+        written. (gRPC-gateway allows no path parameters on client streams, hence the route.)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetLabelling(self, request, context):
         """Gets a comment's labelling in the dataset (empty lists when it has none).
         """
@@ -327,6 +367,16 @@ def add_DatasetServiceServicer_to_server(servicer, server):
                     servicer.UpdateLabelling,
                     request_deserializer=corrigo_dot_v1_dot_datasets__pb2.UpdateLabellingRequest.FromString,
                     response_serializer=corrigo_dot_v1_dot_datasets__pb2.LabellingResponse.SerializeToString,
+            ),
+            'BatchUpdateLabellings': grpc.unary_unary_rpc_method_handler(
+                    servicer.BatchUpdateLabellings,
+                    request_deserializer=corrigo_dot_v1_dot_datasets__pb2.BatchUpdateLabellingsRequest.FromString,
+                    response_serializer=corrigo_dot_v1_dot_datasets__pb2.BatchUpdateLabellingsResponse.SerializeToString,
+            ),
+            'StreamUpdateLabellings': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamUpdateLabellings,
+                    request_deserializer=corrigo_dot_v1_dot_datasets__pb2.StreamUpdateLabellingsRequest.FromString,
+                    response_serializer=corrigo_dot_v1_dot_datasets__pb2.StreamUpdateLabellingsResponse.SerializeToString,
             ),
             'GetLabelling': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLabelling,
@@ -635,6 +685,60 @@ class DatasetService:
             '/corrigo.v1.DatasetService/UpdateLabelling',
             corrigo_dot_v1_dot_datasets__pb2.UpdateLabellingRequest.SerializeToString,
             corrigo_dot_v1_dot_datasets__pb2.LabellingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BatchUpdateLabellings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corrigo.v1.DatasetService/BatchUpdateLabellings',
+            corrigo_dot_v1_dot_datasets__pb2.BatchUpdateLabellingsRequest.SerializeToString,
+            corrigo_dot_v1_dot_datasets__pb2.BatchUpdateLabellingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamUpdateLabellings(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/corrigo.v1.DatasetService/StreamUpdateLabellings',
+            corrigo_dot_v1_dot_datasets__pb2.StreamUpdateLabellingsRequest.SerializeToString,
+            corrigo_dot_v1_dot_datasets__pb2.StreamUpdateLabellingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

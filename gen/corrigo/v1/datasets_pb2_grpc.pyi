@@ -95,6 +95,28 @@ class DatasetServiceStub:
     dataset; NOT_FOUND when the comment does not exist, also when the comment or the
     dataset is deleted while the labelling is written.
     """
+    BatchUpdateLabellings: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.BatchUpdateLabellingsRequest, _datasets_pb2.BatchUpdateLabellingsResponse]
+    """Sets the labellings of up to 4096 comments in one transaction: all of them, or on
+    any error none. Each item replaces its comment's labelling as UpdateLabelling does
+    (empty lists remove it). INVALID_ARGUMENT, with a violation for every bad item
+    naming it (`labellings[i].comment_uid`, `labellings[i].assigned[j].name`, ...): no
+    items or more than 4096 (`labellings`); a malformed uid, one given twice, one whose
+    source is not in the dataset or that names no comment (not NOT_FOUND: the other
+    items are named in the same answer); labels invalid, repeated, both assigned and
+    dismissed, or outside the taxonomy; sentiment as for UpdateLabelling. NOT_FOUND
+    (field `labellings.comment_uid`) when a comment or the dataset is deleted while they
+    are written (none is written then).
+    """
+    StreamUpdateLabellings: _grpc.StreamStreamMultiCallable[_datasets_pb2.StreamUpdateLabellingsRequest, _datasets_pb2.StreamUpdateLabellingsResponse]
+    """Bulk labelling of any size: the client streams chunks, each checked and written as
+    one BatchUpdateLabellings call (up to 4096 labellings, one transaction), and the
+    server acknowledges each chunk once it is committed, in order. A broken stream
+    resumes by sending again every chunk not yet acknowledged: setting a labelling twice
+    changes nothing. The first chunk names the dataset; later chunks may leave `owner`
+    and `name` empty. A bad chunk ends the stream with its INVALID_ARGUMENT (its
+    violations named as in BatchUpdateLabellings); the chunks acknowledged before it stay
+    written. (gRPC-gateway allows no path parameters on client streams, hence the route.)
+    """
     GetLabelling: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.GetLabellingRequest, _datasets_pb2.LabellingResponse]
     """Gets a comment's labelling in the dataset (empty lists when it has none)."""
     ExportDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.ExportDatasetRequest, _datasets_pb2.ExportDatasetResponse]
@@ -194,6 +216,28 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     dataset with it), or a malformed comment uid or one whose source is not in the
     dataset; NOT_FOUND when the comment does not exist, also when the comment or the
     dataset is deleted while the labelling is written.
+    """
+    BatchUpdateLabellings: _aio.UnaryUnaryMultiCallable[_datasets_pb2.BatchUpdateLabellingsRequest, _datasets_pb2.BatchUpdateLabellingsResponse]  # type: ignore[assignment]
+    """Sets the labellings of up to 4096 comments in one transaction: all of them, or on
+    any error none. Each item replaces its comment's labelling as UpdateLabelling does
+    (empty lists remove it). INVALID_ARGUMENT, with a violation for every bad item
+    naming it (`labellings[i].comment_uid`, `labellings[i].assigned[j].name`, ...): no
+    items or more than 4096 (`labellings`); a malformed uid, one given twice, one whose
+    source is not in the dataset or that names no comment (not NOT_FOUND: the other
+    items are named in the same answer); labels invalid, repeated, both assigned and
+    dismissed, or outside the taxonomy; sentiment as for UpdateLabelling. NOT_FOUND
+    (field `labellings.comment_uid`) when a comment or the dataset is deleted while they
+    are written (none is written then).
+    """
+    StreamUpdateLabellings: _aio.StreamStreamMultiCallable[_datasets_pb2.StreamUpdateLabellingsRequest, _datasets_pb2.StreamUpdateLabellingsResponse]  # type: ignore[assignment]
+    """Bulk labelling of any size: the client streams chunks, each checked and written as
+    one BatchUpdateLabellings call (up to 4096 labellings, one transaction), and the
+    server acknowledges each chunk once it is committed, in order. A broken stream
+    resumes by sending again every chunk not yet acknowledged: setting a labelling twice
+    changes nothing. The first chunk names the dataset; later chunks may leave `owner`
+    and `name` empty. A bad chunk ends the stream with its INVALID_ARGUMENT (its
+    violations named as in BatchUpdateLabellings); the chunks acknowledged before it stay
+    written. (gRPC-gateway allows no path parameters on client streams, hence the route.)
     """
     GetLabelling: _aio.UnaryUnaryMultiCallable[_datasets_pb2.GetLabellingRequest, _datasets_pb2.LabellingResponse]  # type: ignore[assignment]
     """Gets a comment's labelling in the dataset (empty lists when it has none)."""
@@ -351,6 +395,40 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
         dataset with it), or a malformed comment uid or one whose source is not in the
         dataset; NOT_FOUND when the comment does not exist, also when the comment or the
         dataset is deleted while the labelling is written.
+        """
+
+    @_abc_1.abstractmethod
+    def BatchUpdateLabellings(
+        self,
+        request: _datasets_pb2.BatchUpdateLabellingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_datasets_pb2.BatchUpdateLabellingsResponse, _abc.Awaitable[_datasets_pb2.BatchUpdateLabellingsResponse]]:
+        """Sets the labellings of up to 4096 comments in one transaction: all of them, or on
+        any error none. Each item replaces its comment's labelling as UpdateLabelling does
+        (empty lists remove it). INVALID_ARGUMENT, with a violation for every bad item
+        naming it (`labellings[i].comment_uid`, `labellings[i].assigned[j].name`, ...): no
+        items or more than 4096 (`labellings`); a malformed uid, one given twice, one whose
+        source is not in the dataset or that names no comment (not NOT_FOUND: the other
+        items are named in the same answer); labels invalid, repeated, both assigned and
+        dismissed, or outside the taxonomy; sentiment as for UpdateLabelling. NOT_FOUND
+        (field `labellings.comment_uid`) when a comment or the dataset is deleted while they
+        are written (none is written then).
+        """
+
+    @_abc_1.abstractmethod
+    def StreamUpdateLabellings(
+        self,
+        request_iterator: _MaybeAsyncIterator[_datasets_pb2.StreamUpdateLabellingsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_datasets_pb2.StreamUpdateLabellingsResponse], _abc.AsyncIterator[_datasets_pb2.StreamUpdateLabellingsResponse]]:
+        """Bulk labelling of any size: the client streams chunks, each checked and written as
+        one BatchUpdateLabellings call (up to 4096 labellings, one transaction), and the
+        server acknowledges each chunk once it is committed, in order. A broken stream
+        resumes by sending again every chunk not yet acknowledged: setting a labelling twice
+        changes nothing. The first chunk names the dataset; later chunks may leave `owner`
+        and `name` empty. A bad chunk ends the stream with its INVALID_ARGUMENT (its
+        violations named as in BatchUpdateLabellings); the chunks acknowledged before it stay
+        written. (gRPC-gateway allows no path parameters on client streams, hence the route.)
         """
 
     @_abc_1.abstractmethod

@@ -2,7 +2,7 @@
 
 Two families: the gRPC server metrics of go-grpc-prometheus (same names, labels and
 codes, so its dashboards and alerts work unchanged), counted by `GrpcMetricsInterceptor`
-(server/interceptors.py); and Corrigo's own, prefixed `corrigo_`, reported through the
+(server/api/interceptors.py); and Corrigo's own, prefixed `corrigo_`, reported through the
 small functions below by the services and the store.
 
 Every server with metrics has its own `Metrics` (its own CollectorRegistry, so servers
@@ -33,7 +33,7 @@ from prometheus_client import (
     start_http_server,
 )
 
-from corrigo.server.errors import CorrigoError, StorageFull, Unavailable
+from corrigo.server.api.errors import CorrigoError, StorageFull, Unavailable
 
 # go-grpc-prometheus's grpc_code values (Go's codes.Code.String()).
 GO_CODE_NAMES = {

@@ -22,9 +22,9 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from google.protobuf.message import Message
 
-from corrigo.server import metrics
-from corrigo.server.errors import InvalidArgument
-from corrigo.server.validation import Violations
+from corrigo.server.api.errors import InvalidArgument
+from corrigo.server.api.validation import Violations
+from corrigo.server.ops import metrics
 from corrigo.v1 import errors_pb2
 
 T = TypeVar("T")
@@ -117,7 +117,7 @@ def page(
     """Keyset paging by id for the list RPC being served, bound to its method, the
     caller's organization and the project the request names (its id: a project created
     again under the same name refuses the old one's tokens)."""
-    from corrigo.server import auth  # auth's store imports must not load before pagination
+    from corrigo.server.api import auth  # auth's store imports must not load before pagination
 
     call = auth.current()
     project = f"#{call.project.id}" if call.project is not None else ""

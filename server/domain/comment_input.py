@@ -9,9 +9,9 @@ from collections.abc import Iterator, Sequence
 
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from corrigo.server.errors import InvalidArgument
+from corrigo.server.api.errors import InvalidArgument
+from corrigo.server.api.validation import Violations
 from corrigo.server.store.sources import MAX_SYNC
-from corrigo.server.validation import Violations
 from corrigo.v1.comments_pb2 import Comment
 
 COMMENT_ID = re.compile(r"^[A-Za-z0-9\-_.:=+/@]{1,256}$")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-from corrigo.server import background
+from corrigo.server.ops import background
 from corrigo.server.store import identity
 
 FLUSH_SECONDS = 5.0

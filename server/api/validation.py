@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from corrigo.server.errors import InvalidArgument
+from corrigo.server.api.errors import InvalidArgument
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")

@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from corrigo.server import auth
-from corrigo.server.errors import NotFound
+from corrigo.server.api import auth
+from corrigo.server.api.errors import NotFound
+from corrigo.server.api.validation import Violations
 from corrigo.server.store import datasets
-from corrigo.server.validation import Violations
 
 T = TypeVar("T")
 

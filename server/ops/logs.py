@@ -1,7 +1,7 @@
 """The server's log lines: text (the default) or one JSON object per line.
 
 A JSON line holds time (ISO 8601, UTC), level, logger and message; an access line
-(server/interceptors.py) adds method, code, duration_ms, principal, peer and trace_id;
+(server/api/interceptors.py) adds method, code, duration_ms, principal, peer and trace_id;
 a line logged with an exception adds it as `exception`. Log shippers parse them as they
 are. No token is ever logged, in either format.
 """
@@ -13,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from corrigo.server import tracing
+from corrigo.server.ops import tracing
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 

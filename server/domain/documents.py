@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from corrigo.server.errors import NotFound
+from corrigo.server.api.errors import NotFound
+from corrigo.server.api.validation import Violations
+from corrigo.server.domain.uids import UID_FORMAT, split_uid
 from corrigo.server.store import datasets, sources
-from corrigo.server.uids import UID_FORMAT, split_uid
-from corrigo.server.validation import Violations
 
 MAX_DOCUMENT_UIDS = 4096
 

@@ -172,6 +172,9 @@ RULES: dict[str, Rule] = {
     _DATASETS + "ListLabelDefs": project(Permission.VIEW_LABELS, "owner"),
     _DATASETS + "DeleteLabelDef": project(Permission.MODIFY_DATASETS, "owner"),
     _DATASETS + "UpdateLabelling": project(Permission.ANNOTATE, "owner"),
+    _DATASETS + "BatchUpdateLabellings": project(Permission.ANNOTATE, "owner"),
+    # Client-streaming: its handler authorizes the project named by the first chunk.
+    _DATASETS + "StreamUpdateLabellings": project(Permission.ANNOTATE),
     _DATASETS + "GetLabelling": project(Permission.VIEW_LABELS, "owner"),
     _DATASETS + "ExportDataset": project(Permission.EXPORT_DATASETS, "owner"),
     _DATASETS + "StreamExportDataset": project(Permission.EXPORT_DATASETS, "owner"),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from corrigo.server.api.validation import Violations
 from corrigo.server.store import datasets
-from corrigo.server.validation import Violations
 from corrigo.v1.comments_pb2 import AssignedLabels, Label, PredictedLabel
 
 SEPARATOR = " > "

@@ -22,9 +22,10 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from corrigo.server import auth, tracing
-from corrigo.server.errors import CorrigoError, Internal, InvalidArgument
-from corrigo.server.metrics import MethodMetrics, Metrics
+from corrigo.server.api import auth
+from corrigo.server.api.errors import CorrigoError, Internal, InvalidArgument
+from corrigo.server.ops import tracing
+from corrigo.server.ops.metrics import MethodMetrics, Metrics
 from corrigo.server.store.connections import call_deadline
 
 Middleware = Callable[
@@ -200,7 +201,7 @@ async def log_access(
             "peer": peer,
             "trace_id": tracing.trace_id(),
         }
-        # The JSON log format writes `access` as fields of the line (server/logs.py).
+        # The JSON log format writes `access` as fields of the line (server/ops/logs.py).
         access_log.info(
             "rpc method=%s code=%s duration_ms=%.1f principal=%s peer=%s%s",
             fields["method"],

@@ -18,8 +18,8 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from corrigo.server.errors import Internal, NotFound, PermissionDenied, Unauthenticated
-from corrigo.server.permissions import (
+from corrigo.server.api.errors import Internal, NotFound, PermissionDenied, Unauthenticated
+from corrigo.server.api.permissions import (
     ORG_ROLE_PERMISSIONS,
     PROJECT_ROLE_PERMISSIONS,
     RULES,
@@ -27,10 +27,10 @@ from corrigo.server.permissions import (
     Rule,
     Scope,
 )
+from corrigo.server.api.validation import Violations
 from corrigo.server.store import access, identity, projects
 from corrigo.server.store.identity import Principal
 from corrigo.server.store.projects import Project
-from corrigo.server.validation import Violations
 from corrigo.v1 import errors_pb2
 
 log = logging.getLogger("corrigo.auth")

@@ -18,12 +18,13 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 
-from corrigo.server import auth, metrics, pagination, wire
+from corrigo.server.api import auth, pagination, wire
+from corrigo.server.api.validation import Violations
+from corrigo.server.domain.uids import split_uid
+from corrigo.server.ops import metrics
 from corrigo.server.store import datasets, models
-from corrigo.server.store import export as store
+from corrigo.server.store import export_pages as store
 from corrigo.server.store.sources import micros
-from corrigo.server.uids import split_uid
-from corrigo.server.validation import Violations
 from corrigo.v1.datasets_pb2 import ExportDatasetRequest, StreamExportDatasetRequest
 
 DEFAULT_LIMIT = 64

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from google.protobuf.field_mask_pb2 import FieldMask
 from google.protobuf.message import Message
 
-from corrigo.server.validation import Violations
+from corrigo.server.api.validation import Violations
 
 
 def fields_to_write(

@@ -24,7 +24,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from corrigo.server import background, metrics, predicted_score, tracing
+from corrigo.server.domain import predicted_score
+from corrigo.server.ops import background, metrics, tracing
 from corrigo.server.store import correction, correction_sampling
 from corrigo.server.store.correction import Status
 

@@ -1,0 +1,112 @@
+"""`corrigo labels import`: set many comments' labellings from JSONL through
+StreamUpdateLabellings (a transaction per chunk, resent after UNAVAILABLE as `corrigo
+sync` does: setting a labelling twice changes nothing)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from google.protobuf import json_format
+from tqdm import tqdm
+
+from corrigo.client.sync import count_lines, stream_chunks
+from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
+from corrigo.v1.comments_pb2 import Label
+from corrigo.v1.datasets_pb2 import LabellingUpdate
+
+DEFAULT_CHUNK = 1024
+
+
+def _labels(values: Any) -> list[Label]:
+    if not isinstance(values, list):
+        raise json_format.ParseError("expected a list of labels")
+    made = []
+    for value in values:
+        if not isinstance(value, dict) or not value.keys() <= {"name", "sentiment"}:
+            raise json_format.ParseError(f"a label is {{name, sentiment}}, got {value!r}")
+        made.append(Label(name=value.get("name", ""), sentiment=value.get("sentiment", "")))
+    return made
+
+
+def labelling_from_dict(data: dict[str, Any]) -> LabellingUpdate:
+    """A LabellingUpdate from its JSON (`{"comment_uid", "assigned", "dismissed"}`) or
+    from a `corrigo export` line (the comment's uid and its assigned labels)."""
+    comment = data.get("comment")
+    if isinstance(comment, dict):
+        assigned = data.get("annotations", {}).get("labels", {}).get("assigned", [])
+        return LabellingUpdate(comment_uid=comment.get("uid", ""), assigned=_labels(assigned))
+    if not data.keys() <= {"comment_uid", "assigned", "dismissed"}:
+        return json_format.ParseDict(data, LabellingUpdate())  # its error names the field
+    uid = data.get("comment_uid", "")
+    if not isinstance(uid, str):
+        raise json_format.ParseError(f"comment_uid must be a string, got {uid!r}")
+    return LabellingUpdate(
+        comment_uid=uid,
+        assigned=_labels(data.get("assigned", [])),
+        dismissed=_labels(data.get("dismissed", [])),
+    )
+
+
+def read_labellings(path: Path) -> Iterator[LabellingUpdate]:
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+                if not isinstance(data, dict):
+                    raise json_format.ParseError("expected a JSON object")
+                yield labelling_from_dict(data)
+            except (ValueError, AttributeError, json_format.ParseError) as error:
+                raise SystemExit(f"corrigo labels import: {path}:{number}: {error}") from None
+
+
+@dataclass
+class ImportTotals:
+    updated: int = 0
+    chunks: int = 0
+
+
+def import_file(
+    stub: datasets_pb2_grpc.DatasetServiceStub,
+    owner: str,
+    dataset: str,
+    path: Path,
+    *,
+    chunk_size: int = DEFAULT_CHUNK,
+    progress: bool = True,
+) -> ImportTotals:
+    items = read_labellings(path)
+    totals = ImportTotals()
+    bar = tqdm(
+        desc=f"labels {owner}/{dataset}",
+        total=count_lines(path),
+        unit=" items",
+        disable=not progress,
+    )
+
+    def chunks() -> Iterator[datasets_pb2.StreamUpdateLabellingsRequest]:
+        for number in itertools.count():
+            batch = list(itertools.islice(items, chunk_size))
+            if not batch:
+                return
+            yield datasets_pb2.StreamUpdateLabellingsRequest(
+                owner=owner, name=dataset, chunk=number, labellings=batch
+            )
+
+    def acknowledged(
+        ack: datasets_pb2.StreamUpdateLabellingsResponse,
+        chunk: datasets_pb2.StreamUpdateLabellingsRequest,
+    ) -> None:
+        totals.updated += ack.updated
+        totals.chunks += 1
+        bar.update(len(chunk.labellings))
+
+    stream_chunks(stub.StreamUpdateLabellings, chunks(), acknowledged)
+    bar.close()
+    return totals

@@ -1,0 +1,1 @@
+"""Running in production: background work, logs, metrics, traces, memory."""

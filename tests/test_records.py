@@ -1,0 +1,190 @@
+"""The export's fast JSON (client/records.py) against json_format, line by line, on a
+varied corpus; and the fast parse against json_format.ParseDict."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+from google.protobuf import json_format
+
+from corrigo.client import records
+from corrigo.client.export import result_row
+from corrigo.v1.comments_pb2 import Comment, CommentMessage, Label, PredictedLabel
+from corrigo.v1.datasets_pb2 import ExportedComment
+
+_TEXTS = [
+    "",
+    "plain",
+    "Grüße aus Zürich \u2013 ☃ 😀 中文 العربية",
+    'quotes " and \\ backslashes / slashes',
+    "control \x00\x01\x1f\x7f tab\t newline\n return\r \b \f",
+    "separators \u2028 \u2029 and a BOM \ufeff",
+    "x" * 70_000,
+]
+_DOUBLES = [0.0, -0.0, 1.0, 0.5, 1e-7, 0.954979807138443, -0.4281917143125379, 1e16, 123456789.0]
+
+
+def _text(rng: random.Random) -> str:
+    return rng.choice(_TEXTS[:-1]) if rng.random() < 0.98 else _TEXTS[-1]
+
+
+def _message(rng: random.Random) -> CommentMessage:
+    made = CommentMessage()
+    if rng.random() < 0.7:
+        made.subject.text = _text(rng)  # set, possibly empty
+    elif rng.random() < 0.5:
+        made.subject.SetInParent()
+    if rng.random() < 0.8:
+        made.body.text = _text(rng)
+    elif rng.random() < 0.5:
+        made.body.SetInParent()
+    if rng.random() < 0.7:
+        setattr(made, "from", _text(rng))
+    for field in ("to", "cc", "bcc"):
+        getattr(made, field).extend(_text(rng) for _ in range(rng.choice([0, 0, 1, 3])))
+    if rng.random() < 0.6:
+        made.sent_at.seconds = rng.randrange(-2_000_000_000, 4_000_000_000)
+        made.sent_at.nanos = rng.choice([0, 123_000_000, 123_456_000, 123_456_789, 1])
+    if rng.random() < 0.5:
+        made.language = rng.choice(["en", "de-CH", ""])
+    return made
+
+
+def _result(rng: random.Random, index: int) -> ExportedComment:
+    comment = Comment()
+    for field in ("id", "uid", "source_id", "thread_id", "text_format", "context"):
+        if rng.random() < 0.8:
+            setattr(comment, field, f"{field}-{index}-{_text(rng)[:20]}")
+    for field in ("timestamp", "created_at", "last_modified"):
+        if rng.random() < 0.8:
+            getattr(comment, field).seconds = rng.randrange(0, 2_000_000_000)
+            getattr(comment, field).nanos = rng.choice([0, 531_000_000, 5_000, 7])
+    comment.messages.extend(_message(rng) for _ in range(rng.choice([0, 1, 2, 5])))
+    if rng.random() < 0.8:
+        properties: dict[str, Any] = {}
+        for n in range(rng.choice([0, 1, 2, 6])):
+            properties[f"string:{_text(rng)[:10]}{n}"] = _text(rng)[:50]
+            properties[f"number:n{n}"] = rng.choice([0, 1, -3, 2.5, 1e20, 1e-9, 7])
+        if rng.random() < 0.2:
+            properties["other"] = {"nested": [1, "two", True, None, {"x": False}]}
+        comment.user_properties.update(properties)
+    comment.has_annotations = rng.random() < 0.5
+    result = ExportedComment()
+    if rng.random() < 0.95:
+        result.comment.CopyFrom(comment)
+    if rng.random() < 0.7:
+        labels = [
+            Label(name=_text(rng)[:30], sentiment=rng.choice(["positive", "negative", ""]))
+            for _ in range(rng.choice([0, 1, 2]))
+        ]
+        if labels or rng.random() < 0.5:
+            result.annotations.labels.assigned.extend(labels)
+        else:
+            result.annotations.SetInParent()
+    if rng.random() < 0.7:
+        result.predictions.labels.extend(
+            PredictedLabel(
+                name=_text(rng)[:30],
+                probability=rng.choice(_DOUBLES),
+                sentiment=rng.choice(_DOUBLES),
+            )
+            for _ in range(rng.choice([0, 1, 2, 4]))
+        )
+        result.predictions.SetInParent()
+    return result
+
+
+def _corpus(count: int = 600) -> list[ExportedComment]:
+    rng = random.Random(19)
+    made = [_result(rng, i) for i in range(count)]
+    made.append(ExportedComment())
+    # Through the wire, as the CLI receives them.
+    return [ExportedComment.FromString(r.SerializeToString()) for r in made]
+
+
+def _reference(result: ExportedComment) -> dict[str, Any]:
+    return json_format.MessageToDict(result, preserving_proto_field_name=True)
+
+
+def test_lines_equal_json_format_line_by_line() -> None:
+    for result in _corpus():
+        expected = json.dumps(_reference(result), ensure_ascii=False, separators=(",", ":"))
+        assert records.exported_line(result) == expected
+
+
+def test_non_finite_doubles_are_written_as_json_format_writes_them() -> None:
+    result = ExportedComment()
+    for value in (float("nan"), float("inf"), float("-inf")):
+        result.predictions.labels.add(name="x", probability=value, sentiment=value)
+    expected = json.dumps(_reference(result), ensure_ascii=False, separators=(",", ":"))
+    assert records.exported_line(result) == expected
+
+
+def test_bad_values_fail_as_json_format_fails() -> None:
+    result = ExportedComment()
+    result.comment.timestamp.seconds = 253_402_300_800
+    with pytest.raises(ValueError):
+        records.exported_line(result)
+    result = ExportedComment()
+    result.comment.user_properties.update({"number:x": float("inf")})
+    with pytest.raises(ValueError):
+        records.exported_line(result)
+
+
+def test_csv_cells_keep_their_json() -> None:
+    for result in _corpus(200):
+        data = _reference(result)
+        row = result_row(result)
+        assert json.loads(row[10]) == data.get("comment", {}).get("user_properties", {})
+        assert row[10] == json.dumps(
+            data.get("comment", {}).get("user_properties", {}), ensure_ascii=False
+        )
+        assigned = data.get("annotations", {}).get("labels", {}).get("assigned", [])
+        assert row[11] == json.dumps(assigned, ensure_ascii=False)
+        predicted = data.get("predictions", {}).get("labels", [])
+        assert row[12] == json.dumps(predicted, ensure_ascii=False)
+
+
+def test_parsing_equals_json_format() -> None:
+    for result in _corpus():
+        line = records.exported_line(result)
+        data = json.loads(line).get("comment", {})
+        expected = json_format.ParseDict(data, Comment(), ignore_unknown_fields=True)
+        assert records.comment_from_dict(data) == expected
+        # JSON names (camelCase), as json_format.MessageToJson writes them, too.
+        camel = json.loads(json_format.MessageToJson(result.comment))
+        assert records.comment_from_dict(camel) == result.comment
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"id": 3},
+        {"timestamp": "yesterday"},
+        {"messages": {"body": "x"}},
+        {"messages": [{"to": "a@b.c"}]},
+        {"messages": [{"subject": "not an object"}]},
+        {"has_annotations": "yes"},
+        {"user_properties": [1]},
+        {"user_properties": {}},
+        {"messages": [{"subject": {}, "body": {"text": None}, "to": []}]},
+        {"messages": [{"to": None, "from": None}], "id": None},
+        {"threadId": "t", "id": "x"},
+        {"messages": [{"sentAt": "2020-01-01T00:00:00Z"}]},
+        {"timestamp": "2020-01-01T00:00:00.123+01:00"},
+        {"timestamp": "2020-01-01T00:00:00.1234567891Z"},
+        {"has_annotations": None, "context": 5},
+    ],
+)
+def test_odd_comments_parse_or_fail_as_json_format(data: dict[str, Any]) -> None:
+    try:
+        expected = json_format.ParseDict(data, Comment(), ignore_unknown_fields=True)
+    except json_format.ParseError as error:
+        with pytest.raises(json_format.ParseError) as got:
+            records.comment_from_dict(data)
+        assert str(got.value) == str(error)
+    else:
+        assert records.comment_from_dict(data) == expected

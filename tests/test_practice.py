@@ -12,6 +12,7 @@ import pytest
 from google.protobuf import field_mask_pb2, json_format, wrappers_pb2
 
 from corrigo.client import AsyncClient, CorrigoError
+from corrigo.server.api.errors import NotFound
 from corrigo.server.api.permissions import RULES
 from corrigo.server.store import practice_sessions
 from corrigo.server.store.database import database
@@ -741,9 +742,10 @@ async def test_a_failure_midway_through_create_leaves_nothing_behind(practice: P
         # links, whose foreign key fails on this id.
         example_ids=[p.admin_example_ids[0], 2_000_000_000],
     )
-    with pytest.raises(Exception) as err:
+    # The failed foreign key answers NOT_FOUND naming the missing example.
+    with pytest.raises(NotFound) as err:
         await practice_sessions.create_session(plan)
-    assert "foreign key" in str(err.value).lower() or "constraint" in str(err.value).lower()
+    assert "few-shot example 2000000000 not found" in str(err.value)
     assert await database.count(PracticeSession.select()) == before
     for model in (
         practice_sessions.PracticeSetting,

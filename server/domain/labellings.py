@@ -87,7 +87,7 @@ async def write(dataset: datasets.Dataset, items: Sequence[LabellingUpdate]) -> 
         (found[split], labels.label_list(items[i].assigned), labels.label_list(items[i].dismissed))
         for i, split in wanted
     ]
-    await datasets.set_labellings(dataset.id, rows, utcnow())
+    await datasets.set_labellings(dataset.id, rows, utcnow(), "labellings.comment_uid")
     return len(rows)
 
 

@@ -127,6 +127,9 @@ async def check_labelling(
         )
     names = [label.name for label in (*assigned, *dismissed)]
     known = await datasets.label_names(dataset.id, names)
+    if len(known) < len(set(names)):
+        # Not in its taxonomy, unless a concurrent call deleted the dataset.
+        await datasets.by_id(dataset.id)
     for field, given in (("assigned", assigned), ("dismissed", dismissed)):
         for i, label in enumerate(given):
             checks.check(

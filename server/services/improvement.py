@@ -12,7 +12,7 @@ from corrigo.server.api.errors import FailedPrecondition
 from corrigo.server.api.timestamps import to_proto
 from corrigo.server.api.validation import Violations
 from corrigo.server.services import practice_protos as protos
-from corrigo.server.services.practice_access import own_session
+from corrigo.server.services.practice_access import not_found, own_session
 from corrigo.server.store import improvement, practice_sessions
 from corrigo.v1 import errors_pb2, improvement_pb2, improvement_pb2_grpc
 from corrigo.v1.improvement_pb2 import ImprovementBatch
@@ -92,7 +92,10 @@ class ImprovementService(improvement_pb2_grpc.ImprovementServiceServicer):
         # Who may act on a practice session: the one rule PracticeSessionService applies.
         session = await own_session(request.session_id)
         org_id = auth.current().principal.organization_id
-        if not await improvement.has_prompt_and_response(session.id):
+        logged = await improvement.has_prompt_and_response(session.id)
+        if logged is None:
+            raise not_found("practice session", "session_id", session.id)
+        if not logged:
             raise FailedPrecondition(
                 f"practice session {session.id} holds no prompt with its response yet",
                 reason=errors_pb2.SESSION_EVENTS_MISSING,

@@ -132,6 +132,9 @@ async def _resolve(
 async def _answer(session_id: int) -> practice_pb2.PracticeSession:
     rows = await practice_sessions.get_many([session_id])
     bundles = await practice_sessions.load(rows, responses=True)
+    if not bundles:
+        # Deleted by a concurrent call once this one had written.
+        raise not_found("practice session", "session_id", session_id)
     return protos.session_proto(bundles[0])
 
 
@@ -227,6 +230,8 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         checks.raise_if_any()
         session = await own_session(request.session_id)
         current = await practice_sessions.load([session], responses=False)
+        if not current:
+            raise not_found("practice session", "session_id", session.id)
         old_knowledge = current[0].knowledge_ids
 
         new_project = project_id if "project_id" in fields else session.project_id

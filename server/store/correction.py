@@ -29,8 +29,9 @@ import peewee
 from corrigo.server.ops import metrics
 from corrigo.server.store.database import BaseModel, atomic, database, is_sqlite, utcnow
 from corrigo.server.store.datasets import Dataset
-from corrigo.server.store.document_groups import DocumentGroupMember
+from corrigo.server.store.document_groups import DocumentGroup, DocumentGroupMember
 from corrigo.server.store.identity import Organization, User
+from corrigo.server.store.integrity import Refers
 from corrigo.server.store.models import MlModel, ModelVersion
 from corrigo.server.store.projects import Project
 from corrigo.server.store.sources import BytesField, Comment
@@ -171,7 +172,19 @@ async def create(
     dataset) when `candidates` is None and there is no group."""
     now = utcnow()
     scoped = candidates is not None or new.document_group_id is not None
-    async with atomic():
+    group = [] if new.document_group_id is None else [new.document_group_id]
+    async with atomic(
+        Refers("project_id", "project", Project, [new.project_id]),
+        Refers("model_id", "model", MlModel, [new.model.id]),
+        Refers("document_group_id", "document group", DocumentGroup, group),
+        Refers("document_uids", "document", Comment, candidates or (), shown=False),
+    ):
+        # The dataset, then its model, first: in the order a dataset's delete locks them
+        # (the session's foreign keys alone take the model first, and would deadlock).
+        for model, key in ((Dataset, new.model.dataset_id), (MlModel, new.model.id)):
+            query = model.select(model.id).where(model.id == key)
+            if not is_sqlite() and not await database.list(query.for_update("FOR KEY SHARE")):
+                raise MlModel.DoesNotExist()
         row: CorrectionSession = await CorrectionSession.acreate(
             uuid=str(uuid.uuid4()),
             organization=new.organization_id,
@@ -211,6 +224,10 @@ async def create(
                 )
             )
         elif new.document_group_id is not None:
+            # Locked so that a concurrent delete cannot leave the session with no candidates.
+            query = DocumentGroup.select(DocumentGroup.id).where(DocumentGroup.id.in_(group))
+            if not await database.list(for_update(query)):
+                raise DocumentGroup.DoesNotExist()
             members = DocumentGroupMember.select(
                 peewee.Value(row.id), DocumentGroupMember.comment
             ).where(DocumentGroupMember.group == new.document_group_id)

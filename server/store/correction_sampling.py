@@ -81,14 +81,20 @@ class Availability:
 
 
 async def availability(project_id: int, dataset_id: int, scope: Scope, limit: int) -> Availability:
+    """Read in one statement, so in one snapshot: documents deleted by a concurrent call
+    read as none, never as annotated or held by another session."""
     pool = _pool(dataset_id, scope)
-    if not await database.list(pool.limit(1).tuples()):
-        return Availability(False, False, 0)
     unannotated = pool.where(~_annotated(dataset_id))
-    if not await database.list(unannotated.limit(1).tuples()):
-        return Availability(True, False, 0)
-    free = await database.count(_free(project_id, dataset_id, scope).limit(limit))
-    return Availability(True, True, int(free))
+    free = _free(project_id, dataset_id, scope).limit(limit).alias("free")
+    query = peewee.Select(
+        columns=[
+            peewee.fn.EXISTS(pool.limit(1)),
+            peewee.fn.EXISTS(unannotated.limit(1)),
+            peewee.Select([free], [peewee.fn.COUNT(peewee.SQL("*"))]),
+        ]
+    ).bind(database)
+    pooled, open_, count = (await database.list(query.tuples()))[0]
+    return Availability(bool(pooled), bool(open_), int(count))
 
 
 async def _latest_version(model_id: int) -> int | None:

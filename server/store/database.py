@@ -26,6 +26,7 @@ from corrigo.server.api.errors import ConcurrentChange
 from corrigo.server.ops import metrics, tracing
 from corrigo.server.store import connections
 from corrigo.server.store.connections import ConnectionLost, Pool, Result, held, unit
+from corrigo.server.store.integrity import Guard, guarded
 from corrigo.server.store.postgres import PostgresConnection
 from corrigo.server.store.sqlite import LoopReads, Pace, SqliteConnection
 
@@ -283,10 +284,12 @@ async def close(db: Database) -> None:
     await db.close_pool()
 
 
-def atomic() -> Any:
-    """`async with atomic():` a write transaction (a savepoint when nested)."""
+def atomic(*guards: Guard) -> Any:
+    """`async with atomic(*guards):` a write transaction (a savepoint when nested), its
+    integrity errors answered as `guards` declare (see `integrity`)."""
     db = _store()
-    return connections.transaction(db.pool, db.begin_statement, db.system)
+    block = connections.transaction(db.pool, db.begin_statement, db.system)
+    return guarded(guards, block) if guards else block
 
 
 # How many times a transaction that conflicted with a concurrent one is tried in all.

@@ -6,6 +6,7 @@ messages, so the export merges them into its answer without building them in Pyt
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 from collections.abc import Callable, Sequence
@@ -16,6 +17,7 @@ import peewee
 
 from corrigo.server.api.errors import AlreadyExists, NotFound
 from corrigo.server.store.access import Companion
+from corrigo.server.store.connections import held
 from corrigo.server.store.database import (
     BaseModel,
     Sql,
@@ -24,9 +26,11 @@ from corrigo.server.store.database import (
     database,
     execute,
     fetch,
+    is_sqlite,
     retried,
     utcnow,
 )
+from corrigo.server.store.integrity import Refers, Unique, guarded
 from corrigo.server.store.projects import Membership, Project
 from corrigo.server.store.sources import MOVE_CLOCK_NOW, BytesField, Comment, Source, new_hex_id
 
@@ -104,6 +108,18 @@ async def _source_hex_ids(dataset_ids: Sequence[int]) -> dict[int, list[str]]:
 
 
 async def _link_sources(dataset_id: int, source_ids: Sequence[int]) -> None:
+    if not is_sqlite():
+        # The sources first (linked and to link), as a source's delete locks them before
+        # its links: taken in the other order, the two would deadlock.
+        linked = DatasetSource.select(DatasetSource.source).where(
+            DatasetSource.dataset == dataset_id
+        )
+        await database.list(
+            Source.select(Source.id)
+            .where(Source.id.in_(linked) | Source.id.in_(list(source_ids)))
+            .order_by(Source.id)
+            .for_update("FOR KEY SHARE")
+        )
     await database.aexecute(DatasetSource.delete().where(DatasetSource.dataset == dataset_id))
     if source_ids:
         await database.aexecute(
@@ -126,21 +142,28 @@ async def create_dataset(
     fields: dict[str, object],
     source_ids: Sequence[int],
 ) -> Dataset:
-    try:
-        async with atomic():
-            now = utcnow()
-            row = await Dataset.acreate(
-                project=project.id,
-                hex_id=new_hex_id(),
-                name=name,
-                created=now,
-                last_modified=now,
-                **fields,
-            )
-            await _link_sources(row.id, source_ids)
-    except peewee.IntegrityError:
-        raise AlreadyExists(f"dataset {name!r} already exists in {project.name!r}") from None
+    exists = AlreadyExists(f"dataset {name!r} already exists in {project.name!r}")
+    async with atomic(
+        Unique(Dataset, [Dataset.project, Dataset.name], exists),
+        Refers("owner", "project", Project, {project.id: project.name}),
+        Refers("dataset.source_ids", "source", Source, source_ids, shown=False),
+    ):
+        now = utcnow()
+        row = await Dataset.acreate(
+            project=project.id,
+            hex_id=new_hex_id(),
+            name=name,
+            created=now,
+            last_modified=now,
+            **fields,
+        )
+        await _link_sources(row.id, source_ids)
     return row
+
+
+def dataset_ref(dataset_id: int, field: str = "name") -> Refers:
+    """The guard of a write to the dataset (named by the request's `field`)."""
+    return Refers(field, "dataset", Dataset, [dataset_id], shown=False)
 
 
 def _not_found(project: Project, name: str) -> NotFound:
@@ -237,8 +260,11 @@ def view_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> Dat
 
 
 async def by_id(dataset_id: int) -> Dataset:
-    """The dataset `dataset_id` (one a caller's row refers to)."""
-    row: Dataset = await Dataset.aget_by_id(dataset_id)
+    """The dataset `dataset_id` (one a caller's row refers to): NOT_FOUND once a
+    concurrent call deleted it."""
+    row: Dataset | None = await Dataset.aget_or_none(Dataset.id == dataset_id)
+    if row is None:
+        raise NotFound("the dataset was deleted", metadata={"resource": "dataset"})
     return row
 
 
@@ -268,7 +294,10 @@ async def list_datasets(
 async def update_dataset(
     dataset: Dataset, changes: dict[str, str], source_ids: Sequence[int] | None
 ) -> None:
-    async with atomic():
+    async with atomic(
+        Refers("name", "dataset", Dataset, {dataset.id: dataset.name}),
+        Refers("dataset.source_ids", "source", Source, source_ids or (), shown=False),
+    ):
         dataset.last_modified = utcnow()
         for field, value in changes.items():
             setattr(dataset, field, value)
@@ -293,19 +322,26 @@ async def delete_dataset(dataset: Dataset) -> None:
     await retried(delete)
 
 
+# One row of NULLs for a dataset without sources, none for a dataset that is gone.
 _SOURCES = Sql(
-    "SELECT s.hex_id, s.id FROM dataset_source AS ds JOIN source AS s ON s.id = ds.source_id "
-    "WHERE ds.dataset_id = ?"
+    "SELECT s.hex_id, s.id FROM dataset AS d "
+    "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
+    "LEFT JOIN source AS s ON s.id = ds.source_id WHERE d.id = ?"
 )
 
 
 async def dataset_sources(dataset_id: int) -> dict[str, int]:
-    """hex id -> internal id of the dataset's sources."""
-    return {hex_id: source_id for hex_id, source_id in await fetch(_SOURCES, (dataset_id,))}
+    """hex id -> internal id of the dataset's sources: NOT_FOUND once a concurrent call
+    deleted the dataset (then it has none, and a check of a source would answer that
+    the source is not the dataset's)."""
+    rows = await fetch(_SOURCES, (dataset_id,))
+    if not rows:
+        raise NotFound("the dataset was deleted", metadata={"resource": "dataset"})
+    return {hex_id: source_id for hex_id, source_id in rows if hex_id is not None}
 
 
 async def add_label_defs(dataset_id: int, defs: Sequence[tuple[str, str]]) -> None:
-    async with atomic():
+    async with atomic(dataset_ref(dataset_id)):
         existing = set(
             await database.list(
                 LabelDef.select(LabelDef.name)
@@ -356,7 +392,7 @@ async def delete_label_def(
     from the labellings: `prune(assigned, dismissed)` answers a labelling's new lists, or
     None when it did not mention them. Labellings are read in pages by comment."""
     descendants = LabelDef.name.startswith(name + " > ")
-    async with atomic():
+    async with atomic(dataset_ref(dataset_id)):
         deleted = await database.aexecute(
             LabelDef.delete().where(
                 LabelDef.dataset == dataset_id, (LabelDef.name == name) | descendants
@@ -432,10 +468,12 @@ async def set_labellings(
     dataset_id: int,
     labellings: Sequence[tuple[int, bytes, bytes]],
     now: datetime.datetime,
+    field: str = "comment_uid",
 ) -> None:
     """Replace the labellings (comment id, assigned, dismissed) of distinct comments in
     one transaction; empty lists remove one. Multi-row statements, so a bulk update costs
-    a few statements, not one per comment."""
+    a few statements, not one per comment. A comment or the dataset deleted meanwhile
+    answers NOT_FOUND (the request names the comments by `field`)."""
     stamp = Labelling.updated_at.db_value(now)
     upserts: list[Any] = []
     removed: list[int] = []
@@ -454,11 +492,17 @@ async def set_labellings(
             removed[start : start + _WRITE_ROWS] for start in range(0, len(removed), _WRITE_ROWS)
         )
     ]
-    if len(statements) == 1:
+    guards = (
+        dataset_ref(dataset_id),
+        Refers(field, "comment", Comment, [c for c, _, _ in labellings], shown=False),
+    )
+    if len(statements) == 1 and held() is None:
         # One statement is atomic by itself: no BEGIN and COMMIT round trips around it.
-        await _write(*statements[0])
+        async with guarded(guards, contextlib.nullcontext()):
+            await _write(*statements[0])
         return
-    async with atomic():
+    # In a transaction, a savepoint: the guards look the rows up again once it rolled back.
+    async with atomic(*guards):
         for statement, params in statements:
             await _write(statement, params)
 

@@ -10,6 +10,7 @@ import peewee
 
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.identity import User
+from corrigo.server.store.integrity import Refers
 from corrigo.server.store.projects import Project
 from corrigo.server.store.sources import Comment, Source
 
@@ -39,7 +40,10 @@ class GroupView:
 
 
 async def create(project_id: int, user_id: int, name: str, comment_ids: Sequence[int]) -> GroupView:
-    async with atomic():
+    async with atomic(
+        Refers("project_id", "project", Project, [project_id]),
+        Refers("document_uids", "document", Comment, comment_ids, shown=False),
+    ):
         row: DocumentGroup = await DocumentGroup.acreate(
             project=project_id, user=user_id, name=name, created=utcnow()
         )

@@ -7,9 +7,10 @@ from typing import Any
 
 import peewee
 
-from corrigo.server.store.database import BaseModel, database, utcnow
+from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.fields import JSONField
 from corrigo.server.store.identity import User
+from corrigo.server.store.integrity import Refers, written
 
 
 class FewShotExample(BaseModel):
@@ -59,7 +60,13 @@ async def owned_ids(user_id: int, example_ids: Collection[int]) -> set[int]:
 
 async def update(example: FewShotExample, values: dict[str, Any]) -> FewShotExample:
     values["updated_at"] = utcnow()
-    await database.aexecute(FewShotExample.update(**values).where(FewShotExample.id == example.id))
+    async with atomic(Refers("example_id", "few-shot example", FewShotExample, [example.id])):
+        written(
+            await database.aexecute(
+                FewShotExample.update(**values).where(FewShotExample.id == example.id)
+            ),
+            FewShotExample,
+        )
     for name, value in values.items():
         setattr(example, name, value)
     return example

@@ -26,6 +26,7 @@ from corrigo.server.store.database import (
     fetch,
     utcnow,
 )
+from corrigo.server.store.integrity import Refers, Unique
 from corrigo.v1 import errors_pb2
 from corrigo.v1.admin_pb2 import User as UserProto
 
@@ -178,13 +179,11 @@ async def get_organization(org_id: int) -> Organization:
 
 
 async def create_user(org_id: int, email: str, role: int, display_name: str) -> User:
-    try:
-        async with atomic():
-            return await User.acreate(
-                organization=org_id, email=email, role=role, display_name=display_name
-            )
-    except peewee.IntegrityError:
-        raise AlreadyExists(f"a user with email {email!r} already exists") from None
+    exists = AlreadyExists(f"a user with email {email!r} already exists")
+    async with atomic(Unique(User, [User.email], exists)):
+        return await User.acreate(
+            organization=org_id, email=email, role=role, display_name=display_name
+        )
 
 
 async def get_user(org_id: int, user_id: int) -> User:
@@ -205,7 +204,7 @@ async def list_users(org_id: int, after_id: int, limit: int) -> list[User]:
 
 
 async def create_token(user_id: int, description: str) -> tuple[ApiToken, str]:
-    async with atomic():
+    async with atomic(Refers("user_id", "user", User, [user_id])):
         return await _issue_token(user_id, description)
 
 

@@ -23,6 +23,7 @@ import peewee
 from corrigo.server.api.errors import ConcurrentChange, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, is_sqlite, retried, utcnow
 from corrigo.server.store.identity import Organization
+from corrigo.server.store.integrity import Refers
 from corrigo.server.store.practice_sessions import PracticeEvent, PracticeSession
 from corrigo.v1 import errors_pb2
 from corrigo.v1.improvement_pb2 import ImprovementBatch as BatchProto
@@ -108,7 +109,7 @@ async def schedule(org_id: int, session_id: int) -> Scheduled:
     await _ensure_state(org_id)
 
     async def attempt() -> Scheduled:
-        async with atomic():
+        async with atomic(Refers("session_id", "practice session", PracticeSession, [session_id])):
             state = await _lock_state(org_id)
             # Another replica may have scheduled it while this one waited for the lock.
             again = await scheduled(session_id)
@@ -227,8 +228,10 @@ async def entries(batch_id: int, after_number: int, limit: int) -> list[tuple[in
     return await database.list(query)
 
 
-async def has_prompt_and_response(session_id: int) -> bool:
-    """Whether the session's log holds a PROMPT followed (later) by a RESPONSE."""
+async def has_prompt_and_response(session_id: int) -> bool | None:
+    """Whether the session's log holds a PROMPT followed (later) by a RESPONSE; None once
+    the session is gone (one statement, so a concurrent delete is never read as a log
+    without events)."""
     first_prompt = peewee.fn.MIN(
         peewee.Case(None, [(PracticeEvent.type == EventProto.PROMPT, PracticeEvent.id)])
     )
@@ -236,9 +239,17 @@ async def has_prompt_and_response(session_id: int) -> bool:
         peewee.Case(None, [(PracticeEvent.type == EventProto.RESPONSE, PracticeEvent.id)])
     )
     rows = await database.list(
-        PracticeEvent.select(first_prompt, last_response)
-        .where(PracticeEvent.session == session_id)
+        PracticeSession.select(first_prompt, last_response)
+        .join(
+            PracticeEvent,
+            peewee.JOIN.LEFT_OUTER,
+            on=(PracticeEvent.session == PracticeSession.id),
+        )
+        .where(PracticeSession.id == session_id)
+        .group_by(PracticeSession.id)
         .tuples()
     )
-    prompt, response = rows[0] if rows else (None, None)
+    if not rows:
+        return None
+    prompt, response = rows[0]
     return prompt is not None and response is not None and prompt < response

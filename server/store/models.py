@@ -13,7 +13,8 @@ import peewee
 
 from corrigo.server.api.errors import Aborted, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
-from corrigo.server.store.datasets import Dataset, Labelling
+from corrigo.server.store.datasets import Dataset, Labelling, dataset_ref
+from corrigo.server.store.integrity import Refers, Unique
 from corrigo.server.store.sources import BytesField, Comment
 from corrigo.v1 import errors_pb2
 
@@ -76,7 +77,7 @@ def names_of(row: MlModel) -> tuple[list[str], list[str]]:
 async def create_model(
     dataset_id: int, display_name: str, type_: int, classes: Sequence[str], labels: Sequence[str]
 ) -> MlModel:
-    async with atomic():
+    async with atomic(dataset_ref(dataset_id, "dataset")):
         return await MlModel.acreate(
             dataset=dataset_id,
             display_name=display_name,
@@ -119,30 +120,32 @@ async def create_version(dataset_id: int, model_id: int, score: float) -> ModelV
     """The next version number of the dataset, recording how many labelled documents the
     dataset has now. Two concurrent creations cannot take the same number (unique
     index): the loser gets ABORTED and may retry."""
-    try:
-        async with atomic():
-            current = await database.scalar(
-                ModelVersion.select(peewee.fn.MAX(ModelVersion.version)).where(
-                    ModelVersion.dataset == dataset_id
-                )
+    taken = Aborted(
+        "another version was created at the same time: retry",
+        reason=errors_pb2.CONCURRENT_CHANGE,
+    )
+    async with atomic(
+        Unique(ModelVersion, [ModelVersion.dataset, ModelVersion.version], taken),
+        dataset_ref(dataset_id, "dataset"),
+        Refers("model_id", "model", MlModel, [model_id]),
+    ):
+        current = await database.scalar(
+            ModelVersion.select(peewee.fn.MAX(ModelVersion.version)).where(
+                ModelVersion.dataset == dataset_id
             )
-            labelled = await database.scalar(
-                Labelling.select(peewee.fn.COUNT(Labelling.comment)).where(
-                    Labelling.dataset == dataset_id, peewee.fn.LENGTH(Labelling.assigned) > 0
-                )
+        )
+        labelled = await database.scalar(
+            Labelling.select(peewee.fn.COUNT(Labelling.comment)).where(
+                Labelling.dataset == dataset_id, peewee.fn.LENGTH(Labelling.assigned) > 0
             )
-            return await ModelVersion.acreate(
-                dataset=dataset_id,
-                model=model_id,
-                version=(current or 0) + 1,
-                validation_score=score,
-                labelled_documents=labelled or 0,
-            )
-    except peewee.IntegrityError:
-        raise Aborted(
-            "another version was created at the same time: retry",
-            reason=errors_pb2.CONCURRENT_CHANGE,
-        ) from None
+        )
+        return await ModelVersion.acreate(
+            dataset=dataset_id,
+            model=model_id,
+            version=(current or 0) + 1,
+            validation_score=score,
+            labelled_documents=labelled or 0,
+        )
 
 
 async def find_version(dataset_id: int, version: int) -> ModelVersion:
@@ -186,7 +189,10 @@ async def store_predictions(
 ) -> None:
     """Replace the version's predictions of these comments, in one transaction. Each row
     is (comment id, serialized Predictions, its top probability or None)."""
-    async with atomic():
+    async with atomic(
+        Refers("version", "model version", ModelVersion, [version_id], shown=False),
+        Refers("predictions.uid", "comment", Comment, [c for c, _, _ in rows], shown=False),
+    ):
         await database.aexecute(
             Prediction.insert_many(
                 [
@@ -207,14 +213,18 @@ async def store_predictions(
 
 async def set_tag(dataset_id: int, name: str, version: ModelVersion) -> ModelTag:
     now = utcnow()
-    await database.aexecute(
-        ModelTag.insert(
-            dataset=dataset_id, name=name, version=version.id, updated_at=now
-        ).on_conflict(
-            conflict_target=[ModelTag.dataset, ModelTag.name],
-            preserve=[ModelTag.version, ModelTag.updated_at],
+    async with atomic(
+        dataset_ref(dataset_id, "dataset"),
+        Refers("version", "model version", ModelVersion, {version.id: str(version.version)}),
+    ):
+        await database.aexecute(
+            ModelTag.insert(
+                dataset=dataset_id, name=name, version=version.id, updated_at=now
+            ).on_conflict(
+                conflict_target=[ModelTag.dataset, ModelTag.name],
+                preserve=[ModelTag.version, ModelTag.updated_at],
+            )
         )
-    )
     return ModelTag(dataset=dataset_id, name=name, version=version.id, updated_at=now)
 
 

@@ -15,6 +15,7 @@ import peewee
 
 from corrigo.server.api.errors import ConcurrentChange, StorageFull, Unavailable, unstorable_value
 from corrigo.server.store.connections import ConnectionLost, Result, log
+from corrigo.server.store.integrity import Kind, Violation, postgres_columns
 
 # Errors that leave the connection unusable: it is discarded.
 _CONNECTION_ERRORS = (
@@ -38,7 +39,7 @@ def translated(error: Exception) -> Exception:
         log.warning("the database's storage is full: %s", error)
         return StorageFull("the database's storage is full; free space and retry")
     if isinstance(error, asyncpg.exceptions.IntegrityConstraintViolationError):
-        return peewee.IntegrityError(*error.args)
+        return _violation(error)
     if isinstance(error, asyncpg.exceptions.DataError):
         return unstorable_value()
     if isinstance(
@@ -53,6 +54,23 @@ def translated(error: Exception) -> Exception:
         log.info("a transaction was rolled back by a concurrent one: %s", error)
         return ConcurrentChange()
     return peewee.DatabaseError(*error.args)
+
+
+def _violation(error: asyncpg.exceptions.IntegrityConstraintViolationError) -> Violation:
+    """The integrity error with its kind, and the constraint, table and key columns
+    PostgreSQL names."""
+    kind = Kind.OTHER
+    if isinstance(error, asyncpg.exceptions.UniqueViolationError):
+        kind = Kind.UNIQUE
+    elif isinstance(error, asyncpg.exceptions.ForeignKeyViolationError):
+        kind = Kind.FOREIGN_KEY
+    return Violation(
+        kind,
+        *error.args,
+        table=error.table_name,
+        columns=postgres_columns(error.detail),
+        constraint=error.constraint_name,
+    )
 
 
 @functools.lru_cache(maxsize=4096)

@@ -14,6 +14,7 @@ from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.few_shot import FewShotExample
 from corrigo.server.store.fields import JSONField
 from corrigo.server.store.identity import Organization
+from corrigo.server.store.integrity import Refers, written
 from corrigo.server.store.projects import Project
 
 
@@ -64,6 +65,11 @@ class KnowledgeItem(BaseModel):
     updated_at = peewee.DateTimeField(default=utcnow)
 
 
+# How requests name each kind of item: the message field, the id field, and in answers.
+_FIELDS = {PracticeClass: "practice_class", PracticeAgent: "agent", KnowledgeItem: "knowledge_item"}
+_ID_FIELDS = {PracticeClass: "class_id", PracticeAgent: "agent_id", KnowledgeItem: "knowledge_id"}
+_NOUNS = {PracticeClass: "practice class", PracticeAgent: "agent", KnowledgeItem: "knowledge item"}
+
 CatalogModel: TypeAlias = type[PracticeClass] | type[PracticeAgent] | type[KnowledgeItem]
 Item = TypeVar("Item", PracticeClass, PracticeAgent, KnowledgeItem)
 
@@ -77,7 +83,20 @@ async def create(
 ) -> Item:
     """A new item; an agent's default examples (`example_ids`) in the same transaction."""
     now = utcnow()
-    async with atomic():
+    async with atomic(
+        Refers(
+            f"{_FIELDS[model]}.project_id",
+            "project",
+            Project,
+            [] if project_id is None else [project_id],
+        ),
+        Refers(
+            f"{_FIELDS[model]}.few_shot_example_ids",
+            "few-shot example",
+            FewShotExample,
+            example_ids,
+        ),
+    ):
         row: Item = await model.acreate(
             organization=org_id, project=project_id, created_at=now, updated_at=now, **values
         )
@@ -120,8 +139,16 @@ async def update(
     transaction."""
     model = type(row)
     values["updated_at"] = utcnow()
-    async with atomic():
-        await database.aexecute(model.update(**values).where(model.id == row.id))
+    async with atomic(
+        Refers(_ID_FIELDS[model], _NOUNS[model], model, [row.id]),
+        Refers(
+            f"{_FIELDS[model]}.few_shot_example_ids",
+            "few-shot example",
+            FewShotExample,
+            example_ids or (),
+        ),
+    ):
+        written(await database.aexecute(model.update(**values).where(model.id == row.id)), model)
         if example_ids is not None:
             await database.aexecute(
                 PracticeAgentExample.delete().where(PracticeAgentExample.agent == row.id)

@@ -15,6 +15,7 @@ from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.few_shot import FewShotExample
 from corrigo.server.store.fields import JSONField
 from corrigo.server.store.identity import Organization, User
+from corrigo.server.store.integrity import Referenced, Refers
 from corrigo.server.store.practice_catalog import KnowledgeItem, PracticeAgent, PracticeClass
 from corrigo.server.store.projects import Project
 from corrigo.v1 import errors_pb2
@@ -138,7 +139,13 @@ async def create_session(plan: NewSession) -> int:
     """Create the session, its knowledge links, settings, few-shot links and one session
     model per class model in one transaction; answers the session id."""
     now = utcnow()
-    async with atomic():
+    async with atomic(
+        Refers("project_id", "project", Project, _present(plan.project_id)),
+        Refers("class_id", "practice class", PracticeClass, _present(plan.class_id)),
+        Refers("agent_id", "practice agent", PracticeAgent, _present(plan.agent_id)),
+        Refers("knowledge_ids", "knowledge item", KnowledgeItem, plan.knowledge_ids),
+        Refers("agent_id", "few-shot example", FewShotExample, plan.example_ids),
+    ):
         session = await PracticeSession.acreate(
             organization=plan.organization_id,
             user=plan.user_id,
@@ -164,6 +171,14 @@ async def create_session(plan: NewSession) -> int:
         await _link_examples(setting.id, plan.example_ids, now)
         await _add_models(session.id, plan.model_names, now)
     return int(session.id)
+
+
+def _present(key: int | None) -> list[int]:
+    return [] if key is None else [key]
+
+
+def _session(session_id: int) -> Refers:
+    return Refers("session_id", "practice session", PracticeSession, [session_id])
 
 
 async def _insert_ordered(
@@ -235,7 +250,8 @@ async def list_owned(
 
 
 async def load(sessions: Sequence[PracticeSession], *, responses: bool) -> list[SessionBundle]:
-    """Bundles in the order of `sessions`, in a fixed number of queries."""
+    """Bundles in the order of `sessions`, in a fixed number of queries; a session
+    deleted while they are read (its settings gone) is left out."""
     if not sessions:
         return []
     ids = [s.id for s in sessions]
@@ -283,6 +299,7 @@ async def load(sessions: Sequence[PracticeSession], *, responses: bool) -> list[
             responses=recorded[s.id],
         )
         for s in sessions
+        if s.id in settings
     ]
 
 
@@ -297,10 +314,14 @@ async def update_session(
     """Write the session's fields and, unless None, replace its knowledge links, retire
     its models for new ones, renew the agent snapshot; one transaction."""
     now = utcnow()
-    async with atomic():
-        await database.aexecute(
-            PracticeSession.update(updated_at=now, **values).where(PracticeSession.id == session.id)
-        )
+    async with atomic(
+        _session(session.id),
+        Refers("project_id", "project", Project, _present(values.get("project"))),
+        Refers("class_id", "practice class", PracticeClass, _present(values.get("practice_class"))),
+        Refers("agent_id", "practice agent", PracticeAgent, _present(values.get("agent"))),
+        Refers("knowledge_ids", "knowledge item", KnowledgeItem, knowledge_ids or ()),
+    ):
+        await _touch(session.id, now, **values)
         if knowledge_ids is not None:
             await database.aexecute(
                 PracticeSessionKnowledge.delete().where(
@@ -328,10 +349,13 @@ async def update_settings(
     session_id: int, values: dict[str, Any], example_ids: Sequence[int] | None
 ) -> None:
     """Write the settings' fields and, unless None, replace the few-shot links in order;
-    the session's updated_at moves too. One transaction (reading first, so it takes the
-    write lock at once on SQLite)."""
+    the session's updated_at moves too. One transaction."""
     now = utcnow()
-    async with atomic():
+    async with atomic(
+        _session(session_id),
+        Refers("few_shot_example_ids", "few-shot example", FewShotExample, example_ids or ()),
+    ):
+        await _touch(session_id, now)
         setting = await PracticeSetting.aget(PracticeSetting.session == session_id)
         await database.aexecute(
             PracticeSetting.update(updated_at=now, **values).where(PracticeSetting.id == setting.id)
@@ -341,13 +365,17 @@ async def update_settings(
                 PracticeFewShotLink.delete().where(PracticeFewShotLink.setting == setting.id)
             )
             await _link_examples(setting.id, example_ids, now)
-        await _touch(session_id, now)
 
 
-async def _touch(session_id: int, now: Any) -> None:
-    await database.aexecute(
-        PracticeSession.update(updated_at=now).where(PracticeSession.id == session_id)
+async def _touch(session_id: int, now: Any, **values: Any) -> None:
+    """Write the session's `updated_at` (and `values`) first thing in a transaction that
+    writes its rows: the row lock is then taken in the order a delete takes them
+    (session, then its rows), so the two cannot deadlock. DoesNotExist once it is gone."""
+    touched = await database.aexecute(
+        PracticeSession.update(updated_at=now, **values).where(PracticeSession.id == session_id)
     )
+    if not touched:
+        raise PracticeSession.DoesNotExist(f"practice session {session_id}")
 
 
 async def linked_example_ids(session_id: int) -> set[int]:
@@ -361,17 +389,13 @@ async def linked_example_ids(session_id: int) -> set[int]:
 
 
 async def delete_session(session_id: int) -> None:
-    try:
-        async with atomic():
-            await database.aexecute(
-                PracticeSession.delete().where(PracticeSession.id == session_id)
-            )
-    except peewee.IntegrityError:
-        # The only table whose foreign key keeps a session is the improvement batches'.
-        raise FailedPrecondition(
-            f"practice session {session_id} is scheduled in an improvement batch",
-            reason=errors_pb2.SESSION_SCHEDULED,
-        ) from None
+    # The only table whose foreign key keeps a session is the improvement batches'.
+    scheduled = FailedPrecondition(
+        f"practice session {session_id} is scheduled in an improvement batch",
+        reason=errors_pb2.SESSION_SCHEDULED,
+    )
+    async with atomic(Referenced(scheduled)):
+        await database.aexecute(PracticeSession.delete().where(PracticeSession.id == session_id))
 
 
 async def session_models(session_id: int) -> list[PracticeSessionModel]:
@@ -405,7 +429,11 @@ async def record_response(
 ) -> PracticeResponse:
     """The response, plus its PROMPT and RESPONSE events, in one transaction."""
     now = utcnow()
-    async with atomic():
+    async with atomic(
+        _session(session_id),
+        Refers("session_model_id", "session model", PracticeSessionModel, [model.id]),
+    ):
+        await _touch(session_id, now)
         response = await PracticeResponse.acreate(
             session=session_id,
             session_model=model.id,
@@ -434,7 +462,6 @@ async def record_response(
                 ]
             )
         )
-        await _touch(session_id, now)
     return response
 
 
@@ -454,7 +481,12 @@ async def append_events(session_id: int, events: Sequence[NewEvent]) -> list[Pra
     """Append in order in one transaction; ids ascend in the order given."""
     now = utcnow()
     created = []
-    async with atomic():
+    responses = [e.response_id for e in events if e.response_id is not None]
+    async with atomic(
+        _session(session_id),
+        Refers("events.response_id", "practice response", PracticeResponse, responses),
+    ):
+        await _touch(session_id, now)
         for event in events:
             created.append(
                 await PracticeEvent.acreate(
@@ -467,7 +499,6 @@ async def append_events(session_id: int, events: Sequence[NewEvent]) -> list[Pra
                     created_at=now,
                 )
             )
-        await _touch(session_id, now)
     return created
 
 

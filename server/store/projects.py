@@ -7,6 +7,7 @@ import peewee
 from corrigo.server.api.errors import AlreadyExists, FailedPrecondition, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
 from corrigo.server.store.identity import Organization, User
+from corrigo.server.store.integrity import Referenced, Refers, Unique
 
 
 class Project(BaseModel):
@@ -30,11 +31,9 @@ class Membership(BaseModel):
 
 
 async def create_project(org_id: int, name: str, title: str) -> Project:
-    try:
-        async with atomic():
-            return await Project.acreate(organization=org_id, name=name, title=title)
-    except peewee.IntegrityError:
-        raise AlreadyExists(f"project {name!r} already exists") from None
+    exists = AlreadyExists(f"project {name!r} already exists")
+    async with atomic(Unique(Project, [Project.organization, Project.name], exists)):
+        return await Project.acreate(organization=org_id, name=name, title=title)
 
 
 async def find_by_id(org_id: int, project_id: int) -> Project | None:
@@ -56,14 +55,12 @@ async def list_projects(
 
 
 async def delete_project(project: Project) -> None:
-    try:
-        async with atomic():
-            await database.aexecute(Membership.delete().where(Membership.project == project.id))
-            await database.aexecute(Project.delete().where(Project.id == project.id))
-    except peewee.IntegrityError:
-        raise FailedPrecondition(
-            f"project {project.name!r} still holds data: delete its datasets and sources first"
-        ) from None
+    holds_data = FailedPrecondition(
+        f"project {project.name!r} still holds data: delete its datasets and sources first"
+    )
+    async with atomic(Referenced(holds_data)):
+        await database.aexecute(Membership.delete().where(Membership.project == project.id))
+        await database.aexecute(Project.delete().where(Project.id == project.id))
 
 
 async def role_in(project_id: int, user_id: int) -> int | None:
@@ -75,12 +72,16 @@ async def role_in(project_id: int, user_id: int) -> int | None:
 
 
 async def set_member(project_id: int, user_id: int, role: int) -> None:
-    await database.aexecute(
-        Membership.insert(project=project_id, user=user_id, role=role).on_conflict(
-            conflict_target=[Membership.project, Membership.user],
-            update={Membership.role: role},
+    async with atomic(
+        Refers("project_id", "project", Project, [project_id]),
+        Refers("user_id", "user", User, [user_id]),
+    ):
+        await database.aexecute(
+            Membership.insert(project=project_id, user=user_id, role=role).on_conflict(
+                conflict_target=[Membership.project, Membership.user],
+                update={Membership.role: role},
+            )
         )
-    )
 
 
 async def remove_member(project_id: int, user_id: int) -> None:

@@ -33,6 +33,7 @@ from corrigo.server.store.database import (
     is_sqlite,
     utcnow,
 )
+from corrigo.server.store.integrity import Refers, Unique, written
 from corrigo.server.store.projects import Project
 from corrigo.v1.comments_pb2 import Comment as CommentProto
 
@@ -94,20 +95,26 @@ def micros(value: datetime.datetime) -> int:
 
 
 async def create_source(project: Project, name: str, title: str, description: str) -> Source:
-    try:
-        async with atomic():
-            now = utcnow()
-            return await Source.acreate(
-                project=project.id,
-                created_at=now,
-                updated_at=now,
-                hex_id=new_hex_id(),
-                name=name,
-                title=title,
-                description=description,
-            )
-    except peewee.IntegrityError:
-        raise AlreadyExists(f"source {name!r} already exists in {project.name!r}") from None
+    exists = AlreadyExists(f"source {name!r} already exists in {project.name!r}")
+    async with atomic(
+        Unique(Source, [Source.project, Source.name], exists),
+        Refers("owner", "project", Project, {project.id: project.name}),
+    ):
+        now = utcnow()
+        return await Source.acreate(
+            project=project.id,
+            created_at=now,
+            updated_at=now,
+            hex_id=new_hex_id(),
+            name=name,
+            title=title,
+            description=description,
+        )
+
+
+def source_ref(source: Source) -> Refers:
+    """The guard of a write to the source (named by the request's `name`)."""
+    return Refers("name", "source", Source, {source.id: source.name})
 
 
 _SOURCE = Sql(
@@ -149,9 +156,15 @@ async def update_source(source: Source, changes: dict[str, str]) -> Source:
         for field, value in changes.items():
             setattr(source, field, value)
         source.updated_at = utcnow()
-        await database.aexecute(
-            Source.update(**changes, updated_at=source.updated_at).where(Source.id == source.id)
-        )
+        async with atomic(source_ref(source)):
+            written(
+                await database.aexecute(
+                    Source.update(**changes, updated_at=source.updated_at).where(
+                        Source.id == source.id
+                    )
+                ),
+                Source,
+            )
     return source
 
 
@@ -214,6 +227,9 @@ MOVE_CLOCK = Sql(
 MOVE_CLOCK_NOW = "(SELECT mc.value FROM move_clock AS mc WHERE mc.id = 1)"
 
 
+_KEY_LOCK = Sql("SELECT id FROM source WHERE id = ? FOR KEY SHARE")
+
+
 async def sync(
     source: Source, ids: Sequence[str], parts: Iterable[Sequence[CommentProto]]
 ) -> SyncCounts:
@@ -240,7 +256,12 @@ async def sync(
         f"WHERE source_id = ? AND comment_id IN ({', '.join('?' * len(ids))})"
         + ("" if is_sqlite() else " FOR NO KEY UPDATE")
     )
-    async with atomic(), Overlapped() as overlapped:
+    async with atomic(source_ref(source)), Overlapped() as overlapped:
+        # On PostgreSQL the source is locked first, as its delete locks it before its
+        # comments: in the other order (a comment, then the source for a new comment's
+        # key) the two would deadlock. Gone, it answers NOT_FOUND (the guard).
+        if not is_sqlite() and not await fetch(_KEY_LOCK, (source.id,)):
+            raise Source.DoesNotExist()
         await overlapped.start(lookup, [source.id, *ids])
         existing: dict[str, Sequence[Any]] | None = None
         for part in parts:

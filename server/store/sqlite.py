@@ -22,6 +22,7 @@ import peewee
 
 from corrigo.server.api.errors import StorageFull, Unavailable, unstorable_value
 from corrigo.server.store.connections import Result, log
+from corrigo.server.store.integrity import Kind, Violation, sqlite_unique
 
 T = TypeVar("T")
 
@@ -41,12 +42,24 @@ def translated(error: sqlite3.Error) -> Exception:
     if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
         return Unavailable("the database is busy; retry shortly")
     if isinstance(error, sqlite3.IntegrityError):
-        return peewee.IntegrityError(*error.args)
+        return _violation(error)
     if isinstance(error, sqlite3.DataError):
         return unstorable_value()
     if isinstance(error, sqlite3.OperationalError):
         return peewee.OperationalError(*error.args)
     return peewee.DatabaseError(*error.args)
+
+
+def _violation(error: sqlite3.IntegrityError) -> Violation:
+    """The integrity error with its kind (SQLite's extended code) and, for a unique
+    constraint, the table and columns its message names."""
+    code = error.sqlite_errorcode
+    if code in (sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY):
+        table, columns = sqlite_unique(str(error))
+        return Violation(Kind.UNIQUE, *error.args, table=table, columns=columns)
+    if code == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY:
+        return Violation(Kind.FOREIGN_KEY, *error.args)
+    return Violation(Kind.OTHER, *error.args)
 
 
 def _connect(path: str, timeout: float) -> sqlite3.Connection:

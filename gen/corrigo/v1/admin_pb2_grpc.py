@@ -36,6 +36,16 @@ class AdminServiceStub:
     lacks the RPC's permission (reason PERMISSION_MISSING), whether or not the
     named resource exists; INVALID_ARGUMENT with a BadRequest naming each bad field.
     Resources of other organizations are never visible.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -121,6 +131,16 @@ class AdminServiceServicer:
     lacks the RPC's permission (reason PERMISSION_MISSING), whether or not the
     named resource exists; INVALID_ARGUMENT with a BadRequest naming each bad field.
     Resources of other organizations are never visible.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def WhoAmI(self, request, context):
@@ -165,7 +185,8 @@ class AdminServiceServicer:
 
     def SetMember(self, request, context):
         """Gives a user of the organization a role in a project, replacing any role it had.
-        Needs the project ADMIN role. NOT_FOUND when the project or the user does not exist.
+        Needs the project ADMIN role. NOT_FOUND when the project or the user does not exist,
+        also when the project is deleted while the role is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,7 +201,7 @@ class AdminServiceServicer:
 
     def RemoveMember(self, request, context):
         """Removes a user's role in a project. Needs the project ADMIN role.
-        NOT_FOUND when the user is not a member.
+        NOT_FOUND when the user is not a member, or the project is deleted meanwhile.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -313,6 +334,16 @@ class AdminService:
     lacks the RPC's permission (reason PERMISSION_MISSING), whether or not the
     named resource exists; INVALID_ARGUMENT with a BadRequest naming each bad field.
     Resources of other organizations are never visible.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod

@@ -37,6 +37,16 @@ class AdminServiceStub:
     lacks the RPC's permission (reason PERMISSION_MISSING), whether or not the
     named resource exists; INVALID_ARGUMENT with a BadRequest naming each bad field.
     Resources of other organizations are never visible.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -65,13 +75,14 @@ class AdminServiceStub:
     """
     SetMember: _grpc.UnaryUnaryMultiCallable[_admin_pb2.SetMemberRequest, _admin_pb2.Member]
     """Gives a user of the organization a role in a project, replacing any role it had.
-    Needs the project ADMIN role. NOT_FOUND when the project or the user does not exist.
+    Needs the project ADMIN role. NOT_FOUND when the project or the user does not exist,
+    also when the project is deleted while the role is written.
     """
     ListMembers: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListMembersRequest, _admin_pb2.ListMembersResponse]
     """Lists a project's members by ascending user id. Needs a role in the project."""
     RemoveMember: _grpc.UnaryUnaryMultiCallable[_admin_pb2.RemoveMemberRequest, _empty_pb2.Empty]
     """Removes a user's role in a project. Needs the project ADMIN role.
-    NOT_FOUND when the user is not a member.
+    NOT_FOUND when the user is not a member, or the project is deleted meanwhile.
     """
     CreateUser: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateUserRequest, _admin_pb2.User]
     """Creates a user in the caller's organization. Organization admins only.
@@ -105,6 +116,16 @@ class AdminServiceAsyncStub(AdminServiceStub):
     lacks the RPC's permission (reason PERMISSION_MISSING), whether or not the
     named resource exists; INVALID_ARGUMENT with a BadRequest naming each bad field.
     Resources of other organizations are never visible.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -130,13 +151,14 @@ class AdminServiceAsyncStub(AdminServiceStub):
     """
     SetMember: _aio.UnaryUnaryMultiCallable[_admin_pb2.SetMemberRequest, _admin_pb2.Member]  # type: ignore[assignment]
     """Gives a user of the organization a role in a project, replacing any role it had.
-    Needs the project ADMIN role. NOT_FOUND when the project or the user does not exist.
+    Needs the project ADMIN role. NOT_FOUND when the project or the user does not exist,
+    also when the project is deleted while the role is written.
     """
     ListMembers: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListMembersRequest, _admin_pb2.ListMembersResponse]  # type: ignore[assignment]
     """Lists a project's members by ascending user id. Needs a role in the project."""
     RemoveMember: _aio.UnaryUnaryMultiCallable[_admin_pb2.RemoveMemberRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Removes a user's role in a project. Needs the project ADMIN role.
-    NOT_FOUND when the user is not a member.
+    NOT_FOUND when the user is not a member, or the project is deleted meanwhile.
     """
     CreateUser: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateUserRequest, _admin_pb2.User]  # type: ignore[assignment]
     """Creates a user in the caller's organization. Organization admins only.
@@ -169,6 +191,16 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     lacks the RPC's permission (reason PERMISSION_MISSING), whether or not the
     named resource exists; INVALID_ARGUMENT with a BadRequest naming each bad field.
     Resources of other organizations are never visible.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -228,7 +260,8 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.Member, _abc.Awaitable[_admin_pb2.Member]]:
         """Gives a user of the organization a role in a project, replacing any role it had.
-        Needs the project ADMIN role. NOT_FOUND when the project or the user does not exist.
+        Needs the project ADMIN role. NOT_FOUND when the project or the user does not exist,
+        also when the project is deleted while the role is written.
         """
 
     @_abc_1.abstractmethod
@@ -246,7 +279,7 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Removes a user's role in a project. Needs the project ADMIN role.
-        NOT_FOUND when the user is not a member.
+        NOT_FOUND when the user is not a member, or the project is deleted meanwhile.
         """
 
     @_abc_1.abstractmethod

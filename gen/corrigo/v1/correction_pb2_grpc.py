@@ -51,6 +51,16 @@ class CorrectionSessionServiceStub:
     above) in the project named by `project_id`: PERMISSION_DENIED otherwise, whether or
     not the project exists; NOT_FOUND when the project, or the session in it, does not
     exist. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -126,6 +136,16 @@ class CorrectionSessionServiceServicer:
     above) in the project named by `project_id`: PERMISSION_DENIED otherwise, whether or
     not the project exists; NOT_FOUND when the project, or the session in it, does not
     exist. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def CreateCorrectionSession(self, request, context):
@@ -138,7 +158,9 @@ class CorrectionSessionServiceServicer:
         ALL_DOCUMENTS_ANNOTATED when every candidate document is already annotated, or
         with reason DOCUMENTS_IN_OPEN_SESSIONS when every unannotated one is held by
         another open session; FAILED_PRECONDITION with reason NO_CANDIDATE_DOCUMENTS when
-        the model's dataset holds none of the candidate documents.
+        the model's dataset holds none of the candidate documents (also when they were
+        deleted before it looked); NOT_FOUND naming `document_uids`, `document_group_id`
+        or `model_id` when they are deleted while the session is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -186,7 +208,8 @@ class CorrectionSessionServiceServicer:
         FAILED_PRECONDITION when the session is not ANNOTATING; NOT_FOUND when the
         document is not in the session; INVALID_ARGUMENT for labels outside the dataset's
         taxonomy or the model's classes and labels, more than one of the model's classes,
-        or sentiment that does not match the dataset.
+        or sentiment that does not match the dataset. NOT_FOUND when the session, its
+        dataset or the document is deleted while the correction is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -289,6 +312,16 @@ class CorrectionSessionService:
     above) in the project named by `project_id`: PERMISSION_DENIED otherwise, whether or
     not the project exists; NOT_FOUND when the project, or the session in it, does not
     exist. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod
@@ -511,6 +544,16 @@ class CorrectionSessionService:
 class DocumentGroupServiceStub:
     """Document groups: saved sets of a project's documents that correction sessions sample
     from. Same permission as CorrectionSessionService (ANNOTATOR or above).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -544,12 +587,23 @@ class DocumentGroupServiceStub:
 class DocumentGroupServiceServicer:
     """Document groups: saved sets of a project's documents that correction sessions sample
     from. Same permission as CorrectionSessionService (ANNOTATOR or above).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def CreateDocumentGroup(self, request, context):
         """Creates a group from a list of document uids. INVALID_ARGUMENT naming
         `document_uids[i]` for uids that are malformed, repeated, or not documents of the
-        project's sources.
+        project's sources; NOT_FOUND (field document_uids) when one of them is deleted
+        while the group is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -610,6 +664,16 @@ def add_DocumentGroupServiceServicer_to_server(servicer, server):
 class DocumentGroupService:
     """Document groups: saved sets of a project's documents that correction sessions sample
     from. Same permission as CorrectionSessionService (ANNOTATOR or above).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod

@@ -52,6 +52,16 @@ class CorrectionSessionServiceStub:
     above) in the project named by `project_id`: PERMISSION_DENIED otherwise, whether or
     not the project exists; NOT_FOUND when the project, or the session in it, does not
     exist. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -68,7 +78,9 @@ class CorrectionSessionServiceStub:
     ALL_DOCUMENTS_ANNOTATED when every candidate document is already annotated, or
     with reason DOCUMENTS_IN_OPEN_SESSIONS when every unannotated one is held by
     another open session; FAILED_PRECONDITION with reason NO_CANDIDATE_DOCUMENTS when
-    the model's dataset holds none of the candidate documents.
+    the model's dataset holds none of the candidate documents (also when they were
+    deleted before it looked); NOT_FOUND naming `document_uids`, `document_group_id`
+    or `model_id` when they are deleted while the session is written.
     """
     GetCorrectionSession: _grpc.UnaryUnaryMultiCallable[_correction_pb2.GetCorrectionSessionRequest, _correction_pb2.CorrectionSession]
     """Gets a session."""
@@ -94,7 +106,8 @@ class CorrectionSessionServiceStub:
     FAILED_PRECONDITION when the session is not ANNOTATING; NOT_FOUND when the
     document is not in the session; INVALID_ARGUMENT for labels outside the dataset's
     taxonomy or the model's classes and labels, more than one of the model's classes,
-    or sentiment that does not match the dataset.
+    or sentiment that does not match the dataset. NOT_FOUND when the session, its
+    dataset or the document is deleted while the correction is written.
     """
     WatchCorrectionSession: _grpc.UnaryStreamMultiCallable[_correction_pb2.WatchCorrectionSessionRequest, _correction_pb2.CorrectionSessionChange]
     """Streams the session each time its status, progress or document count changes,
@@ -136,6 +149,16 @@ class CorrectionSessionServiceAsyncStub(CorrectionSessionServiceStub):
     above) in the project named by `project_id`: PERMISSION_DENIED otherwise, whether or
     not the project exists; NOT_FOUND when the project, or the session in it, does not
     exist. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -149,7 +172,9 @@ class CorrectionSessionServiceAsyncStub(CorrectionSessionServiceStub):
     ALL_DOCUMENTS_ANNOTATED when every candidate document is already annotated, or
     with reason DOCUMENTS_IN_OPEN_SESSIONS when every unannotated one is held by
     another open session; FAILED_PRECONDITION with reason NO_CANDIDATE_DOCUMENTS when
-    the model's dataset holds none of the candidate documents.
+    the model's dataset holds none of the candidate documents (also when they were
+    deleted before it looked); NOT_FOUND naming `document_uids`, `document_group_id`
+    or `model_id` when they are deleted while the session is written.
     """
     GetCorrectionSession: _aio.UnaryUnaryMultiCallable[_correction_pb2.GetCorrectionSessionRequest, _correction_pb2.CorrectionSession]  # type: ignore[assignment]
     """Gets a session."""
@@ -175,7 +200,8 @@ class CorrectionSessionServiceAsyncStub(CorrectionSessionServiceStub):
     FAILED_PRECONDITION when the session is not ANNOTATING; NOT_FOUND when the
     document is not in the session; INVALID_ARGUMENT for labels outside the dataset's
     taxonomy or the model's classes and labels, more than one of the model's classes,
-    or sentiment that does not match the dataset.
+    or sentiment that does not match the dataset. NOT_FOUND when the session, its
+    dataset or the document is deleted while the correction is written.
     """
     WatchCorrectionSession: _aio.UnaryStreamMultiCallable[_correction_pb2.WatchCorrectionSessionRequest, _correction_pb2.CorrectionSessionChange]  # type: ignore[assignment]
     """Streams the session each time its status, progress or document count changes,
@@ -216,6 +242,16 @@ class CorrectionSessionServiceServicer(metaclass=_abc_1.ABCMeta):
     above) in the project named by `project_id`: PERMISSION_DENIED otherwise, whether or
     not the project exists; NOT_FOUND when the project, or the session in it, does not
     exist. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -233,7 +269,9 @@ class CorrectionSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         ALL_DOCUMENTS_ANNOTATED when every candidate document is already annotated, or
         with reason DOCUMENTS_IN_OPEN_SESSIONS when every unannotated one is held by
         another open session; FAILED_PRECONDITION with reason NO_CANDIDATE_DOCUMENTS when
-        the model's dataset holds none of the candidate documents.
+        the model's dataset holds none of the candidate documents (also when they were
+        deleted before it looked); NOT_FOUND naming `document_uids`, `document_group_id`
+        or `model_id` when they are deleted while the session is written.
         """
 
     @_abc_1.abstractmethod
@@ -289,7 +327,8 @@ class CorrectionSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         FAILED_PRECONDITION when the session is not ANNOTATING; NOT_FOUND when the
         document is not in the session; INVALID_ARGUMENT for labels outside the dataset's
         taxonomy or the model's classes and labels, more than one of the model's classes,
-        or sentiment that does not match the dataset.
+        or sentiment that does not match the dataset. NOT_FOUND when the session, its
+        dataset or the document is deleted while the correction is written.
         """
 
     @_abc_1.abstractmethod
@@ -322,6 +361,16 @@ def add_CorrectionSessionServiceServicer_to_server(servicer: CorrectionSessionSe
 class DocumentGroupServiceStub:
     """Document groups: saved sets of a project's documents that correction sessions sample
     from. Same permission as CorrectionSessionService (ANNOTATOR or above).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -331,7 +380,8 @@ class DocumentGroupServiceStub:
     CreateDocumentGroup: _grpc.UnaryUnaryMultiCallable[_correction_pb2.CreateDocumentGroupRequest, _correction_pb2.DocumentGroup]
     """Creates a group from a list of document uids. INVALID_ARGUMENT naming
     `document_uids[i]` for uids that are malformed, repeated, or not documents of the
-    project's sources.
+    project's sources; NOT_FOUND (field document_uids) when one of them is deleted
+    while the group is written.
     """
     GetDocumentGroup: _grpc.UnaryUnaryMultiCallable[_correction_pb2.GetDocumentGroupRequest, _correction_pb2.DocumentGroup]
     """Gets a group with its document uids."""
@@ -344,13 +394,24 @@ class DocumentGroupServiceStub:
 class DocumentGroupServiceAsyncStub(DocumentGroupServiceStub):
     """Document groups: saved sets of a project's documents that correction sessions sample
     from. Same permission as CorrectionSessionService (ANNOTATOR or above).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateDocumentGroup: _aio.UnaryUnaryMultiCallable[_correction_pb2.CreateDocumentGroupRequest, _correction_pb2.DocumentGroup]  # type: ignore[assignment]
     """Creates a group from a list of document uids. INVALID_ARGUMENT naming
     `document_uids[i]` for uids that are malformed, repeated, or not documents of the
-    project's sources.
+    project's sources; NOT_FOUND (field document_uids) when one of them is deleted
+    while the group is written.
     """
     GetDocumentGroup: _aio.UnaryUnaryMultiCallable[_correction_pb2.GetDocumentGroupRequest, _correction_pb2.DocumentGroup]  # type: ignore[assignment]
     """Gets a group with its document uids."""
@@ -362,6 +423,16 @@ class DocumentGroupServiceAsyncStub(DocumentGroupServiceStub):
 class DocumentGroupServiceServicer(metaclass=_abc_1.ABCMeta):
     """Document groups: saved sets of a project's documents that correction sessions sample
     from. Same permission as CorrectionSessionService (ANNOTATOR or above).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -372,7 +443,8 @@ class DocumentGroupServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_correction_pb2.DocumentGroup, _abc.Awaitable[_correction_pb2.DocumentGroup]]:
         """Creates a group from a list of document uids. INVALID_ARGUMENT naming
         `document_uids[i]` for uids that are malformed, repeated, or not documents of the
-        project's sources.
+        project's sources; NOT_FOUND (field document_uids) when one of them is deleted
+        while the group is written.
         """
 
     @_abc_1.abstractmethod

@@ -37,6 +37,16 @@ class DatasetServiceStub:
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -134,6 +144,16 @@ class DatasetServiceServicer:
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def ListDatasets(self, request, context):
@@ -154,7 +174,8 @@ class DatasetServiceServicer:
     def CreateDataset(self, request, context):
         """Creates a dataset. ALREADY_EXISTS when the project has a dataset of that name;
         INVALID_ARGUMENT naming `dataset.source_ids[i]` for ids that are not sources of
-        the project.
+        the project; NOT_FOUND (field `dataset.source_ids`) when one of them is deleted
+        while the dataset is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -212,7 +233,8 @@ class DatasetServiceServicer:
         what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
         labels outside the taxonomy, sentiment on a dataset without it (or none on a
         dataset with it), or a malformed comment uid or one whose source is not in the
-        dataset; NOT_FOUND when the comment does not exist.
+        dataset; NOT_FOUND when the comment does not exist, also when the comment or the
+        dataset is deleted while the labelling is written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -226,7 +248,9 @@ class DatasetServiceServicer:
         items or more than 4096 (`labellings`); a malformed uid, one given twice, one whose
         source is not in the dataset or that names no comment (not NOT_FOUND: the other
         items are named in the same answer); labels invalid, repeated, both assigned and
-        dismissed, or outside the taxonomy; sentiment as for UpdateLabelling.
+        dismissed, or outside the taxonomy; sentiment as for UpdateLabelling. NOT_FOUND
+        (field `labellings.comment_uid`) when a comment or the dataset is deleted while they
+        are written (none is written then).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -389,6 +413,16 @@ class DatasetService:
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod

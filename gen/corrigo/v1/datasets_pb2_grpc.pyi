@@ -38,6 +38,16 @@ class DatasetServiceStub:
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -53,7 +63,8 @@ class DatasetServiceStub:
     CreateDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.CreateDatasetRequest, _datasets_pb2.DatasetResponse]
     """Creates a dataset. ALREADY_EXISTS when the project has a dataset of that name;
     INVALID_ARGUMENT naming `dataset.source_ids[i]` for ids that are not sources of
-    the project.
+    the project; NOT_FOUND (field `dataset.source_ids`) when one of them is deleted
+    while the dataset is written.
     """
     UpdateDataset: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.UpdateDatasetRequest, _datasets_pb2.DatasetResponse]
     """Updates a dataset's title, description and source_ids. Needs Datasets admin, as
@@ -81,7 +92,8 @@ class DatasetServiceStub:
     what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
     labels outside the taxonomy, sentiment on a dataset without it (or none on a
     dataset with it), or a malformed comment uid or one whose source is not in the
-    dataset; NOT_FOUND when the comment does not exist.
+    dataset; NOT_FOUND when the comment does not exist, also when the comment or the
+    dataset is deleted while the labelling is written.
     """
     BatchUpdateLabellings: _grpc.UnaryUnaryMultiCallable[_datasets_pb2.BatchUpdateLabellingsRequest, _datasets_pb2.BatchUpdateLabellingsResponse]
     """Sets the labellings of up to 4096 comments in one transaction: all of them, or on
@@ -91,7 +103,9 @@ class DatasetServiceStub:
     items or more than 4096 (`labellings`); a malformed uid, one given twice, one whose
     source is not in the dataset or that names no comment (not NOT_FOUND: the other
     items are named in the same answer); labels invalid, repeated, both assigned and
-    dismissed, or outside the taxonomy; sentiment as for UpdateLabelling.
+    dismissed, or outside the taxonomy; sentiment as for UpdateLabelling. NOT_FOUND
+    (field `labellings.comment_uid`) when a comment or the dataset is deleted while they
+    are written (none is written then).
     """
     StreamUpdateLabellings: _grpc.StreamStreamMultiCallable[_datasets_pb2.StreamUpdateLabellingsRequest, _datasets_pb2.StreamUpdateLabellingsResponse]
     """Bulk labelling of any size: the client streams chunks, each checked and written as
@@ -149,6 +163,16 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -161,7 +185,8 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     CreateDataset: _aio.UnaryUnaryMultiCallable[_datasets_pb2.CreateDatasetRequest, _datasets_pb2.DatasetResponse]  # type: ignore[assignment]
     """Creates a dataset. ALREADY_EXISTS when the project has a dataset of that name;
     INVALID_ARGUMENT naming `dataset.source_ids[i]` for ids that are not sources of
-    the project.
+    the project; NOT_FOUND (field `dataset.source_ids`) when one of them is deleted
+    while the dataset is written.
     """
     UpdateDataset: _aio.UnaryUnaryMultiCallable[_datasets_pb2.UpdateDatasetRequest, _datasets_pb2.DatasetResponse]  # type: ignore[assignment]
     """Updates a dataset's title, description and source_ids. Needs Datasets admin, as
@@ -189,7 +214,8 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
     labels outside the taxonomy, sentiment on a dataset without it (or none on a
     dataset with it), or a malformed comment uid or one whose source is not in the
-    dataset; NOT_FOUND when the comment does not exist.
+    dataset; NOT_FOUND when the comment does not exist, also when the comment or the
+    dataset is deleted while the labelling is written.
     """
     BatchUpdateLabellings: _aio.UnaryUnaryMultiCallable[_datasets_pb2.BatchUpdateLabellingsRequest, _datasets_pb2.BatchUpdateLabellingsResponse]  # type: ignore[assignment]
     """Sets the labellings of up to 4096 comments in one transaction: all of them, or on
@@ -199,7 +225,9 @@ class DatasetServiceAsyncStub(DatasetServiceStub):
     items or more than 4096 (`labellings`); a malformed uid, one given twice, one whose
     source is not in the dataset or that names no comment (not NOT_FOUND: the other
     items are named in the same answer); labels invalid, repeated, both assigned and
-    dismissed, or outside the taxonomy; sentiment as for UpdateLabelling.
+    dismissed, or outside the taxonomy; sentiment as for UpdateLabelling. NOT_FOUND
+    (field `labellings.comment_uid`) when a comment or the dataset is deleted while they
+    are written (none is written then).
     """
     StreamUpdateLabellings: _aio.StreamStreamMultiCallable[_datasets_pb2.StreamUpdateLabellingsRequest, _datasets_pb2.StreamUpdateLabellingsResponse]  # type: ignore[assignment]
     """Bulk labelling of any size: the client streams chunks, each checked and written as
@@ -256,6 +284,16 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
     PERMISSION_DENIED whether or not the dataset exists; other organizations' projects
     are never visible (NOT_FOUND). Bad input is INVALID_ARGUMENT with a BadRequest
     naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -284,7 +322,8 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_datasets_pb2.DatasetResponse, _abc.Awaitable[_datasets_pb2.DatasetResponse]]:
         """Creates a dataset. ALREADY_EXISTS when the project has a dataset of that name;
         INVALID_ARGUMENT naming `dataset.source_ids[i]` for ids that are not sources of
-        the project.
+        the project; NOT_FOUND (field `dataset.source_ids`) when one of them is deleted
+        while the dataset is written.
         """
 
     @_abc_1.abstractmethod
@@ -354,7 +393,8 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
         what it had. Empty lists remove the comment's labelling. INVALID_ARGUMENT for
         labels outside the taxonomy, sentiment on a dataset without it (or none on a
         dataset with it), or a malformed comment uid or one whose source is not in the
-        dataset; NOT_FOUND when the comment does not exist.
+        dataset; NOT_FOUND when the comment does not exist, also when the comment or the
+        dataset is deleted while the labelling is written.
         """
 
     @_abc_1.abstractmethod
@@ -370,7 +410,9 @@ class DatasetServiceServicer(metaclass=_abc_1.ABCMeta):
         items or more than 4096 (`labellings`); a malformed uid, one given twice, one whose
         source is not in the dataset or that names no comment (not NOT_FOUND: the other
         items are named in the same answer); labels invalid, repeated, both assigned and
-        dismissed, or outside the taxonomy; sentiment as for UpdateLabelling.
+        dismissed, or outside the taxonomy; sentiment as for UpdateLabelling. NOT_FOUND
+        (field `labellings.comment_uid`) when a comment or the dataset is deleted while they
+        are written (none is written then).
         """
 
     @_abc_1.abstractmethod

@@ -43,6 +43,16 @@ class ImprovementServiceStub:
     a project where they no longer hold `practice` (removed, or demoted to VIEWER) is
     PERMISSION_DENIED. Reading and releasing batches: the organization roles SERVICE and
     ADMIN (permission `batches`).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -55,7 +65,9 @@ class ImprovementServiceStub:
     its project (see the service's rule); FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
     prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
     `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
-    batch and number it already has, even once that batch is released.
+    batch and number it already has, even once that batch is released. A session
+    deleted while it is being scheduled is NOT_FOUND (field session_id), never
+    FAILED_PRECONDITION.
     """
     GetBatchSessions: _grpc.UnaryUnaryMultiCallable[_improvement_pb2.GetBatchSessionsRequest, _improvement_pb2.GetBatchSessionsResponse]
     """One page of a batch: the sessions numbered after `after_number`, in number order,
@@ -100,6 +112,16 @@ class ImprovementServiceAsyncStub(ImprovementServiceStub):
     a project where they no longer hold `practice` (removed, or demoted to VIEWER) is
     PERMISSION_DENIED. Reading and releasing batches: the organization roles SERVICE and
     ADMIN (permission `batches`).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -109,7 +131,9 @@ class ImprovementServiceAsyncStub(ImprovementServiceStub):
     its project (see the service's rule); FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
     prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
     `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
-    batch and number it already has, even once that batch is released.
+    batch and number it already has, even once that batch is released. A session
+    deleted while it is being scheduled is NOT_FOUND (field session_id), never
+    FAILED_PRECONDITION.
     """
     GetBatchSessions: _aio.UnaryUnaryMultiCallable[_improvement_pb2.GetBatchSessionsRequest, _improvement_pb2.GetBatchSessionsResponse]  # type: ignore[assignment]
     """One page of a batch: the sessions numbered after `after_number`, in number order,
@@ -153,6 +177,16 @@ class ImprovementServiceServicer(metaclass=_abc_1.ABCMeta):
     a project where they no longer hold `practice` (removed, or demoted to VIEWER) is
     PERMISSION_DENIED. Reading and releasing batches: the organization roles SERVICE and
     ADMIN (permission `batches`).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -166,7 +200,9 @@ class ImprovementServiceServicer(metaclass=_abc_1.ABCMeta):
         its project (see the service's rule); FAILED_PRECONDITION (reason SESSION_EVENTS_MISSING) when its log does not hold a
         prompt followed by a response. A PAYLOAD_SEARCH session is skipped (`skipped` and
         `skip_reason` say so; nothing is scheduled). Scheduling a session again answers the
-        batch and number it already has, even once that batch is released.
+        batch and number it already has, even once that batch is released. A session
+        deleted while it is being scheduled is NOT_FOUND (field session_id), never
+        FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod

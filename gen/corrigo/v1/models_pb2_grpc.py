@@ -35,6 +35,16 @@ class ModelServiceStub:
     do. `owner` is the project's name and `dataset` the dataset's. Every RPC needs
     Model admin (ADMIN); a caller without it gets PERMISSION_DENIED whether or not the
     dataset exists. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -84,6 +94,16 @@ class ModelServiceServicer:
     do. `owner` is the project's name and `dataset` the dataset's. Every RPC needs
     Model admin (ADMIN); a caller without it gets PERMISSION_DENIED whether or not the
     dataset exists. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def CreateModel(self, request, context):
@@ -109,7 +129,8 @@ class ModelServiceServicer:
 
     def CreateModelVersion(self, request, context):
         """Records a new trained version of a model, with the next version number of the
-        dataset.
+        dataset. ABORTED (reason CONCURRENT_CHANGE) when another version of the dataset
+        took that number at the same time: retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,7 +139,8 @@ class ModelServiceServicer:
     def UploadPredictions(self, request, context):
         """Stores a version's predictions for up to 4096 comments in one transaction,
         replacing the version's earlier predictions for those comments. INVALID_ARGUMENT
-        naming `predictions[i].uid` for comments not in the dataset's sources.
+        naming `predictions[i].uid` for comments not in the dataset's sources; NOT_FOUND
+        (field `predictions.uid`) when one of them is deleted while they are written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,6 +203,16 @@ class ModelService:
     do. `owner` is the project's name and `dataset` the dataset's. Every RPC needs
     Model admin (ADMIN); a caller without it gets PERMISSION_DENIED whether or not the
     dataset exists. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod

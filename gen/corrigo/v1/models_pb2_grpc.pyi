@@ -36,6 +36,16 @@ class ModelServiceStub:
     do. `owner` is the project's name and `dataset` the dataset's. Every RPC needs
     Model admin (ADMIN); a caller without it gets PERMISSION_DENIED whether or not the
     dataset exists. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -50,12 +60,14 @@ class ModelServiceStub:
     """Lists a dataset's models by ascending id."""
     CreateModelVersion: _grpc.UnaryUnaryMultiCallable[_models_pb2.CreateModelVersionRequest, _models_pb2.ModelVersion]
     """Records a new trained version of a model, with the next version number of the
-    dataset.
+    dataset. ABORTED (reason CONCURRENT_CHANGE) when another version of the dataset
+    took that number at the same time: retry.
     """
     UploadPredictions: _grpc.UnaryUnaryMultiCallable[_models_pb2.UploadPredictionsRequest, _models_pb2.UploadPredictionsResponse]
     """Stores a version's predictions for up to 4096 comments in one transaction,
     replacing the version's earlier predictions for those comments. INVALID_ARGUMENT
-    naming `predictions[i].uid` for comments not in the dataset's sources.
+    naming `predictions[i].uid` for comments not in the dataset's sources; NOT_FOUND
+    (field `predictions.uid`) when one of them is deleted while they are written.
     """
     SetModelTag: _grpc.UnaryUnaryMultiCallable[_models_pb2.SetModelTagRequest, _datasets_pb2.ModelTag]
     """Pins a tag to a version, moving it if it was pinned elsewhere."""
@@ -70,6 +82,16 @@ class ModelServiceAsyncStub(ModelServiceStub):
     do. `owner` is the project's name and `dataset` the dataset's. Every RPC needs
     Model admin (ADMIN); a caller without it gets PERMISSION_DENIED whether or not the
     dataset exists. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -81,12 +103,14 @@ class ModelServiceAsyncStub(ModelServiceStub):
     """Lists a dataset's models by ascending id."""
     CreateModelVersion: _aio.UnaryUnaryMultiCallable[_models_pb2.CreateModelVersionRequest, _models_pb2.ModelVersion]  # type: ignore[assignment]
     """Records a new trained version of a model, with the next version number of the
-    dataset.
+    dataset. ABORTED (reason CONCURRENT_CHANGE) when another version of the dataset
+    took that number at the same time: retry.
     """
     UploadPredictions: _aio.UnaryUnaryMultiCallable[_models_pb2.UploadPredictionsRequest, _models_pb2.UploadPredictionsResponse]  # type: ignore[assignment]
     """Stores a version's predictions for up to 4096 comments in one transaction,
     replacing the version's earlier predictions for those comments. INVALID_ARGUMENT
-    naming `predictions[i].uid` for comments not in the dataset's sources.
+    naming `predictions[i].uid` for comments not in the dataset's sources; NOT_FOUND
+    (field `predictions.uid`) when one of them is deleted while they are written.
     """
     SetModelTag: _aio.UnaryUnaryMultiCallable[_models_pb2.SetModelTagRequest, _datasets_pb2.ModelTag]  # type: ignore[assignment]
     """Pins a tag to a version, moving it if it was pinned elsewhere."""
@@ -100,6 +124,16 @@ class ModelServiceServicer(metaclass=_abc_1.ABCMeta):
     do. `owner` is the project's name and `dataset` the dataset's. Every RPC needs
     Model admin (ADMIN); a caller without it gets PERMISSION_DENIED whether or not the
     dataset exists. Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -133,7 +167,8 @@ class ModelServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_models_pb2.ModelVersion, _abc.Awaitable[_models_pb2.ModelVersion]]:
         """Records a new trained version of a model, with the next version number of the
-        dataset.
+        dataset. ABORTED (reason CONCURRENT_CHANGE) when another version of the dataset
+        took that number at the same time: retry.
         """
 
     @_abc_1.abstractmethod
@@ -144,7 +179,8 @@ class ModelServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_models_pb2.UploadPredictionsResponse, _abc.Awaitable[_models_pb2.UploadPredictionsResponse]]:
         """Stores a version's predictions for up to 4096 comments in one transaction,
         replacing the version's earlier predictions for those comments. INVALID_ARGUMENT
-        naming `predictions[i].uid` for comments not in the dataset's sources.
+        naming `predictions[i].uid` for comments not in the dataset's sources; NOT_FOUND
+        (field `predictions.uid`) when one of them is deleted while they are written.
         """
 
     @_abc_1.abstractmethod

@@ -37,6 +37,16 @@ class PracticeCatalogServiceStub:
     organization admin), in the organization for an organization-wide item
     (organization admin). Errors common to all RPCs are those of AdminService;
     NOT_FOUND when the item does not exist in the caller's organization.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -133,6 +143,16 @@ class PracticeCatalogServiceServicer:
     organization admin), in the organization for an organization-wide item
     (organization admin). Errors common to all RPCs are those of AdminService;
     NOT_FOUND when the item does not exist in the caller's organization.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def CreatePracticeClass(self, request, context):
@@ -342,6 +362,16 @@ class PracticeCatalogService:
     organization admin), in the organization for an organization-wide item
     (organization admin). Errors common to all RPCs are those of AdminService;
     NOT_FOUND when the item does not exist in the caller's organization.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod
@@ -753,6 +783,16 @@ class PracticeCatalogService:
 class FewShotExampleServiceStub:
     """A user's own few-shot examples. Any valid token may call these RPCs; a user sees
     and changes only their own examples (another user's example is NOT_FOUND).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -791,6 +831,16 @@ class FewShotExampleServiceStub:
 class FewShotExampleServiceServicer:
     """A user's own few-shot examples. Any valid token may call these RPCs; a user sees
     and changes only their own examples (another user's example is NOT_FOUND).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def CreateFewShotExample(self, request, context):
@@ -867,6 +917,16 @@ def add_FewShotExampleServiceServicer_to_server(servicer, server):
 class FewShotExampleService:
     """A user's own few-shot examples. Any valid token may call these RPCs; a user sees
     and changes only their own examples (another user's example is NOT_FOUND).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod
@@ -1018,6 +1078,16 @@ class PracticeSessionServiceStub:
     RESOURCE_NOT_FOUND), also for admins; the owner without `practice` in the session's
     project is PERMISSION_DENIED. Referenced catalog items must be organization-wide or
     belong to the session's project.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -1091,6 +1161,16 @@ class PracticeSessionServiceServicer:
     RESOURCE_NOT_FOUND), also for admins; the owner without `practice` in the session's
     project is PERMISSION_DENIED. Referenced catalog items must be organization-wide or
     belong to the session's project.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def CreatePracticeSession(self, request, context):
@@ -1145,6 +1225,8 @@ class PracticeSessionServiceServicer:
         """Changes a session's settings: style preset, parameters, and the few-shot links
         with their order (AIP-134 field mask). Linked examples must be the caller's own
         or already linked to the session (NOT_FOUND otherwise). Answers the whole session.
+        NOT_FOUND (field session_id, or few_shot_example_ids) when the session or a linked
+        example is deleted while the settings are written.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1161,7 +1243,8 @@ class PracticeSessionServiceServicer:
         """Records a prompt and a model's response in a session, and appends a PROMPT and a
         RESPONSE event to its log in the same transaction. NOT_FOUND when the session
         model is not the session's; FAILED_PRECONDITION (reason SESSION_MODEL_RETIRED)
-        when the session's class changed since.
+        when the session's class changed since. NOT_FOUND (field session_id) when the
+        session is deleted while the response is recorded.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1169,7 +1252,8 @@ class PracticeSessionServiceServicer:
 
     def AppendEvents(self, request, context):
         """Appends events (prompts, responses, feedback) to a session's log, in order, in
-        one transaction. The log is append-only.
+        one transaction. The log is append-only. NOT_FOUND (field session_id) when the
+        session is deleted while they are appended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -1256,6 +1340,16 @@ class PracticeSessionService:
     RESOURCE_NOT_FOUND), also for admins; the owner without `practice` in the session's
     project is PERMISSION_DENIED. Referenced catalog items must be organization-wide or
     belong to the session's project.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod

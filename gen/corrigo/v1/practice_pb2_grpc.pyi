@@ -38,6 +38,16 @@ class PracticeCatalogServiceStub:
     organization admin), in the organization for an organization-wide item
     (organization admin). Errors common to all RPCs are those of AdminService;
     NOT_FOUND when the item does not exist in the caller's organization.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -97,6 +107,16 @@ class PracticeCatalogServiceAsyncStub(PracticeCatalogServiceStub):
     organization admin), in the organization for an organization-wide item
     (organization admin). Errors common to all RPCs are those of AdminService;
     NOT_FOUND when the item does not exist in the caller's organization.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -152,6 +172,16 @@ class PracticeCatalogServiceServicer(metaclass=_abc_1.ABCMeta):
     organization admin), in the organization for an organization-wide item
     (organization admin). Errors common to all RPCs are those of AdminService;
     NOT_FOUND when the item does not exist in the caller's organization.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -289,6 +319,16 @@ def add_PracticeCatalogServiceServicer_to_server(servicer: PracticeCatalogServic
 class FewShotExampleServiceStub:
     """A user's own few-shot examples. Any valid token may call these RPCs; a user sees
     and changes only their own examples (another user's example is NOT_FOUND).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -310,6 +350,16 @@ class FewShotExampleServiceStub:
 class FewShotExampleServiceAsyncStub(FewShotExampleServiceStub):
     """A user's own few-shot examples. Any valid token may call these RPCs; a user sees
     and changes only their own examples (another user's example is NOT_FOUND).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -327,6 +377,16 @@ class FewShotExampleServiceAsyncStub(FewShotExampleServiceStub):
 class FewShotExampleServiceServicer(metaclass=_abc_1.ABCMeta):
     """A user's own few-shot examples. Any valid token may call these RPCs; a user sees
     and changes only their own examples (another user's example is NOT_FOUND).
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -384,6 +444,16 @@ class PracticeSessionServiceStub:
     RESOURCE_NOT_FOUND), also for admins; the owner without `practice` in the session's
     project is PERMISSION_DENIED. Referenced catalog items must be organization-wide or
     belong to the session's project.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -421,6 +491,8 @@ class PracticeSessionServiceStub:
     """Changes a session's settings: style preset, parameters, and the few-shot links
     with their order (AIP-134 field mask). Linked examples must be the caller's own
     or already linked to the session (NOT_FOUND otherwise). Answers the whole session.
+    NOT_FOUND (field session_id, or few_shot_example_ids) when the session or a linked
+    example is deleted while the settings are written.
     """
     ListSessionModels: _grpc.UnaryUnaryMultiCallable[_practice_pb2.ListSessionModelsRequest, _practice_pb2.ListSessionModelsResponse]
     """Lists a session's models, active first then retired, each by ascending id."""
@@ -428,11 +500,13 @@ class PracticeSessionServiceStub:
     """Records a prompt and a model's response in a session, and appends a PROMPT and a
     RESPONSE event to its log in the same transaction. NOT_FOUND when the session
     model is not the session's; FAILED_PRECONDITION (reason SESSION_MODEL_RETIRED)
-    when the session's class changed since.
+    when the session's class changed since. NOT_FOUND (field session_id) when the
+    session is deleted while the response is recorded.
     """
     AppendEvents: _grpc.UnaryUnaryMultiCallable[_practice_pb2.AppendEventsRequest, _practice_pb2.AppendEventsResponse]
     """Appends events (prompts, responses, feedback) to a session's log, in order, in
-    one transaction. The log is append-only.
+    one transaction. The log is append-only. NOT_FOUND (field session_id) when the
+    session is deleted while they are appended.
     """
     ListEvents: _grpc.UnaryUnaryMultiCallable[_practice_pb2.ListEventsRequest, _practice_pb2.ListEventsResponse]
     """Lists a session's events, oldest first."""
@@ -451,6 +525,16 @@ class PracticeSessionServiceAsyncStub(PracticeSessionServiceStub):
     RESOURCE_NOT_FOUND), also for admins; the owner without `practice` in the session's
     project is PERMISSION_DENIED. Referenced catalog items must be organization-wide or
     belong to the session's project.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -485,6 +569,8 @@ class PracticeSessionServiceAsyncStub(PracticeSessionServiceStub):
     """Changes a session's settings: style preset, parameters, and the few-shot links
     with their order (AIP-134 field mask). Linked examples must be the caller's own
     or already linked to the session (NOT_FOUND otherwise). Answers the whole session.
+    NOT_FOUND (field session_id, or few_shot_example_ids) when the session or a linked
+    example is deleted while the settings are written.
     """
     ListSessionModels: _aio.UnaryUnaryMultiCallable[_practice_pb2.ListSessionModelsRequest, _practice_pb2.ListSessionModelsResponse]  # type: ignore[assignment]
     """Lists a session's models, active first then retired, each by ascending id."""
@@ -492,11 +578,13 @@ class PracticeSessionServiceAsyncStub(PracticeSessionServiceStub):
     """Records a prompt and a model's response in a session, and appends a PROMPT and a
     RESPONSE event to its log in the same transaction. NOT_FOUND when the session
     model is not the session's; FAILED_PRECONDITION (reason SESSION_MODEL_RETIRED)
-    when the session's class changed since.
+    when the session's class changed since. NOT_FOUND (field session_id) when the
+    session is deleted while the response is recorded.
     """
     AppendEvents: _aio.UnaryUnaryMultiCallable[_practice_pb2.AppendEventsRequest, _practice_pb2.AppendEventsResponse]  # type: ignore[assignment]
     """Appends events (prompts, responses, feedback) to a session's log, in order, in
-    one transaction. The log is append-only.
+    one transaction. The log is append-only. NOT_FOUND (field session_id) when the
+    session is deleted while they are appended.
     """
     ListEvents: _aio.UnaryUnaryMultiCallable[_practice_pb2.ListEventsRequest, _practice_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Lists a session's events, oldest first."""
@@ -514,6 +602,16 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
     RESOURCE_NOT_FOUND), also for admins; the owner without `practice` in the session's
     project is PERMISSION_DENIED. Referenced catalog items must be organization-wide or
     belong to the session's project.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -582,6 +680,8 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Changes a session's settings: style preset, parameters, and the few-shot links
         with their order (AIP-134 field mask). Linked examples must be the caller's own
         or already linked to the session (NOT_FOUND otherwise). Answers the whole session.
+        NOT_FOUND (field session_id, or few_shot_example_ids) when the session or a linked
+        example is deleted while the settings are written.
         """
 
     @_abc_1.abstractmethod
@@ -601,7 +701,8 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Records a prompt and a model's response in a session, and appends a PROMPT and a
         RESPONSE event to its log in the same transaction. NOT_FOUND when the session
         model is not the session's; FAILED_PRECONDITION (reason SESSION_MODEL_RETIRED)
-        when the session's class changed since.
+        when the session's class changed since. NOT_FOUND (field session_id) when the
+        session is deleted while the response is recorded.
         """
 
     @_abc_1.abstractmethod
@@ -611,7 +712,8 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_practice_pb2.AppendEventsResponse, _abc.Awaitable[_practice_pb2.AppendEventsResponse]]:
         """Appends events (prompts, responses, feedback) to a session's log, in order, in
-        one transaction. The log is append-only.
+        one transaction. The log is append-only. NOT_FOUND (field session_id) when the
+        session is deleted while they are appended.
         """
 
     @_abc_1.abstractmethod

@@ -34,6 +34,16 @@ class SourceServiceStub:
     (EDITOR). A caller without the permission gets PERMISSION_DENIED whether or not the
     source exists; other organizations' projects are never visible (NOT_FOUND).
     Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel):
@@ -98,6 +108,16 @@ class SourceServiceServicer:
     (EDITOR). A caller without the permission gets PERMISSION_DENIED whether or not the
     source exists; other organizations' projects are never visible (NOT_FOUND).
     Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def CreateSource(self, request, context):
@@ -143,7 +163,8 @@ class SourceServiceServicer:
         last_modified too). Answers how many comments were new, updated and unchanged.
         Errors: INVALID_ARGUMENT for no comments or more than 4096, or naming every bad
         field and every id given twice (nothing is written then); PERMISSION_DENIED below
-        EDITOR; NOT_FOUND when the project or the source does not exist.
+        EDITOR; NOT_FOUND when the project or the source does not exist, also when the
+        source is deleted while the comments are written (nothing is written then).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -170,7 +191,8 @@ class SourceServiceServicer:
 
     def DeleteComments(self, request, context):
         """Deletes comments by id with their labels and predictions; ids that do not exist
-        are ignored. Answers how many were deleted.
+        are ignored. Answers how many were deleted. NOT_FOUND when the source does not
+        exist, or is deleted meanwhile.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -241,6 +263,16 @@ class SourceService:
     (EDITOR). A caller without the permission gets PERMISSION_DENIED whether or not the
     source exists; other organizations' projects are never visible (NOT_FOUND).
     Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @staticmethod

@@ -35,6 +35,16 @@ class SourceServiceStub:
     (EDITOR). A caller without the permission gets PERMISSION_DENIED whether or not the
     source exists; other organizations' projects are never visible (NOT_FOUND).
     Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_typing.overload
@@ -61,7 +71,8 @@ class SourceServiceStub:
     last_modified too). Answers how many comments were new, updated and unchanged.
     Errors: INVALID_ARGUMENT for no comments or more than 4096, or naming every bad
     field and every id given twice (nothing is written then); PERMISSION_DENIED below
-    EDITOR; NOT_FOUND when the project or the source does not exist.
+    EDITOR; NOT_FOUND when the project or the source does not exist, also when the
+    source is deleted while the comments are written (nothing is written then).
     """
     StreamSyncComments: _grpc.StreamStreamMultiCallable[_sources_pb2.StreamSyncCommentsRequest, _sources_pb2.StreamSyncCommentsResponse]
     """Bulk sync for imports of any size: the client streams chunks (each as one
@@ -75,7 +86,8 @@ class SourceServiceStub:
     """Gets one comment. NOT_FOUND when it does not exist."""
     DeleteComments: _grpc.UnaryUnaryMultiCallable[_sources_pb2.DeleteCommentsRequest, _sources_pb2.DeleteCommentsResponse]
     """Deletes comments by id with their labels and predictions; ids that do not exist
-    are ignored. Answers how many were deleted.
+    are ignored. Answers how many were deleted. NOT_FOUND when the source does not
+    exist, or is deleted meanwhile.
     """
 
 @_typing.type_check_only
@@ -88,6 +100,16 @@ class SourceServiceAsyncStub(SourceServiceStub):
     (EDITOR). A caller without the permission gets PERMISSION_DENIED whether or not the
     source exists; other organizations' projects are never visible (NOT_FOUND).
     Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -111,7 +133,8 @@ class SourceServiceAsyncStub(SourceServiceStub):
     last_modified too). Answers how many comments were new, updated and unchanged.
     Errors: INVALID_ARGUMENT for no comments or more than 4096, or naming every bad
     field and every id given twice (nothing is written then); PERMISSION_DENIED below
-    EDITOR; NOT_FOUND when the project or the source does not exist.
+    EDITOR; NOT_FOUND when the project or the source does not exist, also when the
+    source is deleted while the comments are written (nothing is written then).
     """
     StreamSyncComments: _aio.StreamStreamMultiCallable[_sources_pb2.StreamSyncCommentsRequest, _sources_pb2.StreamSyncCommentsResponse]  # type: ignore[assignment]
     """Bulk sync for imports of any size: the client streams chunks (each as one
@@ -125,7 +148,8 @@ class SourceServiceAsyncStub(SourceServiceStub):
     """Gets one comment. NOT_FOUND when it does not exist."""
     DeleteComments: _aio.UnaryUnaryMultiCallable[_sources_pb2.DeleteCommentsRequest, _sources_pb2.DeleteCommentsResponse]  # type: ignore[assignment]
     """Deletes comments by id with their labels and predictions; ids that do not exist
-    are ignored. Answers how many were deleted.
+    are ignored. Answers how many were deleted. NOT_FOUND when the source does not
+    exist, or is deleted meanwhile.
     """
 
 class SourceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -137,6 +161,16 @@ class SourceServiceServicer(metaclass=_abc_1.ABCMeta):
     (EDITOR). A caller without the permission gets PERMISSION_DENIED whether or not the
     source exists; other organizations' projects are never visible (NOT_FOUND).
     Bad input is INVALID_ARGUMENT with a BadRequest naming each bad field.
+
+    Writes racing deletes: a write whose referenced row (the project, a source, a
+    dataset, a comment, a session, ...) is deleted by a concurrent call answers as if the
+    row had been gone when it started: NOT_FOUND naming it, with the request field in
+    ErrorInfo.metadata["field"] when the row was deleted while the write ran (nothing is
+    written then), or the RPC's own answer for a reference it checks first (such as
+    INVALID_ARGUMENT naming `dataset.source_ids[i]`). Never INTERNAL, and never
+    ALREADY_EXISTS unless the resource's own name is taken. (On PostgreSQL, a
+    transaction the database rolls back for a concurrent one answers ABORTED, reason
+    CONCURRENT_CHANGE: retrying succeeds.)
     """
 
     @_abc_1.abstractmethod
@@ -194,7 +228,8 @@ class SourceServiceServicer(metaclass=_abc_1.ABCMeta):
         last_modified too). Answers how many comments were new, updated and unchanged.
         Errors: INVALID_ARGUMENT for no comments or more than 4096, or naming every bad
         field and every id given twice (nothing is written then); PERMISSION_DENIED below
-        EDITOR; NOT_FOUND when the project or the source does not exist.
+        EDITOR; NOT_FOUND when the project or the source does not exist, also when the
+        source is deleted while the comments are written (nothing is written then).
         """
 
     @_abc_1.abstractmethod
@@ -226,7 +261,8 @@ class SourceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_sources_pb2.DeleteCommentsResponse, _abc.Awaitable[_sources_pb2.DeleteCommentsResponse]]:
         """Deletes comments by id with their labels and predictions; ids that do not exist
-        are ignored. Answers how many were deleted.
+        are ignored. Answers how many were deleted. NOT_FOUND when the source does not
+        exist, or is deleted meanwhile.
         """
 
 def add_SourceServiceServicer_to_server(servicer: SourceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -61,6 +61,13 @@ async def sync(
     return total
 
 
+def label_defs(owner: str, names: list[str]) -> datasets_pb2.CreateLabelDefsRequest:
+    """A CreateLabelDefs request for dataset `ds` of `owner`."""
+    return datasets_pb2.CreateLabelDefsRequest(
+        owner=owner, name="ds", label_defs=[datasets_pb2.LabelDef(name=n) for n in names]
+    )
+
+
 async def model_version(
     client: AsyncClient, owner: str, dataset_name: str, score: float = 0.9
 ) -> models_pb2.ModelVersion:

@@ -45,12 +45,6 @@ async def _in_use_settles(running: Running) -> int:
     return pool.in_use
 
 
-def _label_defs(owner: str, names: list[str]) -> datasets_pb2.CreateLabelDefsRequest:
-    return datasets_pb2.CreateLabelDefsRequest(
-        owner=owner, name="ds", label_defs=[datasets_pb2.LabelDef(name=n) for n in names]
-    )
-
-
 async def test_stalled_export_streams_hold_no_connection(org: Org, server: Running) -> None:
     # Big comments: a page is far more than a stream's flow-control window, so the
     # server cannot send the second page to a client that stopped reading.
@@ -65,7 +59,7 @@ async def test_stalled_export_streams_hold_no_connection(org: Org, server: Runni
         assert await _in_use_settles(server) == 0
         began = time.monotonic()
         for i in range(20):
-            await org.admin.datasets.CreateLabelDefs(_label_defs(owner, [f"L{i}"]), timeout=5)
+            await org.admin.datasets.CreateLabelDefs(h.label_defs(owner, [f"L{i}"]), timeout=5)
             got = await org.admin.datasets.GetDataset(
                 datasets_pb2.GetDatasetRequest(owner=owner, name="ds"), timeout=5
             )
@@ -89,7 +83,7 @@ async def test_no_free_connection_answers_unavailable_before_the_deadline(
     try:
         began = time.monotonic()
         with pytest.raises(CorrigoError) as raised:
-            await org.admin.datasets.CreateLabelDefs(_label_defs(owner, ["Busy"]), timeout=1.0)
+            await org.admin.datasets.CreateLabelDefs(h.label_defs(owner, ["Busy"]), timeout=1.0)
         elapsed = time.monotonic() - began
     finally:
         for conn in taken:
@@ -97,12 +91,13 @@ async def test_no_free_connection_answers_unavailable_before_the_deadline(
     error = raised.value
     assert (error.code, error.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
     assert 0.5 < elapsed < 1.0
-    created = await org.admin.datasets.CreateLabelDefs(_label_defs(owner, ["Free"]), timeout=5)
+    created = await org.admin.datasets.CreateLabelDefs(h.label_defs(owner, ["Free"]), timeout=5)
     assert [d.name for d in created.label_defs] == ["Free"]
 
 
-async def _write(org: Org, owner: str, kind: int, tag: str, version: int) -> Any:
-    """One write of each kind the cancellation test throws at the server."""
+async def _write(org: Org, owner: str, source: str, kind: int, tag: str, version: int) -> Any:
+    """One write of each kind the cancellation test throws at the server (`source`: the
+    hex id of the source `src`)."""
     admin = org.admin
     if kind == 0:  # a sync of 50 comments, all or nothing
         comments = [h.comment(f"{tag}-{i}", i) for i in range(50)]
@@ -111,14 +106,14 @@ async def _write(org: Org, owner: str, kind: int, tag: str, version: int) -> Any
         )
     if kind == 1:  # five label definitions in one transaction
         return await admin.datasets.CreateLabelDefs(
-            _label_defs(owner, [f"{tag} > {i}" for i in range(5)])
+            h.label_defs(owner, [f"{tag} > {i}" for i in range(5)])
         )
     if kind == 2:
         return await admin.datasets.UpdateLabelling(
             datasets_pb2.UpdateLabellingRequest(
                 owner=owner,
                 name="ds",
-                comment_uid=f"{owner_source[owner]}.c{random.randrange(20)}",
+                comment_uid=f"{source}.c{random.randrange(20)}",
                 assigned=[comments_pb2.Label(name="Fixed", sentiment="positive")],
             )
         )
@@ -130,7 +125,7 @@ async def _write(org: Org, owner: str, kind: int, tag: str, version: int) -> Any
                 version=version,
                 predictions=[
                     models_pb2.CommentPredictions(
-                        uid=f"{owner_source[owner]}.c{i}",
+                        uid=f"{source}.c{i}",
                         labels=[comments_pb2.PredictedLabel(name=tag, probability=0.5)],
                     )
                     for i in range(20)
@@ -142,22 +137,19 @@ async def _write(org: Org, owner: str, kind: int, tag: str, version: int) -> Any
     )
 
 
-owner_source: dict[str, str] = {}
-
-
 async def test_writes_cancelled_at_random_points_leave_nothing_half_written(
     org: Org, server: Running
 ) -> None:
     owner = await _filled(org, 20)
     sources = await org.admin.sources.ListSources(sources_pb2.ListSourcesRequest(owner=owner))
-    owner_source[owner] = sources.sources[0].id
+    source = sources.sources[0].id
     version = (await h.model_version(org.admin, owner, "ds")).version
-    await org.admin.datasets.CreateLabelDefs(_label_defs(owner, ["Fixed"]))
+    await org.admin.datasets.CreateLabelDefs(h.label_defs(owner, ["Fixed"]))
     rng = random.Random(15)
     tags = [f"t{i}-{uuid.uuid4().hex[:6]}" for i in range(1000)]
 
     async def cancelled(i: int) -> str:
-        call = asyncio.ensure_future(_write(org, owner, i % 5, tags[i], version))
+        call = asyncio.ensure_future(_write(org, owner, source, i % 5, tags[i], version))
         await asyncio.sleep(rng.uniform(0, 0.03))
         call.cancel()
         try:
@@ -199,7 +191,7 @@ async def test_writes_cancelled_at_random_points_leave_nothing_half_written(
 
     # Afterwards every kind of write answers OK.
     for kind in range(5):
-        await _write(org, owner, kind, f"after-{kind}-{uuid.uuid4().hex[:6]}", version)
+        await _write(org, owner, source, kind, f"after-{kind}-{uuid.uuid4().hex[:6]}", version)
     assert await _in_use_settles(server) == 0
     backend = "postgres" if database.is_postgres(server.db_url) else "sqlite"
     report.record("cancellation", backend, calls=len(tags))

@@ -63,12 +63,6 @@ async def _filled(
         yield client, project.name
 
 
-def _label_defs(owner: str, name: str) -> datasets_pb2.CreateLabelDefsRequest:
-    return datasets_pb2.CreateLabelDefsRequest(
-        owner=owner, name="ds", label_defs=[datasets_pb2.LabelDef(name=name)]
-    )
-
-
 async def test_two_hundred_stalled_streams_starve_nothing(
     scratch_db: str, tmp_path: Path, backend: str
 ) -> None:
@@ -84,7 +78,7 @@ async def test_two_hundred_stalled_streams_starve_nothing(
             rss_stalled = _rss_mb(server.process.pid)
             began = time.monotonic()
             for i in range(20):
-                await client.datasets.CreateLabelDefs(_label_defs(owner, f"L{i}"), timeout=5)
+                await client.datasets.CreateLabelDefs(h.label_defs(owner, [f"L{i}"]), timeout=5)
                 got = await client.datasets.GetDataset(
                     datasets_pb2.GetDatasetRequest(owner=owner, name="ds"), timeout=5
                 )
@@ -160,7 +154,9 @@ async def test_postgres_restart_answers_unavailable_then_recovers(
                     n += 1
                     calls = [
                         client.datasets.GetDataset(get, timeout=5),
-                        client.datasets.CreateLabelDefs(_label_defs(owner, f"L{i}-{n}"), timeout=5),
+                        client.datasets.CreateLabelDefs(
+                            h.label_defs(owner, [f"L{i}-{n}"]), timeout=5
+                        ),
                         client.datasets.ExportDataset(export, timeout=5),
                     ]
                     for call in calls:
@@ -335,7 +331,7 @@ async def test_the_event_loop_answers_while_the_database_is_slow(
             stop = asyncio.Event()
             with WriteLock(scratch_db):
                 writer = asyncio.ensure_future(
-                    _code(client.datasets.CreateLabelDefs(_label_defs(owner, "W"), timeout=8))
+                    _code(client.datasets.CreateLabelDefs(h.label_defs(owner, ["W"]), timeout=8))
                 )
                 reading = [asyncio.ensure_future(readers(stop)) for _ in range(4)]
                 locked_p99, locked_calls = await _health_p99(server.target, 3)

@@ -32,8 +32,6 @@ from corrigo.v1 import datasets_pb2, sources_pb2, sources_pb2_grpc
 from corrigo.v1.comments_pb2 import Comment
 
 DEFAULT_CHUNK = 1024
-# A comment's output-only fields, which a sync leaves as the server has them.
-SERVER_FIELDS = ("uid", "source_id", "created_at", "last_modified", "context", "has_annotations")
 _RETRIES = 5
 # Fields the server sets: a sync ignores them, so they are neither parsed nor sent.
 SERVER_FIELDS = ("uid", "source_id", "created_at", "last_modified", "context", "has_annotations")
@@ -69,18 +67,17 @@ def _kind(value: object) -> str:
     )
 
 
-def parse_comment(text: str) -> Comment:
-    """A Comment from one JSONL line: a Comment's JSON or an export result's
+def parse_comment(data: Any) -> Comment:
+    """A Comment from one JSONL line's value: a Comment's JSON or an export result's
     (`{"comment": {...}, ...}`, as `corrigo export` writes). ValueError says what is wrong;
     fields a Comment does not have are an error, not dropped."""
-    data = json.loads(text)
     if not isinstance(data, dict):
         raise ValueError(f"expected a JSON object (a Comment), got {_kind(data)}")
     unknown: set[str] = set()
     if isinstance(data.get("comment"), dict):
-        unknown = set(data) - _RESULT_FIELDS
+        unknown = data.keys() - _RESULT_FIELDS
         data = data["comment"]
-    unknown |= set(data) - _COMMENT_FIELDS
+    unknown |= data.keys() - _COMMENT_FIELDS
     if unknown:
         raise ValueError(
             f"unknown field{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))} "
@@ -96,12 +93,15 @@ def parse_comment(text: str) -> Comment:
 
 def _read(lines: BinaryIO) -> Iterator[tuple[int, Comment]]:
     """(line number, comment) for every non-blank line; _BadLine at the first bad one."""
-    for number, raw in enumerate(lines, 1):
+    for number, line in enumerate(lines, 1):
         try:
-            text = raw.decode("utf-8")
-            if not text.strip():
-                continue
-            yield number, parse_comment(text)
+            try:
+                value = records.loads(line)
+            except json.JSONDecodeError:
+                if not line.decode("utf-8").strip():
+                    continue
+                raise
+            yield number, parse_comment(value)
         except UnicodeDecodeError:
             raise _BadLine(number, "not UTF-8 text") from None
         except json.JSONDecodeError as error:

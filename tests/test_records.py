@@ -188,3 +188,48 @@ def test_odd_comments_parse_or_fail_as_json_format(data: dict[str, Any]) -> None
         assert str(got.value) == str(error)
     else:
         assert records.comment_from_dict(data) == expected
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b'{"comment": {"id": "a"}}\n',
+        '{"text": "Grüße ☃ 😀", "n": -0.0, "big": 1e16, "list": [1, 2.5, null, true]}'.encode(),
+        b'{"a": 1, "a": 2}',
+        b"NaN",
+        b'{"x": Infinity}',
+        b"123456789012345678901234567890",
+    ],
+)
+def test_loads_answers_as_json(line: bytes) -> None:
+    """What orjson reads and what it leaves to `json` (NaN) alike; an integer beyond 64
+    bits comes back as the float a Struct would have made of it."""
+    got = records.loads(line)
+    expected = json.loads(line.decode("utf-8"))
+    assert json.dumps(got) == json.dumps(expected) or (
+        isinstance(expected, int) and got == float(expected)
+    )
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"",
+        b"  \n",
+        b"{",
+        b'{"a": "\x01"}',
+        b"{'a': 1}",
+        b"\xff\xfe",
+        b'{"a": 1} x',
+        b"\xef\xbb\xbf{}",
+    ],
+)
+def test_loads_fails_as_json(line: bytes) -> None:
+    try:
+        json.loads(line.decode("utf-8"))
+    except ValueError as error:  # JSONDecodeError and UnicodeDecodeError alike
+        with pytest.raises(type(error)) as got:
+            records.loads(line)
+        assert str(got.value) == str(error)
+    else:
+        pytest.fail("the line is valid JSON")

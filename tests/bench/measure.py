@@ -233,18 +233,27 @@ def _handled_get_dataset(port: int) -> float:
 
 
 def metrics_overhead(prepared: Prepared, url: str, sizes: Sizes) -> MetricsOverhead:
-    """The cost of `--metrics-listen`: a second server on the same database with metrics
-    on; GetDataset QPS on each in turns (which goes first alternates per round)."""
+    """The cost of `--metrics-listen`: two new servers on the same database, started
+    together, one with metrics and one without; GetDataset QPS on each in turns (which
+    goes first alternates per round). Not the prepared server: it has served the whole
+    benchmark, and a server's age alone moved its rate by 10% in runs side by side."""
     port = free_port()
-    log = prepared.server.log_path.with_name("server-metrics.log")
-    measured = ServerProcess(url, log, extra=["--metrics-listen", f"127.0.0.1:{port}"], grace=2)
+    log = prepared.server.log_path
+    plain = ServerProcess(url, log.with_name("server-plain.log"), grace=2)
+    measured = ServerProcess(
+        url,
+        log.with_name("server-metrics.log"),
+        extra=["--metrics-listen", f"127.0.0.1:{port}"],
+        grace=2,
+    )
     get = datasets_pb2.GetDatasetRequest(owner=OWNER, name=DATASET).SerializeToString()
     figures: dict[bool, tuple[list[float], list[float]]] = {False: ([], []), True: ([], [])}
     calls = 0
     try:
+        plain.wait_serving()
         measured.wait_serving()
         for number in range(sizes.ratio_rounds):
-            turns = [(prepared.server, False), (measured, True)]
+            turns = [(plain, False), (measured, True)]
             for server, metrics_on in turns if number % 2 == 0 else reversed(turns):
                 began = cpu_seconds(server.process.pid)
                 load = asyncio.run(
@@ -259,6 +268,7 @@ def metrics_overhead(prepared: Prepared, url: str, sizes: Sizes) -> MetricsOverh
         counted = _handled_get_dataset(port)
     finally:
         measured.stop()
+        plain.stop()
     (off, off_cpu), (on, on_cpu) = figures[False], figures[True]
     return MetricsOverhead(off, on, off_cpu, on_cpu, calls, counted)
 

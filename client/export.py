@@ -139,8 +139,7 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 
 def _encode(page: datasets_pb2.StreamExportDatasetResponse, fmt: str) -> bytes:
     if fmt == "jsonl":
-        line = records.exported_line
-        return "".join([line(r) + "\n" for r in page.comments]).encode()
+        return records.exported_lines(page.comments)
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerows([result_row(r) for r in page.comments])

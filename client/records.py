@@ -1,11 +1,11 @@
 """Exported comments as JSON, and back, without `json_format`.
 
-`exported_line` writes exactly `json.dumps(json_format.MessageToDict(result,
-preserving_proto_field_name=True), ensure_ascii=False, separators=(",", ":"))` for an
+`exported_lines` writes exactly `json.dumps(json_format.MessageToDict(result,
+preserving_proto_field_name=True), ensure_ascii=False, separators=(",", ":"))` for each
 ExportedComment (the proto3 JSON mapping: fields in number order, defaults left out,
-timestamps as RFC 3339), field by field, because the generic printer costs several
-times more per comment. The pieces (`struct_dict`, `timestamp_text`, ...) serve CSV,
-Parquet and the batch export.
+timestamps as RFC 3339): it builds that dict field by field and orjson writes it,
+because the generic printer costs several times more per comment. The pieces
+(`struct_dict`, `timestamp_text`, ...) serve CSV, Parquet and the batch export.
 `comment_from_dict` is the way back for `corrigo sync` and `corrigo import`: it builds
 the message directly, and hands anything it does not recognize to `json_format` so that
 errors read as they always did.
@@ -17,7 +17,7 @@ import datetime
 import json
 import math
 import re
-from json.encoder import encode_basestring
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import orjson
@@ -43,8 +43,6 @@ _MINUTE_SECOND = [f"{m:02d}:{s:02d}" for m in range(60) for s in range(60)]
 # One encoder for every line: `json.dumps` with these options builds a new one per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 encode = _ENCODER.encode
-# A JSON string literal, as the encoder above writes it (quotes included).
-escape = encode_basestring
 _float_text = float.__repr__
 
 
@@ -72,33 +70,47 @@ def timestamp_text(stamp: timestamp_pb2.Timestamp) -> str:
     return prefix + _MINUTE_SECOND[rest] + "." + fraction + "Z"
 
 
-def _value(value: struct_pb2.Value) -> Any:
+def _plain(number: float) -> Any:
+    return number
+
+
+def _exact(number: float) -> Any:
+    """A finite double for orjson, as `repr` writes it (orjson writes exponents its own
+    way: 1e16 where `json` writes 1e+16)."""
+    return orjson.Fragment(_float_text(number))
+
+
+# How a finite double is written: a float (for `json`), or `_exact` (for orjson).
+Number = Callable[[float], Any]
+
+
+def _value(value: struct_pb2.Value, number: Number) -> Any:
     kind = value.WhichOneof("kind")
     if kind == "string_value":
         return value.string_value
     if kind == "number_value":
-        number = value.number_value
-        if math.isinf(number) or math.isnan(number):
+        found = value.number_value
+        if math.isinf(found) or math.isnan(found):
             return json_format.MessageToDict(value)  # raises as json_format does
-        return number
+        return number(found)
     if kind == "bool_value":
         return value.bool_value
     if kind == "struct_value":
-        return struct_dict(value.struct_value)
+        return struct_dict(value.struct_value, number)
     if kind == "list_value":
-        return [_value(item) for item in value.list_value.values]
+        return [_value(item, number) for item in value.list_value.values]
     return None
 
 
-def struct_dict(struct: struct_pb2.Struct) -> dict[str, Any]:
+def struct_dict(struct: struct_pb2.Struct, number: Number = _plain) -> dict[str, Any]:
     """A Struct's JSON object, its keys in the map's own order (as json_format's)."""
-    return {key: _value(value) for key, value in struct.fields.items()}
+    return {key: _value(value, number) for key, value in struct.fields.items()}
 
 
-def _double(value: float) -> Any:
+def _double(value: float, number: Number = _plain) -> Any:
     """A double's JSON value: non-finite ones are strings in the proto3 mapping."""
     if math.isfinite(value):
-        return value
+        return number(value)
     return "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
 
 
@@ -116,151 +128,111 @@ def label_dict(label: Label) -> dict[str, str]:
     return made
 
 
-def predicted_dict(label: PredictedLabel) -> dict[str, Any]:
+def predicted_dict(label: PredictedLabel, number: Number = _plain) -> dict[str, Any]:
     made: dict[str, Any] = {}
     if label.name:
         made["name"] = label.name
-    if _set(label.probability):
-        made["probability"] = _double(label.probability)
-    if _set(label.sentiment):
-        made["sentiment"] = _double(label.sentiment)
+    probability, sentiment = label.probability, label.sentiment
+    if probability or _set(probability):
+        made["probability"] = _double(probability, number)
+    if sentiment or _set(sentiment):
+        made["sentiment"] = _double(sentiment, number)
     return made
 
 
-# JSONL lines, written as text directly, without building dicts for the encoder first.
+# JSONL lines: each result as the dict json_format would make of it, written by orjson.
 
 
-def _number(value: float) -> str:
-    return _float_text(value) if math.isfinite(value) else escape(_double(value))
-
-
-def _value_text(value: struct_pb2.Value) -> str:
-    kind = value.WhichOneof("kind")
-    if kind == "string_value":
-        return escape(value.string_value)
-    if kind == "number_value":
-        number = value.number_value
-        if math.isinf(number) or math.isnan(number):
-            json_format.MessageToDict(value)  # raises as json_format does
-        return _float_text(number)
-    if kind == "bool_value":
-        return "true" if value.bool_value else "false"
-    if kind == "struct_value":
-        return _struct_text(value.struct_value)
-    if kind == "list_value":
-        return "[" + ",".join([_value_text(v) for v in value.list_value.values]) + "]"
-    return "null"
-
-
-def _struct_text(struct: struct_pb2.Struct) -> str:
-    return (
-        "{" + ",".join([escape(k) + ":" + _value_text(v) for k, v in struct.fields.items()]) + "}"
-    )
-
-
-def _message_text(message: CommentMessage) -> str:
-    parts: list[str] = []
-    add = parts.append
+def _message_dict(message: CommentMessage) -> dict[str, Any]:
+    made: dict[str, Any] = {}
     # A text implies its part is set: HasField is asked only of empty ones.
     text = message.subject.text
     if text:
-        add('"subject":{"text":' + escape(text) + "}")
+        made["subject"] = {"text": text}
     elif message.HasField("subject"):
-        add('"subject":{}')
+        made["subject"] = {}
     text = message.body.text
     if text:
-        add('"body":{"text":' + escape(text) + "}")
+        made["body"] = {"text": text}
     elif message.HasField("body"):
-        add('"body":{}')
+        made["body"] = {}
     sender = getattr(message, "from")
     if sender:
-        add('"from":' + escape(sender))
+        made["from"] = sender
     if message.to:
-        add('"to":[' + ",".join(map(escape, message.to)) + "]")
+        made["to"] = list(message.to)
     if message.cc:
-        add('"cc":[' + ",".join(map(escape, message.cc)) + "]")
+        made["cc"] = list(message.cc)
     if message.bcc:
-        add('"bcc":[' + ",".join(map(escape, message.bcc)) + "]")
+        made["bcc"] = list(message.bcc)
     if message.HasField("sent_at"):
-        add('"sent_at":"' + timestamp_text(message.sent_at) + '"')
+        made["sent_at"] = timestamp_text(message.sent_at)
     if message.language:
-        add('"language":' + escape(message.language))
-    return "{" + ",".join(parts) + "}"
+        made["language"] = message.language
+    return made
 
 
-def _comment_text(comment: Comment) -> str:
-    parts: list[str] = []
-    add = parts.append
+def _comment_dict(comment: Comment) -> dict[str, Any]:
+    made: dict[str, Any] = {}
     if comment.id:
-        add('"id":' + escape(comment.id))
+        made["id"] = comment.id
     if comment.uid:
-        add('"uid":' + escape(comment.uid))
+        made["uid"] = comment.uid
     if comment.source_id:
-        add('"source_id":' + escape(comment.source_id))
+        made["source_id"] = comment.source_id
     if comment.HasField("timestamp"):
-        add('"timestamp":"' + timestamp_text(comment.timestamp) + '"')
+        made["timestamp"] = timestamp_text(comment.timestamp)
     if comment.thread_id:
-        add('"thread_id":' + escape(comment.thread_id))
+        made["thread_id"] = comment.thread_id
     if comment.messages:
-        add('"messages":[' + ",".join([_message_text(m) for m in comment.messages]) + "]")
+        made["messages"] = [_message_dict(m) for m in comment.messages]
     if comment.HasField("user_properties"):
-        add('"user_properties":' + _struct_text(comment.user_properties))
+        made["user_properties"] = struct_dict(comment.user_properties, _exact)
     if comment.text_format:
-        add('"text_format":' + escape(comment.text_format))
+        made["text_format"] = comment.text_format
     if comment.HasField("created_at"):
-        add('"created_at":"' + timestamp_text(comment.created_at) + '"')
+        made["created_at"] = timestamp_text(comment.created_at)
     if comment.HasField("last_modified"):
-        add('"last_modified":"' + timestamp_text(comment.last_modified) + '"')
+        made["last_modified"] = timestamp_text(comment.last_modified)
     if comment.context:
-        add('"context":' + escape(comment.context))
+        made["context"] = comment.context
     if comment.has_annotations:
-        add('"has_annotations":true')
-    return "{" + ",".join(parts) + "}"
+        made["has_annotations"] = True
+    return made
 
 
-def _label_text(label: Label) -> str:
-    parts: list[str] = []
-    if label.name:
-        parts.append('"name":' + escape(label.name))
-    if label.sentiment:
-        parts.append('"sentiment":' + escape(label.sentiment))
-    return "{" + ",".join(parts) + "}"
-
-
-def _predicted_text(label: PredictedLabel) -> str:
-    parts: list[str] = []
-    if label.name:
-        parts.append('"name":' + escape(label.name))
-    probability, sentiment = label.probability, label.sentiment
-    if probability or _set(probability):
-        parts.append('"probability":' + _number(probability))
-    if sentiment or _set(sentiment):
-        parts.append('"sentiment":' + _number(sentiment))
-    return "{" + ",".join(parts) + "}"
-
-
-def exported_line(result: ExportedComment) -> str:
-    """One JSONL line of `corrigo export` (without its newline): exactly
-    `json.dumps(exported_dict(result), ensure_ascii=False, separators=(",", ":"))`."""
-    parts: list[str] = []
+def _exported_dict(result: ExportedComment) -> dict[str, Any]:
+    made: dict[str, Any] = {}
     if result.HasField("comment"):
-        parts.append('"comment":' + _comment_text(result.comment))
+        made["comment"] = _comment_dict(result.comment)
     if result.HasField("annotations"):
         annotations = result.annotations
         if not annotations.HasField("labels"):
-            parts.append('"annotations":{}')
+            made["annotations"] = {}
         elif assigned := annotations.labels.assigned:
-            labels = ",".join([_label_text(label) for label in assigned])
-            parts.append('"annotations":{"labels":{"assigned":[' + labels + "]}}")
+            made["annotations"] = {"labels": {"assigned": [label_dict(a) for a in assigned]}}
         else:
-            parts.append('"annotations":{"labels":{}}')
+            made["annotations"] = {"labels": {}}
     if result.HasField("predictions"):
         if predicted := result.predictions.labels:
-            labels = ",".join([_predicted_text(label) for label in predicted])
-            parts.append('"predictions":{"labels":[' + labels + "]}")
+            labels = [predicted_dict(p, _exact) for p in predicted]
+            made["predictions"] = {"labels": labels}
         else:
-            parts.append('"predictions":{}')
-    return "{" + ",".join(parts) + "}"
+            made["predictions"] = {}
+    return made
+
+
+def exported_lines(results: Iterable[ExportedComment]) -> bytes:
+    """`corrigo export`'s JSONL lines of `results`: each exactly
+    `json.dumps(json_format.MessageToDict(result, preserving_proto_field_name=True),
+    ensure_ascii=False, separators=(",", ":"))`, in UTF-8, and a newline."""
+    dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
+    return b"".join([dumps(_exported_dict(r), option=newline) for r in results])
+
+
+def exported_line(result: ExportedComment) -> str:
+    """One line of `exported_lines`, without its newline."""
+    return orjson.dumps(_exported_dict(result)).decode()
 
 
 # Parsing: JSON objects back into messages.

@@ -110,9 +110,14 @@ def _reference(result: ExportedComment) -> dict[str, Any]:
 
 
 def test_lines_equal_json_format_line_by_line() -> None:
-    for result in _corpus():
+    corpus = _corpus()
+    lines = []
+    for result in corpus:
         expected = json.dumps(_reference(result), ensure_ascii=False, separators=(",", ":"))
         assert records.exported_line(result) == expected
+        lines.append(expected + "\n")
+    # As `corrigo export` writes a page: UTF-8, a newline after each line.
+    assert records.exported_lines(corpus) == "".join(lines).encode()
 
 
 def test_non_finite_doubles_are_written_as_json_format_writes_them() -> None:

@@ -30,7 +30,23 @@ from corrigo.v1 import (
 __all__ = ["AsyncClient", "Client", "CorrigoError"]
 
 
-class Client:
+class _Services:
+    """The ten service stubs on one channel, as Client and AsyncClient offer them."""
+
+    def __init__(self, channel: grpc.Channel | grpc.aio.Channel) -> None:
+        self.admin = admin_pb2_grpc.AdminServiceStub(channel)
+        self.catalog = practice_pb2_grpc.PracticeCatalogServiceStub(channel)
+        self.examples = practice_pb2_grpc.FewShotExampleServiceStub(channel)
+        self.practice = practice_pb2_grpc.PracticeSessionServiceStub(channel)
+        self.improvement = improvement_pb2_grpc.ImprovementServiceStub(channel)
+        self.sources = sources_pb2_grpc.SourceServiceStub(channel)
+        self.datasets = datasets_pb2_grpc.DatasetServiceStub(channel)
+        self.models = models_pb2_grpc.ModelServiceStub(channel)
+        self.corrections = correction_pb2_grpc.CorrectionSessionServiceStub(channel)
+        self.document_groups = correction_pb2_grpc.DocumentGroupServiceStub(channel)
+
+
+class Client(_Services):
     """A blocking client. Pass `channel` to use one you built (tests, custom credentials)."""
 
     def __init__(
@@ -45,16 +61,7 @@ class Client:
         self.target, self.token = resolve(target, token)
         self._base = channel or sync_channel(self.target, root_certificates, tls)
         self.channel = grpc.intercept_channel(self._base, TokenInterceptor(self.token))
-        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
-        self.catalog = practice_pb2_grpc.PracticeCatalogServiceStub(self.channel)
-        self.examples = practice_pb2_grpc.FewShotExampleServiceStub(self.channel)
-        self.practice = practice_pb2_grpc.PracticeSessionServiceStub(self.channel)
-        self.improvement = improvement_pb2_grpc.ImprovementServiceStub(self.channel)
-        self.sources = sources_pb2_grpc.SourceServiceStub(self.channel)
-        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
-        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
-        self.corrections = correction_pb2_grpc.CorrectionSessionServiceStub(self.channel)
-        self.document_groups = correction_pb2_grpc.DocumentGroupServiceStub(self.channel)
+        super().__init__(self.channel)
 
     def close(self) -> None:
         self._base.close()
@@ -71,8 +78,21 @@ class Client:
         self.close()
 
 
-class AsyncClient:
+class AsyncClient(_Services):
     """The asyncio client: `async with AsyncClient() as corrigo: await corrigo.admin...`."""
+
+    # On a grpc.aio channel the generated stubs are their asyncio variants (the .pyi's
+    # `__new__` overloads say so, but grpc itself is untyped, so mypy needs telling).
+    admin: admin_pb2_grpc.AdminServiceAsyncStub
+    catalog: practice_pb2_grpc.PracticeCatalogServiceAsyncStub
+    examples: practice_pb2_grpc.FewShotExampleServiceAsyncStub
+    practice: practice_pb2_grpc.PracticeSessionServiceAsyncStub
+    improvement: improvement_pb2_grpc.ImprovementServiceAsyncStub
+    sources: sources_pb2_grpc.SourceServiceAsyncStub
+    datasets: datasets_pb2_grpc.DatasetServiceAsyncStub
+    models: models_pb2_grpc.ModelServiceAsyncStub
+    corrections: correction_pb2_grpc.CorrectionSessionServiceAsyncStub
+    document_groups: correction_pb2_grpc.DocumentGroupServiceAsyncStub
 
     def __init__(
         self,
@@ -84,16 +104,7 @@ class AsyncClient:
     ) -> None:
         self.target, self.token = resolve(target, token)
         self.channel = async_channel(self.target, self.token, root_certificates, tls)
-        self.admin = admin_pb2_grpc.AdminServiceStub(self.channel)
-        self.catalog = practice_pb2_grpc.PracticeCatalogServiceStub(self.channel)
-        self.examples = practice_pb2_grpc.FewShotExampleServiceStub(self.channel)
-        self.practice = practice_pb2_grpc.PracticeSessionServiceStub(self.channel)
-        self.improvement = improvement_pb2_grpc.ImprovementServiceStub(self.channel)
-        self.sources = sources_pb2_grpc.SourceServiceStub(self.channel)
-        self.datasets = datasets_pb2_grpc.DatasetServiceStub(self.channel)
-        self.models = models_pb2_grpc.ModelServiceStub(self.channel)
-        self.corrections = correction_pb2_grpc.CorrectionSessionServiceStub(self.channel)
-        self.document_groups = correction_pb2_grpc.DocumentGroupServiceStub(self.channel)
+        super().__init__(self.channel)
 
     async def close(self) -> None:
         await self.channel.close()

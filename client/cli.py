@@ -34,9 +34,10 @@ from corrigo.client import (
 from corrigo.client.cli_support import (
     Commands,
     add_connection,
+    add_named,
     bounded,
     connect,
-    owner_and_name,
+    group,
     print_json,
 )
 from corrigo.client.errors import UsageError
@@ -297,7 +298,7 @@ def _add_transfers(commands: Commands) -> None:
         "export",
         help="export a dataset to JSONL, CSV or Parquet (resumes an interrupted export)",
     )
-    export.add_argument("dataset", type=owner_and_name, metavar="OWNER/DATASET")
+    add_named(export, "dataset")
     export.add_argument(
         "-o", "--output", required=True, help="the file to write, or - for standard output"
     )
@@ -323,7 +324,7 @@ def _add_transfers(commands: Commands) -> None:
     export.set_defaults(run=_export)
 
     sync = commands.add_parser("sync", help="create or update a source's comments from JSONL")
-    sync.add_argument("source", type=owner_and_name, metavar="OWNER/SOURCE")
+    add_named(sync, "source")
     sync.add_argument(
         "file",
         help="JSONL: one comment per line, as a Comment's JSON (comments.proto; at least "
@@ -347,9 +348,7 @@ def _add_server_commands(commands: Commands, with_flags: bool) -> None:
     serve.set_defaults(run=_serve)
     migrate = commands.add_parser("migrate", help="apply pending database migrations")
     migrate.set_defaults(run=_migrate)
-    admin = commands.add_parser("admin", help="administer the database directly")
-    admin_commands = admin.add_subparsers(dest="admin_command", metavar="COMMAND")
-    admin.set_defaults(help_of=admin)
+    admin_commands = group(commands, "admin", "administer the database directly")
     bootstrap = admin_commands.add_parser(
         "bootstrap",
         help="create an organization, its first admin and a token (printed alone on stdout)",

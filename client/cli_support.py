@@ -61,6 +61,11 @@ def owner_and_name(value: str) -> tuple[str, str]:
     return owner, name
 
 
+def add_named(parser: argparse.ArgumentParser, what: str) -> None:
+    """The positional OWNER/WHAT argument `what` (a source or dataset), as a pair."""
+    parser.add_argument(what, type=owner_and_name, metavar=f"OWNER/{what.upper()}")
+
+
 def bounded(low: int, high: int) -> Callable[[str], int]:
     """An argparse type: an integer in low..high."""
 

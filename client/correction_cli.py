@@ -10,6 +10,7 @@ from corrigo.client.cli_support import (
     add_output,
     bounded,
     connect,
+    group,
     print_items,
     print_json,
     print_json_line,
@@ -109,9 +110,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Commands) -> None:
-    sessions = commands.add_parser("sessions", help="correction sessions")
-    sub = sessions.add_subparsers(dest="sessions_command", metavar="COMMAND")
-    sessions.set_defaults(help_of=sessions)
+    sub = group(commands, "sessions", "correction sessions")
 
     create = sub.add_parser("create", help="create a correction session (prints it as JSON)")
     create.add_argument("project_id", type=int)

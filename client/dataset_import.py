@@ -25,13 +25,11 @@ from tqdm import tqdm
 
 from corrigo.client import Client, records
 from corrigo.client.errors import CorrigoError
-from corrigo.client.sync import count_lines
+from corrigo.client.sync import SERVER_FIELDS, count_lines, json_lines
 from corrigo.v1 import datasets_pb2, models_pb2, sources_pb2
 from corrigo.v1.comments_pb2 import Comment, CommentMessage, Label, MessageText, PredictedLabel
 
 CHUNK = 4096
-# Comment fields the server sets: an imported comment gets its own.
-_OUTPUT_ONLY = ("uid", "source_id", "created_at", "last_modified", "context", "has_annotations")
 
 
 @dataclass
@@ -43,8 +41,11 @@ class Record:
     predicted: list[PredictedLabel]
 
 
-def _record(data: dict[str, Any]) -> Record:
-    comment = records.comment_from_dict(data.get("comment", {}))
+def _record(data: Any) -> Record:
+    """The record of one export line."""
+    if not isinstance(data, dict) or not isinstance(data.get("comment"), dict):
+        raise json_format.ParseError('expected an export line: {"comment": {...}}')
+    comment = records.comment_from_dict(data["comment"])
     assigned = data.get("annotations", {}).get("labels", {}).get("assigned", [])
     predicted = data.get("predictions", {}).get("labels", [])
     return Record(
@@ -55,17 +56,7 @@ def _record(data: dict[str, Any]) -> Record:
 
 
 def read_jsonl(path: Path) -> Iterator[Record]:
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                if not isinstance(data, dict) or not isinstance(data.get("comment"), dict):
-                    raise json_format.ParseError('expected an export line: {"comment": {...}}')
-                yield _record(data)
-            except (ValueError, AttributeError, json_format.ParseError) as error:
-                raise SystemExit(f"corrigo import: {path}:{number}: {error}") from None
+    return json_lines(path, "corrigo import", _record)
 
 
 def _stamp(target: Any, value: datetime.datetime | None) -> None:
@@ -290,7 +281,8 @@ def _import_part(
     for record in part:
         comment = Comment()
         comment.CopyFrom(record.comment)
-        for output_only in _OUTPUT_ONLY:
+        # An imported comment gets the server's own.
+        for output_only in SERVER_FIELDS:
             comment.ClearField(output_only)  # type: ignore[arg-type]
         comments.append(comment)
     source_name = f"{target.prefix}{original}"

@@ -14,12 +14,12 @@ from corrigo.client.admin_cli import project_id
 from corrigo.client.cli_support import (
     Column,
     Commands,
+    add_named,
     command,
     connect,
     done,
     every,
     group,
-    owner_and_name,
     print_item,
     print_items,
     when,
@@ -302,29 +302,25 @@ def _groups_delete(args: argparse.Namespace) -> int:
     return 0
 
 
-def _named(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(what, type=owner_and_name, metavar=f"OWNER/{what.upper()}")
-
-
 def add_commands(commands: Commands) -> None:
     sources = group(commands, "sources", "a project's sources of comments")
     listing = command(sources, "list", "list a project's sources", _sources_list)
     listing.add_argument("owner", metavar="OWNER", help="the project's name")
-    _named(command(sources, "show", "show a source", _sources_show), "source")
+    add_named(command(sources, "show", "show a source", _sources_show), "source")
     create = command(sources, "create", "create a source", _sources_create)
-    _named(create, "source")
+    add_named(create, "source")
     create.add_argument("--title", default="")
     create.add_argument("--description", default="")
-    _named(
+    add_named(
         command(sources, "delete", "delete a source and its comments", _sources_delete), "source"
     )
 
     datasets = group(commands, "datasets", "datasets: named views over sources")
     listing = command(datasets, "list", "list the datasets of your projects", _datasets_list)
     listing.add_argument("owner", metavar="OWNER", nargs="?", help="only this project's")
-    _named(command(datasets, "show", "show a dataset", _datasets_show), "dataset")
+    add_named(command(datasets, "show", "show a dataset", _datasets_show), "dataset")
     create = command(datasets, "create", "create a dataset over sources", _datasets_create)
-    _named(create, "dataset")
+    add_named(create, "dataset")
     create.add_argument(
         "--source", action="append", required=True, help="source name or id (repeatable)"
     )
@@ -332,36 +328,36 @@ def add_commands(commands: Commands) -> None:
     create.add_argument("--description", default="")
     create.add_argument("--model-family", default="english", help="default %(default)s")
     create.add_argument("--sentiment", action="store_true", help="labels carry a sentiment")
-    _named(command(datasets, "delete", "delete a dataset", _datasets_delete), "dataset")
+    add_named(command(datasets, "delete", "delete a dataset", _datasets_delete), "dataset")
 
     labels = group(commands, "labels", "a dataset's label taxonomy")
-    _named(command(labels, "list", "list a dataset's labels", _labels_list), "dataset")
+    add_named(command(labels, "list", "list a dataset's labels", _labels_list), "dataset")
     create = command(labels, "create", "add labels ('Parent > Child' nests)", _labels_create)
-    _named(create, "dataset")
+    add_named(create, "dataset")
     create.add_argument("label", nargs="+")
     delete = command(labels, "delete", "delete a label", _labels_delete)
-    _named(delete, "dataset")
+    add_named(delete, "dataset")
     delete.add_argument("label")
     transfer_cli.add_labels_import(labels)
 
     models = group(commands, "models", "a dataset's models, their versions and tags")
-    _named(command(models, "list", "list a dataset's models", _models_list), "dataset")
+    add_named(command(models, "list", "list a dataset's models", _models_list), "dataset")
     show = command(models, "show", "show a model", _models_show)
-    _named(show, "dataset")
+    add_named(show, "dataset")
     show.add_argument("model_id", type=int)
     create = command(models, "create", "create a model", _models_create)
-    _named(create, "dataset")
+    add_named(create, "dataset")
     create.add_argument("name", help="display name")
     create.add_argument("--type", choices=_MODEL_TYPES, default="label", help="default label")
     version = command(models, "version", "record a new version of a model", _models_version)
-    _named(version, "dataset")
+    add_named(version, "dataset")
     version.add_argument("model_id", type=int)
     version.add_argument("--score", type=float, required=True, help="validation score, 0..1")
     tag = command(models, "tag", "pin a tag (prod, staging) to a version", _models_tag)
-    _named(tag, "dataset")
+    add_named(tag, "dataset")
     tag.add_argument("tag")
     tag.add_argument("version", type=int)
-    _named(command(models, "tags", "list a dataset's model tags", _models_tags), "dataset")
+    add_named(command(models, "tags", "list a dataset's model tags", _models_tags), "dataset")
 
     groups = group(commands, "groups", "saved sets of documents to sample correction from")
     listing = command(groups, "list", "list a project's document groups", _groups_list)

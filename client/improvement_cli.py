@@ -13,6 +13,7 @@ from corrigo.client.cli_support import (
     add_output,
     bounded,
     connect,
+    group,
     print_items,
     print_json,
 )
@@ -86,9 +87,7 @@ def add_commands(commands: Commands) -> None:
     add_connection(improve)
     improve.set_defaults(run=_improve)
 
-    batch = commands.add_parser("batch", help="improvement batches (service or admin role)")
-    sub = batch.add_subparsers(dest="batch_command", metavar="COMMAND")
-    batch.set_defaults(help_of=batch)
+    sub = group(commands, "batch", "improvement batches (service or admin role)")
     sessions = sub.add_parser("sessions", help="print a batch's sessions as JSON lines")
     sessions.add_argument("--batch-id", default="", help="the batch (default: the active one)")
     sessions.add_argument("--after", type=int, default=0, help="start after this number")

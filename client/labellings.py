@@ -5,7 +5,6 @@ sync` does: setting a labelling twice changes nothing)."""
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from typing import Any
 from google.protobuf import json_format
 from tqdm import tqdm
 
-from corrigo.client.sync import count_lines, stream_chunks
+from corrigo.client.sync import count_lines, json_lines, stream_chunks
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 from corrigo.v1.comments_pb2 import Label
 from corrigo.v1.datasets_pb2 import LabellingUpdate
@@ -33,9 +32,11 @@ def _labels(values: Any) -> list[Label]:
     return made
 
 
-def labelling_from_dict(data: dict[str, Any]) -> LabellingUpdate:
+def labelling_from_json(data: Any) -> LabellingUpdate:
     """A LabellingUpdate from its JSON (`{"comment_uid", "assigned", "dismissed"}`) or
     from a `corrigo export` line (the comment's uid and its assigned labels)."""
+    if not isinstance(data, dict):
+        raise json_format.ParseError("expected a JSON object")
     comment = data.get("comment")
     if isinstance(comment, dict):
         assigned = data.get("annotations", {}).get("labels", {}).get("assigned", [])
@@ -53,17 +54,7 @@ def labelling_from_dict(data: dict[str, Any]) -> LabellingUpdate:
 
 
 def read_labellings(path: Path) -> Iterator[LabellingUpdate]:
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-                if not isinstance(data, dict):
-                    raise json_format.ParseError("expected a JSON object")
-                yield labelling_from_dict(data)
-            except (ValueError, AttributeError, json_format.ParseError) as error:
-                raise SystemExit(f"corrigo labels import: {path}:{number}: {error}") from None
+    return json_lines(path, "corrigo labels import", labelling_from_json)
 
 
 @dataclass

@@ -10,6 +10,7 @@ from corrigo.client.cli_support import (
     add_output,
     bounded,
     connect,
+    group,
     print_items,
     print_json,
 )
@@ -57,9 +58,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def add_commands(commands: Commands) -> None:
-    practice = commands.add_parser("practice", help="your practice sessions")
-    sub = practice.add_subparsers(dest="practice_command", metavar="COMMAND")
-    practice.set_defaults(help_of=practice)
+    sub = group(commands, "practice", "your practice sessions")
     show = sub.add_parser("show", help="show a session as JSON (with --events, its event log)")
     show.add_argument("session_id", type=int)
     show.add_argument("--events", action="store_true", help="also print every event")

@@ -37,6 +37,8 @@ _RETRIES = 5
 SERVER_FIELDS = ("uid", "source_id", "created_at", "last_modified", "context", "has_annotations")
 # A chunk of a bulk stream: a request message with a `chunk` number.
 Chunk = TypeVar("Chunk", bound=Any)
+# What one line of a JSONL file is read as.
+Parsed = TypeVar("Parsed")
 _COMMENT_FIELDS = {f.name for f in Comment.DESCRIPTOR.fields} | {
     f.json_name for f in Comment.DESCRIPTOR.fields
 }
@@ -119,6 +121,19 @@ def read_comments(path: Path) -> Iterator[Comment]:
                 yield comment
         except _BadLine as bad:
             raise SyncError(f"{path}:{bad.number}", bad.problem, 0) from None
+
+
+def json_lines(path: Path, command: str, parse: Callable[[Any], Parsed]) -> Iterator[Parsed]:
+    """`parse` of each non-blank line's JSON; SystemExit naming `command` and the first line
+    that is not JSON or that `parse` refuses (ValueError, AttributeError or ParseError)."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                yield parse(json.loads(line))
+            except (ValueError, AttributeError, json_format.ParseError) as error:
+                raise SystemExit(f"{command}: {path}:{number}: {error}") from None
 
 
 def count_lines(path: Path) -> int:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from corrigo.client import dataset_import, labellings
-from corrigo.client.cli_support import Commands, add_connection, connect, owner_and_name
+from corrigo.client.cli_support import Commands, add_connection, add_named, connect
 
 
 def add_commands(commands: Commands) -> None:
@@ -36,7 +36,7 @@ def add_labels_import(labels: Commands) -> None:
     load = labels.add_parser(
         "import", help="set labellings from JSONL (resumes after the server goes away)"
     )
-    load.add_argument("dataset", type=owner_and_name, metavar="OWNER/DATASET")
+    add_named(load, "dataset")
     load.add_argument(
         "file",
         help="JSONL: {comment_uid, assigned, dismissed} per line, or `corrigo export` lines",
@@ -84,7 +84,7 @@ def _add_import(commands: Commands) -> None:
         "import",
         help="load an export file (JSONL or Parquet) into a dataset: comments, labels, predictions",
     )
-    load.add_argument("dataset", type=owner_and_name, metavar="OWNER/DATASET")
+    add_named(load, "dataset")
     load.add_argument("file", help="`corrigo export` JSONL or .parquet, or CM export JSON lines")
     version = load.add_mutually_exclusive_group()
     version.add_argument(

@@ -330,39 +330,22 @@ async def test_bad_input_on_every_session_rpc(org: Org) -> None:
     invalid(await failure(documents(page_token="garbage")), "page_token")
     assert len((await documents(page_size=100)).documents) == 3
 
-    for after in (-1, 5):
-        invalid(
-            await failure(
-                drain(
-                    sessions.WatchCorrectionSession(
-                        pb.WatchCorrectionSessionRequest(
-                            project_id=project_id, session_id=session.id, after_version=after
-                        )
-                    )
-                )
-            ),
-            "after_version",
-        )
-        invalid(
-            await failure(
-                sessions.ListCorrectionSessionChanges(
-                    pb.ListCorrectionSessionChangesRequest(
-                        project_id=project_id, session_id=session.id, after_version=after
-                    )
-                )
-            ),
-            "after_version",
-        )
-    invalid(
-        await failure(
-            sessions.ListCorrectionSessionChanges(
-                pb.ListCorrectionSessionChangesRequest(
-                    project_id=project_id, session_id=session.id, page_size=1001
-                )
+    def changes(**fields: Any) -> Awaitable[Any]:
+        return sessions.ListCorrectionSessionChanges(
+            pb.ListCorrectionSessionChangesRequest(
+                project_id=project_id, session_id=session.id, **fields
             )
-        ),
-        "page_size",
-    )
+        )
+
+    for after in (-1, 5):
+        watched = sessions.WatchCorrectionSession(
+            pb.WatchCorrectionSessionRequest(
+                project_id=project_id, session_id=session.id, after_version=after
+            )
+        )
+        invalid(await failure(drain(watched)), "after_version")
+        invalid(await failure(changes(after_version=after)), "after_version")
+    invalid(await failure(changes(page_size=1001)), "page_size")
 
 
 async def test_bad_corrections(org: Org) -> None:

@@ -36,6 +36,12 @@ class World:
     def uid(self) -> str:
         return f"{self.source_id}.c0"
 
+    def labelling(self) -> D.LabellingUpdate:
+        """The comment labelled L, as the bulk labelling calls set it."""
+        return D.LabellingUpdate(
+            comment_uid=self.uid, assigned=[Label(name="L", sentiment="positive")]
+        )
+
 
 async def _world(org: Org) -> tuple[World, int]:
     project = await org.project()
@@ -101,13 +107,7 @@ CALLS: list[tuple[str, str, Factory, int]] = [
         "datasets",
         "BatchUpdateLabellings",
         lambda w: D.BatchUpdateLabellingsRequest(
-            owner=w.owner,
-            name="ds",
-            labellings=[
-                D.LabellingUpdate(
-                    comment_uid=w.uid, assigned=[Label(name="L", sentiment="positive")]
-                )
-            ],
+            owner=w.owner, name="ds", labellings=[w.labelling()]
         ),
         2,
     ),
@@ -115,13 +115,7 @@ CALLS: list[tuple[str, str, Factory, int]] = [
         "datasets",
         "StreamUpdateLabellings",
         lambda w: D.StreamUpdateLabellingsRequest(
-            owner=w.owner,
-            name="ds",
-            labellings=[
-                D.LabellingUpdate(
-                    comment_uid=w.uid, assigned=[Label(name="L", sentiment="positive")]
-                )
-            ],
+            owner=w.owner, name="ds", labellings=[w.labelling()]
         ),
         2,
     ),

@@ -20,10 +20,11 @@ from corrigo.v1 import datasets_pb2, models_pb2
 from corrigo.v1.comments_pb2 import Comment, Label, PredictedLabel
 from tests import dataset_helpers as h
 from tests.conftest import Org
+from tests.rest import documents
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-# The document's example: PUT body, the exported comment, and the export's answer.
+# The document's example PUT body (its export answer is documents.EXPORT_ANSWER).
 DOCUMENT_PUT = {
     "dataset": {
         "description": "An optional long form description.",
@@ -32,13 +33,10 @@ DOCUMENT_PUT = {
         "title": "An Example Dataset",
     }
 }
-DOCUMENT_EXPORT = json.loads(r"""
-{ "comments": [ { "annotations": { "labels": { "assigned": [ { "name": "Parent Label", "sentiment": "positive" }, { "name": "Parent Label > Child Label", "sentiment": "positive" } ] } }, "comment": { "context": "1596721237668", "created_at": "2020-08-06T13:20:28.531000Z", "has_annotations": true, "id": "0123456789abcdef", "last_modified": "2020-08-06T13:40:37.668000Z", "messages": [ { "body": { "text": "Alice,\n\nHere are the figures for today.\n\nRegards,\nBob" }, "from": "bob@organisation.org", "sent_at": "2011-12-11T11:05:10Z", "subject": { "text": "Today's figures" }, "to": ["alice@company.com"] } ], "source_id": "47194279497e141e", "text_format": "plain", "thread_id": "123456", "timestamp": "2011-12-11T11:05:10Z", "uid": "47194279497e141e.0123456789abcdef", "user_properties": { "string:Recipient Domain": "company.com", "string:Sender Domain": "organisation.org" } }, "predictions": { "labels": [ { "name": "Another Parent Label", "probability": 0.954979807138443, "sentiment": -0.4281917143125379 }, { "name": "Another Parent Label > Another Child Label", "probability": 0.7726812064647675, "sentiment": -0.6603664430231163 } ] } } ], "continuation": "2021-02-16T10:55:05Z.c060a787c0b2bbf95526ad5cf28bf582", "status": "ok" }
-""")  # noqa: E501
 
 
 def _document_comment() -> Comment:
-    synced = dict(DOCUMENT_EXPORT["comments"][0]["comment"])
+    synced = dict(documents.EXPORT_ANSWER["comments"][0]["comment"])
     for server_field in ("context", "created_at", "has_annotations", "last_modified"):
         synced.pop(server_field)
     for output_only in ("source_id", "uid"):
@@ -97,7 +95,7 @@ async def test_document_example_end_to_end(org: Org) -> None:
         )
     )
     version = await h.model_version(org.admin, owner, "example")
-    predicted = DOCUMENT_EXPORT["comments"][0]["predictions"]["labels"]
+    predicted = documents.EXPORT_ANSWER["comments"][0]["predictions"]["labels"]
     await org.admin.models.UploadPredictions(
         models_pb2.UploadPredictionsRequest(
             owner=owner,
@@ -117,7 +115,7 @@ async def test_document_example_end_to_end(org: Org) -> None:
         )
     )
     got = json.loads(json_format.MessageToJson(answer, preserving_proto_field_name=True))
-    expected = json.loads(json.dumps(DOCUMENT_EXPORT))
+    expected = json.loads(json.dumps(documents.EXPORT_ANSWER))
     # Not ours to choose: the source's id (and so the uid), when the comment was synced
     # (created_at, last_modified, and context, last_modified in milliseconds), and the
     # continuation's opaque text. Everything else must match exactly.

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 import random
 import sqlite3
 import time
@@ -22,8 +21,9 @@ from corrigo.server.store import database
 from corrigo.server.store.database import MIGRATIONS
 from corrigo.v1 import datasets_pb2, sources_pb2
 from tests import dataset_helpers as h
+from tests import migration_helpers as mh
 from tests.conftest import Org
-from tests.test_correction_migration import scratch  # noqa: F401 (a fixture)
+from tests.migration_helpers import scratch  # noqa: F401 (a fixture)
 
 _ASYNC = pytest.mark.asyncio(loop_scope="session")
 
@@ -217,30 +217,13 @@ def test_the_move_clock_starts_past_every_earlier_move(
     db = scratch
     runner = Runner(db, str(MIGRATIONS))
     runner.up(target="0020_correction")
-    t0 = datetime.datetime(2024, 1, 1)
-    db.execute_sql(
-        f"INSERT INTO organization (id, name, created_at) VALUES (1, 'o', {db.param})", (t0,)
-    )
-    db.execute_sql(
-        "INSERT INTO project (id, organization_id, name, title, created_at) "
-        f"VALUES (1, 1, 'p', '', {db.param})",
-        (t0,),
-    )
-    db.execute_sql(
-        "INSERT INTO source (id, project_id, hex_id, name, title, description, created_at, "
-        f"updated_at) VALUES (1, 1, '0123456789abcdef', 's', '', '', {db.param}, {db.param})",
-        (t0, t0),
-    )
+    mh.project(db)
+    mh.source(db, id=1)
     before_us = int(time.time() * 1_000_000)
     # One move stamped by a server whose clock ran an hour ahead.
     ahead_us = before_us + 3_600_000_000
-    for i, moved in enumerate((None, before_us - 5_000_000, ahead_us)):
-        db.execute_sql(
-            "INSERT INTO comment (id, source_id, comment_id, ts_us, created_us, ts_moved_us, "
-            f"content_hash, body) VALUES ({db.param}, 1, {db.param}, 0, 0, {db.param}, 'h', "
-            f"{db.param})",
-            (i + 1, f"c{i}", moved, b""),
-        )
+    for i, moved in enumerate((None, before_us - 5_000_000, ahead_us), 1):
+        mh.comment(db, i, ts_moved_us=moved)
     assert runner.up(target="0030_move_clock") == ["0030_move_clock"]
     ((value,),) = db.execute_sql("SELECT value FROM move_clock WHERE id = 1").fetchall()
     assert value == ahead_us

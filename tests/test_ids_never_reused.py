@@ -3,7 +3,6 @@ created again never accepts its predecessor's page tokens or continuations."""
 
 from __future__ import annotations
 
-import datetime
 import sqlite3
 
 import grpc
@@ -18,17 +17,11 @@ from corrigo.v1 import admin_pb2, correction_pb2, datasets_pb2, practice_pb2, so
 from corrigo.v1.practice_pb2 import PracticeEvent
 from tests import correction_helpers as ch
 from tests import dataset_helpers as h
+from tests import migration_helpers as mh
 from tests.conftest import Org
-from tests.test_correction_migration import scratch  # noqa: F401 (a fixture)
+from tests.migration_helpers import scratch  # noqa: F401 (a fixture)
 
 _ASYNC = pytest.mark.asyncio(loop_scope="session")
-T0 = datetime.datetime(2024, 1, 1)
-
-
-def _insert(db: peewee.Database, table: str, **values: object) -> None:
-    columns = ", ".join(f'"{c}"' for c in values)
-    marks = ", ".join([db.param] * len(values))
-    db.execute_sql(f'INSERT INTO "{table}" ({columns}) VALUES ({marks})', tuple(values.values()))
 
 
 def _rows(db: peewee.Database, sql: str) -> list[tuple[object, ...]]:
@@ -38,61 +31,26 @@ def _rows(db: peewee.Database, sql: str) -> list[tuple[object, ...]]:
 def _world(db: peewee.Database) -> None:
     """An organization with a user, a project with two datasets over a source with a
     comment, and a practice session with an event: ids 1 and 2 where there are two."""
-    _insert(db, "organization", id=1, name="o", created_at=T0)
-    _insert(
-        db, "user", id=1, organization_id=1, email="u@o", display_name="", role=1, created_at=T0
+    mh.project(db)
+    mh.insert(
+        db, "user", id=1, organization_id=1, email="u@o", display_name="", role=1, created_at=mh.T0
     )
-    _insert(db, "project", id=1, organization_id=1, name="p", title="", created_at=T0)
-    _insert(
-        db,
-        "source",
-        id=1,
-        project_id=1,
-        hex_id="0123456789abcdef",
-        name="s",
-        title="",
-        description="",
-        created_at=T0,
-        updated_at=T0,
-    )
-    _insert(
-        db,
-        "comment",
-        id=1,
-        source_id=1,
-        comment_id="c1",
-        ts_us=0,
-        created_us=0,
-        content_hash="h",
-        body=b"",
-    )
+    mh.source(db, id=1)
+    mh.comment(db, 1)
     for i in (1, 2):
-        _insert(
-            db,
-            "dataset",
-            id=i,
-            project_id=1,
-            hex_id=f"fedcba987654321{i}",
-            name=f"d{i}",
-            title="",
-            description="",
-            model_family="english",
-            has_sentiment=False,
-            created=T0,
-            last_modified=T0,
-        )
-        _insert(db, "dataset_source", dataset_id=i, source_id=1, position=0)
-    _insert(
+        mh.dataset(db, f"d{i}", f"fedcba987654321{i}", id=i)
+        mh.insert(db, "dataset_source", dataset_id=i, source_id=1, position=0)
+    mh.insert(
         db,
         "practice_session",
         id=1,
         organization_id=1,
         user_id=1,
         kind=1,
-        created_at=T0,
-        updated_at=T0,
+        created_at=mh.T0,
+        updated_at=mh.T0,
     )
-    _insert(
+    mh.insert(
         db,
         "practice_event",
         id=1,
@@ -101,7 +59,7 @@ def _world(db: peewee.Database) -> None:
         text="",
         rating=0,
         data="{}",
-        created_at=T0,
+        created_at=mh.T0,
     )
     if isinstance(db, peewee.PostgresqlDatabase):
         # Rows written with their ids leave the sequences behind; the server's never do.
@@ -128,39 +86,23 @@ def test_migration_keeps_rows_and_references_and_never_reuses_ids(
     # reaches the rows that refer to the rebuilt table.
     db.execute_sql("DELETE FROM dataset WHERE id = 2")
     assert _rows(db, "SELECT dataset_id FROM dataset_source") == [(1,)]
-    _insert(
-        db,
-        "dataset",
-        project_id=1,
-        hex_id="00000000000000aa",
-        name="d2",
-        title="",
-        description="",
-        model_family="english",
-        has_sentiment=False,
-        created=T0,
-        last_modified=T0,
-    )
+    mh.dataset(db, "d2", "00000000000000aa")
     assert _rows(db, "SELECT id FROM dataset WHERE name = 'd2'") == [(3,)]
     db.execute_sql("DELETE FROM practice_session WHERE id = 1")
     assert _rows(db, "SELECT COUNT(*) FROM practice_event") == [(0,)]
-    _insert(
-        db, "practice_session", organization_id=1, user_id=1, kind=1, created_at=T0, updated_at=T0
+    mh.insert(
+        db,
+        "practice_session",
+        organization_id=1,
+        user_id=1,
+        kind=1,
+        created_at=mh.T0,
+        updated_at=mh.T0,
     )
     assert _rows(db, "SELECT id FROM practice_session") == [(2,)]
     # A unique index is back: a second source of the same name in the project is refused.
     with pytest.raises(peewee.IntegrityError), db.atomic():
-        _insert(
-            db,
-            "source",
-            project_id=1,
-            hex_id="0123456789abcdee",
-            name="s",
-            title="",
-            description="",
-            created_at=T0,
-            updated_at=T0,
-        )
+        mh.source(db, "0123456789abcdee")
     if isinstance(db, peewee.SqliteDatabase):
         assert _rows(db, "PRAGMA foreign_key_check") == []
         assert _rows(db, "PRAGMA integrity_check") == [("ok",)]

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import TracebackType
 from typing import Any
 
 import grpc
@@ -279,17 +280,38 @@ class _CountedWrites:
         await self._context.write(message)
 
 
+class _Handled:
+    """`with _Handled(context, series):` around a call's handling: counts it started, then
+    handled with its final code, and observes its handling time."""
+
+    __slots__ = ("_began", "_context", "_series")
+
+    def __init__(self, context: grpc.aio.ServicerContext, series: MethodMetrics) -> None:
+        self._context = context
+        self._series = series
+        self._began = 0.0
+
+    def __enter__(self) -> None:
+        self._series.started.inc()
+        self._began = time.perf_counter()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        series = self._series
+        series.handling.observe(time.perf_counter() - self._began)
+        series.handled(grpc.StatusCode.OK if error is None else _final_code(self._context, error))
+
+
 def _measured(
     inner: Callable[..., Any], series: MethodMetrics, unary_request: bool, unary_response: bool
 ) -> Any:
     """`inner` counted as go-grpc-prometheus counts a call: started, every message
     received and sent, handled with its code, and its handling time."""
-    started, received, sent, handling = (
-        series.started,
-        series.received,
-        series.sent,
-        series.handling,
-    )
+    received, sent = series.received, series.sent
 
     def requests_of(request: Any) -> Any:
         if unary_request:
@@ -300,36 +322,18 @@ def _measured(
     if inspect.isasyncgenfunction(inner):
 
         async def stream_behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started.inc()
-            began = time.perf_counter()
-            code = grpc.StatusCode.OK
-            try:
+            with _Handled(context, series):
                 async for response in inner(requests_of(request), context):
                     sent.inc()
                     yield response
-            except BaseException as error:
-                code = _final_code(context, error)
-                raise
-            finally:
-                handling.observe(time.perf_counter() - began)
-                series.handled(code)
 
         return stream_behavior
 
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        started.inc()
-        began = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
+        with _Handled(context, series):
             response = await inner(
                 requests_of(request), context if unary_response else _CountedWrites(context, sent)
             )
-        except BaseException as error:
-            code = _final_code(context, error)
-            raise
-        finally:
-            handling.observe(time.perf_counter() - began)
-            series.handled(code)
         if unary_response:
             sent.inc()
         return response

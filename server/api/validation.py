@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sized
 
 from corrigo.server.api.errors import InvalidArgument
 
@@ -22,6 +23,11 @@ class Violations:
         if not ok:
             self.add(field, description)
         return ok
+
+    def count(self, field: str, items: Sized, maximum: int, noun: str) -> bool:
+        """A repeated field holds 1..maximum items (`noun`, as the violation names them)."""
+        size = len(items)
+        return self.check(1 <= size <= maximum, field, f"1..{maximum} {noun} required, got {size}")
 
     def name(self, field: str, value: str) -> None:
         self.check(

@@ -37,11 +37,7 @@ async def write(dataset: datasets.Dataset, items: Sequence[LabellingUpdate]) -> 
     """Check every item (a violation naming `labellings[i]...` for each problem, all of
     them in one answer) and then set them all in one transaction; answers how many."""
     checks = Violations()
-    if not checks.check(
-        1 <= len(items) <= MAX_LABELLINGS,
-        "labellings",
-        f"1..{MAX_LABELLINGS} labellings required, got {len(items)}",
-    ):
+    if not checks.count("labellings", items, MAX_LABELLINGS, "labellings"):
         checks.raise_if_any()
     in_dataset = await datasets.dataset_sources(dataset.id)
     names: set[str] = set()

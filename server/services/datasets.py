@@ -190,11 +190,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.CreateLabelDefsRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.LabelDefsResponse:
         checks = Violations()
-        if checks.check(
-            1 <= len(request.label_defs) <= labels.MAX_LABELS,
-            "label_defs",
-            f"1..{labels.MAX_LABELS} labels required, got {len(request.label_defs)}",
-        ):
+        if checks.count("label_defs", request.label_defs, labels.MAX_LABELS, "labels"):
             for i, label in enumerate(request.label_defs):
                 labels.check_name(checks, f"label_defs[{i}].name", label.name)
                 checks.text(f"label_defs[{i}].description", label.description, 1024)

@@ -121,11 +121,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
     ) -> models_pb2.UploadPredictionsResponse:
         checks = Violations()
         checks.check(request.version >= 1, "version", f"must be >= 1, got {request.version}")
-        checks.check(
-            1 <= len(request.predictions) <= sources.MAX_SYNC,
-            "predictions",
-            f"1..{sources.MAX_SYNC} comments required, got {len(request.predictions)}",
-        )
+        checks.count("predictions", request.predictions, sources.MAX_SYNC, "comments")
         checks.raise_if_any()
         dataset = await lookups.named_dataset(request.dataset, "dataset")
         uids: list[tuple[str, str]] = []

@@ -81,6 +81,29 @@ def _knowledge_ids(checks: Violations, request: Message) -> list[int]:
     return protos.check_ids(checks, "knowledge_ids", ids, _MAX_KNOWLEDGE)
 
 
+@dataclass(frozen=True)
+class _SessionFields:
+    """A session's own fields as a create or update request gives them (None: not given)."""
+
+    class_id: int | None
+    project_id: int | None
+    knowledge_ids: list[int]
+    agent_id: int | None
+    title: str | None
+    notes: str | None
+
+
+def _session_fields(checks: Violations, request: Message) -> _SessionFields:
+    return _SessionFields(
+        class_id=_optional_id(checks, request, "class_id"),
+        project_id=_optional_id(checks, request, "project_id"),
+        knowledge_ids=_knowledge_ids(checks, request),
+        agent_id=_optional_id(checks, request, "agent_id"),
+        title=_optional_text(checks, request, "title", _MAX_TITLE),
+        notes=_optional_text(checks, request, "notes", _MAX_NOTES),
+    )
+
+
 @dataclass
 class _References:
     """The catalog rows a session refers to, each usable in the session's scope."""
@@ -145,17 +168,12 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> practice_pb2.PracticeSession:
         checks = Violations()
-        class_id = _optional_id(checks, request, "class_id")
-        project_id = _optional_id(checks, request, "project_id")
-        knowledge_ids = _knowledge_ids(checks, request)
-        agent_id = _optional_id(checks, request, "agent_id")
-        title = _optional_text(checks, request, "title", _MAX_TITLE)
-        notes = _optional_text(checks, request, "notes", _MAX_NOTES)
+        given = _session_fields(checks, request)
         kind = request.kind or practice_pb2.PracticeSession.CHAT
         checks.enum("kind", kind, _KINDS)
         checks.raise_if_any()
-        await authorize_scope(project_id, organization_checked=False)
-        refs = await _resolve(project_id, class_id, knowledge_ids, agent_id)
+        await authorize_scope(given.project_id, organization_checked=False)
+        refs = await _resolve(given.project_id, given.class_id, given.knowledge_ids, given.agent_id)
         agent = refs.agent
         principal = auth.current().principal
         session_id = await practice_sessions.create_session(
@@ -163,12 +181,12 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
                 organization_id=principal.organization_id,
                 user_id=principal.user_id,
                 kind=kind,
-                project_id=project_id,
-                class_id=class_id,
-                agent_id=agent_id,
-                title=title,
-                notes=notes,
-                knowledge_ids=knowledge_ids,
+                project_id=given.project_id,
+                class_id=given.class_id,
+                agent_id=given.agent_id,
+                title=given.title,
+                notes=given.notes,
+                knowledge_ids=given.knowledge_ids,
                 model_names=refs.practice_class.model_names if refs.practice_class else [],
                 style_preset=(agent.style_preset if agent else protos.DEFAULT_STYLE_PRESET),
                 style_params=agent.style_params if agent else {},
@@ -221,12 +239,7 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         checks = Violations()
         checks.id("session_id", request.session_id)
         fields = fields_to_write(request.update_mask, request, _SESSION_FIELDS, checks)
-        class_id = _optional_id(checks, request, "class_id")
-        project_id = _optional_id(checks, request, "project_id")
-        knowledge_ids = _knowledge_ids(checks, request)
-        agent_id = _optional_id(checks, request, "agent_id")
-        title = _optional_text(checks, request, "title", _MAX_TITLE)
-        notes = _optional_text(checks, request, "notes", _MAX_NOTES)
+        given = _session_fields(checks, request)
         checks.raise_if_any()
         session = await own_session(request.session_id)
         current = await practice_sessions.load([session], responses=False)
@@ -234,10 +247,10 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
             raise not_found("practice session", "session_id", session.id)
         old_knowledge = current[0].knowledge_ids
 
-        new_project = project_id if "project_id" in fields else session.project_id
-        new_class = class_id if "class_id" in fields else session.practice_class_id
-        new_agent = agent_id if "agent_id" in fields else session.agent_id
-        new_knowledge = knowledge_ids if "knowledge_ids" in fields else old_knowledge
+        new_project = given.project_id if "project_id" in fields else session.project_id
+        new_class = given.class_id if "class_id" in fields else session.practice_class_id
+        new_agent = given.agent_id if "agent_id" in fields else session.agent_id
+        new_knowledge = given.knowledge_ids if "knowledge_ids" in fields else old_knowledge
         moved = new_project != session.project_id
         if moved:
             await authorize_scope(new_project, organization_checked=False)
@@ -256,9 +269,9 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         if "agent_id" in fields:
             values["agent"] = new_agent
         if "title" in fields:
-            values["title"] = title
+            values["title"] = given.title
         if "notes" in fields:
-            values["notes"] = notes
+            values["notes"] = given.notes
         class_changed = new_class != session.practice_class_id
         agent_changed = new_agent != session.agent_id
         await practice_sessions.update_session(

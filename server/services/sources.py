@@ -155,11 +155,7 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
         self, request: sources_pb2.DeleteCommentsRequest, context: grpc.aio.ServicerContext
     ) -> sources_pb2.DeleteCommentsResponse:
         checks = Violations()
-        if checks.check(
-            1 <= len(request.ids) <= sources.MAX_SYNC,
-            "ids",
-            f"1..{sources.MAX_SYNC} ids required, got {len(request.ids)}",
-        ):
+        if checks.count("ids", request.ids, sources.MAX_SYNC, "ids"):
             for i, comment_id in enumerate(request.ids):
                 checks.check(
                     bool(comment_input.COMMENT_ID.match(comment_id)),

@@ -5,43 +5,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from tests.rest import documents
 from tests.rest.gateway import Rest, unique
 
+_EXPORTED = documents.EXPORT_ANSWER["comments"][0]
 # The document's example comment (002, export), as synced into a source.
 EXAMPLE_COMMENT: dict[str, Any] = {
-    "id": "0123456789abcdef",
-    "timestamp": "2011-12-11T11:05:10Z",
-    "thread_id": "123456",
-    "messages": [
-        {
-            "subject": {"text": "Today's figures"},
-            "body": {"text": "Alice,\n\nHere are the figures for today.\n\nRegards,\nBob"},
-            "from": "bob@organisation.org",
-            "to": ["alice@company.com"],
-            "sent_at": "2011-12-11T11:05:10Z",
-        }
-    ],
-    "user_properties": {
-        "string:Recipient Domain": "company.com",
-        "string:Sender Domain": "organisation.org",
-    },
+    key: _EXPORTED["comment"][key]
+    for key in ("id", "timestamp", "thread_id", "messages", "user_properties")
 }
-ASSIGNED = [
-    {"name": "Parent Label", "sentiment": "positive"},
-    {"name": "Parent Label > Child Label", "sentiment": "positive"},
-]
-PREDICTED = [
-    {
-        "name": "Another Parent Label",
-        "probability": 0.954979807138443,
-        "sentiment": -0.4281917143125379,
-    },
-    {
-        "name": "Another Parent Label > Another Child Label",
-        "probability": 0.7726812064647675,
-        "sentiment": -0.6603664430231163,
-    },
-]
+ASSIGNED: list[dict[str, Any]] = _EXPORTED["annotations"]["labels"]["assigned"]
+PREDICTED: list[dict[str, Any]] = _EXPORTED["predictions"]["labels"]
 
 
 def project(admin: Rest) -> dict[str, Any]:

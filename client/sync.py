@@ -93,23 +93,29 @@ def parse_comment(data: Any) -> Comment:
         raise ValueError(str(error).splitlines()[0]) from None
 
 
-def _read(lines: BinaryIO) -> Iterator[tuple[int, Comment]]:
-    """(line number, comment) for every non-blank line; _BadLine at the first bad one."""
+def _values(lines: BinaryIO) -> Iterator[tuple[int, Any]]:
+    """(line number, JSON value) of every non-blank line; _BadLine at the first line that
+    is not UTF-8 or not JSON."""
     for number, line in enumerate(lines, 1):
         try:
-            try:
-                value = records.loads(line)
-            except json.JSONDecodeError:
-                if not line.decode("utf-8").strip():
-                    continue
-                raise
-            yield number, parse_comment(value)
+            value = records.loads(line)
         except UnicodeDecodeError:
             raise _BadLine(number, "not UTF-8 text") from None
         except json.JSONDecodeError as error:
+            if not line.decode("utf-8").strip():
+                continue
             raise _BadLine(number, f"not JSON ({error.msg} at column {error.colno})") from None
+        yield number, value
+
+
+def _read(lines: BinaryIO) -> Iterator[tuple[int, Comment]]:
+    """(line number, comment) for every non-blank line; _BadLine at the first bad one."""
+    for number, value in _values(lines):
+        try:
+            comment = parse_comment(value)
         except ValueError as error:
             raise _BadLine(number, str(error)) from None
+        yield number, comment
 
 
 def read_comments(path: Path) -> Iterator[Comment]:
@@ -125,15 +131,18 @@ def read_comments(path: Path) -> Iterator[Comment]:
 
 def json_lines(path: Path, command: str, parse: Callable[[Any], Parsed]) -> Iterator[Parsed]:
     """`parse` of each non-blank line's JSON; SystemExit naming `command` and the first line
-    that is not JSON or that `parse` refuses (ValueError, AttributeError or ParseError)."""
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                yield parse(json.loads(line))
-            except (ValueError, AttributeError, json_format.ParseError) as error:
-                raise SystemExit(f"{command}: {path}:{number}: {error}") from None
+    that is not UTF-8, not JSON, or that `parse` refuses (ValueError, AttributeError or
+    ParseError)."""
+    with open(path, "rb") as lines:
+        try:
+            for number, value in _values(lines):
+                try:
+                    parsed = parse(value)
+                except (ValueError, AttributeError, json_format.ParseError) as error:
+                    raise SystemExit(f"{command}: {path}:{number}: {error}") from None
+                yield parsed
+        except _BadLine as bad:
+            raise SystemExit(f"{command}: {path}:{bad.number}: {bad.problem}") from None
 
 
 def count_lines(path: Path) -> int:

@@ -255,3 +255,8 @@ async def test_cli_labels_import(org: Org, tmp_path: Path) -> None:
     data.write_text(json.dumps(lines[0]) + "\n" + '{"comment_uid": 3}\n')
     code, _, err = await org.cli("labels", "import", f"{owner}/ds", str(data), "-q")
     assert code == 1 and f"{data}:2:" in err, err
+    # A blank line counts; a line that is not UTF-8, or not JSON, is named, never a traceback.
+    for bad, problem in ((b"\xff\xfe{}", "not UTF-8 text"), (b"{", "not JSON")):
+        data.write_bytes(json.dumps(lines[0]).encode() + b"\n\n" + bad + b"\n")
+        code, _, err = await org.cli("labels", "import", f"{owner}/ds", str(data), "-q")
+        assert code == 1 and f"{data}:3: {problem}" in err and "Traceback" not in err, err

@@ -7,7 +7,7 @@ from typing import Any
 
 import peewee
 
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow
+from corrigo.server.store.database import BaseModel, atomic, database, retried, utcnow
 from corrigo.server.store.fields import JSONField
 from corrigo.server.store.identity import User
 from corrigo.server.store.integrity import Refers, written
@@ -73,4 +73,8 @@ async def update(example: FewShotExample, values: dict[str, Any]) -> FewShotExam
 
 
 async def delete(example_id: int) -> None:
-    await database.aexecute(FewShotExample.delete().where(FewShotExample.id == example_id))
+    """The example; its links from agents and settings go by cascade (again when that
+    deadlocked with an agent's update replacing its links)."""
+    await retried(
+        lambda: database.aexecute(FewShotExample.delete().where(FewShotExample.id == example_id))
+    )

@@ -10,7 +10,7 @@ from typing import Any, TypeAlias, TypeVar
 
 import peewee
 
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow
+from corrigo.server.store.database import BaseModel, atomic, database, retried, utcnow
 from corrigo.server.store.few_shot import FewShotExample
 from corrigo.server.store.fields import JSONField
 from corrigo.server.store.identity import Organization
@@ -139,28 +139,35 @@ async def update(
     transaction."""
     model = type(row)
     values["updated_at"] = utcnow()
-    async with atomic(
-        Refers(_ID_FIELDS[model], _NOUNS[model], model, [row.id]),
-        Refers(
-            f"{_FIELDS[model]}.few_shot_example_ids",
-            "few-shot example",
-            FewShotExample,
-            example_ids or (),
-        ),
-    ):
-        written(await database.aexecute(model.update(**values).where(model.id == row.id)), model)
-        if example_ids is not None:
-            await database.aexecute(
-                PracticeAgentExample.delete().where(PracticeAgentExample.agent == row.id)
+
+    async def write() -> None:
+        async with atomic(
+            Refers(_ID_FIELDS[model], _NOUNS[model], model, [row.id]),
+            Refers(
+                f"{_FIELDS[model]}.few_shot_example_ids",
+                "few-shot example",
+                FewShotExample,
+                example_ids or (),
+            ),
+        ):
+            written(
+                await database.aexecute(model.update(**values).where(model.id == row.id)), model
             )
-            await _link_examples(row.id, example_ids)
+            if example_ids is not None:
+                await database.aexecute(
+                    PracticeAgentExample.delete().where(PracticeAgentExample.agent == row.id)
+                )
+                await _link_examples(row.id, example_ids)
+
+    # Replacing the links can deadlock with an example's delete (PostgreSQL).
+    await retried(write)
     for name, value in values.items():
         setattr(row, name, value)
     return row
 
 
 async def delete(model: CatalogModel, item_id: int) -> None:
-    await database.aexecute(model.delete().where(model.id == item_id))
+    await retried(lambda: database.aexecute(model.delete().where(model.id == item_id)))
 
 
 async def _link_examples(agent_id: int, example_ids: Sequence[int]) -> None:

@@ -94,6 +94,8 @@ def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> d
         figures["metrics_on_qps_runs"] = overhead.on_qps
         figures["metrics_off_cpu_us_per_call"] = statistics.median(overhead.off_cpu_us)
         figures["metrics_on_cpu_us_per_call"] = statistics.median(overhead.on_cpu_us)
+        figures["metrics_off_qps"] = overhead.off_rate
+        figures["metrics_on_qps"] = overhead.on_rate
         figures["metrics_on_off_ratio"] = overhead.ratio
         figures["metrics_on_off_ratio_runs"] = overhead.ratios
         figures["metrics_calls"] = overhead.calls

@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Never, TypeVar
 
@@ -162,49 +162,35 @@ class SyncTotals:
         return self.new + self.updated + self.unchanged
 
 
-@dataclass
-class _Chunk:
-    request: sources_pb2.StreamSyncCommentsRequest
-    lines: list[int]
-
-
-@dataclass
-class _Window:
-    """Chunks sent and not yet acknowledged, shared with gRPC's request thread, and the
-    bad line that ended the reading, if any."""
-
-    pending: dict[int, _Chunk] = field(default_factory=dict)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    bad_line: _BadLine | None = None
-
-
-def _refused(error: CorrigoError, path: Path, window: _Window, stored: int) -> Exception:
-    """The server's refusal of a chunk, naming the file's line when it names a comment.
-    Chunks are committed in order, so the refused one is the oldest unacknowledged."""
-    if not error.field_violations or not window.pending:
+def _refused(error: CorrigoError, path: Path, lines: list[int], stored: int) -> Exception:
+    """The server's refusal of the chunk of the file's `lines`, naming the line when it
+    names a comment."""
+    if not error.field_violations:
         return error
-    chunk = window.pending[min(window.pending)]
     field_name, problem = error.field_violations[0]
     match = _IN_CHUNK.match(field_name)
-    if match is None or int(match.group(1)) >= len(chunk.lines):
+    if match is None or int(match.group(1)) >= len(lines):
         return error
     more = len(error.field_violations) - 1
     rest = field_name[match.end() :]
     detail = f"{rest}: {problem}" if rest else problem
     if more:
         detail += f" (and {more} more problem{'s' if more > 1 else ''} in this chunk)"
-    return SyncError(f"{path}:{chunk.lines[int(match.group(1))]}", detail, stored)
+    return SyncError(f"{path}:{lines[int(match.group(1))]}", detail, stored)
 
 
 def stream_chunks(
     open_stream: Callable[[Iterator[Chunk]], Iterable[Any]],
     chunks: Iterator[Chunk],
     on_ack: Callable[[Any, Chunk], None],
+    refused: Callable[[CorrigoError, Chunk], Exception] | None = None,
 ) -> None:
     """Send `chunks` (each numbered by its distinct `chunk` field, each naming its target)
     through a bidirectional stream that acknowledges each one by number; after
     UNAVAILABLE, a new stream sends the unacknowledged chunks again, then the rest.
-    `on_ack(ack, chunk)` sees every acknowledgement."""
+    `on_ack(ack, chunk)` sees every acknowledgement. Any other failure raises its
+    CorrigoError, or what `refused(error, chunk)` makes of it: chunks are committed in
+    order, so the refused one is the oldest unacknowledged."""
     # Chunks sent and not yet acknowledged, shared with gRPC's request thread.
     pending: dict[int, Chunk] = {}
     lock = threading.Lock()
@@ -244,7 +230,12 @@ def stream_chunks(
             return
         except grpc.RpcError as error:
             if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
-                raise CorrigoError.from_rpc_error(error) from None
+                failure = CorrigoError.from_rpc_error(error)
+                with lock:
+                    oldest = pending[min(pending)] if pending else None
+                if refused is None or oldest is None:
+                    raise failure from None
+                raise refused(failure, oldest) from None
             failures += 1
             time.sleep(min(0.2 * 2**failures, 5.0))
 
@@ -280,63 +271,44 @@ def _stream(
     chunk_size: int,
     bar: tqdm[Never],
 ) -> SyncTotals:
-    numbers = itertools.count()
-    window = _Window()
     totals = SyncTotals()
+    # The file's line of each comment of a chunk, by chunk number, until it is acknowledged.
+    lines_of: dict[int, list[int]] = {}
 
-    def fresh_chunks() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
-        while True:
+    def chunks() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
+        for number in itertools.count():
             batch: list[tuple[int, Comment]] = []
+            bad: _BadLine | None = None
             try:
-                for item in comments:
+                for item in itertools.islice(comments, chunk_size):
                     batch.append(item)
-                    if len(batch) == chunk_size:
-                        break
-            except _BadLine as bad:
-                window.bad_line = bad
+            except _BadLine as error:
+                bad = error
             if batch:
-                chunk = _Chunk(
-                    sources_pb2.StreamSyncCommentsRequest(
-                        owner=owner,
-                        name=source,
-                        chunk=next(numbers),
-                        comments=[comment for _, comment in batch],
-                    ),
-                    [number for number, _ in batch],
+                lines_of[number] = [line for line, _ in batch]
+                yield sources_pb2.StreamSyncCommentsRequest(
+                    owner=owner, name=source, chunk=number, comments=[c for _, c in batch]
                 )
-                with window.lock:
-                    window.pending[chunk.request.chunk] = chunk
-                yield chunk.request
-            if window.bad_line is not None or len(batch) < chunk_size:
+            # The chunks before a bad line are sent, and stored, before it is reported.
+            if bad is not None:
+                raise bad
+            if len(batch) < chunk_size:
                 return
 
-    def requests() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
-        with window.lock:
-            resend = [window.pending[n].request for n in sorted(window.pending)]
-        yield from resend
-        if window.bad_line is None:
-            yield from fresh_chunks()
+    def acknowledged(
+        ack: sources_pb2.StreamSyncCommentsResponse, chunk: sources_pb2.StreamSyncCommentsRequest
+    ) -> None:
+        totals.new += ack.new
+        totals.updated += ack.updated
+        totals.unchanged += ack.unchanged
+        totals.chunks += 1
+        bar.update(len(lines_of.pop(chunk.chunk)))
 
-    failures = 0
-    while True:
-        try:
-            for ack in stub.StreamSyncComments(requests()):
-                failures = 0
-                with window.lock:
-                    chunk = window.pending.pop(ack.chunk)
-                totals.new += ack.new
-                totals.updated += ack.updated
-                totals.unchanged += ack.unchanged
-                totals.chunks += 1
-                bar.update(len(chunk.lines))
-            break
-        except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
-                raise _refused(
-                    CorrigoError.from_rpc_error(error), path, window, totals.stored
-                ) from None
-            failures += 1
-            time.sleep(min(0.2 * 2**failures, 5.0))
-    if window.bad_line is not None:
-        raise SyncError(f"{path}:{window.bad_line.number}", window.bad_line.problem, totals.stored)
+    def refused(error: CorrigoError, chunk: sources_pb2.StreamSyncCommentsRequest) -> Exception:
+        return _refused(error, path, lines_of[chunk.chunk], totals.stored)
+
+    try:
+        stream_chunks(stub.StreamSyncComments, chunks(), acknowledged, refused)
+    except _BadLine as bad:
+        raise SyncError(f"{path}:{bad.number}", bad.problem, totals.stored) from None
     return totals

@@ -16,6 +16,7 @@ from google.protobuf import json_format
 
 from corrigo.client import Client, export
 from corrigo.client.export import export_pages, export_to_file, result_json
+from corrigo.client.sync import SyncTotals, sync_file
 from corrigo.v1 import datasets_pb2
 from tests import cli_helpers
 from tests import dataset_helpers as h
@@ -114,6 +115,23 @@ class _BreakingStub:
             yield page
 
 
+class _BreakingSync:
+    """Passes the real sync stream through, and fails after `acks` acknowledgements of the
+    first call (the chunks after them may have been committed, or not)."""
+
+    def __init__(self, real: Any, acks: int) -> None:
+        self.real, self.acks, self.calls = real, acks, 0
+
+    def StreamSyncComments(self, requests: Iterator[Any]) -> Iterator[Any]:
+        self.calls += 1
+        call = self.real.StreamSyncComments(requests)
+        for i, ack in enumerate(call):
+            if self.calls == 1 and i == self.acks:
+                call.cancel()
+                raise _Unavailable()
+            yield ack
+
+
 class _Unavailable(grpc.RpcError):
     def code(self) -> grpc.StatusCode:
         return grpc.StatusCode.UNAVAILABLE
@@ -162,6 +180,34 @@ async def test_export_pages_resume_after_unavailable(org: Org, tmp_path: Path) -
     lines, calls = await asyncio.to_thread(read)
     assert calls == 2
     assert lines == expected
+
+
+async def test_sync_sends_unacknowledged_chunks_again_after_unavailable(
+    org: Org, tmp_path: Path
+) -> None:
+    project = await org.project()
+    src = await h.source(org.admin, project.name)
+    await h.dataset(org.admin, project.name, [src.id])
+    data = tmp_path / "comments.jsonl"
+    lines = [json_format.MessageToJson(h.comment(f"c{i}", i), indent=None) for i in range(250)]
+    data.write_text("\n".join(lines) + "\n")
+
+    def run() -> tuple[SyncTotals, int]:
+        with Client(org.running.target, org.admin_token) as client:
+            stub = _BreakingSync(client.sources, 1)
+            totals = sync_file(stub, project.name, "mailbox", data, chunk_size=20, progress=False)  # type: ignore[arg-type]
+            return totals, stub.calls
+
+    totals, calls = await asyncio.to_thread(run)
+    assert calls == 2
+    # Every chunk acknowledged once; a chunk committed but not acknowledged came back
+    # unchanged the second time.
+    assert totals.chunks == 13
+    assert totals.new + totals.unchanged == 250 and totals.new >= 20
+    page = await org.admin.datasets.ExportDataset(
+        datasets_pb2.ExportDatasetRequest(owner=project.name, name="ds", limit=256)
+    )
+    assert sorted(r.comment.id for r in page.comments) == sorted(f"c{i}" for i in range(250))
 
 
 async def test_large_exports_are_encoded_by_worker_processes(

@@ -132,11 +132,10 @@ def predicted_dict(label: PredictedLabel, number: Number = _plain) -> dict[str, 
     made: dict[str, Any] = {}
     if label.name:
         made["name"] = label.name
-    probability, sentiment = label.probability, label.sentiment
-    if probability or _set(probability):
-        made["probability"] = _double(probability, number)
-    if sentiment or _set(sentiment):
-        made["sentiment"] = _double(sentiment, number)
+    if _set(label.probability):
+        made["probability"] = _double(label.probability, number)
+    if _set(label.sentiment):
+        made["sentiment"] = _double(label.sentiment, number)
     return made
 
 

@@ -12,7 +12,8 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The editable install builds client/export_json.c in place: a change to it rebuilds.
+$(STAMP): pyproject.toml client/export_json.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[server,dev]'
@@ -119,6 +120,8 @@ package-check: $(STAMP)
 	.build/package/venv/bin/pip install -q .build/package/dist/corrigo-*.whl
 	cd .build/package && venv/bin/corrigo --help >/dev/null
 	cd .build/package && venv/bin/python -c 'import corrigo.v1.admin_pb2, corrigo.client'
+	# The wheel carries the C writer of `corrigo export`'s JSON lines.
+	cd .build/package && venv/bin/python -c 'from corrigo.client import records; assert records.compiled_lines'
 	# Client only: no database library; client commands run, server commands say what to install.
 	cd .build/package && ! venv/bin/python -c 'import peewee' 2>/dev/null
 	cd .build/package && venv/bin/corrigo whoami 2>&1 | grep -q 'no API token'

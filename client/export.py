@@ -139,7 +139,7 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 
 def _encode(page: datasets_pb2.StreamExportDatasetResponse, fmt: str) -> bytes:
     if fmt == "jsonl":
-        return records.exported_lines(page.comments)
+        return records.page_lines(page)
     text = io.StringIO()
     writer = csv.writer(text)
     writer.writerows([result_row(r) for r in page.comments])
@@ -299,16 +299,18 @@ def _encoded_pages(
     fmt: str,
     total: Callable[[int], None],
 ) -> Iterator[_Encoded]:
-    """The pages encoded, in order. A large export is encoded by worker processes, one
-    per core, a few pages ahead of the file (writing JSON costs the client several times
-    what streaming it costs the server); a small one in this process, which starts no
-    worker. `total(n)` hears the first page's total."""
+    """The pages encoded, in order. A large export written in Python (CSV, or JSONL where
+    the C writer is not built) is encoded by worker processes, one per core, a few pages
+    ahead of the file, since encoding costs the client several times what streaming
+    costs the server; otherwise this process encodes, and starts no worker. `total(n)`
+    hears the first page's total."""
     first = next(pages, None)
     if first is None:
         return
     total(first.total)
     workers = os.cpu_count() or 1
-    if first.total < PARALLEL_FROM or workers < 2:
+    compiled = fmt == "jsonl" and records.compiled_lines is not None
+    if compiled or first.total < PARALLEL_FROM or workers < 2:
         for page in itertools.chain([first], pages):
             yield _Encoded(_encode(page, fmt), len(page.comments), page.continuation)
         return

@@ -29,7 +29,7 @@ from corrigo.v1.comments_pb2 import (
     Label,
     PredictedLabel,
 )
-from corrigo.v1.datasets_pb2 import ExportedComment
+from corrigo.v1.datasets_pb2 import ExportedComment, StreamExportDatasetResponse
 
 _EPOCH = datetime.datetime(1970, 1, 1)
 _EPOCH_ORDINAL = _EPOCH.toordinal()
@@ -75,8 +75,11 @@ def _plain(number: float) -> Any:
 
 
 def _exact(number: float) -> Any:
-    """A finite double for orjson, as `repr` writes it (orjson writes exponents its own
-    way: 1e16 where `json` writes 1e+16)."""
+    """A finite double for orjson, written as `repr` writes it: orjson's own text is the
+    same from 1e-4 to 1e16 (and for zero), and elsewhere writes exponents its own way
+    (1e-5 where `json` writes 1e-05)."""
+    if 1e-4 <= abs(number) < 1e16 or not number:
+        return number
     return orjson.Fragment(_float_text(number))
 
 
@@ -104,7 +107,9 @@ def _value(value: struct_pb2.Value, number: Number) -> Any:
 
 def struct_dict(struct: struct_pb2.Struct, number: Number = _plain) -> dict[str, Any]:
     """A Struct's JSON object, its keys in the map's own order (as json_format's)."""
-    return {key: _value(value, number) for key, value in struct.fields.items()}
+    fields = struct.fields
+    # Indexing the map is twice as fast as its items() view, which iterates in Python.
+    return {key: _value(fields[key], number) for key in fields}
 
 
 def _double(value: float, number: Number = _plain) -> Any:
@@ -121,80 +126,79 @@ def _set(value: float) -> bool:
 
 def label_dict(label: Label) -> dict[str, str]:
     made = {}
-    if label.name:
-        made["name"] = label.name
-    if label.sentiment:
-        made["sentiment"] = label.sentiment
+    if name := label.name:
+        made["name"] = name
+    if sentiment := label.sentiment:
+        made["sentiment"] = sentiment
     return made
 
 
 def predicted_dict(label: PredictedLabel, number: Number = _plain) -> dict[str, Any]:
     made: dict[str, Any] = {}
-    if label.name:
-        made["name"] = label.name
-    if _set(label.probability):
-        made["probability"] = _double(label.probability, number)
-    if _set(label.sentiment):
-        made["sentiment"] = _double(label.sentiment, number)
+    if name := label.name:
+        made["name"] = name
+    if _set(probability := label.probability):
+        made["probability"] = _double(probability, number)
+    if _set(sentiment := label.sentiment):
+        made["sentiment"] = _double(sentiment, number)
     return made
 
 
 # JSONL lines: each result as the dict json_format would make of it, written by orjson.
+# Each field is read once (a read costs about 100 ns) and repeated strings are copied by
+# slicing, which is five times faster than list().
 
 
 def _message_dict(message: CommentMessage) -> dict[str, Any]:
     made: dict[str, Any] = {}
     # A text implies its part is set: HasField is asked only of empty ones.
-    text = message.subject.text
-    if text:
+    if text := message.subject.text:
         made["subject"] = {"text": text}
     elif message.HasField("subject"):
         made["subject"] = {}
-    text = message.body.text
-    if text:
+    if text := message.body.text:
         made["body"] = {"text": text}
     elif message.HasField("body"):
         made["body"] = {}
-    sender = getattr(message, "from")
-    if sender:
+    if sender := getattr(message, "from"):
         made["from"] = sender
-    if message.to:
-        made["to"] = list(message.to)
-    if message.cc:
-        made["cc"] = list(message.cc)
-    if message.bcc:
-        made["bcc"] = list(message.bcc)
+    if to := message.to:
+        made["to"] = to[:]
+    if cc := message.cc:
+        made["cc"] = cc[:]
+    if bcc := message.bcc:
+        made["bcc"] = bcc[:]
     if message.HasField("sent_at"):
         made["sent_at"] = timestamp_text(message.sent_at)
-    if message.language:
-        made["language"] = message.language
+    if language := message.language:
+        made["language"] = language
     return made
 
 
 def _comment_dict(comment: Comment) -> dict[str, Any]:
     made: dict[str, Any] = {}
-    if comment.id:
-        made["id"] = comment.id
-    if comment.uid:
-        made["uid"] = comment.uid
-    if comment.source_id:
-        made["source_id"] = comment.source_id
+    if value := comment.id:
+        made["id"] = value
+    if value := comment.uid:
+        made["uid"] = value
+    if value := comment.source_id:
+        made["source_id"] = value
     if comment.HasField("timestamp"):
         made["timestamp"] = timestamp_text(comment.timestamp)
-    if comment.thread_id:
-        made["thread_id"] = comment.thread_id
-    if comment.messages:
-        made["messages"] = [_message_dict(m) for m in comment.messages]
+    if value := comment.thread_id:
+        made["thread_id"] = value
+    if messages := comment.messages:
+        made["messages"] = [_message_dict(m) for m in messages]
     if comment.HasField("user_properties"):
         made["user_properties"] = struct_dict(comment.user_properties, _exact)
-    if comment.text_format:
-        made["text_format"] = comment.text_format
+    if value := comment.text_format:
+        made["text_format"] = value
     if comment.HasField("created_at"):
         made["created_at"] = timestamp_text(comment.created_at)
     if comment.HasField("last_modified"):
         made["last_modified"] = timestamp_text(comment.last_modified)
-    if comment.context:
-        made["context"] = comment.context
+    if value := comment.context:
+        made["context"] = value
     if comment.has_annotations:
         made["has_annotations"] = True
     return made
@@ -227,6 +231,31 @@ def exported_lines(results: Iterable[ExportedComment]) -> bytes:
     ensure_ascii=False, separators=(",", ":"))`, in UTF-8, and a newline."""
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     return b"".join([dumps(_exported_dict(r), option=newline) for r in results])
+
+
+def _compiled() -> Callable[[bytes], bytes | None] | None:
+    try:
+        from corrigo.client.export_json import exported_lines as compiled
+    except ImportError:  # built without a C compiler: the Python writer serves alone
+        return None
+    return compiled
+
+
+# The same lines written in C from a page's bytes (client/export_json.c), when built.
+compiled_lines = _compiled()
+
+
+def page_lines(page: StreamExportDatasetResponse) -> bytes:
+    """`exported_lines(page.comments)`, written in C where the extension is built and
+    knows every field the page holds: reading fields through the protobuf objects is
+    what costs Python most. The page is serialized again here, because protobuf writes
+    a map's entries in its own order of iteration (last to first), which is the order
+    json_format gives them."""
+    if compiled_lines is not None:
+        lines = compiled_lines(page.SerializeToString())
+        if lines is not None:
+            return lines
+    return exported_lines(page.comments)
 
 
 def exported_line(result: ExportedComment) -> str:

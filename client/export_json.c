@@ -179,10 +179,12 @@ expect(const Field *field, uint32_t wire)
     return field->wire == wire ? DONE : UNSUPPORTED;
 }
 
-/* A JSON object being written: a comma goes before every key but the first. */
+/* A JSON object being written: a comma goes before every key but the first, and the
+   repeated field whose array is open (0: none) closes when another field comes. */
 typedef struct {
     Out *out;
     int empty;
+    uint32_t open;
 } Object;
 
 static int
@@ -557,314 +559,242 @@ string_field(Object *object, const Field *field, const char *quoted, size_t len)
 #define STRING_FIELD(object, field, name) \
     string_field((object), (field), "\"" name "\":", sizeof("\"" name "\":") - 1)
 
-/* The repeated field whose JSON array is open (0: none); it closes when another field
-   comes, or the message ends. */
-typedef struct {
-    Object *object;
-    uint32_t number;
-} Array;
-
+/* Before an item of a repeated field: its key and `[` for the first, a comma after. */
 static int
-array_item(Array *array, uint32_t number, const char *quoted, size_t len)
+array_item(Object *object, uint32_t number, const char *quoted, size_t len)
 {
-    if (array->number == number) {
-        return PUT(array->object->out, ",");
+    if (object->open == number) {
+        return PUT(object->out, ",");
     }
-    TRY(key(array->object, quoted, len));
-    array->number = number;
-    return PUT(array->object->out, "[");
+    TRY(key(object, quoted, len));
+    object->open = number;
+    return PUT(object->out, "[");
 }
 
-#define ARRAY_ITEM(array, number, name) \
-    array_item((array), (number), "\"" name "\":", sizeof("\"" name "\":") - 1)
+#define ARRAY_ITEM(object, number, name) \
+    array_item((object), (number), "\"" name "\":", sizeof("\"" name "\":") - 1)
 
 static int
-array_close(Array *array, uint32_t next)
+array_close(Object *object, uint32_t next)
 {
-    if (array->number == 0 || array->number == next) {
+    if (object->open == 0 || object->open == next) {
         return DONE;
     }
-    array->number = 0;
-    return PUT(array->object->out, "]");
+    object->open = 0;
+    return PUT(object->out, "]");
 }
 
-/* MessageText: {"text": ...}, or {} when the text is empty. */
+/* Writes one field of a message into its object, or answers UNSUPPORTED for a field it
+   does not know. */
+typedef int (*FieldWriter)(Object *object, const Field *field);
+
+/* A message as a JSON object, each field written by `write`; `repeated` has bit n set
+   for each repeated field n. */
 static int
-message_text(Out *out, In in)
+message(Out *out, In in, uint32_t repeated, FieldWriter write)
 {
-    Object object = {out, 1};
+    Object object = {out, 1, 0};
     uint32_t last = 0;
     Field field;
     TRY(PUT(out, "{"));
     while (in.p < in.end) {
         TRY(next_field(&in, &field));
-        TRY(in_order(&last, &field, 0));
-        if (field.number != 1) {
-            return UNSUPPORTED;
-        }
-        TRY(STRING_FIELD(&object, &field, "text"));
+        TRY(array_close(&object, field.number));
+        TRY(in_order(&last, &field, field.number < 32 && (repeated >> field.number & 1)));
+        TRY(write(&object, &field));
     }
+    TRY(array_close(&object, 0));
     return PUT(out, "}");
 }
 
+#define REPEATED(number) (1u << (number))
+
+/* A singular message field: its key, then the message. */
 static int
-comment_message(Out *out, In in)
+message_field(Object *object, const Field *field, const char *quoted, size_t len,
+              uint32_t repeated, FieldWriter write)
 {
-    Object object = {out, 1};
-    Array array = {&object, 0};
-    uint32_t last = 0;
-    Field field;
-    TRY(PUT(out, "{"));
-    while (in.p < in.end) {
-        TRY(next_field(&in, &field));
-        TRY(array_close(&array, field.number));
-        TRY(in_order(&last, &field, field.number >= 4 && field.number <= 6));
-        switch (field.number) {
-        case 1:
-            TRY(expect(&field, LEN));
-            TRY(KEY(&object, "subject"));
-            TRY(message_text(out, field.bytes));
-            break;
-        case 2:
-            TRY(expect(&field, LEN));
-            TRY(KEY(&object, "body"));
-            TRY(message_text(out, field.bytes));
-            break;
-        case 3:
-            TRY(STRING_FIELD(&object, &field, "from"));
-            break;
-        case 4:
-        case 5:
-        case 6:
-            TRY(expect(&field, LEN));
-            if (field.number == 4) {
-                TRY(ARRAY_ITEM(&array, 4, "to"));
-            }
-            else if (field.number == 5) {
-                TRY(ARRAY_ITEM(&array, 5, "cc"));
-            }
-            else {
-                TRY(ARRAY_ITEM(&array, 6, "bcc"));
-            }
-            TRY(string(out, field.bytes));
-            break;
-        case 7:
-            TRY(expect(&field, LEN));
-            TRY(KEY(&object, "sent_at"));
-            TRY(timestamp(out, field.bytes));
-            break;
-        case 8:
-            TRY(STRING_FIELD(&object, &field, "language"));
-            break;
-        default:
-            return UNSUPPORTED;
-        }
-    }
-    TRY(array_close(&array, 0));
-    return PUT(out, "}");
+    TRY(expect(field, LEN));
+    TRY(key(object, quoted, len));
+    return message(object->out, field->bytes, repeated, write);
+}
+
+#define MESSAGE_FIELD(object, field, name, repeated, write)                                \
+    message_field((object), (field), "\"" name "\":", sizeof("\"" name "\":") - 1, (repeated), \
+                  (write))
+
+/* A Timestamp field: its key, then the time. */
+static int
+time_field(Object *object, const Field *field, const char *quoted, size_t len)
+{
+    TRY(expect(field, LEN));
+    TRY(key(object, quoted, len));
+    return timestamp(object->out, field->bytes);
+}
+
+#define TIME_FIELD(object, field, name) \
+    time_field((object), (field), "\"" name "\":", sizeof("\"" name "\":") - 1)
+
+static int
+message_text_field(Object *object, const Field *field)
+{
+    return field->number == 1 ? STRING_FIELD(object, field, "text") : UNSUPPORTED;
 }
 
 static int
-comment(Out *out, In in)
+comment_message_field(Object *object, const Field *field)
 {
-    Object object = {out, 1};
-    Array array = {&object, 0};
-    uint32_t last = 0;
-    Field field;
-    TRY(PUT(out, "{"));
-    while (in.p < in.end) {
-        TRY(next_field(&in, &field));
-        TRY(array_close(&array, field.number));
-        TRY(in_order(&last, &field, field.number == 6));
-        switch (field.number) {
-        case 1:
-            TRY(STRING_FIELD(&object, &field, "id"));
-            break;
-        case 2:
-            TRY(STRING_FIELD(&object, &field, "uid"));
-            break;
-        case 3:
-            TRY(STRING_FIELD(&object, &field, "source_id"));
-            break;
-        case 4:
-            TRY(expect(&field, LEN));
-            TRY(KEY(&object, "timestamp"));
-            TRY(timestamp(out, field.bytes));
-            break;
-        case 5:
-            TRY(STRING_FIELD(&object, &field, "thread_id"));
-            break;
-        case 6:
-            TRY(expect(&field, LEN));
-            TRY(ARRAY_ITEM(&array, 6, "messages"));
-            TRY(comment_message(out, field.bytes));
-            break;
-        case 7:
-            TRY(expect(&field, LEN));
-            TRY(KEY(&object, "user_properties"));
-            TRY(struct_object(out, field.bytes, 1));
-            break;
-        case 8:
-            TRY(STRING_FIELD(&object, &field, "text_format"));
-            break;
-        case 9:
-            TRY(expect(&field, LEN));
-            TRY(KEY(&object, "created_at"));
-            TRY(timestamp(out, field.bytes));
-            break;
-        case 10:
-            TRY(expect(&field, LEN));
-            TRY(KEY(&object, "last_modified"));
-            TRY(timestamp(out, field.bytes));
-            break;
-        case 11:
-            TRY(STRING_FIELD(&object, &field, "context"));
-            break;
-        case 12:
-            TRY(expect(&field, VARINT));
-            if (field.value) {
-                TRY(KEY(&object, "has_annotations"));
-                TRY(PUT(out, "true"));
-            }
-            break;
-        default:
-            return UNSUPPORTED;
-        }
+    switch (field->number) {
+    case 1:
+        return MESSAGE_FIELD(object, field, "subject", 0, message_text_field);
+    case 2:
+        return MESSAGE_FIELD(object, field, "body", 0, message_text_field);
+    case 3:
+        return STRING_FIELD(object, field, "from");
+    case 4:
+        TRY(expect(field, LEN));
+        TRY(ARRAY_ITEM(object, 4, "to"));
+        return string(object->out, field->bytes);
+    case 5:
+        TRY(expect(field, LEN));
+        TRY(ARRAY_ITEM(object, 5, "cc"));
+        return string(object->out, field->bytes);
+    case 6:
+        TRY(expect(field, LEN));
+        TRY(ARRAY_ITEM(object, 6, "bcc"));
+        return string(object->out, field->bytes);
+    case 7:
+        return TIME_FIELD(object, field, "sent_at");
+    case 8:
+        return STRING_FIELD(object, field, "language");
+    default:
+        return UNSUPPORTED;
     }
-    TRY(array_close(&array, 0));
-    return PUT(out, "}");
 }
 
 static int
-label(Out *out, In in)
+comment_field(Object *object, const Field *field)
 {
-    Object object = {out, 1};
-    uint32_t last = 0;
-    Field field;
-    TRY(PUT(out, "{"));
-    while (in.p < in.end) {
-        TRY(next_field(&in, &field));
-        TRY(in_order(&last, &field, 0));
-        if (field.number == 1) {
-            TRY(STRING_FIELD(&object, &field, "name"));
+    switch (field->number) {
+    case 1:
+        return STRING_FIELD(object, field, "id");
+    case 2:
+        return STRING_FIELD(object, field, "uid");
+    case 3:
+        return STRING_FIELD(object, field, "source_id");
+    case 4:
+        return TIME_FIELD(object, field, "timestamp");
+    case 5:
+        return STRING_FIELD(object, field, "thread_id");
+    case 6:
+        TRY(expect(field, LEN));
+        TRY(ARRAY_ITEM(object, 6, "messages"));
+        return message(object->out, field->bytes, REPEATED(4) | REPEATED(5) | REPEATED(6),
+                       comment_message_field);
+    case 7:
+        TRY(expect(field, LEN));
+        TRY(KEY(object, "user_properties"));
+        return struct_object(object->out, field->bytes, 1);
+    case 8:
+        return STRING_FIELD(object, field, "text_format");
+    case 9:
+        return TIME_FIELD(object, field, "created_at");
+    case 10:
+        return TIME_FIELD(object, field, "last_modified");
+    case 11:
+        return STRING_FIELD(object, field, "context");
+    case 12:
+        TRY(expect(field, VARINT));
+        if (field->value == 0) {
+            return DONE;
         }
-        else if (field.number == 2) {
-            TRY(STRING_FIELD(&object, &field, "sentiment"));
-        }
-        else {
-            return UNSUPPORTED;
-        }
+        TRY(KEY(object, "has_annotations"));
+        return PUT(object->out, "true");
+    default:
+        return UNSUPPORTED;
     }
-    return PUT(out, "}");
 }
 
 static int
-predicted_label(Out *out, In in)
+label_field(Object *object, const Field *field)
 {
-    Object object = {out, 1};
-    uint32_t last = 0;
-    Field field;
-    TRY(PUT(out, "{"));
-    while (in.p < in.end) {
-        TRY(next_field(&in, &field));
-        TRY(in_order(&last, &field, 0));
-        if (field.number == 1) {
-            TRY(STRING_FIELD(&object, &field, "name"));
-            continue;
-        }
-        if (field.number != 2 && field.number != 3) {
-            return UNSUPPORTED;
-        }
-        TRY(expect(&field, FIXED64));
-        double found = as_double(field.value);
-        if (!double_set(found)) {
-            continue;
-        }
-        if (field.number == 2) {
-            TRY(KEY(&object, "probability"));
-        }
-        else {
-            TRY(KEY(&object, "sentiment"));
-        }
-        TRY(double_value(out, found));
+    switch (field->number) {
+    case 1:
+        return STRING_FIELD(object, field, "name");
+    case 2:
+        return STRING_FIELD(object, field, "sentiment");
+    default:
+        return UNSUPPORTED;
     }
-    return PUT(out, "}");
-}
-
-/* A message whose only field (1) is a repeated message: {"name": [...]}, or {} when it
-   holds none. Serves AssignedLabels and Predictions. */
-static int
-list_message(Out *out, In in, const char *quoted, size_t len, int (*item)(Out *, In))
-{
-    Object object = {out, 1};
-    Array array = {&object, 0};
-    Field field;
-    TRY(PUT(out, "{"));
-    while (in.p < in.end) {
-        TRY(next_field(&in, &field));
-        if (field.number != 1) {
-            return UNSUPPORTED;
-        }
-        TRY(expect(&field, LEN));
-        TRY(array_item(&array, 1, quoted, len));
-        TRY(item(out, field.bytes));
-    }
-    TRY(array_close(&array, 0));
-    return PUT(out, "}");
-}
-
-#define LIST_MESSAGE(out, in, name, item) \
-    list_message((out), (in), "\"" name "\":", sizeof("\"" name "\":") - 1, (item))
-
-static int
-annotations(Out *out, In in)
-{
-    Object object = {out, 1};
-    uint32_t last = 0;
-    Field field;
-    TRY(PUT(out, "{"));
-    while (in.p < in.end) {
-        TRY(next_field(&in, &field));
-        TRY(in_order(&last, &field, 0));
-        if (field.number != 1) {
-            return UNSUPPORTED;
-        }
-        TRY(expect(&field, LEN));
-        TRY(KEY(&object, "labels"));
-        TRY(LIST_MESSAGE(out, field.bytes, "assigned", label));
-    }
-    return PUT(out, "}");
 }
 
 static int
-exported_comment(Out *out, In in)
+assigned_labels_field(Object *object, const Field *field)
 {
-    Object object = {out, 1};
-    uint32_t last = 0;
-    Field field;
-    TRY(PUT(out, "{"));
-    while (in.p < in.end) {
-        TRY(next_field(&in, &field));
-        TRY(in_order(&last, &field, 0));
-        TRY(expect(&field, LEN));
-        switch (field.number) {
-        case 1:
-            TRY(KEY(&object, "comment"));
-            TRY(comment(out, field.bytes));
-            break;
-        case 2:
-            TRY(KEY(&object, "annotations"));
-            TRY(annotations(out, field.bytes));
-            break;
-        case 3:
-            TRY(KEY(&object, "predictions"));
-            TRY(LIST_MESSAGE(out, field.bytes, "labels", predicted_label));
-            break;
-        default:
-            return UNSUPPORTED;
-        }
+    if (field->number != 1) {
+        return UNSUPPORTED;
     }
-    return PUT(out, "}\n");
+    TRY(expect(field, LEN));
+    TRY(ARRAY_ITEM(object, 1, "assigned"));
+    return message(object->out, field->bytes, 0, label_field);
+}
+
+static int
+annotations_field(Object *object, const Field *field)
+{
+    if (field->number != 1) {
+        return UNSUPPORTED;
+    }
+    return MESSAGE_FIELD(object, field, "labels", REPEATED(1), assigned_labels_field);
+}
+
+static int
+predicted_label_field(Object *object, const Field *field)
+{
+    if (field->number == 1) {
+        return STRING_FIELD(object, field, "name");
+    }
+    if (field->number != 2 && field->number != 3) {
+        return UNSUPPORTED;
+    }
+    TRY(expect(field, FIXED64));
+    double found = as_double(field->value);
+    if (!double_set(found)) {
+        return DONE;
+    }
+    if (field->number == 2) {
+        TRY(KEY(object, "probability"));
+    }
+    else {
+        TRY(KEY(object, "sentiment"));
+    }
+    return double_value(object->out, found);
+}
+
+static int
+predictions_field(Object *object, const Field *field)
+{
+    if (field->number != 1) {
+        return UNSUPPORTED;
+    }
+    TRY(expect(field, LEN));
+    TRY(ARRAY_ITEM(object, 1, "labels"));
+    return message(object->out, field->bytes, 0, predicted_label_field);
+}
+
+static int
+exported_comment_field(Object *object, const Field *field)
+{
+    switch (field->number) {
+    case 1:
+        return MESSAGE_FIELD(object, field, "comment", REPEATED(6), comment_field);
+    case 2:
+        return MESSAGE_FIELD(object, field, "annotations", 0, annotations_field);
+    case 3:
+        return MESSAGE_FIELD(object, field, "predictions", REPEATED(1), predictions_field);
+    default:
+        return UNSUPPORTED;
+    }
 }
 
 static int
@@ -875,7 +805,8 @@ page_lines(Out *out, In in)
         TRY(next_field(&in, &field));
         if (field.number == 1) {
             TRY(expect(&field, LEN));
-            TRY(exported_comment(out, field.bytes));
+            TRY(message(out, field.bytes, 0, exported_comment_field));
+            TRY(PUT(out, "\n"));
         }
     }
     return DONE;

@@ -6,8 +6,8 @@ ExportedComment (the proto3 JSON mapping: fields in number order, defaults left 
 timestamps as RFC 3339): it builds that dict field by field and orjson writes it,
 because the generic printer costs several times more per comment. `page_lines` writes
 the same lines in C (export_json.c) from a page's bytes where that extension is built,
-several times faster again. The pieces (`struct_dict`, `timestamp_text`, ...) serve CSV,
-Parquet and the batch export.
+several times faster again. `struct_dict` and `timestamp_text` serve Parquet and the
+batch export too.
 `comment_from_dict` is the way back for `corrigo sync` and `corrigo import`: it builds
 the message directly, and hands anything it does not recognize to `json_format` so that
 errors read as they always did.
@@ -114,10 +114,10 @@ def struct_dict(struct: struct_pb2.Struct, number: Number = _plain) -> dict[str,
     return {key: _value(fields[key], number) for key in fields}
 
 
-def _double(value: float, number: Number = _plain) -> Any:
-    """A double's JSON value: non-finite ones are strings in the proto3 mapping."""
+def _double(value: float) -> Any:
+    """A double's JSON value for orjson: non-finite ones are strings in the proto3 mapping."""
     if math.isfinite(value):
-        return number(value)
+        return _exact(value)
     return "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
 
 
@@ -126,7 +126,7 @@ def _set(value: float) -> bool:
     return bool(value) or math.copysign(1.0, value) < 0
 
 
-def label_dict(label: Label) -> dict[str, str]:
+def _label_dict(label: Label) -> dict[str, str]:
     made = {}
     if name := label.name:
         made["name"] = name
@@ -135,14 +135,14 @@ def label_dict(label: Label) -> dict[str, str]:
     return made
 
 
-def predicted_dict(label: PredictedLabel, number: Number = _plain) -> dict[str, Any]:
+def _predicted_dict(label: PredictedLabel) -> dict[str, Any]:
     made: dict[str, Any] = {}
     if name := label.name:
         made["name"] = name
     if _set(probability := label.probability):
-        made["probability"] = _double(probability, number)
+        made["probability"] = _double(probability)
     if _set(sentiment := label.sentiment):
-        made["sentiment"] = _double(sentiment, number)
+        made["sentiment"] = _double(sentiment)
     return made
 
 
@@ -215,12 +215,12 @@ def _exported_dict(result: ExportedComment) -> dict[str, Any]:
         if not annotations.HasField("labels"):
             made["annotations"] = {}
         elif assigned := annotations.labels.assigned:
-            made["annotations"] = {"labels": {"assigned": [label_dict(a) for a in assigned]}}
+            made["annotations"] = {"labels": {"assigned": [_label_dict(a) for a in assigned]}}
         else:
             made["annotations"] = {"labels": {}}
     if result.HasField("predictions"):
         if predicted := result.predictions.labels:
-            labels = [predicted_dict(p, _exact) for p in predicted]
+            labels = [_predicted_dict(p) for p in predicted]
             made["predictions"] = {"labels": labels}
         else:
             made["predictions"] = {}

@@ -210,18 +210,46 @@ async def test_sync_sends_unacknowledged_chunks_again_after_unavailable(
     assert sorted(r.comment.id for r in page.comments) == sorted(f"c{i}" for i in range(250))
 
 
-async def test_large_exports_are_encoded_by_worker_processes(
-    org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("fmt", "compiled", "workers"),
+    [("jsonl", True, False), ("jsonl", False, True), ("csv", True, True)],
+    ids=["jsonl-in-c", "jsonl-in-python", "csv"],
+)
+async def test_large_exports_encoded_in_python_use_worker_processes(
+    org: Org,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    compiled: bool,
+    workers: bool,
 ) -> None:
+    """Past PARALLEL_FROM, what is encoded in Python (CSV, or JSONL where the C writer is
+    not built) goes to worker processes; JSONL written in C stays in this process. The
+    file is the same either way."""
     owner, _ = await _filled(org, tmp_path, 300)
-    expected = await _expected_lines(org, owner)
-    monkeypatch.setattr(export, "PARALLEL_FROM", 1)
-    out = tmp_path / "parallel.jsonl"
     request = datasets_pb2.StreamExportDatasetRequest(owner=owner, name="ds", limit=16)
+    if not compiled:
+        monkeypatch.setattr(export.records, "compiled_lines", None)
+    pools: list[str] = []
+    spawn = export.multiprocessing.get_context
 
-    def run() -> int:
+    def get_context(method: str) -> Any:
+        pools.append(method)
+        return spawn(method)
+
+    monkeypatch.setattr(export.multiprocessing, "get_context", get_context)
+
+    def run(out: Path) -> int:
         with Client(org.running.target, org.admin_token) as client:
-            return export_to_file(client.datasets, request, out, "jsonl", progress=False)
+            return export_to_file(client.datasets, request, out, fmt, progress=False)
 
-    assert await asyncio.to_thread(run) == 300
-    assert out.read_text().splitlines() == expected
+    alone = tmp_path / f"alone.{fmt}"
+    assert await asyncio.to_thread(run, alone) == 300
+    assert pools == []
+    monkeypatch.setattr(export, "PARALLEL_FROM", 1)
+    parallel = tmp_path / f"parallel.{fmt}"
+    assert await asyncio.to_thread(run, parallel) == 300
+    assert pools == (["spawn"] if workers else [])
+    assert parallel.read_bytes() == alone.read_bytes()
+    if fmt == "jsonl":
+        assert alone.read_text().splitlines() == await _expected_lines(org, owner)

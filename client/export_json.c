@@ -7,7 +7,7 @@
    defaults left out, and `json.dumps(ensure_ascii=False, separators=(",", ":"))`'s
    text. Reading each field through the protobuf objects costs Python about 100 ns a
    field, which caps `corrigo export` far below the server's stream; here a comment
-   costs about a microsecond.
+   costs about two microseconds.
 
    It answers None for anything it does not know to write exactly as json_format does
    (an unknown or repeated singular field, fields out of order, a non-finite number in a

@@ -574,6 +574,18 @@ array_item(Object *object, uint32_t number, const char *quoted, size_t len)
 #define ARRAY_ITEM(object, number, name) \
     array_item((object), (number), "\"" name "\":", sizeof("\"" name "\":") - 1)
 
+/* An item of a repeated string field. */
+static int
+string_item(Object *object, const Field *field, const char *quoted, size_t len)
+{
+    TRY(expect(field, LEN));
+    TRY(array_item(object, field->number, quoted, len));
+    return string(object->out, field->bytes);
+}
+
+#define STRING_ITEM(object, field, name) \
+    string_item((object), (field), "\"" name "\":", sizeof("\"" name "\":") - 1)
+
 static int
 array_close(Object *object, uint32_t next)
 {
@@ -652,17 +664,11 @@ comment_message_field(Object *object, const Field *field)
     case 3:
         return STRING_FIELD(object, field, "from");
     case 4:
-        TRY(expect(field, LEN));
-        TRY(ARRAY_ITEM(object, 4, "to"));
-        return string(object->out, field->bytes);
+        return STRING_ITEM(object, field, "to");
     case 5:
-        TRY(expect(field, LEN));
-        TRY(ARRAY_ITEM(object, 5, "cc"));
-        return string(object->out, field->bytes);
+        return STRING_ITEM(object, field, "cc");
     case 6:
-        TRY(expect(field, LEN));
-        TRY(ARRAY_ITEM(object, 6, "bcc"));
-        return string(object->out, field->bytes);
+        return STRING_ITEM(object, field, "bcc");
     case 7:
         return TIME_FIELD(object, field, "sent_at");
     case 8:

@@ -10,19 +10,17 @@ import random
 from typing import Any
 
 import pytest
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from corrigo.client import records
 from corrigo.v1.datasets_pb2 import ExportedComment, StreamExportDatasetResponse
-from tests.test_records import _corpus
+from tests.test_records import _corpus, _reference
 
 compiled_lines = records.compiled_lines
 
 
-def _reference(result: ExportedComment) -> str:
-    data = json_format.MessageToDict(result, preserving_proto_field_name=True)
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n"
+def _line(result: ExportedComment) -> str:
+    return json.dumps(_reference(result), ensure_ascii=False, separators=(",", ":")) + "\n"
 
 
 def _received(results: list[ExportedComment], **fields: Any) -> StreamExportDatasetResponse:
@@ -41,7 +39,7 @@ def test_pages_equal_json_format_byte_for_byte() -> None:
     corpus = _corpus(1500)
     for start in range(0, len(corpus), 256):
         page = _received(corpus[start : start + 256], continuation="next", total=9)
-        expected = "".join(_reference(r) for r in page.comments).encode()
+        expected = "".join(_line(r) for r in page.comments).encode()
         assert compiled_lines(page.SerializeToString()) == expected
         assert records.page_lines(page) == expected
 
@@ -53,7 +51,7 @@ def test_struct_keys_keep_json_formats_order() -> None:
         {f"key {i}": {"inner": [i, f"v{i}", {"x": i, "y": [True, None]}]} for i in range(40)}
     )
     page = _received([result])
-    expected = _reference(page.comments[0]).encode()
+    expected = _line(page.comments[0]).encode()
     assert compiled_lines is not None
     assert compiled_lines(page.SerializeToString()) == expected
 
@@ -76,7 +74,7 @@ def test_what_the_c_writer_leaves_is_written_by_python() -> None:
     result = _corpus(3)[0]
     page = _received([result, _unknown_field(result)])
     assert compiled_lines(page.SerializeToString()) is None
-    expected = "".join(_reference(r) for r in page.comments).encode()
+    expected = "".join(_line(r) for r in page.comments).encode()
     assert records.page_lines(page) == expected
 
 
@@ -109,7 +107,7 @@ def test_deep_structs_equal_json_format() -> None:
     result.comment.user_properties.update(nested)
     page = _received([result])
     assert compiled_lines is not None
-    assert compiled_lines(page.SerializeToString()) == _reference(page.comments[0]).encode()
+    assert compiled_lines(page.SerializeToString()) == _line(page.comments[0]).encode()
 
 
 def _field(number: int, data: bytes) -> bytes:
@@ -185,8 +183,6 @@ def test_damaged_bytes_are_refused_or_read_as_protobuf_reads_them() -> None:
             continue
         written += 1
         got = [json.loads(line) for line in lines.split(b"\n")[:-1]]
-        expected = [
-            json_format.MessageToDict(r, preserving_proto_field_name=True) for r in page.comments
-        ]
+        expected = [_reference(r) for r in page.comments]
         assert got == expected
     assert written > 100

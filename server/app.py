@@ -31,7 +31,7 @@ from corrigo.server.services.models import ModelService
 from corrigo.server.services.practice_catalog import PracticeCatalogService
 from corrigo.server.services.practice_sessions import PracticeSessionService
 from corrigo.server.services.sources import SourceService
-from corrigo.server.store import database, identity
+from corrigo.server.store import connections, database, identity
 from corrigo.v1 import (
     admin_pb2,
     correction_pb2,
@@ -45,7 +45,7 @@ from corrigo.v1 import (
 log = logging.getLogger("corrigo.server")
 # The readiness check's own deadline: a database that takes longer is not ready.
 READINESS_TIMEOUT = 3.0
-_PING = database.Sql("SELECT 1")
+_PING = database.Sql("SELECT 1", bounded=True)
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,8 @@ class CorrigoServer:
                 f"cannot listen on {config.listen} (in use, or not an address of this host); "
                 "pass --listen HOST:PORT (env CORRIGO_LISTEN)"
             ) from err
-        db = database.connect(config.database_url)
+        connections.configure(statement_seconds=config.statement_timeout)
+        db = database.connect(config.database_url, pool_size=config.db_pool_size)
         applied = await database.migrate(db)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
@@ -172,7 +173,7 @@ class CorrigoServer:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await background.current().close(grace)
-        await database.close(self.db)
+        await self.db.close_pool()
         if self.metrics is not None:
             await self.metrics.stop()
             if metrics.active() is self.metrics:

@@ -13,6 +13,10 @@ DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # Seconds between readiness checks of the database: a few, so an outage shows within a
 # probe period or two, at one trivial statement per interval.
 DEFAULT_READINESS_INTERVAL = 5.0
+# The longest one statement of a call without a deadline may run.
+DEFAULT_STATEMENT_TIMEOUT = 30.0
+# Database connections: half for reads, half for writes (on SQLite, one writer).
+DEFAULT_DB_POOL_SIZE = 16
 
 
 class ConfigError(Exception):
@@ -43,6 +47,8 @@ class Config:
     # HOST:PORT of the Prometheus endpoint; None: no metrics.
     metrics_listen: str | None = None
     readiness_interval: float = DEFAULT_READINESS_INTERVAL
+    statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
+    db_pool_size: int = DEFAULT_DB_POOL_SIZE
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -106,6 +112,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "CORRIGO_METRICS_LISTEN; default off)",
     )
     parser.add_argument(
+        "--statement-timeout",
+        type=float,
+        default=_env("STATEMENT_TIMEOUT", str(DEFAULT_STATEMENT_TIMEOUT)),
+        metavar="SECONDS",
+        help="the longest one database statement of a call without a deadline runs; then "
+        "it is stopped and the call answers DEADLINE_EXCEEDED (a call's own deadline always "
+        "bounds its statements) (env CORRIGO_STATEMENT_TIMEOUT; default %(default)s)",
+    )
+    parser.add_argument(
+        "--db-pool-size",
+        type=int,
+        default=_env("DB_POOL_SIZE", str(DEFAULT_DB_POOL_SIZE)),
+        metavar="N",
+        help="database connections: PostgreSQL half for reads and half for writes; SQLite "
+        "one writer and N-1 readers (env CORRIGO_DB_POOL_SIZE; default %(default)s)",
+    )
+    parser.add_argument(
         "--readiness-interval",
         type=float,
         default=_env("READINESS_INTERVAL", str(DEFAULT_READINESS_INTERVAL)),
@@ -142,6 +165,10 @@ def from_arguments(args: argparse.Namespace) -> Config:
             raise SystemExit(f"corrigo serve: --metrics-listen: {error}") from None
     if args.readiness_interval <= 0:
         raise SystemExit("corrigo serve: --readiness-interval must be above 0")
+    if args.statement_timeout <= 0:
+        raise SystemExit("corrigo serve: --statement-timeout must be above 0")
+    if args.db_pool_size < 2:
+        raise SystemExit("corrigo serve: --db-pool-size must be at least 2 (reads and writes)")
     return Config(
         listen=args.listen,
         database_url=args.database,
@@ -154,4 +181,6 @@ def from_arguments(args: argparse.Namespace) -> Config:
         log_format=args.log_format,
         metrics_listen=args.metrics_listen,
         readiness_interval=args.readiness_interval,
+        statement_timeout=args.statement_timeout,
+        db_pool_size=args.db_pool_size,
     )

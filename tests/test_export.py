@@ -14,7 +14,7 @@ import pytest
 from google.protobuf import field_mask_pb2, json_format
 
 from corrigo.client import CorrigoError
-from corrigo.server.store import database, sqlite
+from corrigo.server.store import connections, database, sqlite
 from corrigo.server.store import export_pages as export_store
 from corrigo.v1 import datasets_pb2, models_pb2
 from corrigo.v1.comments_pb2 import Comment, Label, PredictedLabel
@@ -442,10 +442,12 @@ class _PagesInThread:
         self.calls = 0
         original = sqlite.SqliteConnection.execute
 
-        async def execute(conn: sqlite.SqliteConnection, sql: str, params: Any) -> Any:
+        async def execute(
+            conn: sqlite.SqliteConnection, sql: str, params: Any, bound: connections.Bound
+        ) -> Any:
             if sql.startswith("SELECT page.id"):
                 self.calls += 1
-            return await original(conn, sql, params)
+            return await original(conn, sql, params, bound)
 
         monkeypatch.setattr(sqlite.SqliteConnection, "execute", execute)
 

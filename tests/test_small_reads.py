@@ -17,7 +17,7 @@ from tests.conftest import Running
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-_NAME = Sql("SELECT name FROM organization WHERE id = ?")
+_NAME = Sql("SELECT name FROM organization WHERE id = ?", bounded=True)
 
 
 class _Rollback(Exception):

@@ -37,12 +37,12 @@ async def _filled(org: Org, n: int, body_bytes: int = 64) -> str:
 
 async def _in_use_settles(running: Running) -> int:
     """How many pool connections are out once nothing should hold one (polled a while)."""
-    pool = running.server.db.pool
+    db = running.server.db
     for _ in range(100):
-        if pool.in_use == 0:
+        if db.reads.in_use + db.writes.in_use == 0:
             return 0
         await asyncio.sleep(0.02)
-    return pool.in_use
+    return db.reads.in_use + db.writes.in_use
 
 
 async def test_stalled_export_streams_hold_no_connection(org: Org, server: Running) -> None:
@@ -78,7 +78,7 @@ async def test_no_free_connection_answers_unavailable_before_the_deadline(
     org: Org, server: Running
 ) -> None:
     owner = await _filled(org, 3)
-    pool = server.server.db.pool
+    pool = server.server.db.writes
     taken = [await pool.acquire() for _ in range(pool.size)]
     try:
         began = time.monotonic()

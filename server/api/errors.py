@@ -124,6 +124,15 @@ class Unavailable(CorrigoError):
     reason = errors_pb2.DATABASE_UNAVAILABLE
 
 
+class DeadlineExceeded(CorrigoError):
+    """A statement was stopped at its call's deadline or at the server's statement limit;
+    its transaction was rolled back. Not retried by the client: a retried slow statement
+    would only multiply the load."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    reason = errors_pb2.STATEMENT_TIMEOUT
+
+
 class StorageFull(CorrigoError):
     """The database's storage is full: the write was rolled back, reads still work."""
 

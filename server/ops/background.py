@@ -5,6 +5,10 @@ starts (`open`) and closes it when it stops (`close`). Closing sets `stopping` (
 checks it between its steps and leaves the rest to the next server), waits up to a
 grace period for the tasks to end, then cancels those still running and awaits them,
 so no task outlives the database pool.
+
+Background work has no call and so no deadline: each of its statements runs at most
+STATEMENT_SECONDS, and work that meets that limit fails its step, which is retried later
+as the work's own rules say.
 """
 
 from __future__ import annotations
@@ -16,7 +20,12 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+from corrigo.server.store import connections
+
 log = logging.getLogger("corrigo.background")
+
+# The longest one statement of background work runs.
+STATEMENT_SECONDS = 60.0
 
 
 class Background:
@@ -49,7 +58,8 @@ class Background:
     @staticmethod
     async def _logged(work: Coroutine[Any, Any, None], name: str) -> None:
         try:
-            await work
+            with connections.limited(STATEMENT_SECONDS):
+                await work
         except asyncio.CancelledError:
             raise
         except Exception:

@@ -56,7 +56,9 @@ def _statement(by_id: bool, companion: Companion | None) -> Sql:
         order = f" ORDER BY {companion.order}" if companion.order else ""
     return Sql(
         f"SELECT {columns} FROM {TOKEN_TABLES} LEFT JOIN project AS p "
-        f"ON p.organization_id = u.organization_id AND {project} {joins} WHERE t.id = ?{order}"
+        f"ON p.organization_id = u.organization_id AND {project} {joins} WHERE t.id = ?{order}",
+        # By keys: a token, its project, and the companion's rows of that project's resource.
+        bounded=True,
     )
 
 

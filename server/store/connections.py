@@ -1,18 +1,28 @@
-"""Connections: which one a statement runs on, and for how long it is held.
+"""Connections: which one a statement runs on, for how long it is held, and how long the
+statement may run.
 
 The lifecycle of a connection:
-- A `Pool` opens connections when they are first needed, up to its size, and keeps
-  the idle ones open.
+- Two pools, each with its own connections and its own admission: `reads` (read-only
+  connections for units outside a transaction) and `writes` (transactions). A read never
+  waits for a connection that a write holds, so writes piling up behind a lock held
+  elsewhere cannot take reads down with them.
+- A pool opens connections when they are first needed, up to its size, and keeps the
+  idle ones open.
 - A unit of work takes one and gives it back when it ends: `unit()` (one statement, or
   one page of a read) or `transaction()` (BEGIN .. COMMIT). Nothing holds a connection
   between units: a stream reads, gives the connection back, then sends.
 - Taking one waits at most until the call's deadline (`call_deadline`), and never more
   than ACQUIRE_SECONDS: then UNAVAILABLE, which a client may retry.
+- Every statement is bounded (`bound()`): by its call's deadline, or by the statement
+  limit (`--statement-timeout` for calls without a deadline; background work sets its
+  own with `limited`). When the bound passes, or the call is cancelled, the statement is
+  stopped on the database and the unit fails: DEADLINE_EXCEEDED for a bound, the
+  cancellation for a cancelled call.
 - A unit that ends in an error or a cancellation gives its connection back only once it
-  is clean (its statement in flight finished, its transaction rolled back). That
-  clean-up runs in a task of its own, so a second cancellation cannot cut it short.
-- A connection that broke (the database went away, a statement was cut mid-way) is
-  closed, never reused; the next unit opens a fresh one.
+  is clean (its statement stopped, its transaction rolled back). That clean-up runs in
+  a task of its own, so a second cancellation cannot cut it short.
+- A connection that broke (the database went away, a statement was cut mid-way and did
+  not settle) is closed, never reused; the next unit opens a fresh one.
 """
 
 from __future__ import annotations
@@ -21,24 +31,97 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from corrigo.server.api.errors import Unavailable
+from corrigo.server.api.errors import DeadlineExceeded, Unavailable
 from corrigo.server.ops import metrics, tracing
+from corrigo.v1 import errors_pb2
 
 log = logging.getLogger("corrigo.store")
 
+# How long a connection whose statement was stopped may take to be clean again.
+SETTLE_SECONDS = 10.0
 # The longest a unit waits for a connection when its call has no earlier deadline.
 ACQUIRE_SECONDS = 10.0
+# The longest one statement of a call without a deadline runs (`--statement-timeout`).
+STATEMENT_SECONDS = 30.0
 
 # How long before its call's deadline a unit gives up waiting for a connection.
 DEADLINE_MARGIN_SECONDS = 0.05
-# When the current call must be answered (the event loop's clock), if it has a deadline.
+# When the current call must be answered (time.monotonic(), the event loop's clock), if
+# it has a deadline.
 call_deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "corrigo_call_deadline", default=None
 )
+# The statement limit of the current task when it is not the server's (background work).
+_statement_seconds: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "corrigo_statement_seconds", default=None
+)
+
+
+class _Settings:
+    statement_seconds = STATEMENT_SECONDS
+
+
+def configure(*, statement_seconds: float) -> None:
+    """The server's limit for one statement of a call without a deadline."""
+    _Settings.statement_seconds = statement_seconds
+
+
+@contextlib.contextmanager
+def limited(seconds: float) -> Iterator[None]:
+    """Statements in the block (and the tasks it starts) run at most `seconds` each, whatever
+    the server's limit: for work the server does on its own behalf."""
+    token = _statement_seconds.set(seconds)
+    try:
+        yield
+    finally:
+        _statement_seconds.reset(token)
+
+
+@dataclass(frozen=True)
+class Bound:
+    """When a statement must have ended (time.monotonic()), and what set that time."""
+
+    at: float
+    # True: the call's deadline; False: the statement limit.
+    by_call: bool
+    seconds: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Bound:
+        """A bound `seconds` from now, for the store's own clean-up."""
+        return cls(time.monotonic() + seconds, False, seconds)
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def passed(self) -> DeadlineExceeded:
+        """The error of a statement stopped at this bound."""
+        if self.by_call:
+            return DeadlineExceeded(
+                "the call's deadline passed before the database answered; the statement was "
+                "stopped and its transaction rolled back",
+                reason=errors_pb2.DEADLINE_PASSED,
+            )
+        return DeadlineExceeded(
+            f"a statement ran longer than the server's limit of {self.seconds:g} s and was "
+            "stopped (--statement-timeout); narrow the request, or call with a deadline",
+            reason=errors_pb2.STATEMENT_TIMEOUT,
+        )
+
+
+def bound() -> Bound:
+    """The bound of a statement that starts now."""
+    seconds = _statement_seconds.get() or _Settings.statement_seconds
+    limit = time.monotonic() + seconds
+    deadline = call_deadline.get()
+    if deadline is not None and deadline <= limit:
+        return Bound(deadline, True, seconds)
+    return Bound(limit, False, seconds)
 
 
 class ConnectionLost(Unavailable):
@@ -63,7 +146,9 @@ class Connection(Protocol):
 
     broken: bool
 
-    async def execute(self, sql: str, params: Sequence[Any]) -> Result: ...
+    async def execute(self, sql: str, params: Sequence[Any], bound: Bound) -> Result:
+        """Run one statement; stopped on the database when `bound` passes (raising
+        `bound.passed()`) or when the awaiting task is cancelled."""
 
     async def settle(self) -> None:
         """Wait until no statement of this connection is running."""
@@ -138,7 +223,7 @@ class Pool:
         try:
             await conn.settle()
             if not conn.broken and conn.in_transaction():
-                await conn.execute("ROLLBACK", ())
+                await conn.execute("ROLLBACK", (), Bound.after(SETTLE_SECONDS))
         except Exception as error:
             log.warning("discarding a database connection that could not be cleaned: %r", error)
             conn.broken = True
@@ -178,7 +263,7 @@ def _wait_limit() -> float:
     deadline = call_deadline.get()
     if deadline is None:
         return ACQUIRE_SECONDS
-    left = deadline - asyncio.get_running_loop().time()
+    left = deadline - time.monotonic()
     return max(0.0, min(ACQUIRE_SECONDS, left - max(DEADLINE_MARGIN_SECONDS, left / 10)))
 
 
@@ -243,9 +328,9 @@ async def transaction(pool: Pool, begin: str, system: str) -> AsyncIterator[Conn
         token = _held.set(_Held(conn, in_transaction=True, owner=asyncio.current_task()))
         failed = True
         try:
-            await conn.execute(begin, ())
+            await conn.execute(begin, (), bound())
             yield conn
-            await conn.execute("COMMIT", ())
+            await conn.execute("COMMIT", (), bound())
             failed = False
         except BaseException as error:
             metrics.transaction_rolled_back(error)
@@ -259,16 +344,16 @@ async def transaction(pool: Pool, begin: str, system: str) -> AsyncIterator[Conn
 async def _savepoint(current: _Held) -> AsyncIterator[None]:
     current.savepoints += 1
     name = f"s{current.savepoints}"
-    await current.conn.execute(f"SAVEPOINT {name}", ())
+    await current.conn.execute(f"SAVEPOINT {name}", (), bound())
     try:
         yield
     except BaseException:
         # A cancelled task's savepoint is left to the outer transaction's rollback.
         with contextlib.suppress(BaseException):
-            await current.conn.execute(f"ROLLBACK TO SAVEPOINT {name}", ())
-            await current.conn.execute(f"RELEASE SAVEPOINT {name}", ())
+            await current.conn.execute(f"ROLLBACK TO SAVEPOINT {name}", (), bound())
+            await current.conn.execute(f"RELEASE SAVEPOINT {name}", (), bound())
         raise
     else:
-        await current.conn.execute(f"RELEASE SAVEPOINT {name}", ())
+        await current.conn.execute(f"RELEASE SAVEPOINT {name}", (), bound())
     finally:
         current.savepoints -= 1

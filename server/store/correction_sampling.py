@@ -122,7 +122,11 @@ async def sample(session_id: int) -> None:
         if row is None or row.status != Status.SAMPLING:
             return
         if not is_sqlite():
-            await execute("SELECT pg_advisory_xact_lock(%s, %s)", (_SAMPLING_LOCK, row.project_id))
+            await execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)",
+                (_SAMPLING_LOCK, row.project_id),
+                writes=True,
+            )
         version_id = await _latest_version(row.model_id)
         scope = None
         if row.scoped:

@@ -5,11 +5,30 @@ with Peewee. Statements run on the store's own connections (`connections`, with
 `sqlite` or `postgres` under it): Peewee's synchronous API runs inside `run`, and each
 statement it sends is awaited on the event loop. Hot paths write their SQL out (`Sql`,
 `fetch`).
+
+Every statement goes through `execute`, which picks its connection (the unit's, or the
+reads or writes pool) and its bound (`connections.bound`: the call's deadline or the
+statement limit).
+
+The loop rule (SQLite): a statement runs on the event loop's own thread only when the
+rows it examines are bounded by the request, not by the data: a lookup by key, or a
+keyset page served by an index in its order (examining about `limit` rows). Such a
+statement is declared `Sql(..., bounded=True)` where it is written; `fetch` and
+`read_page` run it on the loop (`sqlite.LoopReads`), and everything else (counts, pages
+whose filter can make them examine rows they do not return) on the store's threads. On
+PostgreSQL every statement runs in the database's own process, so the loop never waits
+on one.
+
+Peewee's own transactions (`Database.atomic()` and the helpers built on it, such as
+`get_or_create` and `bulk_create`) keep their state per thread, which every task on the
+event loop shares: they raise, except for migrations, which run alone before serving.
+Transactions are the store's `atomic()`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime
 import logging
 import os
@@ -25,7 +44,7 @@ from playhouse.migrations import Runner
 from corrigo.server.api.errors import ConcurrentChange
 from corrigo.server.ops import metrics, tracing
 from corrigo.server.store import connections
-from corrigo.server.store.connections import ConnectionLost, Pool, Result, held, unit
+from corrigo.server.store.connections import ConnectionLost, Pool, Result, bound, held, unit
 from corrigo.server.store.integrity import Guard, guarded
 from corrigo.server.store.postgres import PostgresConnection
 from corrigo.server.store.sqlite import LoopReads, Pace, SqliteConnection
@@ -41,6 +60,12 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # Arbitrary constant key for the PostgreSQL advisory lock that serialises migrations of
 # replicas starting together.
 _MIGRATION_LOCK_KEY = 0x636F7272
+# Migrations run statements with no limit: they run alone, before the server serves.
+_MIGRATION_SECONDS = 24 * 3600.0
+# Set while migrations run: the only time Peewee's own transactions may be used.
+_migrating: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "corrigo_migrating", default=False
+)
 
 
 def _wait(awaitable: Any) -> Any:
@@ -97,14 +122,39 @@ class _Store:
     """What both databases share: Peewee's statements run by `execute`, transactions by
     `connections`, and the async counterparts of Peewee's query methods."""
 
-    pool: Pool
+    # Read-only connections for reads outside a transaction, and the transactions' own.
+    reads: Pool
+    writes: Pool
     begin_statement: str
     # The database's name in spans (OpenTelemetry's db.system).
     system: str
     loop_reads: LoopReads | None = None
 
+    def execute(self, query: Any, commit: Any = None, **context_options: Any) -> Cursor:
+        """Peewee's query: a SELECT reads, anything else writes (`execute` below)."""
+        sql, params = self.get_sql_context(**context_options).sql(query).query()
+        writes = not isinstance(query, peewee.SelectBase)
+        return Cursor(_wait(execute(sql, params, writes=writes)))
+
     def execute_sql(self, sql: str, params: Sequence[Any] | None = None) -> Cursor:
-        return Cursor(_wait(execute(sql, params or ())))
+        # Peewee's raw SQL (introspection, migrations' DDL) may write.
+        return Cursor(_wait(execute(sql, params or (), writes=True)))
+
+    def atomic(self, *args: Any, **kwargs: Any) -> Any:
+        _peewee_transactions_allowed()
+        return super().atomic(*args, **kwargs)  # type: ignore[misc]
+
+    def transaction(self, *args: Any, **kwargs: Any) -> Any:
+        _peewee_transactions_allowed()
+        return super().transaction(*args, **kwargs)  # type: ignore[misc]
+
+    def savepoint(self, *args: Any, **kwargs: Any) -> Any:
+        _peewee_transactions_allowed()
+        return super().savepoint(*args, **kwargs)  # type: ignore[misc]
+
+    def manual_commit(self, *args: Any, **kwargs: Any) -> Any:
+        _peewee_transactions_allowed()
+        return super().manual_commit(*args, **kwargs)  # type: ignore[misc]
 
     # Peewee's own transactions (migrations only) through the unit's connection.
     def begin(self, *args: Any, **kwargs: Any) -> None:
@@ -134,7 +184,26 @@ class _Store:
     async def close_pool(self) -> None:
         if self.loop_reads is not None:
             self.loop_reads.close()
-        await self.pool.close()
+        await self.reads.close()
+        if self.writes is not self.reads:
+            await self.writes.close()
+
+
+def _peewee_transactions_allowed() -> None:
+    if not _migrating.get():
+        raise RuntimeError(
+            "Peewee's transactions keep their state per thread, which every task on the "
+            "event loop shares: use corrigo.server.store.database.atomic()"
+        )
+
+
+def split(pool_size: int) -> tuple[int, int]:
+    """(read connections, write connections) of a pool of `pool_size`: half for each
+    (at least one), as writes queue behind the database's locks and reads must not."""
+    if pool_size < 2:
+        raise ValueError("the database pool needs at least 2 connections (reads and writes)")
+    writes = pool_size // 2
+    return pool_size - writes, writes
 
 
 class SqliteDatabase(_Store, peewee.SqliteDatabase):
@@ -146,10 +215,17 @@ class SqliteDatabase(_Store, peewee.SqliteDatabase):
 
     def __init__(self, path: str, pool_size: int) -> None:
         super().__init__(path)
-        # An in-memory database is one connection's own: one connection, no loop reads.
-        memory = path == ":memory:"
-        self.pool = Pool(lambda: SqliteConnection.open(path), 1 if memory else pool_size)
-        self.loop_reads = None if memory else LoopReads(path)
+        if path == ":memory:":
+            # An in-memory database is one connection's own: one connection for all.
+            self.reads = self.writes = Pool(lambda: SqliteConnection.open(path, read_only=False), 1)
+            return
+        # SQLite writes one transaction at a time per file: one writer connection, whose
+        # queue is fair and bounded by each call's deadline, and the rest for reads.
+        self.reads = Pool(
+            lambda: SqliteConnection.open(path, read_only=True), max(1, pool_size - 1)
+        )
+        self.writes = Pool(lambda: SqliteConnection.open(path, read_only=False), 1)
+        self.loop_reads = LoopReads(path)
 
 
 class PostgresqlDatabase(_Store, peewee.PostgresqlDatabase):
@@ -158,7 +234,9 @@ class PostgresqlDatabase(_Store, peewee.PostgresqlDatabase):
 
     def __init__(self, url: str, pool_size: int) -> None:
         super().__init__(url)
-        self.pool = Pool(lambda: PostgresConnection.open(url), pool_size)
+        reads, writes = split(pool_size)
+        self.reads = Pool(lambda: PostgresConnection.open(url, read_only=True), reads)
+        self.writes = Pool(lambda: PostgresConnection.open(url, read_only=False), writes)
 
 
 Database: TypeAlias = SqliteDatabase | PostgresqlDatabase
@@ -173,26 +251,24 @@ def is_sqlite() -> bool:
     return isinstance(database.obj, SqliteDatabase)
 
 
-def _is_read(sql: str) -> bool:
-    return sql.lstrip()[:6].upper() == "SELECT"
-
-
-async def execute(sql: str, params: Sequence[Any]) -> Result:
-    """Run one statement: on the current unit's connection, or in a unit of its own. A
-    read that lost its connection before answering is tried once more on a fresh one."""
+async def execute(sql: str, params: Sequence[Any], *, writes: bool) -> Result:
+    """Run one statement, bounded by its call (`connections.bound`): on the current unit's
+    connection, or in a unit of its own from the reads or the writes pool. A read that
+    lost its connection before answering is tried once more on a fresh one."""
     db = _store()
     with tracing.statement(sql, db.system), metrics.statement():
         conn = held()
         if conn is not None:
-            return await conn.execute(sql, params)
+            return await conn.execute(sql, params, bound())
+        pool = db.writes if writes else db.reads
         try:
-            async with unit(db.pool) as conn:
-                return await conn.execute(sql, params)
+            async with unit(pool) as conn:
+                return await conn.execute(sql, params, bound())
         except ConnectionLost:
-            if not _is_read(sql):
+            if writes:
                 raise
-        async with unit(db.pool) as conn:
-            return await conn.execute(sql, params)
+        async with unit(pool) as conn:
+            return await conn.execute(sql, params, bound())
 
 
 # Typed as Any, as Peewee's models are dynamic: fields add `<name>_id` attributes.
@@ -253,7 +329,7 @@ def sqlite_path(url: str) -> str:
     return url
 
 
-def connect(url: str, *, pool_size: int = 15) -> Database:
+def connect(url: str, *, pool_size: int = 16) -> Database:
     """Open the database named by `url` and bind the models to it."""
     db: Database
     if is_postgres(url):
@@ -270,25 +346,30 @@ def connect(url: str, *, pool_size: int = 15) -> Database:
 async def migrate(db: Database) -> list[str]:
     """Apply pending migrations; answers the names applied. One connection serves the
     whole run, for the transactions Peewee's migrator opens."""
-    async with unit(db.pool):
-        if isinstance(db, PostgresqlDatabase):
-            await execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,))
-            try:
+    token = _migrating.set(True)
+    try:
+        with connections.limited(_MIGRATION_SECONDS):
+            async with unit(db.writes):
+                if isinstance(db, PostgresqlDatabase):
+                    await execute(
+                        "SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK_KEY,), writes=True
+                    )
+                    try:
+                        return await run(lambda: list(Runner(db, str(MIGRATIONS)).up()))
+                    finally:
+                        await execute(
+                            "SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,), writes=True
+                        )
                 return await run(lambda: list(Runner(db, str(MIGRATIONS)).up()))
-            finally:
-                await execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK_KEY,))
-        return await run(lambda: list(Runner(db, str(MIGRATIONS)).up()))
-
-
-async def close(db: Database) -> None:
-    await db.close_pool()
+    finally:
+        _migrating.reset(token)
 
 
 def atomic(*guards: Guard) -> Any:
     """`async with atomic(*guards):` a write transaction (a savepoint when nested), its
     integrity errors answered as `guards` declare (see `integrity`)."""
     db = _store()
-    block = connections.transaction(db.pool, db.begin_statement, db.system)
+    block = connections.transaction(db.writes, db.begin_statement, db.system)
     return guarded(guards, block) if guards else block
 
 
@@ -318,10 +399,15 @@ class Sql:
     """A hand-written statement for a hot path, with `?` placeholders: rendered once per
     database class (PostgreSQL takes `%s`) and run without building a Peewee query, whose
     rendering costs several times what a small indexed query does. Column values come
-    back as the driver gives them: convert with the model field's `python_value`."""
+    back as the driver gives them: convert with the model field's `python_value`.
 
-    def __init__(self, text: str) -> None:
+    `bounded`: the rows it examines are bounded by the request (a lookup by key, or a
+    keyset page served by an index in its order), so it may run on the event loop's
+    thread (the loop rule, in this module's docstring)."""
+
+    def __init__(self, text: str, *, bounded: bool = False) -> None:
         self.text = text
+        self.bounded = bounded
         self._rendered: dict[type, str] = {}
 
     def render(self, db: Database) -> str:
@@ -331,29 +417,44 @@ class Sql:
         return rendered
 
 
+def _on_loop(db: Database, statement: Sql) -> LoopReads | None:
+    """Where the loop rule lets `statement` run on the event loop's thread: the loop's
+    reader, or None (a pool connection's thread, or the unit's connection)."""
+    if statement.bounded and db.loop_reads is not None and held() is None:
+        return db.loop_reads
+    return None
+
+
 async def fetch(statement: Sql, params: Sequence[Any]) -> list[Any]:
-    """The rows of a small indexed read (on SQLite outside a unit, on the loop's thread)."""
+    """The rows of a read (on the event loop's thread when the loop rule allows)."""
     db = _store()
     sql = statement.render(db)
-    if db.loop_reads is not None and held() is None:
+    loop_reads = _on_loop(db, statement)
+    if loop_reads is not None:
         with tracing.statement(sql, db.system), metrics.statement():
-            rows = db.loop_reads.rows(sql, params)
+            rows = loop_reads.rows(sql, params)
         if rows is not None:
             return rows
-    return (await execute(sql, params)).rows
+    return (await execute(sql, params, writes=False)).rows
+
+
+async def write(statement: Sql, params: Sequence[Any]) -> Result:
+    """A written-out write: on the unit's connection, or in one of its own."""
+    return await execute(statement.render(_store()), params, writes=True)
 
 
 async def read_page(statement: Sql, params: Sequence[Any], pace: Pace) -> list[Any]:
-    """The rows of one page of a long read (on SQLite, on the loop's thread a slice at a
-    time while `pace` says the rows come quickly)."""
+    """The rows of one page of a long read (on the loop's thread a slice at a time, when
+    the loop rule allows and `pace` says the rows come quickly)."""
     db = _store()
     sql = statement.render(db)
-    if db.loop_reads is not None and held() is None and not pace.slow:
+    loop_reads = _on_loop(db, statement)
+    if loop_reads is not None and not pace.slow:
         with tracing.statement(sql, db.system), metrics.statement():
-            rows = await db.loop_reads.page(sql, params, pace)
+            rows = await loop_reads.page(sql, params, pace)
         if rows is not None:
             return rows
-    return (await execute(sql, params)).rows
+    return (await execute(sql, params, writes=False)).rows
 
 
 class Overlapped:
@@ -370,7 +471,7 @@ class Overlapped:
     async def start(self, statement: Sql, params: Sequence[Any]) -> None:
         assert self._running is None, "one statement at a time"
         sql = statement.render(_store())
-        self._running = asyncio.ensure_future(self._connection.execute(sql, params))
+        self._running = asyncio.ensure_future(self._connection.execute(sql, params, bound()))
         # A task first runs when its creator yields: one turn of the loop hands the
         # statement to the driver, so the database works while the caller goes on.
         await asyncio.sleep(0)

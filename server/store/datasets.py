@@ -24,11 +24,11 @@ from corrigo.server.store.database import (
     as_datetime,
     atomic,
     database,
-    execute,
     fetch,
     is_sqlite,
     retried,
     utcnow,
+    write,
 )
 from corrigo.server.store.integrity import Refers, Unique, guarded
 from corrigo.server.store.projects import Membership, Project
@@ -175,7 +175,9 @@ _COLUMNS = (
     "d.id, d.hex_id, d.name, d.title, d.description, d.model_family, d.has_sentiment, "
     "d.created, d.last_modified"
 )
-_DATASET = Sql(f"SELECT {_COLUMNS} FROM dataset AS d WHERE d.project_id = ? AND d.name = ?")
+_DATASET = Sql(
+    f"SELECT {_COLUMNS} FROM dataset AS d WHERE d.project_id = ? AND d.name = ?", bounded=True
+)
 
 
 def _dataset_of(project_id: int, row: Sequence[Any]) -> Dataset:
@@ -326,7 +328,8 @@ async def delete_dataset(dataset: Dataset) -> None:
 _SOURCES = Sql(
     "SELECT s.hex_id, s.id FROM dataset AS d "
     "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
-    "LEFT JOIN source AS s ON s.id = ds.source_id WHERE d.id = ?"
+    "LEFT JOIN source AS s ON s.id = ds.source_id WHERE d.id = ?",
+    bounded=True,
 )
 
 
@@ -380,7 +383,8 @@ async def label_names(dataset_id: int, names: Sequence[str]) -> set[str]:
         return set()
     statement = Sql(
         "SELECT name FROM label_def WHERE dataset_id = ? AND name IN "
-        f"({', '.join('?' * len(wanted))})"
+        f"({', '.join('?' * len(wanted))})",
+        bounded=True,
     )
     return {name for (name,) in await fetch(statement, (dataset_id, *wanted))}
 
@@ -448,12 +452,6 @@ def _labelling_delete(rows: int) -> Sql:
     )
 
 
-async def _write(statement: Sql, params: Sequence[Any]) -> None:
-    """A written-out statement, on the unit's connection (a write never takes the loop's
-    read connection, which `fetch` uses outside a unit)."""
-    await execute(statement.render(database.obj), params)
-
-
 async def set_labelling(
     dataset_id: int, comment_id: int, assigned: bytes, dismissed: bytes
 ) -> datetime.datetime:
@@ -499,12 +497,12 @@ async def set_labellings(
     if len(statements) == 1 and held() is None:
         # One statement is atomic by itself: no BEGIN and COMMIT round trips around it.
         async with guarded(guards, contextlib.nullcontext()):
-            await _write(*statements[0])
+            await write(*statements[0])
         return
     # In a transaction, a savepoint: the guards look the rows up again once it rolled back.
     async with atomic(*guards):
         for statement, params in statements:
-            await _write(statement, params)
+            await write(statement, params)
 
 
 async def get_labelling(

@@ -145,11 +145,25 @@ def _sort_key(row: Row) -> tuple[int, int]:
     return row[1], row[0]
 
 
+def _page_sql(query: Query, after: tuple[int, int] | None, limit: int) -> tuple[Sql, list[Any]]:
+    text, params = page_statement(query, after, limit)
+    return Sql(text, bounded=_bounded(query)), params
+
+
+def _bounded(query: Query) -> bool:
+    """Whether a page examines about `limit` rows per source whatever the data (the loop
+    rule): comments named by uid, or sources merged by keyset on their indexes. Past
+    MERGE_SOURCES_MAX sources one query filters and sorts, examining rows it does not
+    return. (Comments moved by a sync during the export are skipped by every page: rare,
+    and a reader that meets many of them is moved off the loop by its `Pace`.)"""
+    return query.uids is not None or len(query.source_ids) <= MERGE_SOURCES_MAX
+
+
 async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[Row]:
     """Up to `limit` comments after the keyset position `after`, in export order, each
     with its serialized assigned labels and predictions (None when it has none)."""
-    text, params = page_statement(query, after, limit)
-    return _ordered(await fetch(Sql(text), params))
+    statement, params = _page_sql(query, after, limit)
+    return _ordered(await fetch(statement, params))
 
 
 Assemble = Callable[[list[Row]], tuple[bytes, int]]
@@ -175,8 +189,8 @@ async def pages(
     pace = Pace()
 
     async def read(position: tuple[int, int] | None) -> Page:
-        text, params = page_statement(query, position, limit)
-        rows = await read_page(Sql(text), params, pace)
+        statement, params = _page_sql(query, position, limit)
+        rows = await read_page(statement, params, pace)
         return _assembled(_ordered(rows), assemble)
 
     ahead = asyncio.ensure_future(read(after))
@@ -196,7 +210,8 @@ async def pages(
 
 
 async def count(query: Query, after: tuple[int, int] | None) -> int:
-    """How many comments follow `after` (for progress bars)."""
+    """How many comments follow `after` (for progress bars): a count examines every one,
+    so it runs on the store's threads."""
     out = _Statement().add('SELECT COUNT(c.id) FROM "comment" AS c WHERE')
     _sources(out, query)
     _conditions(out, query, after)

@@ -98,7 +98,7 @@ TOKEN_COLUMNS = (
     "t.secret_hash, t.revoked_at, t.last_used_at, u.id, u.organization_id, u.role, u.email"
 )
 TOKEN_TABLES = 'api_token AS t JOIN "user" AS u ON u.id = t.user_id'
-_TOKEN = Sql(f"SELECT {TOKEN_COLUMNS} FROM {TOKEN_TABLES} WHERE t.id = ?")
+_TOKEN = Sql(f"SELECT {TOKEN_COLUMNS} FROM {TOKEN_TABLES} WHERE t.id = ?", bounded=True)
 
 
 def parse_bearer(token: str) -> tuple[int, str]:

@@ -14,20 +14,20 @@ import asyncpg
 import peewee
 
 from corrigo.server.api.errors import ConcurrentChange, StorageFull, Unavailable, unstorable_value
-from corrigo.server.store.connections import ConnectionLost, Result, log
+from corrigo.server.store.connections import SETTLE_SECONDS, Bound, ConnectionLost, Result, log
 from corrigo.server.store.integrity import Kind, Violation, postgres_columns
 
 # Errors that leave the connection unusable: it is discarded.
 _CONNECTION_ERRORS = (
     asyncpg.exceptions.PostgresConnectionError,
-    asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.CrashShutdownError,
     OSError,
 )
 _PLACEHOLDER = re.compile(r"%s")
-# How long a connection whose statement was cancelled may take to be usable again.
-SETTLE_SECONDS = 10.0
+# The longest a transaction may sit idle on the server (its process frozen or gone)
+# before PostgreSQL ends it and frees its locks; the store never pauses that long.
+IDLE_IN_TRANSACTION_SECONDS = 60.0
 # Statements whose rows are answered (the rest answer a command status with a count).
 _ROWS_HEADS = ("SELECT", "WITH", "VALUES", "SHOW")
 
@@ -92,52 +92,65 @@ def _rowcount(status: str) -> int:
 
 
 class PostgresConnection:
-    """A pool connection. A statement in a transaction runs to its end even when its
-    caller is cancelled, as on SQLite (`settle` waits for it), so the rollback that follows
-    never races a cancel request. Outside one (a single read or write) a cancelled
-    statement is cancelled on the server by asyncpg, and `settle` waits until that is
-    acknowledged: sparing every statement a task of its own is worth 15% of a small read."""
+    """A pool connection. A statement runs with asyncpg's timeout set to the time left to
+    its bound: when that passes, or its task is cancelled, asyncpg asks the server to
+    cancel it, and `settle` waits until the server has acknowledged (the next statement
+    then starts on a connection that runs nothing)."""
 
     broken = False
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self._conn = conn
-        self._running: asyncio.Future[Result] | None = None
-        # A statement outside a transaction was cancelled mid-way.
+        # A statement was stopped mid-way: the connection is clean once the server says so.
         self._cut = False
 
     @classmethod
-    async def open(cls, dsn: str) -> PostgresConnection:
+    async def open(cls, dsn: str, *, read_only: bool) -> PostgresConnection:
+        settings = {
+            # A backend whose client vanished (a killed server process) notices within a
+            # second and stops, instead of waiting on a lock for nobody.
+            "client_connection_check_interval": "1000",
+            # A transaction left open by a process that froze holds no lock for long.
+            "idle_in_transaction_session_timeout": str(int(IDLE_IN_TRANSACTION_SECONDS * 1000)),
+        }
+        if read_only:
+            # Reads never write, and cannot take the row locks writes wait for.
+            settings["default_transaction_read_only"] = "on"
         try:
-            return cls(await asyncpg.connect(dsn))
+            return cls(await asyncpg.connect(dsn, server_settings=settings))
         except (*_CONNECTION_ERRORS, asyncpg.exceptions.PostgresError) as error:
             if isinstance(error, asyncpg.exceptions.InvalidCatalogNameError):
                 raise  # a database that does not exist is a configuration error
             log.warning("cannot connect to PostgreSQL: %r", error)
             raise Unavailable("the database cannot be reached; retry shortly") from None
 
-    async def execute(self, sql: str, params: Sequence[Any]) -> Result:
-        if not self._conn.is_in_transaction():
-            try:
-                return await self._run(sql, params)
-            except asyncio.CancelledError:
-                self._cut = True
-                raise
-        running = asyncio.ensure_future(self._run(sql, params))
-        self._running = running
-        return await asyncio.shield(running)
-
-    async def _run(self, sql: str, params: Sequence[Any]) -> Result:
+    async def execute(self, sql: str, params: Sequence[Any], bound: Bound) -> Result:
+        left = bound.left()
+        if left <= 0:
+            raise bound.passed()
         if params:
             sql = numbered(sql)
         try:
             if _returns_rows(sql):
-                records = await self._conn.fetch(sql, *params)
+                records = await self._conn.fetch(sql, *params, timeout=left)
                 columns = list(records[0].keys()) if records else []
                 return Result(records, len(records), None, columns)
-            status = await self._conn.execute(sql, *params)
+            status = await self._conn.execute(sql, *params, timeout=left)
             return Result([], _rowcount(status))
-        except _CONNECTION_ERRORS as error:
+        except asyncio.CancelledError:
+            self._cut = True
+            raise
+        except TimeoutError:
+            self._cut = True
+            raise bound.passed() from None
+        except asyncpg.exceptions.QueryCanceledError:
+            # The server's own limits (an operator's statement_timeout or lock_timeout).
+            raise bound.passed() from None
+        except (*_CONNECTION_ERRORS, asyncpg.exceptions.InterfaceError) as error:
+            # asyncpg raises InterfaceError for a misuse of a healthy connection too (a
+            # wrong argument count): that is a bug of ours, not an outage.
+            if not isinstance(error, _CONNECTION_ERRORS) and not self._conn.is_closed():
+                raise
             self.broken = True
             log.warning("lost a PostgreSQL connection: %r", error)
             raise ConnectionLost() from None
@@ -145,19 +158,24 @@ class PostgresConnection:
             raise translated(error) from None
 
     async def settle(self) -> None:
-        running = self._running
-        if running is not None and not running.done():
-            await asyncio.wait([running])
-        if running is not None and running.done() and not running.cancelled():
-            running.exception()  # retrieved: its caller was cancelled, or saw it
-        if self._cut:
-            self._cut = False
-            try:
-                # asyncpg runs the next statement once the server acknowledged the cancel.
-                async with asyncio.timeout(SETTLE_SECONDS):
+        if not self._cut:
+            return
+        self._cut = False
+        try:
+            # asyncpg sends the next statement once the server acknowledged the cancel; in
+            # a transaction that statement must be the rollback (nothing else is accepted).
+            async with asyncio.timeout(SETTLE_SECONDS):
+                if self._conn.is_in_transaction():
+                    await self._conn.execute("ROLLBACK")
+                else:
                     await self._conn.execute("SELECT 1")
-            except (TimeoutError, *_CONNECTION_ERRORS, asyncpg.exceptions.PostgresError):
-                self.broken = True
+        except (
+            TimeoutError,
+            *_CONNECTION_ERRORS,
+            asyncpg.exceptions.InterfaceError,
+            asyncpg.exceptions.PostgresError,
+        ):
+            self.broken = True
 
     def in_transaction(self) -> bool:
         in_transaction: bool = self._conn.is_in_transaction()
@@ -173,5 +191,5 @@ class PostgresConnection:
             return
         try:
             await asyncio.wait_for(self._conn.close(), timeout=2)
-        except (TimeoutError, *_CONNECTION_ERRORS):
+        except (TimeoutError, *_CONNECTION_ERRORS, asyncpg.exceptions.InterfaceError):
             self._conn.terminate()

@@ -28,7 +28,6 @@ from corrigo.server.store.database import (
     as_datetime,
     atomic,
     database,
-    execute,
     fetch,
     is_sqlite,
     utcnow,
@@ -119,7 +118,8 @@ def source_ref(source: Source) -> Refers:
 
 _SOURCE = Sql(
     "SELECT id, hex_id, title, description, created_at, updated_at FROM source "
-    "WHERE project_id = ? AND name = ?"
+    "WHERE project_id = ? AND name = ?",
+    bounded=True,
 )
 
 
@@ -394,10 +394,11 @@ async def comments_by_uid(
         for ids in by_source.values()
     )
     params = [value for source_id, ids in by_source.items() for value in (source_id, *ids)]
-    statement = Sql(f"SELECT source_id, comment_id, id FROM comment WHERE {clauses}")
-    if len(params) <= _LOOP_READ_PARAMS:
-        rows = await fetch(statement, params)
-    else:  # thousands of lookups would hold the event loop: they go to a pool thread
-        rows = (await execute(statement.render(database.obj), params)).rows
+    # Thousands of lookups would hold the event loop: they go to a pool thread.
+    statement = Sql(
+        f"SELECT source_id, comment_id, id FROM comment WHERE {clauses}",
+        bounded=len(params) <= _LOOP_READ_PARAMS,
+    )
+    rows = await fetch(statement, params)
     hex_of = {internal: hex_id for hex_id, internal in source_ids.items()}
     return {(hex_of[source], comment_id): pk for source, comment_id, pk in rows}

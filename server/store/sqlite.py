@@ -14,22 +14,21 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import peewee
 
 from corrigo.server.api.errors import StorageFull, Unavailable, unstorable_value
-from corrigo.server.store.connections import Result, log
+from corrigo.server.store.connections import Bound, Result, log
 from corrigo.server.store.integrity import Kind, Violation, sqlite_unique
-
-T = TypeVar("T")
 
 # WAL with synchronous=NORMAL: a committed transaction survives a process crash.
 PRAGMAS = (("journal_mode", "wal"), ("synchronous", "normal"), ("foreign_keys", "1"))
-# How long a writer queues behind another one before the call answers UNAVAILABLE.
-BUSY_SECONDS = 10.0
+# The longest a statement waits for another writer's lock before it checks again whether
+# its bound passed or its call was cancelled.
+BUSY_SLICE_SECONDS = 0.05
 
 
 def translated(error: sqlite3.Error) -> Exception:
@@ -62,10 +61,12 @@ def _violation(error: sqlite3.IntegrityError) -> Violation:
     return Violation(Kind.OTHER, *error.args)
 
 
-def _connect(path: str, timeout: float) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=timeout, isolation_level=None, check_same_thread=False)
+def _connect(path: str, read_only: bool) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None, check_same_thread=False)
     for name, value in PRAGMAS:
         conn.execute(f"PRAGMA {name} = {value}")
+    if read_only:
+        conn.execute("PRAGMA query_only = 1")
     return conn
 
 
@@ -79,8 +80,18 @@ def _run(conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> Result:
         cursor.close()
 
 
+class _Stopped(Exception):
+    """The statement's bound passed, or its call was cancelled, while it waited."""
+
+
 class SqliteConnection:
-    """A pool connection; its statements run one at a time on its own thread."""
+    """A pool connection; its statements run one at a time on its own thread.
+
+    SQLite's busy handler ignores `interrupt()`, so a statement waiting for another
+    writer's lock waits in slices of at most BUSY_SLICE_SECONDS, checking between them
+    whether its bound passed or its call was cancelled; a statement that is running is
+    stopped by `interrupt()`.
+    """
 
     broken = False
 
@@ -88,12 +99,16 @@ class SqliteConnection:
         self._conn = conn
         self._thread = thread
         self._running: Future[Any] | None = None
+        # Set when the awaiting task was cancelled: the thread stops waiting for locks.
+        self._stop = threading.Event()
+        # The busy timeout in force (milliseconds); only the connection's thread sets it.
+        self._busy_ms = 0
 
     @classmethod
-    async def open(cls, path: str) -> SqliteConnection:
+    async def open(cls, path: str, *, read_only: bool) -> SqliteConnection:
         thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="corrigo-sqlite")
         try:
-            conn = await asyncio.wrap_future(thread.submit(_connect, path, BUSY_SECONDS))
+            conn = await asyncio.wrap_future(thread.submit(_connect, path, read_only))
         except BaseException as error:
             thread.shutdown(wait=False)
             if isinstance(error, sqlite3.Error):
@@ -101,17 +116,45 @@ class SqliteConnection:
             raise
         return cls(conn, thread)
 
-    async def execute(self, sql: str, params: Sequence[Any]) -> Result:
-        return await self.call(_run, sql, params)
-
-    async def call(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(the sqlite3 connection, *args)` on the connection's thread."""
-        work = self._thread.submit(fn, self._conn, *args)
+    async def execute(self, sql: str, params: Sequence[Any], bound: Bound) -> Result:
+        if bound.left() <= 0:
+            raise bound.passed()
+        self._stop.clear()
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(bound.at, self._conn.interrupt)
+        work = self._thread.submit(self._bounded, sql, params, bound.at)
         self._running = work
         try:
             return await asyncio.wrap_future(work)
+        except asyncio.CancelledError:
+            self._stop.set()
+            self._conn.interrupt()
+            raise
+        except _Stopped:
+            raise bound.passed() from None
         except sqlite3.Error as error:
+            if (error.sqlite_errorcode or 0) & 0xFF == sqlite3.SQLITE_INTERRUPT:
+                raise bound.passed() from None
             raise translated(error) from None
+        finally:
+            timer.cancel()
+
+    def _bounded(self, sql: str, params: Sequence[Any], until: float) -> Result:
+        """On the connection's thread: the statement, waiting for locks until `until`."""
+        while True:
+            left = until - time.monotonic()
+            if left <= 0 or self._stop.is_set():
+                raise _Stopped()
+            busy_ms = max(1, int(min(left, BUSY_SLICE_SECONDS) * 1000))
+            if busy_ms != self._busy_ms:
+                self._conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
+                self._busy_ms = busy_ms
+            try:
+                return _run(self._conn, sql, params)
+            except sqlite3.OperationalError as error:
+                # A statement that met a lock did nothing: it is run again.
+                if (error.sqlite_errorcode or 0) & 0xFF != sqlite3.SQLITE_BUSY:
+                    raise
 
     async def settle(self) -> None:
         running = self._running

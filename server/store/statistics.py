@@ -36,6 +36,6 @@ def comments_inserted(count: int) -> None:
 
 async def _analyze() -> None:
     try:
-        await execute("ANALYZE comment", ())
+        await execute("ANALYZE comment", (), writes=True)
     except Exception:
         log.exception("ANALYZE comment failed")

@@ -58,6 +58,18 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """The database's storage is full (SQLite's disk, PostgreSQL's "could not extend
     file"); reads keep working, and writes work again once space is freed.
     """
+    STATEMENT_TIMEOUT: _ErrorReason.ValueType  # 16
+    """A statement ran longer than the server's limit for one statement of a call without
+    a deadline (`--statement-timeout`) and was stopped; its transaction was rolled back
+    (code DEADLINE_EXCEEDED). Retrying the same request meets the same limit: narrow it,
+    or call with a deadline of your own. The client does not retry it by itself.
+    """
+    DEADLINE_PASSED: _ErrorReason.ValueType  # 17
+    """The call's deadline passed while its statement ran; the statement was stopped on the
+    database and its transaction rolled back (code DEADLINE_EXCEEDED). A deadline that
+    passes during COMMIT leaves the outcome unknown to the caller: read before retrying
+    a write that is not idempotent.
+    """
     SESSION_MODEL_RETIRED: _ErrorReason.ValueType  # 40
     """The session model was retired when the practice session's class changed; record
     responses against one of the session's active models.
@@ -124,6 +136,18 @@ retrying later succeeds.
 STORAGE_FULL: ErrorReason.ValueType  # 15
 """The database's storage is full (SQLite's disk, PostgreSQL's "could not extend
 file"); reads keep working, and writes work again once space is freed.
+"""
+STATEMENT_TIMEOUT: ErrorReason.ValueType  # 16
+"""A statement ran longer than the server's limit for one statement of a call without
+a deadline (`--statement-timeout`) and was stopped; its transaction was rolled back
+(code DEADLINE_EXCEEDED). Retrying the same request meets the same limit: narrow it,
+or call with a deadline of your own. The client does not retry it by itself.
+"""
+DEADLINE_PASSED: ErrorReason.ValueType  # 17
+"""The call's deadline passed while its statement ran; the statement was stopped on the
+database and its transaction rolled back (code DEADLINE_EXCEEDED). A deadline that
+passes during COMMIT leaves the outcome unknown to the caller: read before retrying
+a write that is not idempotent.
 """
 SESSION_MODEL_RETIRED: ErrorReason.ValueType  # 40
 """The session model was retired when the practice session's class changed; record

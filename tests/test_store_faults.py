@@ -231,3 +231,106 @@ async def test_a_token_first_use_does_not_wait_for_a_write(org: Org, server: Run
     listed = await org.admin.admin.ListApiTokens(admin_pb2.ListApiTokensRequest(user_id=user_id))
     used = [t for t in listed.api_tokens if t.id == token_id]
     assert used and used[0].HasField("last_used_at")
+
+
+def _lock_source_row(running: Running, source_hex: str) -> Any:
+    """Another connection that holds the lock a sync of the source needs: PostgreSQL's
+    lock of the source's row, SQLite's database write lock."""
+    if database.is_postgres(running.db_url):
+        conn = psycopg2.connect(running.db_url)
+        conn.cursor().execute("SELECT 1 FROM source WHERE hex_id = %s FOR UPDATE", (source_hex,))
+        return conn
+    conn = sqlite3.connect(database.sqlite_path(running.db_url), isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+def _waiting_on_locks(running: Running) -> int:
+    """PostgreSQL: the server's statements waiting for a lock (SQLite: none to ask)."""
+    if not database.is_postgres(running.db_url):
+        return 0
+    with psycopg2.connect(running.db_url) as conn, conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+        )
+        (count,) = cursor.fetchone()
+    return int(count)
+
+
+async def test_abandoned_writes_behind_a_held_lock_never_starve_live_calls(
+    org: Org, server: Running
+) -> None:
+    owner = await _filled(org, 3)
+    sources = await org.admin.sources.ListSources(sources_pb2.ListSourcesRequest(owner=owner))
+    source_hex = sources.sources[0].id
+    db = server.server.db
+    abandoned = 2 * (db.reads.size + db.writes.size)
+    lock = await asyncio.to_thread(_lock_source_row, server, source_hex)
+    try:
+
+        async def sync(i: int) -> str:
+            request = sources_pb2.SyncCommentsRequest(
+                owner=owner, name="src", comments=[h.comment(f"abandoned-{i}", i)]
+            )
+            call = org.admin.sources.SyncComments(request, timeout=0.5 if i % 2 else None)
+            if i % 2 == 0:  # half are cancelled by their client, half meet their deadline
+                await asyncio.sleep(0.3)
+                call.cancel()
+            try:
+                await call
+            except asyncio.CancelledError:
+                return "CANCELLED"
+            except CorrigoError as error:
+                return error.code.name
+            return "OK"
+
+        writes = asyncio.gather(*(sync(i) for i in range(abandoned)))
+        # Reads with a 1 s deadline answer for as long as the lock is held.
+        began = time.monotonic()
+        reads = 0
+        while time.monotonic() - began < 3:
+            got = await org.admin.datasets.GetDataset(
+                datasets_pb2.GetDatasetRequest(owner=owner, name="ds"), timeout=1
+            )
+            assert got.dataset.name == "ds"
+            listed = await org.admin.datasets.ListDatasets(
+                datasets_pb2.ListDatasetsRequest(), timeout=1
+            )
+            assert "ds" in [d.name for d in listed.datasets]
+            me = await org.admin.admin.WhoAmI(admin_pb2.WhoAmIRequest(), timeout=1)
+            assert me.user.id
+            reads += 3
+        outcomes = await writes
+        # UNAVAILABLE: no write connection was free before the deadline (they queue).
+        assert set(outcomes) <= {"CANCELLED", "DEADLINE_EXCEEDED", "UNAVAILABLE"}, outcomes
+        # The abandoned statements were stopped on the database: none waits for the lock
+        # and no connection is held, while the lock still is.
+        for _ in range(50):
+            if _waiting_on_locks(server) == 0 and await _in_use_settles(server) == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert _waiting_on_locks(server) == 0
+        assert await _in_use_settles(server) == 0
+        # The lock is still held: a write with a deadline answers DEADLINE_EXCEEDED on time.
+        began = time.monotonic()
+        with pytest.raises(CorrigoError) as raised:
+            await org.admin.sources.SyncComments(
+                sources_pb2.SyncCommentsRequest(
+                    owner=owner, name="src", comments=[h.comment("late", 1)]
+                ),
+                timeout=1,
+            )
+        assert raised.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - began < 1.5
+    finally:
+        await asyncio.to_thread(lock.rollback)
+        await asyncio.to_thread(lock.close)
+    assert reads >= 9
+    # Once the lock is released, a write with a 1 s deadline answers OK.
+    answer = await org.admin.sources.SyncComments(
+        sources_pb2.SyncCommentsRequest(owner=owner, name="src", comments=[h.comment("after", 1)]),
+        timeout=1,
+    )
+    assert answer.new == 1
+    assert await _in_use_settles(server) == 0

@@ -14,7 +14,7 @@ with the tables' statistics.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +22,8 @@ from corrigo.server.store.database import Sql, fetch, read_page
 from corrigo.server.store.sqlite import Pace
 
 MERGE_SOURCES_MAX = 64
+# How long a page read ahead waits for its stream to want it before it is let go.
+AHEAD_HOLD_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -178,14 +180,58 @@ def _assembled(rows: list[Row], assemble: Assemble) -> Page:
     return assembled, (rows[taken - 1][1], rows[taken - 1][0])
 
 
+class _Ahead:
+    """The page after `position`, read while the caller sends the one before it. A caller
+    that does not want it within AHEAD_HOLD_SECONDS of its arrival (a client that stopped
+    reading) lets it go, and it is read again when wanted: a stalled stream holds only
+    the page it is sending."""
+
+    def __init__(
+        self,
+        read: Callable[[tuple[int, int] | None], Awaitable[Page]],
+        position: tuple[int, int] | None,
+    ) -> None:
+        self._read = read
+        self._position = position
+        self._task: asyncio.Future[Page] | None = asyncio.ensure_future(read(position))
+        self._task.add_done_callback(self._arrived)
+        self._letting_go: asyncio.TimerHandle | None = None
+
+    def _arrived(self, task: asyncio.Future[Page]) -> None:
+        if not task.cancelled() and task.exception() is None:
+            self._letting_go = asyncio.get_running_loop().call_later(
+                AHEAD_HOLD_SECONDS, self._let_go
+            )
+
+    def _let_go(self) -> None:
+        self._task = None
+
+    async def page(self) -> Page:
+        if self._letting_go is not None:
+            self._letting_go.cancel()
+        if self._task is None:
+            return await self._read(self._position)
+        return await self._task
+
+    async def settled(self) -> None:
+        """Wait for a read still running (never cut mid-read), and drop what it read."""
+        if self._letting_go is not None:
+            self._letting_go.cancel()
+        task, self._task = self._task, None
+        if task is not None:
+            await asyncio.wait([task])
+            if not task.cancelled():
+                task.exception()
+
+
 async def pages(
     query: Query, limit: int, after: tuple[int, int] | None, assemble: Assemble
 ) -> AsyncGenerator[Page, None]:
     """Every page from `after` on, each read with up to `limit` rows and assembled by
     `assemble` (which answers the page's bytes and how many rows they hold): (bytes,
     keyset position after the page, None on the last page). Each page is its own unit
-    of work, and the next one is read while the caller sends this one: at most one page
-    ahead, and no connection is held while the caller waits on its client."""
+    of work, and the next one is read while the caller sends this one (`_Ahead`): no
+    connection is held while the caller waits on its client."""
     pace = Pace()
 
     async def read(position: tuple[int, int] | None) -> Page:
@@ -193,20 +239,17 @@ async def pages(
         rows = await read_page(statement, params, pace)
         return _assembled(_ordered(rows), assemble)
 
-    ahead = asyncio.ensure_future(read(after))
+    ahead = _Ahead(read, after)
     try:
         while True:
-            assembled, position = await ahead
+            assembled, position = await ahead.page()
             if position is None:
                 yield assembled, None
                 return
-            ahead = asyncio.ensure_future(read(position))
+            ahead = _Ahead(read, position)
             yield assembled, position
     finally:
-        # The page read ahead is finished, never cut mid-read, then dropped.
-        await asyncio.wait([ahead])
-        if not ahead.cancelled():
-            ahead.exception()
+        await ahead.settled()
 
 
 async def count(query: Query, after: tuple[int, int] | None) -> int:

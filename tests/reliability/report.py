@@ -54,6 +54,12 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "every call answered OK in {seconds} s in all; no connection held by a stream; "
         "server RSS +{rss_stalled} MB while stalled, +{rss_end} MB after",
     ),
+    "health while exporting": (
+        "Health/Check every 5 ms while {exports} StreamExportDataset calls with include_total "
+        "(a count of {comments} comments each) run one after another, then while one reads",
+        "p99 {p99_ms} ms, maximum {max_ms} ms over {calls} calls (idle p99 {idle_p99_ms} "
+        "ms; goals: p99 under 20 ms, maximum under 100 ms)",
+    ),
     "cancellation": (
         "{calls} writes of five kinds cancelled at random points",
         "nothing half-written; every kind of write answers OK afterwards",

@@ -295,9 +295,23 @@ def _evict(path: str) -> None:
             os.close(fd)
 
 
+async def _counted(stream: object) -> int:
+    comments = 0
+    async for page in stream:  # type: ignore[attr-defined]
+        comments += len(page.comments)
+    return comments
+
+
 async def _health_p99(target: str, seconds: float) -> tuple[float, int]:
     """The 99th percentile of Health/Check latency (ms) over `seconds`, one call at a
     time every 5 ms, and how many calls."""
+    p99, _, calls = await _health_latencies(target, seconds)
+    return p99, calls
+
+
+async def _health_latencies(target: str, seconds: float) -> tuple[float, float, int]:
+    """The 99th percentile and the maximum of Health/Check latency (ms) over `seconds`, one
+    call at a time every 5 ms, and how many calls."""
     latencies: list[float] = []
     async with grpc.aio.insecure_channel(target) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
@@ -308,7 +322,7 @@ async def _health_p99(target: str, seconds: float) -> tuple[float, int]:
             latencies.append((time.perf_counter() - began) * 1000)
             await asyncio.sleep(0.005)
     latencies.sort()
-    return latencies[int(len(latencies) * 0.99) - 1], len(latencies)
+    return latencies[int(len(latencies) * 0.99) - 1], latencies[-1], len(latencies)
 
 
 async def test_the_event_loop_answers_while_the_database_is_slow(
@@ -360,3 +374,76 @@ async def test_the_event_loop_answers_while_the_database_is_slow(
     )
     # A figure for the report, not a timed test: only a stall of the loop fails it.
     assert locked_p99 < 1000 and cold_p99 < 1000
+
+
+async def _synced(client: AsyncClient, owner: str, source: str, count: int) -> None:
+    """`count` small comments into `source`, through StreamSyncComments in full chunks."""
+    chunk = 4096
+
+    async def requests() -> AsyncIterator[sources_pb2.StreamSyncCommentsRequest]:
+        for number, start in enumerate(range(0, count, chunk)):
+            yield sources_pb2.StreamSyncCommentsRequest(
+                owner=owner if number == 0 else "",
+                name=source if number == 0 else "",
+                chunk=number,
+                comments=[h.comment(f"m{i}", i) for i in range(start, min(start + chunk, count))],
+            )
+
+    acknowledged = 0
+    async for answer in client.sources.StreamSyncComments(requests(), timeout=600):
+        acknowledged += answer.new
+    assert acknowledged == count
+
+
+async def test_health_answers_at_once_while_a_million_comments_are_exported_with_a_total(
+    scratch_db: str, tmp_path: Path, backend: str
+) -> None:
+    count = 1_000_000
+    with _server(scratch_db, tmp_path) as (server, token):
+        async with AsyncClient(server.target, token) as client:
+            project = await client.admin.CreateProject(
+                admin_pb2.CreateProjectRequest(project=admin_pb2.Project(name="big"))
+            )
+            source = await h.source(client, project.name, "src")
+            await h.dataset(client, project.name, [source.id])
+            await _synced(client, project.name, "src", count)
+            idle_p99, _, _ = await _health_latencies(server.target, 1)
+            # Exports with their total, one after the other, for as long as Health is asked.
+            stop = asyncio.Event()
+            request = datasets_pb2.StreamExportDatasetRequest(
+                owner=project.name, name="ds", limit=256, include_total=True
+            )
+
+            async def exporting() -> int:
+                exports = 0
+                while not stop.is_set():
+                    call = client.datasets.StreamExportDataset(request)
+                    first = await call.read()
+                    assert first.total == count
+                    call.cancel()
+                    exports += 1
+                return exports
+
+            exporter = asyncio.ensure_future(exporting())
+            p99, worst, calls = await _health_latencies(server.target, 5)
+            stop.set()
+            exports = await exporter
+            # And while an export is read to its end.
+            reading = asyncio.ensure_future(_counted(client.datasets.StreamExportDataset(request)))
+            drained_p99, drained_worst, drained_calls = await _health_latencies(server.target, 3)
+            reading.cancel()
+            streamed = await asyncio.gather(reading, return_exceptions=True)
+    report.record(
+        "health while exporting",
+        backend,
+        comments=count,
+        exports=exports,
+        calls=calls + drained_calls,
+        idle_p99_ms=round(idle_p99, 1),
+        p99_ms=round(max(p99, drained_p99), 1),
+        max_ms=round(max(worst, drained_worst), 1),
+    )
+    assert exports >= 1, streamed
+    # Goals: p99 under 20 ms, maximum under 100 ms (a figure for the report; only a loop
+    # stalled for a whole count, as before the loop rule, fails the test).
+    assert max(worst, drained_worst) < 1000, (worst, drained_worst)

@@ -240,7 +240,9 @@ def _lock_source_row(running: Running, source_hex: str) -> Any:
         conn = psycopg2.connect(running.db_url)
         conn.cursor().execute("SELECT 1 FROM source WHERE hex_id = %s FOR UPDATE", (source_hex,))
         return conn
-    conn = sqlite3.connect(database.sqlite_path(running.db_url), isolation_level=None)
+    conn = sqlite3.connect(
+        database.sqlite_path(running.db_url), isolation_level=None, check_same_thread=False
+    )
     conn.execute("BEGIN IMMEDIATE")
     return conn
 

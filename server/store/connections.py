@@ -211,7 +211,8 @@ class Pool:
     def release(self, conn: Connection, *, failed: bool) -> None:
         """Give `conn` back. After a failure it is cleaned (or closed) first, in a task of
         its own; a clean connection goes back at once."""
-        if not failed and not conn.broken and not self._closed:
+        # A connection left in a transaction (a stray BEGIN) is cleaned like a failed one.
+        if not failed and not conn.broken and not self._closed and not conn.in_transaction():
             self._idle.append(conn)
             self._put_back()
             return

@@ -20,7 +20,7 @@ PostgreSQL every statement runs in the database's own process, so the loop never
 on one.
 
 Peewee's own transactions (`Database.atomic()` and the helpers built on it, such as
-`get_or_create` and `bulk_create`) keep their state per thread, which every task on the
+`get_or_create`) keep their state per thread, which every task on the
 event loop shares: they raise, except for migrations, which run alone before serving.
 Transactions are the store's `atomic()`.
 """
@@ -140,24 +140,15 @@ class _Store:
         # Peewee's raw SQL (introspection, migrations' DDL) may write.
         return Cursor(_wait(execute(sql, params or (), writes=True)))
 
-    def atomic(self, *args: Any, **kwargs: Any) -> Any:
+    # Peewee's own transactions (`atomic()`, `manual_commit()`, and `get_or_create` through
+    # them, all of which begin or push one here): migrations only, through the unit's
+    # connection.
+    def push_transaction(self, transaction: Any) -> None:
         _peewee_transactions_allowed()
-        return super().atomic(*args, **kwargs)  # type: ignore[misc]
+        super().push_transaction(transaction)  # type: ignore[misc]
 
-    def transaction(self, *args: Any, **kwargs: Any) -> Any:
-        _peewee_transactions_allowed()
-        return super().transaction(*args, **kwargs)  # type: ignore[misc]
-
-    def savepoint(self, *args: Any, **kwargs: Any) -> Any:
-        _peewee_transactions_allowed()
-        return super().savepoint(*args, **kwargs)  # type: ignore[misc]
-
-    def manual_commit(self, *args: Any, **kwargs: Any) -> Any:
-        _peewee_transactions_allowed()
-        return super().manual_commit(*args, **kwargs)  # type: ignore[misc]
-
-    # Peewee's own transactions (migrations only) through the unit's connection.
     def begin(self, *args: Any, **kwargs: Any) -> None:
+        _peewee_transactions_allowed()
         self.execute_sql("BEGIN")
 
     def commit(self) -> None:

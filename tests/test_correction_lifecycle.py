@@ -13,6 +13,7 @@ import grpc
 import pytest
 
 from corrigo.client import AsyncClient, CorrigoError
+from corrigo.server.api.errors import DeadlineExceeded
 from corrigo.server.domain import correction_work, predicted_score
 from corrigo.server.ops import background
 from corrigo.server.store import correction, correction_sampling
@@ -201,6 +202,36 @@ async def test_a_session_left_mid_work_by_a_dead_server_is_taken_over(org: Org) 
     every = await sampled(corpus, [*(left[s] for s in stages[:3]), alive])
     assert_disjoint(every)
     assert set().union(*every.values()) == set(corpus.uids)
+
+
+async def test_a_step_that_meets_a_slow_database_is_tried_again_by_a_later_sweep(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    corpus = await c.corpus(org, 6)
+    what, sample = correction_work._STEPS[Status.SAMPLING]
+    met: list[int] = []
+
+    async def slow_once(session_id: int) -> None:
+        if not met:
+            met.append(session_id)
+            raise DeadlineExceeded("a statement ran longer than the server's limit")
+        await sample(session_id)
+
+    monkeypatch.setitem(correction_work._STEPS, Status.SAMPLING, (what, slow_once))
+    session = await corpus.annotator.corrections.CreateCorrectionSession(
+        corpus.create_request(sample_size=2)
+    )
+    # Deferred, not FAILED: still SAMPLING, and no server holds it.
+    for _ in range(100):
+        row = await correction.find(session.id)
+        if met and row is not None and row.lease_owner is None:
+            break
+        await asyncio.sleep(0.02)
+    assert met == [session.id]
+    assert await correction.status_of(session.id) == Status.SAMPLING
+    assert session.id in await correction_work.sweep()
+    ready = await c.prepared(corpus, session)
+    assert (ready.status, ready.document_count) == (Status.ANNOTATING, 2)
 
 
 async def test_background_close_lets_steps_end_then_cancels() -> None:

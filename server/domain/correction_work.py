@@ -8,7 +8,9 @@ server holding its lease (see `store.correction`), one step per status:
 
 Each step is one transaction that checks the session's status under its row lock, so
 running a step twice (two servers, or a server resuming after a crash) does it once. A
-step that keeps failing ends the session in FAILED with the reason. On shutdown a
+step that keeps failing ends the session in FAILED with the reason; a step that meets
+the database slow or away (its statement limit, or UNAVAILABLE) is no fault of the
+session's: the server gives the lease back and a sweep tries again later. On shutdown a
 worker stops between steps and gives its lease back. The sweeper of every server looks
 for sessions nobody works on (a released lease, or one that ran out because its server
 died) at start and then every `SWEEP_INTERVAL` seconds, and takes them over: a session
@@ -24,6 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from corrigo.server.api.errors import DeadlineExceeded, Unavailable
 from corrigo.server.domain import predicted_score
 from corrigo.server.ops import background, metrics, tracing
 from corrigo.server.store import correction, correction_sampling
@@ -66,6 +69,10 @@ _STEPS: dict[int, tuple[str, Callable[[int], Awaitable[None]]]] = {
 }
 
 
+class _Deferred(Exception):
+    """The step met the database slow or away: it is tried again by a later sweep."""
+
+
 async def _step(session_id: int, status: int, trace: Context | None) -> None:
     """Run the status's step, again after an unexpected error; after the last attempt
     the session FAILED with the error's id (a deletion is left to the lease's expiry).
@@ -80,6 +87,14 @@ async def _step(session_id: int, status: int, trace: Context | None) -> None:
             ):
                 await step(session_id)
             return
+        except (DeadlineExceeded, Unavailable) as error:
+            log.warning(
+                "correction session %d: %s deferred to a later sweep: %s",
+                session_id,
+                what,
+                error.message,
+            )
+            raise _Deferred() from None
         except Exception:
             error_id = uuid.uuid4().hex[:12]
             log.exception(
@@ -108,7 +123,11 @@ async def _run(session_id: int, trace: Context | None) -> None:
                 break
             if not await correction.renew_lease(session_id, REPLICA):
                 return  # The lease ran out and another server took the session over.
-            await _step(session_id, status, trace)
+            try:
+                await _step(session_id, status, trace)
+            except _Deferred:
+                await correction.release_lease(session_id, REPLICA)
+                return
         await correction.release_lease(session_id, REPLICA)
         if work.stopping:
             return

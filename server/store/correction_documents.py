@@ -12,7 +12,7 @@ import peewee
 from corrigo.server.api.errors import FailedPrecondition, NotFound
 from corrigo.server.store import correction, datasets
 from corrigo.server.store.correction import CorrectionDocument, CorrectionSession, Status
-from corrigo.server.store.database import atomic, database, utcnow
+from corrigo.server.store.database import atomic, database, retried, utcnow
 from corrigo.server.store.datasets import Labelling
 from corrigo.server.store.sources import Comment
 
@@ -104,42 +104,50 @@ async def submit(
     corrected, and record the session's new progress (FINISHED, with its documents
     released, once every document is corrected), in one transaction. Answers the
     session as it is after it."""
-    async with atomic():
-        row = await correction.locked(session_id)
-        if row is None:
-            raise NotFound(f"correction session {session_id} not found")
-        if row.status != Status.ANNOTATING:
-            raise FailedPrecondition(
-                f"correction session {session_id} is {Status.Name(Status.ValueType(row.status))}: "
-                "corrections are taken while it is ANNOTATING"
-            )
-        marked = await database.aexecute(
-            CorrectionDocument.update(corrected_at=utcnow()).where(
-                CorrectionDocument.session == session_id, CorrectionDocument.comment == comment_id
-            )
-        )
-        if not marked:
-            raise NotFound(f"the document is not in correction session {session_id}")
-        await datasets.set_labelling(row.dataset_id, comment_id, assigned, dismissed)
-        total, corrected = (
-            await database.list(
-                CorrectionDocument.select(
-                    peewee.fn.COUNT(CorrectionDocument.comment),
-                    peewee.fn.COUNT(CorrectionDocument.corrected_at),
+
+    async def attempt() -> CorrectionSession:
+        async with atomic():
+            row = await correction.locked(session_id)
+            if row is None:
+                raise NotFound(f"correction session {session_id} not found")
+            if row.status != Status.ANNOTATING:
+                status = Status.Name(Status.ValueType(row.status))
+                raise FailedPrecondition(
+                    f"correction session {session_id} is {status}: "
+                    "corrections are taken while it is ANNOTATING"
                 )
-                .where(CorrectionDocument.session == session_id)
-                .tuples()
+            marked = await database.aexecute(
+                CorrectionDocument.update(corrected_at=utcnow()).where(
+                    CorrectionDocument.session == session_id,
+                    CorrectionDocument.comment == comment_id,
+                )
             )
-        )[0]
-        fields: dict[str, object] = {}
-        if total != row.document_count:
-            # Documents whose comment was deleted have left the session.
-            fields["document_count"] = total
-        if progress(corrected, total) != row.progress:
-            fields["progress"] = progress(corrected, total)
-        if corrected == total:
-            fields.update(status=Status.FINISHED, finished=utcnow())
-            await correction.release_claims(session_id)
-        if fields:
-            await correction.record(row, **fields)
-    return row
+            if not marked:
+                raise NotFound(f"the document is not in correction session {session_id}")
+            await datasets.set_labelling(row.dataset_id, comment_id, assigned, dismissed)
+            total, corrected = (
+                await database.list(
+                    CorrectionDocument.select(
+                        peewee.fn.COUNT(CorrectionDocument.comment),
+                        peewee.fn.COUNT(CorrectionDocument.corrected_at),
+                    )
+                    .where(CorrectionDocument.session == session_id)
+                    .tuples()
+                )
+            )[0]
+            fields: dict[str, object] = {}
+            if total != row.document_count:
+                # Documents whose comment was deleted have left the session.
+                fields["document_count"] = total
+            if progress(corrected, total) != row.progress:
+                fields["progress"] = progress(corrected, total)
+            if corrected == total:
+                fields.update(status=Status.FINISHED, finished=utcnow())
+                await correction.release_claims(session_id)
+            if fields:
+                await correction.record(row, **fields)
+        return row
+
+    # A dataset deleted meanwhile can deadlock with it on PostgreSQL: tried again, it
+    # answers NOT_FOUND or FAILED_PRECONDITION as the delete left things.
+    return await retried(attempt)

@@ -129,6 +129,8 @@ class _Store:
     # The database's name in spans (OpenTelemetry's db.system).
     system: str
     loop_reads: LoopReads | None = None
+    # Peewee's, beside this class in each database's bases.
+    get_sql_context: Callable[..., Any]
 
     def execute(self, query: Any, commit: Any = None, **context_options: Any) -> Cursor:
         """Peewee's query: a SELECT reads, anything else writes (`execute` below)."""

@@ -401,18 +401,20 @@ async def test_stream_equals_unary_pages_and_resumes(org: Org) -> None:
 
 
 class _Spy:
-    """Counts the calls of a function (or method) put in place of `name` on `owner`; each
-    call answers what `answer(call number, original call)` makes of it."""
+    """Counts the pages read on the event loop's thread (`LoopReads.read` with a pace);
+    each answers what `answer(call number, original call)` makes of it."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> None:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls = 0
-        original = getattr(owner, name)
+        original = sqlite.LoopReads.read
 
-        def spied(*args: object, **kwargs: object) -> object:
+        def spied(reads: sqlite.LoopReads, sql: str, params: Any, pace: Any) -> object:
+            if pace is None:  # a small read, not a page
+                return original(reads, sql, params, pace)
             self.calls += 1
-            return self.answer(self.calls, lambda: original(*args, **kwargs))
+            return self.answer(self.calls, lambda: original(reads, sql, params, pace))
 
-        monkeypatch.setattr(owner, name, spied)
+        monkeypatch.setattr(sqlite.LoopReads, "read", spied)
 
     def answer(self, number: int, call: Callable[[], object]) -> object:
         return call()
@@ -431,7 +433,7 @@ async def _watched_sqlite_corpus(
     if database.is_postgres(org.running.db_url):
         pytest.skip("pages are read on the event loop's thread on SQLite only")
     corpus = await Corpus.make(org, 400)
-    reads = _Spy(monkeypatch, sqlite.LoopReads, "page")
+    reads = _Spy(monkeypatch)
     return corpus, reads, _PagesInThread(monkeypatch)
 
 

@@ -44,7 +44,15 @@ from playhouse.migrations import Runner
 from corrigo.server.api.errors import ConcurrentChange
 from corrigo.server.ops import metrics, tracing
 from corrigo.server.store import connections
-from corrigo.server.store.connections import ConnectionLost, Pool, Result, bound, held, unit
+from corrigo.server.store.connections import (
+    Connection,
+    ConnectionLost,
+    Pool,
+    Result,
+    bound,
+    held,
+    unit,
+)
 from corrigo.server.store.integrity import Guard, guarded
 from corrigo.server.store.postgres import PostgresConnection
 from corrigo.server.store.sqlite import LoopReads, Pace, SqliteConnection
@@ -244,15 +252,29 @@ def is_sqlite() -> bool:
     return isinstance(database.obj, SqliteDatabase)
 
 
-async def execute(sql: str, params: Sequence[Any], *, writes: bool) -> Result:
-    """Run one statement, bounded by its call (`connections.bound`): on the current unit's
-    connection, or in a unit of its own from the reads or the writes pool. A read that
-    lost its connection before answering is tried once more on a fresh one."""
+async def execute(
+    sql: str,
+    params: Sequence[Any],
+    *,
+    writes: bool,
+    bounded: bool = False,
+    pace: Pace | None = None,
+    conn: Connection | None = None,
+) -> Result:
+    """The one path every statement runs by. On `conn`, or the current unit's connection;
+    else, under the loop rule (`bounded`, a read), on the event loop's thread (a page a
+    slice at a time while `pace` says its rows come quickly); else in a unit of its own
+    from the reads or the writes pool. Bounded by its call (`connections.bound`). A read
+    that lost its connection before answering is tried once more on a fresh one."""
     db = _store()
     with tracing.statement(sql, db.system), metrics.statement():
-        conn = held()
+        conn = conn or held()
         if conn is not None:
             return await conn.execute(sql, params, bound())
+        if bounded and not writes and db.loop_reads is not None and not (pace and pace.slow):
+            rows = await db.loop_reads.read(sql, params, pace)
+            if rows is not None:
+                return Result(rows, len(rows))
         pool = db.writes if writes else db.reads
         try:
             async with unit(pool) as conn:
@@ -410,25 +432,10 @@ class Sql:
         return rendered
 
 
-def _on_loop(db: Database, statement: Sql) -> LoopReads | None:
-    """Where the loop rule lets `statement` run on the event loop's thread: the loop's
-    reader, or None (a pool connection's thread, or the unit's connection)."""
-    if statement.bounded and db.loop_reads is not None and held() is None:
-        return db.loop_reads
-    return None
-
-
 async def fetch(statement: Sql, params: Sequence[Any]) -> list[Any]:
     """The rows of a read (on the event loop's thread when the loop rule allows)."""
-    db = _store()
-    sql = statement.render(db)
-    loop_reads = _on_loop(db, statement)
-    if loop_reads is not None:
-        with tracing.statement(sql, db.system), metrics.statement():
-            rows = loop_reads.rows(sql, params)
-        if rows is not None:
-            return rows
-    return (await execute(sql, params, writes=False)).rows
+    sql = statement.render(_store())
+    return (await execute(sql, params, writes=False, bounded=statement.bounded)).rows
 
 
 async def write(statement: Sql, params: Sequence[Any]) -> Result:
@@ -439,15 +446,8 @@ async def write(statement: Sql, params: Sequence[Any]) -> Result:
 async def read_page(statement: Sql, params: Sequence[Any], pace: Pace) -> list[Any]:
     """The rows of one page of a long read (on the loop's thread a slice at a time, when
     the loop rule allows and `pace` says the rows come quickly)."""
-    db = _store()
-    sql = statement.render(db)
-    loop_reads = _on_loop(db, statement)
-    if loop_reads is not None and not pace.slow:
-        with tracing.statement(sql, db.system), metrics.statement():
-            rows = await loop_reads.page(sql, params, pace)
-        if rows is not None:
-            return rows
-    return (await execute(sql, params, writes=False)).rows
+    sql = statement.render(_store())
+    return (await execute(sql, params, writes=False, bounded=statement.bounded, pace=pace)).rows
 
 
 class Overlapped:
@@ -464,7 +464,10 @@ class Overlapped:
     async def start(self, statement: Sql, params: Sequence[Any]) -> None:
         assert self._running is None, "one statement at a time"
         sql = statement.render(_store())
-        self._running = asyncio.ensure_future(self._connection.execute(sql, params, bound()))
+        # The statement's own task does not hold the unit: it is given the connection.
+        self._running = asyncio.ensure_future(
+            execute(sql, params, writes=True, conn=self._connection)
+        )
         # A task first runs when its creator yields: one turn of the loop hands the
         # statement to the driver, so the database works while the caller goes on.
         await asyncio.sleep(0)

@@ -7,6 +7,7 @@ import asyncio
 import functools
 import itertools
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,8 +29,8 @@ _PLACEHOLDER = re.compile(r"%s")
 # The longest a transaction may sit idle on the server (its process frozen or gone)
 # before PostgreSQL ends it and frees its locks; the store never pauses that long.
 IDLE_IN_TRANSACTION_SECONDS = 60.0
-# Statements whose rows are answered (the rest answer a command status with a count).
-_ROWS_HEADS = ("SELECT", "WITH", "VALUES", "SHOW")
+# Prepared statements kept per connection (the least recently used beyond are closed).
+PREPARED_PER_CONNECTION = 256
 
 
 def translated(error: Exception) -> Exception:
@@ -80,11 +81,6 @@ def numbered(sql: str) -> str:
     return _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
 
 
-@functools.lru_cache(maxsize=4096)
-def _returns_rows(sql: str) -> bool:
-    return sql.lstrip()[:6].upper().startswith(_ROWS_HEADS) or " RETURNING " in sql
-
-
 def _rowcount(status: str) -> int:
     # A command status ends with its row count: "UPDATE 3", "INSERT 0 3", "DELETE 0".
     tail = status.rsplit(" ", 1)[-1]
@@ -103,6 +99,10 @@ class PostgresConnection:
         self._conn = conn
         # A statement was stopped mid-way: the connection is clean once the server says so.
         self._cut = False
+        # Each statement's preparation and its columns, most recently used last.
+        self._prepared: OrderedDict[
+            str, tuple[asyncpg.prepared_stmt.PreparedStatement, list[str]]
+        ] = OrderedDict()
 
     @classmethod
     async def open(cls, dsn: str, *, read_only: bool) -> PostgresConnection:
@@ -117,7 +117,9 @@ class PostgresConnection:
             # Reads never write, and cannot take the row locks writes wait for.
             settings["default_transaction_read_only"] = "on"
         try:
-            return cls(await asyncpg.connect(dsn, server_settings=settings))
+            # Statements are prepared and kept here (`_statement`), not in asyncpg's cache.
+            conn = await asyncpg.connect(dsn, server_settings=settings, statement_cache_size=0)
+            return cls(conn)
         except (*_CONNECTION_ERRORS, asyncpg.exceptions.PostgresError) as error:
             if isinstance(error, asyncpg.exceptions.InvalidCatalogNameError):
                 raise  # a database that does not exist is a configuration error
@@ -131,12 +133,18 @@ class PostgresConnection:
         if params:
             sql = numbered(sql)
         try:
-            if _returns_rows(sql):
-                records = await self._conn.fetch(sql, *params, timeout=left)
-                columns = list(records[0].keys()) if records else []
-                return Result(records, len(records), None, columns)
-            status = await self._conn.execute(sql, *params, timeout=left)
-            return Result([], _rowcount(status))
+            try:
+                return await self._run(sql, params, bound)
+            except (
+                asyncpg.exceptions.InvalidCachedStatementError,
+                asyncpg.exceptions.OutdatedSchemaCacheError,
+            ):
+                # A migration changed a table under a kept statement: prepared anew, once,
+                # where nothing else was done yet.
+                self._prepared.pop(sql, None)
+                if self._conn.is_in_transaction():
+                    raise
+                return await self._run(sql, params, bound)
         except asyncio.CancelledError:
             self._cut = True
             raise
@@ -156,6 +164,25 @@ class PostgresConnection:
             raise ConnectionLost() from None
         except asyncpg.exceptions.PostgresError as error:
             raise translated(error) from None
+
+    async def _run(self, sql: str, params: Sequence[Any], bound: Bound) -> Result:
+        """The statement's rows and its row count, both as the statement itself reports
+        them (its columns, and its command status), whatever kind of statement it is."""
+        kept = self._prepared.get(sql)
+        if kept is None:
+            statement = await self._conn.prepare(sql, timeout=bound.left())
+            kept = statement, [attribute.name for attribute in statement.get_attributes()]
+            self._prepared[sql] = kept
+            if len(self._prepared) > PREPARED_PER_CONNECTION:
+                self._prepared.popitem(last=False)
+        else:
+            self._prepared.move_to_end(sql)
+        statement, columns = kept
+        left = bound.left()
+        if left <= 0:
+            raise TimeoutError
+        records = await statement.fetch(*params, timeout=left)
+        return Result(records, _rowcount(statement.get_statusmsg()), None, columns)
 
     async def settle(self) -> None:
         if not self._cut:

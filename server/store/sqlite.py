@@ -225,22 +225,14 @@ class LoopReads:
         conn.execute("PRAGMA query_only = 1")
         return conn
 
-    def rows(self, sql: str, params: Sequence[Any]) -> list[Any] | None:
-        """The rows of a small read; None when it must be read elsewhere."""
+    async def read(self, sql: str, params: Sequence[Any], pace: Pace | None) -> list[Any] | None:
+        """The rows of a read: at once (a small read), or a slice at a time on a connection
+        of its own while `pace` says they come quickly (a page); None when it must be
+        read elsewhere."""
         if not self._usable():
             return None
-        if self._small is None:
-            self._small = self._open()
-        try:
-            return _run(self._small, sql, params).rows
-        except sqlite3.Error as error:
-            _raise_unless_busy(error)
-            return None
-
-    async def page(self, sql: str, params: Sequence[Any], pace: Pace) -> list[Any] | None:
-        """The rows of a page, a slice at a time; None when it must be read elsewhere."""
-        if not self._usable():
-            return None
+        if pace is None:
+            return self._small_read(sql, params)
         if self._idle_pages:
             conn = self._idle_pages.pop()
         elif self._pages_out < self.PAGE_CONNECTIONS:
@@ -256,6 +248,15 @@ class LoopReads:
                 conn.close()
             else:
                 self._idle_pages.append(conn)
+
+    def _small_read(self, sql: str, params: Sequence[Any]) -> list[Any] | None:
+        if self._small is None:
+            self._small = self._open()
+        try:
+            return _run(self._small, sql, params).rows
+        except sqlite3.Error as error:
+            _raise_unless_busy(error)
+            return None
 
     async def _sliced(
         self, conn: sqlite3.Connection, sql: str, params: Sequence[Any], pace: Pace

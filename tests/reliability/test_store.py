@@ -395,6 +395,7 @@ async def _synced(client: AsyncClient, owner: str, source: str, count: int) -> N
     assert acknowledged == count
 
 
+@pytest.mark.timeout(900)  # a million comments to load first
 async def test_health_answers_at_once_while_a_million_comments_are_exported_with_a_total(
     scratch_db: str, tmp_path: Path, backend: str
 ) -> None:

@@ -90,7 +90,7 @@ def _migrate(args: argparse.Namespace) -> int:
         try:
             return await database.migrate(db)
         finally:
-            await database.close(db)
+            await db.close_pool()
 
     try:
         applied = asyncio.run(run())
@@ -152,7 +152,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
             _, _, token = await identity.bootstrap(args.org, args.email)
             return token
         finally:
-            await database.close(db)
+            await db.close_pool()
 
     try:
         token = asyncio.run(run())

@@ -172,7 +172,7 @@ class CorrigoServer:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await background.current().close(grace)
-        await database.close(self.db)
+        await self.db.close_pool()
         if self.metrics is not None:
             await self.metrics.stop()
             if metrics.active() is self.metrics:

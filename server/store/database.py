@@ -280,10 +280,6 @@ async def migrate(db: Database) -> list[str]:
         return await run(lambda: list(Runner(db, str(MIGRATIONS)).up()))
 
 
-async def close(db: Database) -> None:
-    await db.close_pool()
-
-
 def atomic(*guards: Guard) -> Any:
     """`async with atomic(*guards):` a write transaction (a savepoint when nested), its
     integrity errors answered as `guards` declare (see `integrity`)."""

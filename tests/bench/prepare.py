@@ -138,7 +138,7 @@ async def _store_rows(url: str, source_hex: str, dataset_id: int, sizes: Sizes) 
                 await _insert(Labelling, rows[start : start + _STORE_BATCH])
         await _sessions(sizes, now)
     finally:
-        await database.close(db)
+        await db.close_pool()
 
 
 async def _sessions(sizes: Sizes, now: datetime.datetime) -> None:
@@ -294,6 +294,6 @@ def _dataset_id(url: str, hex_id: str) -> int:
             row = await Dataset.aget(Dataset.hex_id == hex_id)
             return int(row.id)
         finally:
-            await database.close(db)
+            await db.close_pool()
 
     return asyncio.run(find())

@@ -79,6 +79,7 @@ GO_WKT := Mgoogle/protobuf/wrappers.proto=github.com/golang/protobuf/ptypes/wrap
 	Mgoogle/protobuf/struct.proto=github.com/golang/protobuf/ptypes/struct,$\
 	Mgoogle/protobuf/timestamp.proto=github.com/golang/protobuf/ptypes/timestamp,$\
 	Mgoogle/protobuf/empty.proto=github.com/golang/protobuf/ptypes/empty,$\
+	Mgoogle/protobuf/descriptor.proto=github.com/golang/protobuf/protoc-gen-go/descriptor,$\
 	Mgoogle/protobuf/field_mask.proto=google.golang.org/genproto/protobuf/field_mask
 
 gateway: $(GATEWAY)

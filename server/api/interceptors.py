@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from corrigo.server.api import auth
+from corrigo.server.api import auth, request_ids
 from corrigo.server.api.errors import CorrigoError, Internal, InvalidArgument
 from corrigo.server.ops import tracing
 from corrigo.server.ops.metrics import MethodMetrics, Metrics
@@ -163,6 +163,20 @@ def _guard_decoding(handler: grpc.RpcMethodHandler) -> Any:
         lambda inner, unary: guarded(inner, _reject_undecodable if unary else checked),
         safe_parse,
     )
+
+
+class RequestIdInterceptor(_WrappingInterceptor):
+    """The RPCs declared RETRY_REQUEST_ID answer once per request id (`request_ids`)."""
+
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        answer = request_ids.answer_type(method)
+        if answer is None or not handler.unary_unary:
+            return handler
+        return _rebuilt(
+            handler,
+            lambda inner, unary: request_ids.answered_once(inner, method, answer),
+            handler.request_deserializer,
+        )
 
 
 class DecodeGuardInterceptor(_WrappingInterceptor):
@@ -371,7 +385,8 @@ class GrpcMetricsInterceptor(_WrappingInterceptor):
 def interceptors(metrics: Metrics | None = None) -> list[grpc.aio.ServerInterceptor]:
     """Outermost first: the trace's server span (when tracing is on) holds everything;
     metrics and logging see the final code, errors are mapped for every layer inside
-    them, and authorization runs before the handler."""
+    them, authorization runs before the handler, and a create with a request id runs in
+    the transaction that keeps its answer."""
     outer: list[grpc.aio.ServerInterceptor] = []
     traced = tracing.interceptor()
     if traced is not None:
@@ -384,5 +399,6 @@ def interceptors(metrics: Metrics | None = None) -> list[grpc.aio.ServerIntercep
         MiddlewareInterceptor(log_access),
         MiddlewareInterceptor(map_errors),
         MiddlewareInterceptor(auth.authorize_call),
+        RequestIdInterceptor(),
         DecodeGuardInterceptor(),
     ]

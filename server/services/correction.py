@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from corrigo.server.api import auth, pagination
+from corrigo.server.api import auth, pagination, request_ids
 from corrigo.server.api.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from corrigo.server.api.timestamps import to_proto
 from corrigo.server.api.validation import MAX_ID, Violations
@@ -243,7 +243,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
             correction_work.REPLICA,
         )
         answer = session_proto(SessionView(row, model))
-        await correction_work.launch(row.id)
+        await request_ids.after_commit(lambda: correction_work.launch(row.id))
         # The gateway turns this header into the HTTP status the document lists for a create.
         await context.send_initial_metadata(((HTTP_CODE_HEADER, "201"),))
         return answer

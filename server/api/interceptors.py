@@ -57,14 +57,43 @@ def _rebuilt(
     return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream, False), **codec)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, method: str, middleware: Middleware) -> Any:
+async def _first_of(requests: AsyncIterator[Any]) -> tuple[Any, AsyncIterator[Any]]:
+    """A client stream's first message (None when it is empty), and the whole stream."""
+    iterator = aiter(requests)
+    try:
+        first = await anext(iterator)
+    except StopAsyncIteration:
+        return None, iterator
+
+    async def whole() -> AsyncIterator[Any]:
+        yield first
+        async for request in iterator:
+            yield request
+
+    return first, whole()
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler, method: str, middleware: Middleware, first_message: bool
+) -> Any:
+    """`handler` run inside `middleware`, which is given the request (of a client stream:
+    None, or with `first_message` its first message, read before the handler runs)."""
+
+    async def seen(request: Any, unary_request: bool) -> tuple[Any, Any]:
+        if unary_request:
+            return request, request
+        if first_message:
+            return await _first_of(request)
+        return None, request
+
     def around(inner: Callable[..., Any], unary_request: bool) -> Any:
         if inspect.isasyncgenfunction(inner):
 
             async def stream_behavior(
                 request: Any, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
-                async with middleware(method, context, request if unary_request else None):
+                shown, request = await seen(request, unary_request)
+                async with middleware(method, context, shown):
                     async for response in inner(request, context):
                         yield response
 
@@ -72,7 +101,8 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, middleware: Middleware) -
 
         # Unary answers, and streams answered through `context.write` (such as Health/Watch).
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            async with middleware(method, context, request if unary_request else None):
+            shown, request = await seen(request, unary_request)
+            async with middleware(method, context, shown):
                 return await inner(request, context)
 
         return behavior
@@ -108,12 +138,13 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):
 
 
 class MiddlewareInterceptor(_WrappingInterceptor):
-    def __init__(self, middleware: Middleware) -> None:
+    def __init__(self, middleware: Middleware, *, first_message: bool = False) -> None:
         super().__init__()
         self._middleware = middleware
+        self._first_message = first_message
 
     def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        return _wrap(handler, method, self._middleware)
+        return _wrap(handler, method, self._middleware, self._first_message)
 
 
 class Undecodable:
@@ -398,7 +429,8 @@ def interceptors(metrics: Metrics | None = None) -> list[grpc.aio.ServerIntercep
         *outer,
         MiddlewareInterceptor(log_access),
         MiddlewareInterceptor(map_errors),
-        MiddlewareInterceptor(auth.authorize_call),
+        # A client stream's project is named by its first message.
+        MiddlewareInterceptor(auth.authorize_call, first_message=True),
         RequestIdInterceptor(),
         DecodeGuardInterceptor(),
     ]

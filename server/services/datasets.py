@@ -273,8 +273,6 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
                 )
             updated = await labellings.write(row, chunk.labellings)
             yield datasets_pb2.StreamUpdateLabellingsResponse(chunk=chunk.chunk, updated=updated)
-        if row is None:
-            auth.touches_no_project()  # an empty stream: nothing was read or written
 
     async def GetLabelling(
         self, request: datasets_pb2.GetLabellingRequest, context: grpc.aio.ServicerContext

@@ -30,7 +30,7 @@ from corrigo.v1 import (
 from corrigo.v1.admin_pb2 import Member, User
 from tests.conftest import Org
 from tests.state_helpers import state
-from tests.world_helpers import World, record_request, world
+from tests.world_helpers import World, prepared, record_request, world
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -103,18 +103,7 @@ CREATES: dict[str, Callable[[World], Message]] = {
 
 
 async def _prepared(w: World, session: correction_pb2.CorrectionSession) -> None:
-    """Once the session's background preparation is over (it changes the session)."""
-    call = w.admin.corrections.WatchCorrectionSession(
-        correction_pb2.WatchCorrectionSessionRequest(project_id=w.project.id, session_id=session.id)
-    )
-    Status = correction_pb2.CorrectionSession.Status
-    try:
-        async for change in call:
-            if change.session.status in (Status.ANNOTATING, Status.FAILED):
-                assert change.session.status == Status.ANNOTATING
-                return
-    finally:
-        call.cancel()
+    await prepared(w, session.id)
 
 
 # What to wait for after a create, before its second call: work it started in the background.

@@ -25,11 +25,11 @@ from corrigo.v1 import (
     sources_pb2,
 )
 from corrigo.v1.admin_pb2 import Member
-from corrigo.v1.comments_pb2 import Label, PredictedLabel
+from corrigo.v1.comments_pb2 import Label
 from tests.conftest import Org
 from tests.dataset_helpers import comment
 from tests.state_helpers import state
-from tests.world_helpers import World, annotating, record_request, world
+from tests.world_helpers import World, annotating, predictions_request, record_request, world
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -308,21 +308,7 @@ WRITES: dict[str, Write] = {
             sources_pb2.DeleteCommentsRequest(owner=w.owner, name="src", ids=w.comment_ids[:2])
         )
     ),
-    "UploadPredictions": unary(
-        lambda w: w.admin.models.UploadPredictions(
-            models_pb2.UploadPredictionsRequest(
-                owner=w.owner,
-                dataset="ds",
-                version=1,
-                predictions=[
-                    models_pb2.CommentPredictions(
-                        uid=uid, labels=[PredictedLabel(name="Billing", probability=0.5)]
-                    )
-                    for uid in w.uids()
-                ],
-            )
-        )
-    ),
+    "UploadPredictions": unary(lambda w: w.admin.models.UploadPredictions(predictions_request(w))),
     "SetModelTag": unary(
         lambda w: w.admin.models.SetModelTag(
             models_pb2.SetModelTagRequest(owner=w.owner, dataset="ds", name="prod", version=1)

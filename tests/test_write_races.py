@@ -40,10 +40,18 @@ from corrigo.v1 import (
     sources_pb2,
 )
 from corrigo.v1.admin_pb2 import Member
-from corrigo.v1.comments_pb2 import Label, PredictedLabel
+from corrigo.v1.comments_pb2 import Label
 from tests.conftest import Org, Running
 from tests.dataset_helpers import comment
-from tests.world_helpers import World, annotating, bare, record_request, recorded, world
+from tests.world_helpers import (
+    World,
+    annotating,
+    bare,
+    predictions_request,
+    record_request,
+    recorded,
+    world,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -614,21 +622,7 @@ MODEL_WRITES: dict[str, Callable[[World], Call]] = {
             )
         )
     ),
-    "UploadPredictions": lambda w: (
-        lambda: w.admin.models.UploadPredictions(
-            models_pb2.UploadPredictionsRequest(
-                owner=w.owner,
-                dataset="ds",
-                version=1,
-                predictions=[
-                    models_pb2.CommentPredictions(
-                        uid=uid, labels=[PredictedLabel(name="Billing", probability=0.5)]
-                    )
-                    for uid in w.uids()
-                ],
-            )
-        )
-    ),
+    "UploadPredictions": lambda w: lambda: w.admin.models.UploadPredictions(predictions_request(w)),
     "SetModelTag": lambda w: (
         lambda: w.admin.models.SetModelTag(
             models_pb2.SetModelTagRequest(owner=w.owner, dataset="ds", name="prod", version=1)

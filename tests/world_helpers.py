@@ -10,8 +10,16 @@ from dataclasses import dataclass, field
 from google.protobuf import json_format
 
 from corrigo.client import AsyncClient
-from corrigo.v1 import admin_pb2, correction_pb2, datasets_pb2, practice_pb2, sources_pb2
+from corrigo.v1 import (
+    admin_pb2,
+    correction_pb2,
+    datasets_pb2,
+    models_pb2,
+    practice_pb2,
+    sources_pb2,
+)
 from corrigo.v1.admin_pb2 import User
+from corrigo.v1.comments_pb2 import PredictedLabel
 from tests.conftest import Org
 from tests.dataset_helpers import comment, dataset, model_version, source, sync
 
@@ -127,6 +135,22 @@ async def recorded(org: Org) -> World:
     return w
 
 
+async def prepared(w: World, session_id: int) -> correction_pb2.CorrectionSession:
+    """The world's correction session once its background preparation made it ANNOTATING."""
+    call = w.admin.corrections.WatchCorrectionSession(
+        correction_pb2.WatchCorrectionSessionRequest(project_id=w.project.id, session_id=session_id)
+    )
+    Status = correction_pb2.CorrectionSession.Status
+    try:
+        async for change in call:
+            if change.session.status in (Status.ANNOTATING, Status.FAILED):
+                assert change.session.status == Status.ANNOTATING
+                return change.session
+    finally:
+        call.cancel()
+    raise AssertionError("the correction session was never prepared")
+
+
 async def annotating(org: Org) -> tuple[World, correction_pb2.CorrectionSession]:
     """A world with a correction session of all its comments, once it is ANNOTATING."""
     w = await world(org)
@@ -135,18 +159,7 @@ async def annotating(org: Org) -> tuple[World, correction_pb2.CorrectionSession]
             project_id=w.project.id, model_id=w.model_id, document_uids=w.uids(), name="fix"
         )
     )
-    call = w.admin.corrections.WatchCorrectionSession(
-        correction_pb2.WatchCorrectionSessionRequest(project_id=w.project.id, session_id=created.id)
-    )
-    Status = correction_pb2.CorrectionSession.Status
-    try:
-        async for change in call:
-            if change.session.status in (Status.ANNOTATING, Status.FAILED):
-                assert change.session.status == Status.ANNOTATING
-                return w, change.session
-    finally:
-        call.cancel()
-    raise AssertionError("the correction session was never prepared")
+    return w, await prepared(w, created.id)
 
 
 def record_request(w: World) -> practice_pb2.RecordResponseRequest:
@@ -156,4 +169,19 @@ def record_request(w: World) -> practice_pb2.RecordResponseRequest:
         prompt_text="hi",
         response_text="hello",
         latency_ms=5,
+    )
+
+
+def predictions_request(w: World) -> models_pb2.UploadPredictionsRequest:
+    """Predictions of the world's model version 1 for each of its comments."""
+    return models_pb2.UploadPredictionsRequest(
+        owner=w.owner,
+        dataset="ds",
+        version=1,
+        predictions=[
+            models_pb2.CommentPredictions(
+                uid=uid, labels=[PredictedLabel(name="Billing", probability=0.5)]
+            )
+            for uid in w.uids()
+        ],
     )

@@ -34,19 +34,6 @@ from tests.world_helpers import World, prepared, record_request, world
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-# The client's stub of each service.
-STUBS = {
-    "AdminService": "admin",
-    "PracticeCatalogService": "catalog",
-    "FewShotExampleService": "examples",
-    "PracticeSessionService": "practice",
-    "SourceService": "sources",
-    "DatasetService": "datasets",
-    "ModelService": "models",
-    "CorrectionSessionService": "corrections",
-    "DocumentGroupService": "document_groups",
-}
-
 
 def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -112,7 +99,8 @@ SETTLE: dict[str, Callable[[World, Any], Awaitable[None]]] = {"CreateCorrectionS
 
 def _call(client: AsyncClient, rpc: str) -> Callable[[Message], Awaitable[Any]]:
     (method,) = [m for m in api.methods() if m.name == rpc]
-    return getattr(getattr(client, STUBS[method.containing_service.name]), rpc)  # type: ignore[no-any-return]
+    stubs = {type(stub).__name__: stub for stub in vars(client).values()}
+    return getattr(stubs[f"{method.containing_service.name}Stub"], rpc)  # type: ignore[no-any-return]
 
 
 async def test_every_create_by_request_id_is_tried_here() -> None:

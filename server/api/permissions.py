@@ -67,7 +67,7 @@ class Scope(enum.Enum):
     PUBLIC = "public"  # no token needed (health, reflection)
     USER = "user"  # any valid token; the handler limits what the caller sees
     ORG = "org"  # the caller's organization role
-    PROJECT = "project"  # the caller's role in the project named by the request
+    PROJECT = "project"  # the caller's role in the project the request names or leads to
 
 
 class Lookup(enum.Enum):

@@ -11,7 +11,6 @@ from corrigo.server.api.errors import NotFound
 from corrigo.server.api.permissions import Lookup
 from corrigo.server.api.validation import Violations
 from corrigo.server.store import practice_sessions, projects
-from corrigo.server.store.projects import Project
 from corrigo.v1 import practice_pb2
 
 
@@ -20,7 +19,7 @@ def not_found(what: str, field: str, value: int) -> NotFound:
     return NotFound(f"{what} {value} not found ({field})", metadata={"field": field})
 
 
-async def authorize_scope(project_id: int | None, *, organization_checked: bool) -> Project | None:
+async def authorize_scope(project_id: int | None, *, organization_checked: bool) -> None:
     """Check the RPC's permission where an item lives: in the project when `project_id` is
     given (NOT_FOUND naming project_id when the authorized caller names none), else in
     the organization when `organization_checked` (organization-wide items)."""
@@ -29,12 +28,11 @@ async def authorize_scope(project_id: int | None, *, organization_checked: bool)
             await auth.authorize_project(None, "(organization-wide)")
         else:
             auth.touches_no_project()
-        return None
+        return
     project = await projects.find_by_id(auth.current().principal.organization_id, project_id)
     await auth.authorize_project(project, repr(project_id))
     if project is None:
         raise not_found("project", "project_id", project_id)
-    return project
 
 
 async def _session_scope(request: practice_pb2.GetPracticeSessionRequest) -> None:

@@ -8,7 +8,7 @@ PROTOS := $(sort $(wildcard proto/corrigo/v1/*.proto))
 PYTEST_ARGS ?=
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: venv run test reliability bench bench-smoke lint typecheck gen gen-check gateway gateway-check run-gateway buf-lint package-check check clean
+.PHONY: venv run test reliability bench bench-smoke lint typecheck gen gen-check gateway gateway-check run-gateway buf-deps buf-lint buf-breaking package-check check clean
 
 venv: $(STAMP)
 
@@ -79,6 +79,7 @@ GO_WKT := Mgoogle/protobuf/wrappers.proto=github.com/golang/protobuf/ptypes/wrap
 	Mgoogle/protobuf/struct.proto=github.com/golang/protobuf/ptypes/struct,$\
 	Mgoogle/protobuf/timestamp.proto=github.com/golang/protobuf/ptypes/timestamp,$\
 	Mgoogle/protobuf/empty.proto=github.com/golang/protobuf/ptypes/empty,$\
+	Mgoogle/protobuf/descriptor.proto=github.com/golang/protobuf/protoc-gen-go/descriptor,$\
 	Mgoogle/protobuf/field_mask.proto=google.golang.org/genproto/protobuf/field_mask
 
 gateway: $(GATEWAY)
@@ -94,10 +95,17 @@ $(GATEWAY): $(STAMP) $(PROTOS) $(wildcard server/gateway/*.go)
 run-gateway: $(GATEWAY)
 	$(GATEWAY) --listen $(GATEWAY_LISTEN) --endpoint $(GATEWAY_ENDPOINT)
 
-buf-lint: $(STAMP)
+# googleapis' annotations for buf (its registry is out of reach): see buf.yaml.
+buf-deps: $(STAMP)
 	rm -rf .build/buf && mkdir -p .build/buf/googleapis/google/api
 	cp $$($(PY) -c 'import google.api, os; print(google.api.__path__[0])')/{annotations,http}.proto .build/buf/googleapis/google/api/
+
+buf-lint: buf-deps
 	$(VENV)/bin/buf lint
+
+# The API stays compatible with the previous commit of main (.ci/buf-breaking says which).
+buf-breaking: buf-deps
+	.ci/buf-breaking
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check server client tests
@@ -131,7 +139,7 @@ package-check: $(STAMP)
 	cd .build/package && venv/bin/corrigo migrate --database sqlite:///package-check.sqlite3
 	rm -rf build  # setuptools' scratch directory in the source tree
 
-check: lint typecheck gen-check gateway-check buf-lint package-check gateway test
+check: lint typecheck gen-check gateway-check buf-lint buf-breaking package-check gateway test
 
 clean:
 	rm -rf .build $(VENV)

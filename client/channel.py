@@ -4,66 +4,39 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import grpc
-from google.api import annotations_pb2
 from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
 
+from corrigo.client import api
 from corrigo.client.errors import CorrigoError
-from corrigo.v1 import (
-    admin_pb2,
-    correction_pb2,
-    datasets_pb2,
-    improvement_pb2,
-    models_pb2,
-    practice_pb2,
-    sources_pb2,
-)
+from corrigo.v1 import options_pb2
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-FILES = [
-    admin_pb2.DESCRIPTOR,
-    sources_pb2.DESCRIPTOR,
-    datasets_pb2.DESCRIPTOR,
-    models_pb2.DESCRIPTOR,
-    practice_pb2.DESCRIPTOR,
-    improvement_pb2.DESCRIPTOR,
-    correction_pb2.DESCRIPTOR,
-]
-# Reads and idempotent writes that the documents route as POST: retried all the same.
-# (StreamSyncComments upserts by comment id, so a chunk sent twice changes nothing.)
-IDEMPOTENT_POSTS = frozenset(
-    {
-        "corrigo.v1.DatasetService.ExportDataset",
-        "corrigo.v1.DatasetService.StreamExportDataset",
-        "corrigo.v1.SourceService.StreamSyncComments",
-    }
-)
 
 
-def idempotent(method: MethodDescriptor) -> bool:
-    """Safe to retry: routed as GET, PUT or DELETE (`google.api.http`), or listed in
-    IDEMPOTENT_POSTS."""
-    if method.full_name in IDEMPOTENT_POSTS:
-        return True
-    options = method.GetOptions()
-    if not options.HasExtension(annotations_pb2.http):
-        return False
-    rule = options.Extensions[annotations_pb2.http]
-    return rule.WhichOneof("pattern") in ("get", "put", "delete")
+def retry_of(method: MethodDescriptor) -> int:
+    """The RPC's declared `(corrigo.v1.retry)` (RETRY_UNSPECIFIED when it declares none)."""
+    retry: int = method.GetOptions().Extensions[options_pb2.retry]
+    return retry
+
+
+def retried(method: MethodDescriptor) -> bool:
+    """Whether the client sends the RPC again after UNAVAILABLE: as the protos declare."""
+    return retry_of(method) in (options_pb2.RETRY_IDEMPOTENT, options_pb2.RETRY_REQUEST_ID)
 
 
 def service_config() -> str:
-    """Retry UNAVAILABLE, with backoff, on idempotent methods only."""
+    """Retry UNAVAILABLE, with backoff, on the RPCs the protos declare retried."""
     names = [
-        {"service": service.full_name, "method": method.name}
-        for file in FILES
-        for service in file.services_by_name.values()
-        for method in service.methods
-        if idempotent(method)
+        {"service": method.containing_service.full_name, "method": method.name}
+        for method in api.methods()
+        if retried(method)
     ]
     return json.dumps(
         {
@@ -81,6 +54,27 @@ def service_config() -> str:
             ]
         }
     )
+
+
+# The paths (`/corrigo.v1.Service/Method`) of the RPCs retried with a request id.
+_REQUEST_ID_PATHS = frozenset(
+    api.path(method).encode()
+    for method in api.methods()
+    if retry_of(method) == options_pb2.RETRY_REQUEST_ID
+)
+
+
+def with_request_id(method: str | bytes, request: Any) -> Any:
+    """`request` with a fresh `request_id` when its RPC is retried by request id and the
+    caller chose none: every attempt the channel makes then carries the same id, so the
+    server acts once (AIP-155)."""
+    path = method.encode() if isinstance(method, str) else method
+    if path not in _REQUEST_ID_PATHS or request.request_id:
+        return request
+    copy: Message = type(request)()
+    copy.CopyFrom(request)
+    copy.request_id = str(uuid.uuid4())  # type: ignore[attr-defined]
+    return copy
 
 
 def channel_options() -> list[tuple[str, Any]]:
@@ -151,6 +145,7 @@ class TokenInterceptor(
         return _with_token(details, self._token, _ClientCallDetails)
 
     def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        request = with_request_id(details.method, request)
         return _raise_decoded(continuation(self._details(details), request))
 
     def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
@@ -176,6 +171,7 @@ class AsyncTokenInterceptor(_AsyncToken, grpc.aio.UnaryUnaryClientInterceptor):
     CorrigoError. `async_interceptors` gives the ones for streaming calls."""
 
     async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        request = with_request_id(details.method, request)
         call = await continuation(self._details(details), request)
         try:
             return await call

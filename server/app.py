@@ -19,7 +19,7 @@ from corrigo.server.api import pagination, reflection, registration
 from corrigo.server.api.interceptors import interceptors
 from corrigo.server.config import Config, ConfigError, split_listen
 from corrigo.server.domain import correction_work
-from corrigo.server.ops import background, memory, metrics, token_use, tracing
+from corrigo.server.ops import background, memory, metrics, request_id_sweep, token_use, tracing
 from corrigo.server.services import datasets as datasets_service
 from corrigo.server.services.admin import AdminService
 from corrigo.server.services.correction import CorrectionSessionService
@@ -156,6 +156,7 @@ class CorrigoServer:
         background.open_background()
         correction_work.start_sweeping()
         token_use.start_recording()
+        request_id_sweep.start_sweeping()
 
         await server.start()
         for name in ["", *names]:

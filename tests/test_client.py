@@ -3,23 +3,24 @@ is sent, status details are decoded into CorrigoError, retries cover idempotent 
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import subprocess
 import sys
 import threading
+import uuid
 from typing import Any
 
 import grpc
 import grpc_testing
 import pytest
-from google.api import annotations_pb2
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from corrigo.client import Client, CorrigoError, channel
+from corrigo.client import AsyncClient, Client, CorrigoError, api, channel
 from corrigo.client.channel import service_config
-from corrigo.v1 import admin_pb2
+from corrigo.v1 import admin_pb2, admin_pb2_grpc, options_pb2
 
 ADMIN = admin_pb2.DESCRIPTOR.services_by_name["AdminService"]
 
@@ -138,33 +139,95 @@ def test_failures_raise_corrigo_error_with_details(scripted: _Scripted) -> None:
     assert error.fields == ["project.name"]
 
 
-def test_retries_only_idempotent_methods() -> None:
+def test_retries_exactly_the_rpcs_the_protos_declare_retried() -> None:
+    """The service config names every RPC declared RETRY_IDEMPOTENT or RETRY_REQUEST_ID,
+    and no other; UNAVAILABLE is the one code retried."""
     config = json.loads(service_config())
     (method_config,) = config["methodConfig"]
-    retried = {name["method"] for name in method_config["name"]}
-    assert {"WhoAmI", "GetProject", "ListProjects", "SetMember", "DeleteProject"} <= retried
-    assert {"CreateProject", "CreateUser", "CreateApiToken"}.isdisjoint(retried)
+    retried = {f"{n['service']}.{n['method']}" for n in method_config["name"]}
+    declared = {
+        m.full_name
+        for m in api.methods()
+        if channel.retry_of(m) in (options_pb2.RETRY_IDEMPOTENT, options_pb2.RETRY_REQUEST_ID)
+    }
+    assert retried == declared
+    assert {
+        "corrigo.v1.AdminService.GetProject",
+        "corrigo.v1.AdminService.CreateProject",
+    } <= retried
+    assert {
+        "corrigo.v1.AdminService.CreateApiToken",
+        "corrigo.v1.PracticeSessionService.AppendEvents",
+    }.isdisjoint(retried)
     assert method_config["retryPolicy"]["retryableStatusCodes"] == ["UNAVAILABLE"]
 
 
-def test_retries_follow_the_http_verb_or_the_table() -> None:
-    """Every GET/PUT/DELETE is retried, a POST or PATCH only when IDEMPOTENT_POSTS lists
-    it; the table names methods that exist."""
-    config = json.loads(service_config())
-    retried = {f"{n['service']}.{n['method']}" for n in config["methodConfig"][0]["name"]}
-    methods = {
-        method.full_name: method.GetOptions().Extensions[annotations_pb2.http]
-        for file in channel.FILES
-        for service in file.services_by_name.values()
-        for method in service.methods
-    }
-    assert methods.keys() >= channel.IDEMPOTENT_POSTS
-    for name, rule in methods.items():
-        verb = rule.WhichOneof("pattern")
-        expected = verb in ("get", "put", "delete") or name in channel.IDEMPOTENT_POSTS
-        assert (name in retried) == expected, name
-    assert "corrigo.v1.CorrectionSessionService.WatchCorrectionSession" in retried
-    assert "corrigo.v1.ImprovementService.ReleaseBatch" not in retried
+def test_creates_carry_a_fresh_request_id_and_keep_the_callers(scripted: _Scripted) -> None:
+    client = Client("unused:1", "crg_1_x", channel=scripted)  # type: ignore[arg-type]
+    sent = []
+    for request in (
+        admin_pb2.CreateProjectRequest(),
+        admin_pb2.CreateProjectRequest(),
+        admin_pb2.CreateProjectRequest(request_id="8d6f3d3e-5b1c-4f0e-9a39-2b1a1f0c9e11"),
+    ):
+        thread, _ = _in_thread(lambda: client.admin.CreateProject(request))  # noqa: B023
+        _, received, rpc = scripted.take("CreateProject")
+        rpc.terminate(admin_pb2.Project(), (), grpc.StatusCode.OK, "")
+        thread.join(5)
+        sent.append(received.request_id)
+        assert not request.request_id or request.request_id == sent[-1]
+    assert all(str(uuid.UUID(request_id)) == request_id for request_id in sent)
+    assert len(set(sent)) == 3
+    assert sent[2] == "8d6f3d3e-5b1c-4f0e-9a39-2b1a1f0c9e11"
+
+
+class _UnavailableOnce(admin_pb2_grpc.AdminServiceServicer):
+    """Answers UNAVAILABLE to each RPC's first attempt, then OK; counts the attempts and
+    keeps the request ids they carried."""
+
+    def __init__(self) -> None:
+        self.attempts: collections.Counter[str] = collections.Counter()
+        self.request_ids: list[str] = []
+
+    async def _attempt(self, name: str, context: grpc.aio.ServicerContext) -> None:
+        self.attempts[name] += 1
+        if self.attempts[name] == 1:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
+
+    async def GetProject(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._attempt("GetProject", context)
+        return admin_pb2.Project(id=request.project_id)
+
+    async def CreateProject(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self.request_ids.append(request.request_id)
+        await self._attempt("CreateProject", context)
+        return admin_pb2.Project(id=1)
+
+    async def CreateApiToken(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self._attempt("CreateApiToken", context)
+        return admin_pb2.CreateApiTokenResponse()
+
+
+async def test_retried_rpcs_are_sent_again_after_unavailable_and_the_others_are_not() -> None:
+    servicer = _UnavailableOnce()
+    server = grpc.aio.server()
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    client = AsyncClient(f"127.0.0.1:{port}", "crg_1_x")
+    try:
+        await client.admin.GetProject(admin_pb2.GetProjectRequest(project_id=3))  # idempotent
+        await client.admin.CreateProject(admin_pb2.CreateProjectRequest())  # by request id
+        with pytest.raises(CorrigoError) as error:  # never retried
+            await client.admin.CreateApiToken(admin_pb2.CreateApiTokenRequest())
+        assert error.value.code == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await client.close()
+        await server.stop(None)
+    assert servicer.attempts == {"GetProject": 2, "CreateProject": 2, "CreateApiToken": 1}
+    # Both attempts of the create carried the same id: the server acts once.
+    first, second = servicer.request_ids
+    assert first and first == second
 
 
 def test_client_commands_do_not_import_the_server() -> None:

@@ -103,9 +103,11 @@ async def test_unary_calls_are_counted_with_their_codes(server: Running, org: Or
     assert moved("grpc_server_handled_total", sources, grpc_code="InvalidArgument") == 1
     counter = "corrigo_page_tokens_refused_total"
     assert after.value(counter) - before.value(counter) == 1
-    # The duplicate project's insert failed inside its transaction.
+    # Both creates rolled back their transaction: the request id's (the client gives every
+    # create one), ended by the domain's answer (INVALID_ARGUMENT, and ALREADY_EXISTS for the
+    # duplicate project's insert, which failed inside it).
     rolled = "corrigo_database_transactions_rolled_back_total"
-    assert after.value(rolled, cause="integrity") - before.value(rolled, cause="integrity") == 1
+    assert after.value(rolled, cause="refused") - before.value(rolled, cause="refused") == 2
     statements = "corrigo_database_statement_seconds_count"
     assert after.value(statements) > before.value(statements)
     kind = "postgresql" if server.db_url.startswith("postgresql") else "sqlite"

@@ -918,13 +918,6 @@ async def test_agents_and_knowledge_crud(org: Org, other_org: Org) -> None:
             practice_pb2.ListKnowledgeItemsRequest(project_id=-1),
             "project_id",
         ),
-        (
-            "UpdatePracticeClass",
-            practice_pb2.UpdatePracticeClassRequest(
-                class_id=1, update_mask=field_mask_pb2.FieldMask(paths=["project_id"])
-            ),
-            "update_mask.paths[0]",
-        ),
     ],
 )
 async def test_catalog_bad_input_is_invalid_argument(
@@ -934,6 +927,30 @@ async def test_catalog_bad_input_is_invalid_argument(
         await getattr(org.admin.catalog, method)(request_)
     assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert field in err.value.fields
+
+
+async def test_an_update_of_an_item_checks_its_fields_once_the_item_is_found(org: Org) -> None:
+    """The item (and the permission where it lives) first: NOT_FOUND for one that is not
+    there, before the rest of the request is read."""
+    made = await org.admin.catalog.CreatePracticeClass(
+        practice_pb2.CreatePracticeClassRequest(
+            practice_class=PracticeClass(name="x", model_names=["m"])
+        )
+    )
+    bad_mask = field_mask_pb2.FieldMask(paths=["project_id"])
+    with pytest.raises(CorrigoError) as err:
+        await org.admin.catalog.UpdatePracticeClass(
+            practice_pb2.UpdatePracticeClassRequest(class_id=made.class_id, update_mask=bad_mask)
+        )
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.fields == ["update_mask.paths[0]"]
+    with pytest.raises(CorrigoError) as err:
+        await org.admin.catalog.UpdatePracticeClass(
+            practice_pb2.UpdatePracticeClassRequest(
+                class_id=made.class_id + 10_000, update_mask=bad_mask
+            )
+        )
+    assert err.value.code == grpc.StatusCode.NOT_FOUND
 
 
 async def test_examples_are_private_to_their_owner(org: Org) -> None:

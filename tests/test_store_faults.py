@@ -16,8 +16,16 @@ import psycopg2
 import pytest
 
 from corrigo.client import CorrigoError
+from corrigo.client.channel import auth_metadata
 from corrigo.server.store import database, identity
-from corrigo.v1 import admin_pb2, comments_pb2, datasets_pb2, models_pb2, sources_pb2
+from corrigo.v1 import (
+    admin_pb2,
+    comments_pb2,
+    datasets_pb2,
+    datasets_pb2_grpc,
+    models_pb2,
+    sources_pb2,
+)
 from tests import dataset_helpers as h
 from tests.conftest import Org, Running
 from tests.reliability import report
@@ -80,15 +88,22 @@ async def test_no_free_connection_answers_unavailable_before_the_deadline(
     owner = await _filled(org, 3)
     pool = server.server.db.writes
     taken = [await pool.acquire() for _ in range(pool.size)]
+    # A channel that does not retry (the client retries this RPC): the server's own answer.
+    plain = grpc.aio.insecure_channel(server.target)
     try:
         began = time.monotonic()
-        with pytest.raises(CorrigoError) as raised:
-            await org.admin.datasets.CreateLabelDefs(h.label_defs(owner, ["Busy"]), timeout=1.0)
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await datasets_pb2_grpc.DatasetServiceStub(plain).CreateLabelDefs(
+                h.label_defs(owner, ["Busy"]),
+                timeout=1.0,
+                metadata=auth_metadata(org.admin_token),
+            )
         elapsed = time.monotonic() - began
     finally:
+        await plain.close()
         for conn in taken:
             pool.release(conn, failed=False)
-    error = raised.value
+    error = CorrigoError.from_rpc_error(raised.value)
     assert (error.code, error.reason) == (grpc.StatusCode.UNAVAILABLE, "DATABASE_UNAVAILABLE")
     assert 0.5 < elapsed < 1.0
     created = await org.admin.datasets.CreateLabelDefs(h.label_defs(owner, ["Free"]), timeout=5)

@@ -1,8 +1,9 @@
 """Authentication and authorization of every call.
 
 `authorize_call` runs before each handler: it reads the bearer token, finds the RPC's
-rule in `permissions.RULES`, and checks the caller's organization or project role.
-Handlers read the outcome with `current()`.
+rule in `permissions.RULES`, and checks the caller's organization or project role (in the
+project the request names, or the one the rule's lookup finds). Handlers read the outcome
+with `current()`, `project()` and `found()`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from corrigo.server.api.permissions import (
     ORG_ROLE_PERMISSIONS,
     PROJECT_ROLE_PERMISSIONS,
     RULES,
+    Lookup,
     Permission,
     Rule,
     Scope,
@@ -48,8 +50,10 @@ class Call:
     # The rows of the RPC's companion read (`read_with_access`), once authorized.
     companion_rows: list[Sequence[Any]] = field(default_factory=list)
     # Whether a PROJECT rule's permission was checked (or declared not to apply): a call
-    # that ends without it is answered INTERNAL, never with what the handler returned.
+    # whose lookup leaves it unchecked is answered INTERNAL before its handler runs.
     project_checked: bool = False
+    # What the rule's lookup found (such as the practice session), for the handler.
+    found: Any = None
 
     @property
     def is_org_admin(self) -> bool:
@@ -76,8 +80,26 @@ def companion_rows() -> list[Sequence[Any]]:
     return current().companion_rows
 
 
+# Lookup -> the function that finds the request's project and checks the permission there
+# (with `authorize_project`, or `touches_no_project`); it may keep what it found in `found`.
+_lookups: dict[Lookup, Callable[[Any], Awaitable[None]]] = {}
+
+
+def register_lookup(lookup: Lookup, find: Callable[[Any], Awaitable[None]]) -> None:
+    _lookups[lookup] = find
+
+
+def registered_lookups() -> frozenset[Lookup]:
+    return frozenset(_lookups)
+
+
 def current() -> Call:
     return _current.get()
+
+
+def found() -> Any:
+    """What the current call's lookup found (see `permissions.Lookup`)."""
+    return current().found
 
 
 def current_or_none() -> Call | None:
@@ -159,9 +181,26 @@ def touches_no_project() -> None:
 def _unchecked_project(method: str) -> Internal:
     error_id = uuid.uuid4().hex[:12]
     log.error(
-        "bug: %s returned without checking its project permission (error id %s)", method, error_id
+        "bug: %s's rule found no project to check its permission in (error id %s)",
+        method,
+        error_id,
     )
     return Internal.logged_as(error_id)
+
+
+async def _locate(call: Call, request: Message | None) -> None:
+    """Check a PROJECT rule's permission where its lookup finds the project. An empty
+    client stream reads and writes nothing; a request that does not parse is answered
+    INVALID_ARGUMENT by the decode guard before the handler runs."""
+    if not isinstance(request, Message):
+        call.project_checked = True
+        return
+    find = _lookups.get(call.rule.lookup) if call.rule.lookup else None
+    if find is None:
+        raise _unchecked_project(call.method)
+    await find(request)
+    if not call.project_checked:
+        raise _unchecked_project(call.method)
 
 
 @asynccontextmanager
@@ -205,11 +244,9 @@ async def authorize_call(
         if permission not in ORG_ROLE_PERMISSIONS[principal.role]:
             raise _denied(permission, "in the organization")
     checks.raise_if_any()
+    if rule.scope is Scope.PROJECT:
+        await _locate(call, request)
     yield
-    # A PROJECT rule without a request field is checked by the handler once it finds the
-    # project: one that forgets fails closed here, before its answer leaves.
-    if rule.scope is Scope.PROJECT and not call.project_checked:
-        raise _unchecked_project(method)
 
 
 def project() -> Project:

@@ -23,7 +23,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import Message
 
-from corrigo.server.api import auth
+from corrigo.server.api import auth, request_ids
 from corrigo.server.api.errors import CorrigoError, Internal, InvalidArgument
 from corrigo.server.ops import tracing
 from corrigo.server.ops.metrics import MethodMetrics, Metrics
@@ -57,14 +57,43 @@ def _rebuilt(
     return grpc.stream_stream_rpc_method_handler(wrap(handler.stream_stream, False), **codec)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, method: str, middleware: Middleware) -> Any:
+async def _first_of(requests: AsyncIterator[Any]) -> tuple[Any, AsyncIterator[Any]]:
+    """A client stream's first message (None when it is empty), and the whole stream."""
+    iterator = aiter(requests)
+    try:
+        first = await anext(iterator)
+    except StopAsyncIteration:
+        return None, iterator
+
+    async def whole() -> AsyncIterator[Any]:
+        yield first
+        async for request in iterator:
+            yield request
+
+    return first, whole()
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler, method: str, middleware: Middleware, first_message: bool
+) -> Any:
+    """`handler` run inside `middleware`, which is given the request (of a client stream:
+    None, or with `first_message` its first message, read before the handler runs)."""
+
+    async def seen(request: Any, unary_request: bool) -> tuple[Any, Any]:
+        if unary_request:
+            return request, request
+        if first_message:
+            return await _first_of(request)
+        return None, request
+
     def around(inner: Callable[..., Any], unary_request: bool) -> Any:
         if inspect.isasyncgenfunction(inner):
 
             async def stream_behavior(
                 request: Any, context: grpc.aio.ServicerContext
             ) -> AsyncIterator[Any]:
-                async with middleware(method, context, request if unary_request else None):
+                shown, request = await seen(request, unary_request)
+                async with middleware(method, context, shown):
                     async for response in inner(request, context):
                         yield response
 
@@ -72,7 +101,8 @@ def _wrap(handler: grpc.RpcMethodHandler, method: str, middleware: Middleware) -
 
         # Unary answers, and streams answered through `context.write` (such as Health/Watch).
         async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            async with middleware(method, context, request if unary_request else None):
+            shown, request = await seen(request, unary_request)
+            async with middleware(method, context, shown):
                 return await inner(request, context)
 
         return behavior
@@ -108,12 +138,13 @@ class _WrappingInterceptor(grpc.aio.ServerInterceptor):
 
 
 class MiddlewareInterceptor(_WrappingInterceptor):
-    def __init__(self, middleware: Middleware) -> None:
+    def __init__(self, middleware: Middleware, *, first_message: bool = False) -> None:
         super().__init__()
         self._middleware = middleware
+        self._first_message = first_message
 
     def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        return _wrap(handler, method, self._middleware)
+        return _wrap(handler, method, self._middleware, self._first_message)
 
 
 class Undecodable:
@@ -163,6 +194,20 @@ def _guard_decoding(handler: grpc.RpcMethodHandler) -> Any:
         lambda inner, unary: guarded(inner, _reject_undecodable if unary else checked),
         safe_parse,
     )
+
+
+class RequestIdInterceptor(_WrappingInterceptor):
+    """The RPCs declared RETRY_REQUEST_ID answer once per request id (`request_ids`)."""
+
+    def wrapped(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        answer = request_ids.answer_type(method)
+        if answer is None or not handler.unary_unary:
+            return handler
+        return _rebuilt(
+            handler,
+            lambda inner, unary: request_ids.answered_once(inner, method, answer),
+            handler.request_deserializer,
+        )
 
 
 class DecodeGuardInterceptor(_WrappingInterceptor):
@@ -371,7 +416,8 @@ class GrpcMetricsInterceptor(_WrappingInterceptor):
 def interceptors(metrics: Metrics | None = None) -> list[grpc.aio.ServerInterceptor]:
     """Outermost first: the trace's server span (when tracing is on) holds everything;
     metrics and logging see the final code, errors are mapped for every layer inside
-    them, and authorization runs before the handler."""
+    them, authorization runs before the handler, and a create with a request id runs in
+    the transaction that keeps its answer."""
     outer: list[grpc.aio.ServerInterceptor] = []
     traced = tracing.interceptor()
     if traced is not None:
@@ -383,6 +429,8 @@ def interceptors(metrics: Metrics | None = None) -> list[grpc.aio.ServerIntercep
         *outer,
         MiddlewareInterceptor(log_access),
         MiddlewareInterceptor(map_errors),
-        MiddlewareInterceptor(auth.authorize_call),
+        # A client stream's project is named by its first message.
+        MiddlewareInterceptor(auth.authorize_call, first_message=True),
+        RequestIdInterceptor(),
         DecodeGuardInterceptor(),
     ]

@@ -3,6 +3,13 @@
 `RULES` is the single declarative table RPC -> rule. The auth interceptor checks it
 before any handler runs; an RPC missing from it is refused (fail closed), and the
 test suite fails when a service method has no rule.
+
+A PROJECT rule names how its project is found: a request field (`project_id` or `owner`;
+of the first message, for a client stream), or a `Lookup` by what the request holds. The
+project's permission is checked before the handler runs. A lookup that finds nothing the
+caller may see answers NOT_FOUND (a session of another user, an item of another
+organization); a caller without the permission is PERMISSION_DENIED whether or not the
+project exists.
 """
 
 from __future__ import annotations
@@ -60,18 +67,38 @@ class Scope(enum.Enum):
     PUBLIC = "public"  # no token needed (health, reflection)
     USER = "user"  # any valid token; the handler limits what the caller sees
     ORG = "org"  # the caller's organization role
-    PROJECT = "project"  # the caller's role in the project named by the request
+    PROJECT = "project"  # the caller's role in the project the request names or leads to
+
+
+class Lookup(enum.Enum):
+    """How a PROJECT rule without a request field finds its project; each is served by
+    the function registered with `auth.register_lookup`."""
+
+    # The caller's own practice session named by `session_id`: its project, or none.
+    PRACTICE_SESSION = "practice_session"
+    # The new practice session's `project_id`, when given.
+    NEW_PRACTICE_SESSION = "new_practice_session"
+    # The catalog item named by `class_id`, `agent_id` or `knowledge_id`: its project;
+    # an organization-wide item is readable by every user of the organization.
+    CATALOG_ITEM_READ = "catalog_item_read"
+    # As CATALOG_ITEM_READ; an organization-wide item needs the permission in the
+    # organization.
+    CATALOG_ITEM_WRITE = "catalog_item_write"
+    # The new catalog item's `project_id` (0: organization-wide, which needs the
+    # permission in the organization).
+    NEW_CATALOG_ITEM = "new_catalog_item"
+    # A list's `project_id` (0: the organization-wide items alone, open to every user).
+    CATALOG_LIST = "catalog_list"
 
 
 @dataclass(frozen=True)
 class Rule:
     scope: Scope
     permission: Permission | None = None
-    # For PROJECT rules: the request field naming the project, either an id (`project_id`)
-    # or a name (`owner`). None when the handler finds the project from a resource and
-    # calls `auth.authorize_project` (or `auth.touches_no_project`): a call that ends
-    # having done neither is answered INTERNAL (fail closed).
+    # For PROJECT rules, exactly one of: the request field naming the project, either an
+    # id (`project_id`) or a name (`owner`); or the lookup that finds it.
     project_field: str | None = None
+    lookup: Lookup | None = None
 
 
 def public() -> Rule:
@@ -86,8 +113,12 @@ def org(permission: Permission) -> Rule:
     return Rule(Scope.ORG, permission)
 
 
-def project(permission: Permission, field: str | None = None) -> Rule:
-    return Rule(Scope.PROJECT, permission, field)
+def project(permission: Permission, field: str) -> Rule:
+    return Rule(Scope.PROJECT, permission, project_field=field)
+
+
+def found_by(permission: Permission, lookup: Lookup) -> Rule:
+    return Rule(Scope.PROJECT, permission, lookup=lookup)
 
 
 _ADMIN_SERVICE = "/corrigo.v1.AdminService/"
@@ -100,6 +131,7 @@ _SOURCES = "/corrigo.v1.SourceService/"
 _MODELS = "/corrigo.v1.ModelService/"
 _CORRECTION = "/corrigo.v1.CorrectionSessionService/"
 _GROUPS = "/corrigo.v1.DocumentGroupService/"
+_CATALOG_NOUNS = ("PracticeClass", "PracticeAgent", "KnowledgeItem")
 
 RULES: dict[str, Rule] = {
     "/grpc.health.v1.Health/Check": public(),
@@ -121,40 +153,52 @@ RULES: dict[str, Rule] = {
     _ADMIN_SERVICE + "CreateApiToken": user(),
     _ADMIN_SERVICE + "ListApiTokens": user(),
     _ADMIN_SERVICE + "RevokeApiToken": user(),
-    # Practice catalog: the handler finds where an item lives (a project, or the whole
-    # organization) and checks there; organization-wide items are readable by everyone.
+    # Practice catalog: items live in a project or in the whole organization.
     **{
-        _CATALOG + verb + noun: project(Permission.MODEL_ADMIN)
-        for verb in ("Create", "Update", "Delete")
-        for noun in ("PracticeClass", "PracticeAgent", "KnowledgeItem")
+        _CATALOG + "Create" + noun: found_by(Permission.MODEL_ADMIN, Lookup.NEW_CATALOG_ITEM)
+        for noun in _CATALOG_NOUNS
     },
-    _CATALOG + "GetPracticeClass": project(Permission.PRACTICE),
-    _CATALOG + "ListPracticeClasses": project(Permission.PRACTICE),
-    _CATALOG + "GetPracticeAgent": project(Permission.PRACTICE),
-    _CATALOG + "ListPracticeAgents": project(Permission.PRACTICE),
-    _CATALOG + "GetKnowledgeItem": project(Permission.PRACTICE),
-    _CATALOG + "ListKnowledgeItems": project(Permission.PRACTICE),
+    **{
+        _CATALOG + verb + noun: found_by(Permission.MODEL_ADMIN, Lookup.CATALOG_ITEM_WRITE)
+        for verb in ("Update", "Delete")
+        for noun in _CATALOG_NOUNS
+    },
+    **{
+        _CATALOG + "Get" + noun: found_by(Permission.PRACTICE, Lookup.CATALOG_ITEM_READ)
+        for noun in _CATALOG_NOUNS
+    },
+    **{
+        _CATALOG + "List" + nouns: found_by(Permission.PRACTICE, Lookup.CATALOG_LIST)
+        for nouns in ("PracticeClasses", "PracticeAgents", "KnowledgeItems")
+    },
     # Few-shot examples: everyone's own, the handler never shows another user's.
     _EXAMPLES + "CreateFewShotExample": user(),
     _EXAMPLES + "GetFewShotExample": user(),
     _EXAMPLES + "ListFewShotExamples": user(),
     _EXAMPLES + "UpdateFewShotExample": user(),
     _EXAMPLES + "DeleteFewShotExample": user(),
-    # Practice sessions: own sessions only; a session of a project needs `practice` there,
-    # checked by the handler once it knows the project (from the request or the session).
-    _SESSIONS + "CreatePracticeSession": project(Permission.PRACTICE),
-    _SESSIONS + "GetPracticeSession": project(Permission.PRACTICE),
+    # Practice sessions: the caller's own only (another user's is NOT_FOUND, also for
+    # admins); a session of a project needs `practice` there.
+    _SESSIONS + "CreatePracticeSession": found_by(Permission.PRACTICE, Lookup.NEW_PRACTICE_SESSION),
     _SESSIONS + "ListPracticeSessions": user(),
-    _SESSIONS + "UpdatePracticeSession": project(Permission.PRACTICE),
-    _SESSIONS + "DeletePracticeSession": project(Permission.PRACTICE),
-    _SESSIONS + "UpdatePracticeSettings": project(Permission.PRACTICE),
-    _SESSIONS + "ListSessionModels": project(Permission.PRACTICE),
-    _SESSIONS + "RecordResponse": project(Permission.PRACTICE),
-    _SESSIONS + "AppendEvents": project(Permission.PRACTICE),
-    _SESSIONS + "ListEvents": project(Permission.PRACTICE),
+    **{
+        _SESSIONS + name: found_by(Permission.PRACTICE, Lookup.PRACTICE_SESSION)
+        for name in (
+            "GetPracticeSession",
+            "UpdatePracticeSession",
+            "DeletePracticeSession",
+            "UpdatePracticeSettings",
+            "ListSessionModels",
+            "RecordResponse",
+            "AppendEvents",
+            "ListEvents",
+        )
+    },
     # Improvement: a session is scheduled by whoever may act on it in
-    # PracticeSessionService (`practice_access.own_session`). Pipelines read and release.
-    _IMPROVEMENT + "UseSessionForImprovement": project(Permission.PRACTICE),
+    # PracticeSessionService. Pipelines read and release.
+    _IMPROVEMENT + "UseSessionForImprovement": found_by(
+        Permission.PRACTICE, Lookup.PRACTICE_SESSION
+    ),
     _IMPROVEMENT + "GetBatchSessions": org(Permission.BATCHES),
     _IMPROVEMENT + "StreamBatchSessions": org(Permission.BATCHES),
     _IMPROVEMENT + "ReleaseBatch": org(Permission.BATCHES),
@@ -173,20 +217,20 @@ RULES: dict[str, Rule] = {
     _DATASETS + "DeleteLabelDef": project(Permission.MODIFY_DATASETS, "owner"),
     _DATASETS + "UpdateLabelling": project(Permission.ANNOTATE, "owner"),
     _DATASETS + "BatchUpdateLabellings": project(Permission.ANNOTATE, "owner"),
-    # Client-streaming: its handler authorizes the project named by the first chunk.
-    _DATASETS + "StreamUpdateLabellings": project(Permission.ANNOTATE),
+    # Client-streaming: the project named by the first chunk.
+    _DATASETS + "StreamUpdateLabellings": project(Permission.ANNOTATE, "owner"),
     _DATASETS + "GetLabelling": project(Permission.VIEW_LABELS, "owner"),
     _DATASETS + "ExportDataset": project(Permission.EXPORT_DATASETS, "owner"),
     _DATASETS + "StreamExportDataset": project(Permission.EXPORT_DATASETS, "owner"),
-    # Sources and comments. The bulk sync is client-streaming: its handler authorizes the
-    # project named by the first chunk.
+    # Sources and comments. The bulk sync is client-streaming: the project named by the
+    # first chunk.
     _SOURCES + "CreateSource": project(Permission.MODIFY_DATASETS, "owner"),
     _SOURCES + "GetSource": project(Permission.VIEW_SOURCES, "owner"),
     _SOURCES + "ListSources": project(Permission.VIEW_SOURCES, "owner"),
     _SOURCES + "UpdateSource": project(Permission.MODIFY_DATASETS, "owner"),
     _SOURCES + "DeleteSource": project(Permission.DATASETS_ADMIN, "owner"),
     _SOURCES + "SyncComments": project(Permission.EDIT_MESSAGES, "owner"),
-    _SOURCES + "StreamSyncComments": project(Permission.EDIT_MESSAGES),
+    _SOURCES + "StreamSyncComments": project(Permission.EDIT_MESSAGES, "owner"),
     _SOURCES + "GetComment": project(Permission.VIEW_SOURCES, "owner"),
     _SOURCES + "DeleteComments": project(Permission.EDIT_MESSAGES, "owner"),
     # Models, versions, predictions and tags.

@@ -22,7 +22,7 @@ from corrigo.server.api import auth, pagination, wire
 from corrigo.server.api.validation import Violations
 from corrigo.server.domain.uids import split_uid
 from corrigo.server.ops import metrics
-from corrigo.server.store import datasets, models
+from corrigo.server.store import datasets, ml_models
 from corrigo.server.store import export_pages as store
 from corrigo.server.store.sources import micros
 from corrigo.v1.datasets_pb2 import ExportDatasetRequest, StreamExportDatasetRequest
@@ -251,10 +251,10 @@ def _check_filters(checks: Violations, request: AnyExportRequest) -> list[tuple[
 
 async def _version_id(dataset_id: int, request: AnyExportRequest) -> int | None:
     if request.model_version:
-        return (await models.find_version(dataset_id, request.model_version)).id
+        return (await ml_models.find_version(dataset_id, request.model_version)).id
     if request.model_tag:
-        return (await models.tagged_version(dataset_id, request.model_tag)).id
-    latest = await models.latest_version(dataset_id)
+        return (await ml_models.tagged_version(dataset_id, request.model_tag)).id
+    latest = await ml_models.latest_version(dataset_id)
     return latest.id if latest else None
 
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from corrigo.server.api import auth
-from corrigo.server.api.errors import NotFound
 from corrigo.server.api.validation import Violations
 from corrigo.server.domain import labels
 from corrigo.server.domain.uids import UID_FORMAT, split_uid
-from corrigo.server.store import datasets, projects, sources
+from corrigo.server.store import datasets, sources
 from corrigo.server.store.database import utcnow
 from corrigo.v1.datasets_pb2 import LabellingUpdate, StreamUpdateLabellingsRequest
 
@@ -88,14 +87,9 @@ async def write(dataset: datasets.Dataset, items: Sequence[LabellingUpdate]) -> 
 
 
 async def first_dataset(chunk: StreamUpdateLabellingsRequest) -> datasets.Dataset:
-    """The streamed labelling's dataset, from its first chunk, once the caller may
-    annotate in its project (denied whether or not the project exists)."""
+    """The streamed labelling's dataset, named by its first chunk (whose project the
+    call's rule checked before the handler ran)."""
     checks = Violations()
-    checks.name("owner", chunk.owner)
     checks.name("name", chunk.name)
     checks.raise_if_any()
-    project = await projects.find_by_name(auth.current().principal.organization_id, chunk.owner)
-    await auth.authorize_project(project, repr(chunk.owner))
-    if project is None:
-        raise NotFound(f"project {chunk.owner!r} not found")
-    return await datasets.find(project, chunk.name)
+    return await datasets.find(auth.project(), chunk.name)

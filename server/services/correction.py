@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from corrigo.server.api import auth, pagination
+from corrigo.server.api import auth, pagination, request_ids
 from corrigo.server.api.errors import Aborted, FailedPrecondition, InvalidArgument, NotFound
 from corrigo.server.api.timestamps import to_proto
 from corrigo.server.api.validation import MAX_ID, Violations
@@ -20,7 +20,7 @@ from corrigo.server.store import (
     correction_sampling,
     datasets,
     document_groups,
-    models,
+    ml_models,
 )
 from corrigo.server.store.correction import CorrectionChange, NewSession, SessionView, Status
 from corrigo.server.store.correction_documents import DocumentRow
@@ -61,7 +61,7 @@ _CLASS_TYPES = (Model.CLASS, Model.CLASSLABEL)
 
 def session_proto(view: SessionView) -> CorrectionSession:
     row, model = view.row, view.model
-    classes, label_names = models.names_of(model)
+    classes, label_names = ml_models.names_of(model)
     return CorrectionSession(
         created=to_proto(row.created),
         finished=to_proto(row.finished),
@@ -159,7 +159,7 @@ def _check_vocabulary(
 ) -> None:
     """Corrections use the model's classes and labels (when it lists any), at most one
     class per document."""
-    classes, label_names = models.names_of(view.model)
+    classes, label_names = ml_models.names_of(view.model)
     vocabulary = set(classes) | set(label_names)
     refused = {field for field, _ in checks.items}
     for field, given in (("assigned", request.assigned), ("dismissed", request.dismissed)):
@@ -243,7 +243,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
             correction_work.REPLICA,
         )
         answer = session_proto(SessionView(row, model))
-        await correction_work.launch(row.id)
+        await request_ids.after_commit(lambda: correction_work.launch(row.id))
         # The gateway turns this header into the HTTP status the document lists for a create.
         await context.send_initial_metadata(((HTTP_CODE_HEADER, "201"),))
         return answer
@@ -310,7 +310,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
             answer.documents.append(document)
         answer.next_page_token = token
         if view.row.model_version_id is not None:
-            answer.model_version = (await models.version_number(view.row.model_version_id)) or 0
+            answer.model_version = (await ml_models.version_number(view.row.model_version_id)) or 0
         return answer
 
     async def SubmitCorrection(

@@ -13,7 +13,7 @@ from corrigo.server.api.timestamps import to_proto
 from corrigo.server.api.validation import Violations
 from corrigo.server.domain import dataset_export as export
 from corrigo.server.domain import documents, labellings, labels, lookups
-from corrigo.server.store import datasets, models, sources
+from corrigo.server.store import datasets, ml_models, sources
 from corrigo.server.store.projects import Project
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 from corrigo.v1.comments_pb2 import AssignedLabels
@@ -177,7 +177,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.ListModelTagsRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.ListModelTagsResponse:
         row = await lookups.named_dataset(request.name)
-        tags = await models.list_tags(row.id)
+        tags = await ml_models.list_tags(row.id)
         return datasets_pb2.ListModelTagsResponse(
             model_tags=[
                 datasets_pb2.ModelTag(name=name, version=version, updated_at=to_proto(updated))  # type: ignore[arg-type]
@@ -273,8 +273,6 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
                 )
             updated = await labellings.write(row, chunk.labellings)
             yield datasets_pb2.StreamUpdateLabellingsResponse(chunk=chunk.chunk, updated=updated)
-        if row is None:
-            auth.touches_no_project()  # an empty stream: nothing was read or written
 
     async def GetLabelling(
         self, request: datasets_pb2.GetLabellingRequest, context: grpc.aio.ServicerContext

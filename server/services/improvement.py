@@ -90,7 +90,7 @@ class ImprovementService(improvement_pb2_grpc.ImprovementServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> improvement_pb2.UseSessionForImprovementResponse:
         # Who may act on a practice session: the one rule PracticeSessionService applies.
-        session = await own_session(request.session_id)
+        session = own_session()
         org_id = auth.current().principal.organization_id
         logged = await improvement.has_prompt_and_response(session.id)
         if logged is None:

@@ -12,7 +12,7 @@ from corrigo.server.api.validation import Violations
 from corrigo.server.domain import dataset_export as export
 from corrigo.server.domain import labels, lookups
 from corrigo.server.domain.uids import UID_FORMAT, split_uid
-from corrigo.server.store import datasets, models, sources
+from corrigo.server.store import datasets, ml_models, sources
 from corrigo.v1 import datasets_pb2, models_pb2, models_pb2_grpc
 from corrigo.v1.comments_pb2 import Predictions
 from corrigo.v1.models_pb2 import Model, ModelVersion
@@ -21,8 +21,8 @@ _TYPES = {v.number: v.name for v in Model.DESCRIPTOR.enum_types_by_name["Type"].
 _MAX_NAMES = 1024
 
 
-def model_proto(row: models.MlModel, latest: int) -> Model:
-    classes, label_names = models.names_of(row)
+def model_proto(row: ml_models.MlModel, latest: int) -> Model:
+    classes, label_names = ml_models.names_of(row)
     return Model(
         id=row.id,
         display_name=row.display_name,
@@ -34,7 +34,7 @@ def model_proto(row: models.MlModel, latest: int) -> Model:
     )
 
 
-def version_proto(row: models.ModelVersion) -> ModelVersion:
+def version_proto(row: ml_models.ModelVersion) -> ModelVersion:
     return ModelVersion(
         version=row.version,
         model_id=row.model_id,
@@ -69,7 +69,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         _check_names(checks, "model.labels", list(given.labels), hierarchical=True)
         checks.raise_if_any()
         dataset = await lookups.named_dataset(request.dataset, "dataset")
-        row = await models.create_model(
+        row = await ml_models.create_model(
             dataset.id, given.display_name, given.type, given.classes, given.labels
         )
         return model_proto(row, 0)
@@ -81,8 +81,8 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         checks.stored_id("model_id", request.model_id)
         checks.raise_if_any()
         dataset = await lookups.named_dataset(request.dataset, "dataset")
-        row = await models.get_model(dataset.id, request.model_id)
-        latest = await models.latest_versions([row.id])
+        row = await ml_models.get_model(dataset.id, request.model_id)
+        latest = await ml_models.latest_versions([row.id])
         return model_proto(row, latest.get(row.id, 0))
 
     async def ListModels(
@@ -93,9 +93,9 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         checks.raise_if_any()
         dataset = await lookups.named_dataset(request.dataset, "dataset")
         page.bind(dataset.id)
-        rows = await models.list_models(dataset.id, page.after(), page.fetch)
+        rows = await ml_models.list_models(dataset.id, page.after(), page.fetch)
         rows, token = page.finish(rows, lambda r: r.id)
-        latest = await models.latest_versions([r.id for r in rows])
+        latest = await ml_models.latest_versions([r.id for r in rows])
         return models_pb2.ListModelsResponse(
             models=[model_proto(r, latest.get(r.id, 0)) for r in rows], next_page_token=token
         )
@@ -113,8 +113,8 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         )
         checks.raise_if_any()
         dataset = await lookups.named_dataset(request.dataset, "dataset")
-        model = await models.get_model(dataset.id, request.model_id)
-        return version_proto(await models.create_version(dataset.id, model.id, score))
+        model = await ml_models.get_model(dataset.id, request.model_id)
+        return version_proto(await ml_models.create_version(dataset.id, model.id, score))
 
     async def UploadPredictions(
         self, request: models_pb2.UploadPredictionsRequest, context: grpc.aio.ServicerContext
@@ -141,7 +141,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
                 checks, f"predictions[{i}].labels", item.labels, dataset.has_sentiment
             )
         checks.raise_if_any()
-        version = await models.find_version(dataset.id, request.version)
+        version = await ml_models.find_version(dataset.id, request.version)
         in_dataset = await datasets.dataset_sources(dataset.id)
         allowed = {hex_id: in_dataset[hex_id] for hex_id, _ in uids if hex_id in in_dataset}
         found = await sources.comments_by_uid(allowed, [u for u in uids if u[0] in allowed])
@@ -157,7 +157,7 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
                 top = max((label.probability for label in item.labels), default=None)
                 rows.append((comment_id, Predictions(labels=item.labels).SerializeToString(), top))
         checks.raise_if_any()
-        await models.store_predictions(version.id, rows)
+        await ml_models.store_predictions(version.id, rows)
         return models_pb2.UploadPredictionsResponse(stored=len(rows))
 
     async def SetModelTag(
@@ -172,8 +172,8 @@ class ModelService(models_pb2_grpc.ModelServiceServicer):
         checks.check(request.version >= 1, "version", f"must be >= 1, got {request.version}")
         checks.raise_if_any()
         dataset = await lookups.named_dataset(request.dataset, "dataset")
-        version = await models.find_version(dataset.id, request.version)
-        tag = await models.set_tag(dataset.id, request.name, version)
+        version = await ml_models.find_version(dataset.id, request.version)
+        tag = await ml_models.set_tag(dataset.id, request.name, version)
         return datasets_pb2.ModelTag(
             name=request.name, version=version.version, updated_at=to_proto(tag.updated_at)
         )

@@ -2,7 +2,9 @@
 
 Items live in the organization (project null) or in one project. Reads of a project's
 items need the RPC's permission (`practice`) there; organization-wide items are readable
-by every user of the organization. Writes need `model_admin` where the item lives.
+by every user of the organization. Writes need `model_admin` where the item lives. The
+lookups of `permissions.Lookup` for the catalog are here: they find the item (or the
+scope) and check the permission there before the handler runs.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from google.protobuf.message import Message
 from corrigo.server.api import auth, pagination
 from corrigo.server.api.errors import NotFound
 from corrigo.server.api.fieldmask import fields_to_write
+from corrigo.server.api.permissions import Lookup
 from corrigo.server.api.validation import Violations
 from corrigo.server.services import practice_protos as protos
 from corrigo.server.services.practice_access import authorize_scope, not_found
@@ -171,27 +174,73 @@ async def _check_examples_owned(kind: _Kind, example_ids: list[int] | None) -> N
                 )
 
 
-async def _find(kind: _Kind, request: Any, *, writing: bool) -> Any:
-    """The request's item of the caller's organization, after checking the RPC's
-    permission where it lives (organization-wide items: every user may read, writers
-    need the organization permission)."""
+_KINDS = (_CLASSES, _AGENTS, _KNOWLEDGE)
+
+
+def _kind_of(request: Message) -> _Kind:
+    """The resource a catalog request is about, by the id or item field it has."""
+    fields = request.DESCRIPTOR.fields_by_name
+    (kind,) = [k for k in _KINDS if k.id_field in fields or k.field in fields]
+    return kind
+
+
+async def _item_scope(request: Any, *, writing: bool) -> None:
+    """The request's item of the caller's organization (NOT_FOUND when there is none),
+    once the RPC's permission is checked where it lives (organization-wide items: every
+    user may read, writers need the organization permission)."""
+    kind = _kind_of(request)
     item_id = getattr(request, kind.id_field)
     checks = Violations()
     checks.id(kind.id_field, item_id)
     checks.raise_if_any()
-    row = await practice_catalog.get(kind.model, auth.current().principal.organization_id, item_id)
+    call = auth.current()
+    row = await practice_catalog.get(kind.model, call.principal.organization_id, item_id)
     if row is None:
         raise NotFound(f"{kind.what} {item_id} not found")
+    call.found = row
     await authorize_scope(row.project_id, organization_checked=writing)
-    return row
+
+
+async def _read_scope(request: Any) -> None:
+    """Lookup.CATALOG_ITEM_READ."""
+    await _item_scope(request, writing=False)
+
+
+async def _write_scope(request: Any) -> None:
+    """Lookup.CATALOG_ITEM_WRITE."""
+    await _item_scope(request, writing=True)
+
+
+async def _new_item_scope(request: Any) -> None:
+    """Lookup.NEW_CATALOG_ITEM: the new item's project (0: organization-wide)."""
+    kind = _kind_of(request)
+    checks = Violations()
+    field = f"{kind.field}.project_id"
+    scope = _check_project_id(checks, field, getattr(request, kind.field).project_id)
+    checks.raise_if_any()
+    await authorize_scope(scope, organization_checked=True)
+
+
+async def _list_scope(request: Any) -> None:
+    """Lookup.CATALOG_LIST: the list's project (0: the organization-wide items alone)."""
+    checks = Violations()
+    scope = _check_project_id(checks, "project_id", request.project_id)
+    checks.raise_if_any()
+    await authorize_scope(scope, organization_checked=False)
+
+
+auth.register_lookup(Lookup.CATALOG_ITEM_READ, _read_scope)
+auth.register_lookup(Lookup.CATALOG_ITEM_WRITE, _write_scope)
+auth.register_lookup(Lookup.NEW_CATALOG_ITEM, _new_item_scope)
+auth.register_lookup(Lookup.CATALOG_LIST, _list_scope)
 
 
 async def _create(kind: _Kind, request: Any) -> Any:
     message = getattr(request, kind.field)
     checks = Violations()
-    scope = _check_project_id(checks, f"{kind.field}.project_id", message.project_id)
+    # The scope was checked by the rule's lookup (Lookup.NEW_CATALOG_ITEM).
+    scope = message.project_id or None
     values, example_ids = _checked(kind, message, kind.fields, checks)
-    await authorize_scope(scope, organization_checked=True)
     await _check_examples_owned(kind, example_ids)
     row = await practice_catalog.create(
         kind.model, auth.current().principal.organization_id, scope, values, example_ids or ()
@@ -200,16 +249,15 @@ async def _create(kind: _Kind, request: Any) -> Any:
 
 
 async def _get(kind: _Kind, request: Any) -> Any:
-    return (await kind.answers([await _find(kind, request, writing=False)]))[0]
+    return (await kind.answers([auth.found()]))[0]
 
 
 async def _list(kind: _Kind, request: Any) -> Message:
     """A page of the organization-wide items, plus those of the request's project."""
     checks = Violations()
-    scope = _check_project_id(checks, "project_id", request.project_id)
+    scope = request.project_id or None  # checked by the rule's lookup (Lookup.CATALOG_LIST)
     page = pagination.page(request, checks, default=_PAGE_DEFAULT, maximum=_PAGE_MAX)
     checks.raise_if_any()
-    await authorize_scope(scope, organization_checked=False)
     rows = await practice_catalog.list_items(
         kind.model, auth.current().principal.organization_id, scope, page.after(), page.fetch
     )
@@ -222,14 +270,13 @@ async def _update(kind: _Kind, request: Any) -> Any:
     checks = Violations()
     fields = fields_to_write(request.update_mask, message, kind.fields, checks)
     values, example_ids = _checked(kind, message, fields, checks)
-    row = await _find(kind, request, writing=True)
+    row = auth.found()
     await _check_examples_owned(kind, example_ids)
     return (await kind.answers([await practice_catalog.update(row, values, example_ids)]))[0]
 
 
 async def _delete(kind: _Kind, request: Any) -> empty_pb2.Empty:
-    row = await _find(kind, request, writing=True)
-    await practice_catalog.delete(kind.model, row.id)
+    await practice_catalog.delete(kind.model, auth.found().id)
     return empty_pb2.Empty()
 
 

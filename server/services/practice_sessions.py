@@ -172,7 +172,6 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         kind = request.kind or practice_pb2.PracticeSession.CHAT
         checks.enum("kind", kind, _KINDS)
         checks.raise_if_any()
-        await authorize_scope(given.project_id, organization_checked=False)
         refs = await _resolve(given.project_id, given.class_id, given.knowledge_ids, given.agent_id)
         agent = refs.agent
         principal = auth.current().principal
@@ -200,7 +199,7 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
     async def GetPracticeSession(
         self, request: practice_pb2.GetPracticeSessionRequest, context: grpc.aio.ServicerContext
     ) -> practice_pb2.PracticeSession:
-        session = await own_session(request.session_id)
+        session = own_session()
         return await _answer(session.id)
 
     async def ListPracticeSessions(
@@ -237,11 +236,10 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> practice_pb2.PracticeSession:
         checks = Violations()
-        checks.id("session_id", request.session_id)
         fields = fields_to_write(request.update_mask, request, _SESSION_FIELDS, checks)
         given = _session_fields(checks, request)
         checks.raise_if_any()
-        session = await own_session(request.session_id)
+        session = own_session()
         current = await practice_sessions.load([session], responses=False)
         if not current:
             raise not_found("practice session", "session_id", session.id)
@@ -292,7 +290,7 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         request: practice_pb2.DeletePracticeSessionRequest,
         context: grpc.aio.ServicerContext,
     ) -> empty_pb2.Empty:
-        session = await own_session(request.session_id)
+        session = own_session()
         await practice_sessions.delete_session(session.id)
         return empty_pb2.Empty()
 
@@ -302,7 +300,6 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         context: grpc.aio.ServicerContext,
     ) -> practice_pb2.PracticeSession:
         checks = Violations()
-        checks.id("session_id", request.session_id)
         fields = fields_to_write(request.update_mask, request, _SETTINGS_FIELDS, checks)
         values: dict[str, Any] = {}
         if "style_preset" in fields:
@@ -318,7 +315,7 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
                 checks, "few_shot_example_ids", list(request.few_shot_example_ids), _MAX_LINKS
             )
         checks.raise_if_any()
-        session = await own_session(request.session_id)
+        session = own_session()
         if example_ids:
             visible = await practice_sessions.linked_example_ids(session.id)
             visible |= await few_shot.owned_ids(auth.current().principal.user_id, example_ids)
@@ -331,7 +328,7 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
     async def ListSessionModels(
         self, request: practice_pb2.ListSessionModelsRequest, context: grpc.aio.ServicerContext
     ) -> practice_pb2.ListSessionModelsResponse:
-        session = await own_session(request.session_id)
+        session = own_session()
         rows = await practice_sessions.session_models(session.id)
         return practice_pb2.ListSessionModelsResponse(
             models=[protos.session_model_proto(r) for r in rows]
@@ -341,14 +338,13 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         self, request: practice_pb2.RecordResponseRequest, context: grpc.aio.ServicerContext
     ) -> practice_pb2.PracticeResponse:
         checks = Violations()
-        checks.id("session_id", request.session_id)
         checks.id("session_model_id", request.session_model_id)
         checks.text("prompt_text", request.prompt_text, _MAX_TEXT, required=True)
         checks.text("response_text", request.response_text, _MAX_TEXT)
         checks.check(request.latency_ms >= 0, "latency_ms", "must be >= 0")
         usage = protos.check_object(checks, "token_usage", request.token_usage)
         checks.raise_if_any()
-        session = await own_session(request.session_id)
+        session = own_session()
         model = await practice_sessions.get_session_model(session.id, request.session_model_id)
         if model is None:
             raise not_found("session model", "session_model_id", request.session_model_id)
@@ -371,11 +367,10 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         self, request: practice_pb2.AppendEventsRequest, context: grpc.aio.ServicerContext
     ) -> practice_pb2.AppendEventsResponse:
         checks = Violations()
-        checks.id("session_id", request.session_id)
         checks.check(1 <= len(request.events) <= _MAX_EVENTS, "events", f"1..{_MAX_EVENTS} events")
         events = [_new_event(checks, f"events[{i}]", e) for i, e in enumerate(request.events)]
         checks.raise_if_any()
-        session = await own_session(request.session_id)
+        session = own_session()
         await _check_responses(session, events)
         rows = await practice_sessions.append_events(session.id, events)
         return practice_pb2.AppendEventsResponse(events=[protos.event_proto(r) for r in rows])
@@ -384,10 +379,9 @@ class PracticeSessionService(practice_pb2_grpc.PracticeSessionServiceServicer):
         self, request: practice_pb2.ListEventsRequest, context: grpc.aio.ServicerContext
     ) -> practice_pb2.ListEventsResponse:
         checks = Violations()
-        checks.id("session_id", request.session_id)
         page = pagination.page(request, checks, default=100, maximum=1000)
         checks.raise_if_any()
-        session = await own_session(request.session_id)
+        session = own_session()
         rows = await practice_sessions.list_events(session.id, page.after(), page.fetch)
         rows, token = page.finish(rows, lambda r: r.id)
         return practice_pb2.ListEventsResponse(

@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from corrigo.server.api import auth, pagination
-from corrigo.server.api.errors import InvalidArgument, NotFound
+from corrigo.server.api.errors import InvalidArgument
 from corrigo.server.api.fieldmask import fields_to_write
 from corrigo.server.api.timestamps import to_proto
 from corrigo.server.api.validation import Violations
 from corrigo.server.domain import comment_input
 from corrigo.server.ops import metrics
-from corrigo.server.store import projects, sources
+from corrigo.server.store import sources
 from corrigo.server.store.projects import Project
 from corrigo.v1 import sources_pb2, sources_pb2_grpc
 from corrigo.v1.comments_pb2 import Comment
@@ -120,7 +120,7 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
         owner = name = ""
         async for chunk in request_iterator:
             if source is None:
-                source = await _authorize_first(chunk)
+                source = await _first_source(chunk)
                 owner, name = chunk.owner, chunk.name
             elif (chunk.owner or owner, chunk.name or name) != (owner, name):
                 raise InvalidArgument.field(
@@ -134,8 +134,6 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
                 updated=counts.updated,
                 unchanged=counts.unchanged,
             )
-        if source is None:
-            auth.touches_no_project()  # an empty stream: nothing was read or written
 
     async def GetComment(
         self, request: sources_pb2.GetCommentRequest, context: grpc.aio.ServicerContext
@@ -176,16 +174,10 @@ async def _sync(source: sources.Source, comments: Sequence[Comment]) -> sources.
     return counts
 
 
-async def _authorize_first(chunk: sources_pb2.StreamSyncCommentsRequest) -> sources.Source:
-    """The bulk sync's source, from its first chunk, once the caller may edit messages in
-    its project (denied whether or not the project exists)."""
+async def _first_source(chunk: sources_pb2.StreamSyncCommentsRequest) -> sources.Source:
+    """The bulk sync's source, named by its first chunk (whose project the call's rule
+    checked before the handler ran)."""
     checks = Violations()
-    checks.name("owner", chunk.owner)
     checks.name("name", chunk.name)
     checks.raise_if_any()
-    call = auth.current()
-    project = await projects.find_by_name(call.principal.organization_id, chunk.owner)
-    await auth.authorize_project(project, repr(chunk.owner))
-    if project is None:
-        raise NotFound(f"project {chunk.owner!r} not found")
-    return await sources.get_source(project, chunk.name)
+    return await sources.get_source(auth.project(), chunk.name)

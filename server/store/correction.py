@@ -32,7 +32,7 @@ from corrigo.server.store.datasets import Dataset
 from corrigo.server.store.document_groups import DocumentGroup, DocumentGroupMember
 from corrigo.server.store.identity import Organization, User
 from corrigo.server.store.integrity import Refers
-from corrigo.server.store.models import MlModel, ModelVersion
+from corrigo.server.store.ml_models import MlModel, ModelVersion
 from corrigo.server.store.projects import Project
 from corrigo.server.store.sources import BytesField, Comment
 from corrigo.v1.correction_pb2 import CorrectionSession as SessionProto

@@ -27,7 +27,7 @@ from corrigo.server.store.correction import (
 )
 from corrigo.server.store.database import atomic, database, execute, is_sqlite
 from corrigo.server.store.datasets import DatasetSource, Labelling
-from corrigo.server.store.models import ModelVersion, Prediction
+from corrigo.server.store.ml_models import ModelVersion, Prediction
 from corrigo.server.store.sources import Comment
 from corrigo.v1.correction_pb2 import CreateCorrectionSessionRequest
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
+import uuid
 from pathlib import Path
 
 import grpc
@@ -105,3 +106,16 @@ def test_stops_on_sigterm(stack: Stack, tmp_path: Path) -> None:
     assert front.process.wait(timeout=15) == 0
     assert "stopping" in front.log()
     front.stop()
+
+
+def test_a_request_id_in_the_body_or_the_query_creates_once(admin: Rest) -> None:
+    request_id = str(uuid.uuid4())
+    name = unique("p")
+    path = f"/api/v1/projects?request_id={request_id}"
+    first = admin.ok("POST", path, {"name": name})
+    assert admin.ok("POST", path, {"name": name}) == first
+    source = {"source": {"title": "t"}, "request_id": request_id}
+    made = admin.ok("PUT", f"/api/v1/sources/{name}/inbox", source)
+    assert admin.ok("PUT", f"/api/v1/sources/{name}/inbox", source) == made
+    malformed = admin.call("PUT", f"/api/v1/sources/{name}/other", {"request_id": "nope"})
+    assert malformed.status == 400 and malformed.violations() == ["request_id"]

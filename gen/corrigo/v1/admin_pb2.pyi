@@ -334,6 +334,12 @@ class CreateProjectRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PROJECT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def project(self) -> Global___Project:
         """The project to create; `name` is required, `title` optional."""
@@ -342,10 +348,11 @@ class CreateProjectRequest(_message.Message):
         self,
         *,
         project: Global___Project | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["project", b"project"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["project", b"project"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["project", b"project", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -570,6 +577,12 @@ class CreateUserRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     USER_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def user(self) -> Global___User:
         """The user to create; `email` is required."""
@@ -578,10 +591,11 @@ class CreateUserRequest(_message.Message):
         self,
         *,
         user: Global___User | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -225,7 +225,8 @@ class AdminServiceServicer:
     def CreateApiToken(self, request, context):
         """Creates an API token. The secret is in the answer once and never again:
         only its hash is stored. A user creates tokens for themself; an organization
-        admin may create one for any user of the organization.
+        admin may create one for any user of the organization. Never retried, and it takes
+        no request_id: answering a retry would mean keeping the secret.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -93,7 +93,8 @@ class AdminServiceStub:
     CreateApiToken: _grpc.UnaryUnaryMultiCallable[_admin_pb2.CreateApiTokenRequest, _admin_pb2.CreateApiTokenResponse]
     """Creates an API token. The secret is in the answer once and never again:
     only its hash is stored. A user creates tokens for themself; an organization
-    admin may create one for any user of the organization.
+    admin may create one for any user of the organization. Never retried, and it takes
+    no request_id: answering a retry would mean keeping the secret.
     """
     ListApiTokens: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ListApiTokensRequest, _admin_pb2.ListApiTokensResponse]
     """Lists API tokens (never their secrets) by ascending id: the caller's own,
@@ -169,7 +170,8 @@ class AdminServiceAsyncStub(AdminServiceStub):
     CreateApiToken: _aio.UnaryUnaryMultiCallable[_admin_pb2.CreateApiTokenRequest, _admin_pb2.CreateApiTokenResponse]  # type: ignore[assignment]
     """Creates an API token. The secret is in the answer once and never again:
     only its hash is stored. A user creates tokens for themself; an organization
-    admin may create one for any user of the organization.
+    admin may create one for any user of the organization. Never retried, and it takes
+    no request_id: answering a retry would mean keeping the secret.
     """
     ListApiTokens: _aio.UnaryUnaryMultiCallable[_admin_pb2.ListApiTokensRequest, _admin_pb2.ListApiTokensResponse]  # type: ignore[assignment]
     """Lists API tokens (never their secrets) by ascending id: the caller's own,
@@ -308,7 +310,8 @@ class AdminServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.CreateApiTokenResponse, _abc.Awaitable[_admin_pb2.CreateApiTokenResponse]]:
         """Creates an API token. The secret is in the answer once and never again:
         only its hash is stored. A user creates tokens for themself; an organization
-        admin may create one for any user of the organization.
+        admin may create one for any user of the organization. Never retried, and it takes
+        no request_id: answering a retry would mean keeping the secret.
         """
 
     @_abc_1.abstractmethod

@@ -288,6 +288,7 @@ class CreateCorrectionSessionRequest(_message.Message):
     DOCUMENT_GROUP_ID_FIELD_NUMBER: _builtins.int
     STRATEGY_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     project_id: _builtins.int
     """ID of the project, >= 1."""
     model_id: _builtins.int
@@ -302,6 +303,11 @@ class CreateCorrectionSessionRequest(_message.Message):
     """How to choose the documents; default RANDOM."""
     description: _builtins.str
     """The session's description, at most 4096 characters."""
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def sample_size(self) -> _wrappers_pb2.Int32Value:
         """Sample size: how many documents to correct, 1..1000; absent means 100. Fewer are
@@ -325,10 +331,11 @@ class CreateCorrectionSessionRequest(_message.Message):
         document_group_id: _builtins.int = ...,
         strategy: Global___CreateCorrectionSessionRequest.Strategy.ValueType = ...,
         description: _builtins.str = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["sample_size", b"sample_size"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "document_group_id", b"document_group_id", "document_uids", b"document_uids", "model_id", b"model_id", "name", b"name", "project_id", b"project_id", "sample_size", b"sample_size", "strategy", b"strategy"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "document_group_id", b"document_group_id", "document_uids", b"document_uids", "model_id", b"model_id", "name", b"name", "project_id", b"project_id", "request_id", b"request_id", "sample_size", b"sample_size", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -851,10 +858,16 @@ class CreateDocumentGroupRequest(_message.Message):
     PROJECT_ID_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     DOCUMENT_UIDS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     project_id: _builtins.int
     """ID of the project, >= 1."""
     name: _builtins.str
     """The group's name, at most 256 characters."""
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def document_uids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Its documents, 1..4096 unique uids of documents of the project's sources."""
@@ -865,10 +878,11 @@ class CreateDocumentGroupRequest(_message.Message):
         project_id: _builtins.int = ...,
         name: _builtins.str = ...,
         document_uids: _abc.Iterable[_builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_uids", b"document_uids", "name", b"name", "project_id", b"project_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document_uids", b"document_uids", "name", b"name", "project_id", b"project_id", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -209,7 +209,8 @@ class CorrectionSessionServiceServicer:
         document is not in the session; INVALID_ARGUMENT for labels outside the dataset's
         taxonomy or the model's classes and labels, more than one of the model's classes,
         or sentiment that does not match the dataset. NOT_FOUND when the session, its
-        dataset or the document is deleted while the correction is written.
+        dataset or the document is deleted while the correction is written. Never retried:
+        when it corrected the last document, a second run answers FAILED_PRECONDITION.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -107,7 +107,8 @@ class CorrectionSessionServiceStub:
     document is not in the session; INVALID_ARGUMENT for labels outside the dataset's
     taxonomy or the model's classes and labels, more than one of the model's classes,
     or sentiment that does not match the dataset. NOT_FOUND when the session, its
-    dataset or the document is deleted while the correction is written.
+    dataset or the document is deleted while the correction is written. Never retried:
+    when it corrected the last document, a second run answers FAILED_PRECONDITION.
     """
     WatchCorrectionSession: _grpc.UnaryStreamMultiCallable[_correction_pb2.WatchCorrectionSessionRequest, _correction_pb2.CorrectionSessionChange]
     """Streams the session each time its status, progress or document count changes,
@@ -201,7 +202,8 @@ class CorrectionSessionServiceAsyncStub(CorrectionSessionServiceStub):
     document is not in the session; INVALID_ARGUMENT for labels outside the dataset's
     taxonomy or the model's classes and labels, more than one of the model's classes,
     or sentiment that does not match the dataset. NOT_FOUND when the session, its
-    dataset or the document is deleted while the correction is written.
+    dataset or the document is deleted while the correction is written. Never retried:
+    when it corrected the last document, a second run answers FAILED_PRECONDITION.
     """
     WatchCorrectionSession: _aio.UnaryStreamMultiCallable[_correction_pb2.WatchCorrectionSessionRequest, _correction_pb2.CorrectionSessionChange]  # type: ignore[assignment]
     """Streams the session each time its status, progress or document count changes,
@@ -328,7 +330,8 @@ class CorrectionSessionServiceServicer(metaclass=_abc_1.ABCMeta):
         document is not in the session; INVALID_ARGUMENT for labels outside the dataset's
         taxonomy or the model's classes and labels, more than one of the model's classes,
         or sentiment that does not match the dataset. NOT_FOUND when the session, its
-        dataset or the document is deleted while the correction is written.
+        dataset or the document is deleted while the correction is written. Never retried:
+        when it corrected the last document, a second run answers FAILED_PRECONDITION.
         """
 
     @_abc_1.abstractmethod

@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from corrigo.v1 import practice_pb2 as corrigo_dot_v1_dot_practice__pb2
+from corrigo.v1 import options_pb2 as corrigo_dot_v1_dot_options__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63orrigo/v1/improvement.proto\x12\ncorrigo.v1\x1a\x19\x63orrigo/v1/practice.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x02\n\x10ImprovementBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.corrigo.v1.ImprovementBatch.Status\x12\x15\n\rsession_count\x18\x03 \x01(\x05\x12-\n\topened_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breleased_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrelease_id\x18\x06 \x01(\t\"8\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x08\n\x04OPEN\x10\x01\x12\x0c\n\x08RELEASED\x10\x02\"\xbe\x01\n\x0c\x42\x61tchSession\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\x30\n\x0cscheduled_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x07session\x18\x03 \x01(\x0b\x32\x1b.corrigo.v1.PracticeSession\x12)\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x19.corrigo.v1.PracticeEvent\x12\x13\n\x0b\x65vent_count\x18\x05 \x01(\x05\"5\n\x1fUseSessionForImprovementRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x05\"\xb0\x01\n UseSessionForImprovementResponse\x12\x12\n\nsession_id\x18\x01 \x01(\x05\x12\x0f\n\x07skipped\x18\x02 \x01(\x08\x12\x13\n\x0bskip_reason\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x04 \x01(\t\x12\x0e\n\x06number\x18\x05 \x01(\x05\x12\x30\n\x0cscheduled_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x17GetBatchSessionsRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x66ter_number\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x14\n\x0c\x65vents_limit\x18\x04 \x01(\x05\"\xa2\x01\n\x18GetBatchSessionsResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x13\n\x0blast_number\x18\x02 \x01(\x05\x12*\n\x08sessions\x18\x03 \x03(\x0b\x32\x18.corrigo.v1.BatchSession\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32#.corrigo.v1.ImprovementBatch.Status\"i\n\x1aStreamBatchSessionsRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x66ter_number\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x14\n\x0c\x65vents_limit\x18\x04 \x01(\x05\")\n\x13ReleaseBatchRequest\x12\x12\n\nrelease_id\x18\x01 \x01(\t\"#\n\x0fGetBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\"p\n\x12ListBatchesRequest\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.corrigo.v1.ImprovementBatch.Status\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"]\n\x13ListBatchesResponse\x12-\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\x1c.corrigo.v1.ImprovementBatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xe5\x05\n\x12ImprovementService\x12\x9e\x01\n\x18UseSessionForImprovement\x12+.corrigo.v1.UseSessionForImprovementRequest\x1a,.corrigo.v1.UseSessionForImprovementResponse\"\'\x82\xd3\xe4\x93\x02!\"\x1c/session/use-for-improvement:\x01*\x12v\n\x10GetBatchSessions\x12#.corrigo.v1.GetBatchSessionsRequest\x1a$.corrigo.v1.GetBatchSessionsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/batch/sessions\x12\x85\x01\n\x13StreamBatchSessions\x12&.corrigo.v1.StreamBatchSessionsRequest\x1a$.corrigo.v1.GetBatchSessionsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\x12\x16/batch/sessions:stream0\x01\x12h\n\x0cReleaseBatch\x12\x1f.corrigo.v1.ReleaseBatchRequest\x1a\x1c.corrigo.v1.ImprovementBatch\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/batch/release:\x01*\x12\x62\n\x08GetBatch\x12\x1b.corrigo.v1.GetBatchRequest\x1a\x1c.corrigo.v1.ImprovementBatch\"\x1b\x82\xd3\xe4\x93\x02\x15\x12\x13/batches/{batch_id}\x12`\n\x0bListBatches\x12\x1e.corrigo.v1.ListBatchesRequest\x1a\x1f.corrigo.v1.ListBatchesResponse\"\x10\x82\xd3\xe4\x93\x02\n\x12\x08/batchesB8Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x63orrigo/v1/improvement.proto\x12\ncorrigo.v1\x1a\x19\x63orrigo/v1/practice.proto\x1a\x18\x63orrigo/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x02\n\x10ImprovementBatch\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x33\n\x06status\x18\x02 \x01(\x0e\x32#.corrigo.v1.ImprovementBatch.Status\x12\x15\n\rsession_count\x18\x03 \x01(\x05\x12-\n\topened_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0breleased_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nrelease_id\x18\x06 \x01(\t\"8\n\x06Status\x12\x16\n\x12STATUS_UNSPECIFIED\x10\x00\x12\x08\n\x04OPEN\x10\x01\x12\x0c\n\x08RELEASED\x10\x02\"\xbe\x01\n\x0c\x42\x61tchSession\x12\x0e\n\x06number\x18\x01 \x01(\x05\x12\x30\n\x0cscheduled_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x07session\x18\x03 \x01(\x0b\x32\x1b.corrigo.v1.PracticeSession\x12)\n\x06\x65vents\x18\x04 \x03(\x0b\x32\x19.corrigo.v1.PracticeEvent\x12\x13\n\x0b\x65vent_count\x18\x05 \x01(\x05\"5\n\x1fUseSessionForImprovementRequest\x12\x12\n\nsession_id\x18\x01 \x01(\x05\"\xb0\x01\n UseSessionForImprovementResponse\x12\x12\n\nsession_id\x18\x01 \x01(\x05\x12\x0f\n\x07skipped\x18\x02 \x01(\x08\x12\x13\n\x0bskip_reason\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x04 \x01(\t\x12\x0e\n\x06number\x18\x05 \x01(\x05\x12\x30\n\x0cscheduled_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"f\n\x17GetBatchSessionsRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x66ter_number\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x14\n\x0c\x65vents_limit\x18\x04 \x01(\x05\"\xa2\x01\n\x18GetBatchSessionsResponse\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x13\n\x0blast_number\x18\x02 \x01(\x05\x12*\n\x08sessions\x18\x03 \x03(\x0b\x32\x18.corrigo.v1.BatchSession\x12\x33\n\x06status\x18\x04 \x01(\x0e\x32#.corrigo.v1.ImprovementBatch.Status\"i\n\x1aStreamBatchSessionsRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x66ter_number\x18\x02 \x01(\x05\x12\r\n\x05limit\x18\x03 \x01(\x05\x12\x14\n\x0c\x65vents_limit\x18\x04 \x01(\x05\")\n\x13ReleaseBatchRequest\x12\x12\n\nrelease_id\x18\x01 \x01(\t\"#\n\x0fGetBatchRequest\x12\x10\n\x08\x62\x61tch_id\x18\x01 \x01(\t\"p\n\x12ListBatchesRequest\x12\x33\n\x06status\x18\x01 \x01(\x0e\x32#.corrigo.v1.ImprovementBatch.Status\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"]\n\x13ListBatchesResponse\x12-\n\x07\x62\x61tches\x18\x01 \x03(\x0b\x32\x1c.corrigo.v1.ImprovementBatch\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xfd\x05\n\x12ImprovementService\x12\xa2\x01\n\x18UseSessionForImprovement\x12+.corrigo.v1.UseSessionForImprovementRequest\x1a,.corrigo.v1.UseSessionForImprovementResponse\"+\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02!\"\x1c/session/use-for-improvement:\x01*\x12z\n\x10GetBatchSessions\x12#.corrigo.v1.GetBatchSessionsRequest\x1a$.corrigo.v1.GetBatchSessionsResponse\"\x1b\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/batch/sessions\x12\x89\x01\n\x13StreamBatchSessions\x12&.corrigo.v1.StreamBatchSessionsRequest\x1a$.corrigo.v1.GetBatchSessionsResponse\"\"\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02\x18\x12\x16/batch/sessions:stream0\x01\x12l\n\x0cReleaseBatch\x12\x1f.corrigo.v1.ReleaseBatchRequest\x1a\x1c.corrigo.v1.ImprovementBatch\"\x1d\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02\x13\"\x0e/batch/release:\x01*\x12\x66\n\x08GetBatch\x12\x1b.corrigo.v1.GetBatchRequest\x1a\x1c.corrigo.v1.ImprovementBatch\"\x1f\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02\x15\x12\x13/batches/{batch_id}\x12\x64\n\x0bListBatches\x12\x1e.corrigo.v1.ListBatchesRequest\x1a\x1f.corrigo.v1.ListBatchesResponse\"\x14\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02\n\x12\x08/batchesB8Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,41 +37,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1'
   _globals['_IMPROVEMENTSERVICE'].methods_by_name['UseSessionForImprovement']._loaded_options = None
-  _globals['_IMPROVEMENTSERVICE'].methods_by_name['UseSessionForImprovement']._serialized_options = b'\202\323\344\223\002!\"\034/session/use-for-improvement:\001*'
+  _globals['_IMPROVEMENTSERVICE'].methods_by_name['UseSessionForImprovement']._serialized_options = b'\350\335\031\001\202\323\344\223\002!\"\034/session/use-for-improvement:\001*'
   _globals['_IMPROVEMENTSERVICE'].methods_by_name['GetBatchSessions']._loaded_options = None
-  _globals['_IMPROVEMENTSERVICE'].methods_by_name['GetBatchSessions']._serialized_options = b'\202\323\344\223\002\021\022\017/batch/sessions'
+  _globals['_IMPROVEMENTSERVICE'].methods_by_name['GetBatchSessions']._serialized_options = b'\350\335\031\001\202\323\344\223\002\021\022\017/batch/sessions'
   _globals['_IMPROVEMENTSERVICE'].methods_by_name['StreamBatchSessions']._loaded_options = None
-  _globals['_IMPROVEMENTSERVICE'].methods_by_name['StreamBatchSessions']._serialized_options = b'\202\323\344\223\002\030\022\026/batch/sessions:stream'
+  _globals['_IMPROVEMENTSERVICE'].methods_by_name['StreamBatchSessions']._serialized_options = b'\350\335\031\001\202\323\344\223\002\030\022\026/batch/sessions:stream'
   _globals['_IMPROVEMENTSERVICE'].methods_by_name['ReleaseBatch']._loaded_options = None
-  _globals['_IMPROVEMENTSERVICE'].methods_by_name['ReleaseBatch']._serialized_options = b'\202\323\344\223\002\023\"\016/batch/release:\001*'
+  _globals['_IMPROVEMENTSERVICE'].methods_by_name['ReleaseBatch']._serialized_options = b'\350\335\031\001\202\323\344\223\002\023\"\016/batch/release:\001*'
   _globals['_IMPROVEMENTSERVICE'].methods_by_name['GetBatch']._loaded_options = None
-  _globals['_IMPROVEMENTSERVICE'].methods_by_name['GetBatch']._serialized_options = b'\202\323\344\223\002\025\022\023/batches/{batch_id}'
+  _globals['_IMPROVEMENTSERVICE'].methods_by_name['GetBatch']._serialized_options = b'\350\335\031\001\202\323\344\223\002\025\022\023/batches/{batch_id}'
   _globals['_IMPROVEMENTSERVICE'].methods_by_name['ListBatches']._loaded_options = None
-  _globals['_IMPROVEMENTSERVICE'].methods_by_name['ListBatches']._serialized_options = b'\202\323\344\223\002\n\022\010/batches'
-  _globals['_IMPROVEMENTBATCH']._serialized_start=135
-  _globals['_IMPROVEMENTBATCH']._serialized_end=421
-  _globals['_IMPROVEMENTBATCH_STATUS']._serialized_start=365
-  _globals['_IMPROVEMENTBATCH_STATUS']._serialized_end=421
-  _globals['_BATCHSESSION']._serialized_start=424
-  _globals['_BATCHSESSION']._serialized_end=614
-  _globals['_USESESSIONFORIMPROVEMENTREQUEST']._serialized_start=616
-  _globals['_USESESSIONFORIMPROVEMENTREQUEST']._serialized_end=669
-  _globals['_USESESSIONFORIMPROVEMENTRESPONSE']._serialized_start=672
-  _globals['_USESESSIONFORIMPROVEMENTRESPONSE']._serialized_end=848
-  _globals['_GETBATCHSESSIONSREQUEST']._serialized_start=850
-  _globals['_GETBATCHSESSIONSREQUEST']._serialized_end=952
-  _globals['_GETBATCHSESSIONSRESPONSE']._serialized_start=955
-  _globals['_GETBATCHSESSIONSRESPONSE']._serialized_end=1117
-  _globals['_STREAMBATCHSESSIONSREQUEST']._serialized_start=1119
-  _globals['_STREAMBATCHSESSIONSREQUEST']._serialized_end=1224
-  _globals['_RELEASEBATCHREQUEST']._serialized_start=1226
-  _globals['_RELEASEBATCHREQUEST']._serialized_end=1267
-  _globals['_GETBATCHREQUEST']._serialized_start=1269
-  _globals['_GETBATCHREQUEST']._serialized_end=1304
-  _globals['_LISTBATCHESREQUEST']._serialized_start=1306
-  _globals['_LISTBATCHESREQUEST']._serialized_end=1418
-  _globals['_LISTBATCHESRESPONSE']._serialized_start=1420
-  _globals['_LISTBATCHESRESPONSE']._serialized_end=1513
-  _globals['_IMPROVEMENTSERVICE']._serialized_start=1516
-  _globals['_IMPROVEMENTSERVICE']._serialized_end=2257
+  _globals['_IMPROVEMENTSERVICE'].methods_by_name['ListBatches']._serialized_options = b'\350\335\031\001\202\323\344\223\002\n\022\010/batches'
+  _globals['_IMPROVEMENTBATCH']._serialized_start=161
+  _globals['_IMPROVEMENTBATCH']._serialized_end=447
+  _globals['_IMPROVEMENTBATCH_STATUS']._serialized_start=391
+  _globals['_IMPROVEMENTBATCH_STATUS']._serialized_end=447
+  _globals['_BATCHSESSION']._serialized_start=450
+  _globals['_BATCHSESSION']._serialized_end=640
+  _globals['_USESESSIONFORIMPROVEMENTREQUEST']._serialized_start=642
+  _globals['_USESESSIONFORIMPROVEMENTREQUEST']._serialized_end=695
+  _globals['_USESESSIONFORIMPROVEMENTRESPONSE']._serialized_start=698
+  _globals['_USESESSIONFORIMPROVEMENTRESPONSE']._serialized_end=874
+  _globals['_GETBATCHSESSIONSREQUEST']._serialized_start=876
+  _globals['_GETBATCHSESSIONSREQUEST']._serialized_end=978
+  _globals['_GETBATCHSESSIONSRESPONSE']._serialized_start=981
+  _globals['_GETBATCHSESSIONSRESPONSE']._serialized_end=1143
+  _globals['_STREAMBATCHSESSIONSREQUEST']._serialized_start=1145
+  _globals['_STREAMBATCHSESSIONSREQUEST']._serialized_end=1250
+  _globals['_RELEASEBATCHREQUEST']._serialized_start=1252
+  _globals['_RELEASEBATCHREQUEST']._serialized_end=1293
+  _globals['_GETBATCHREQUEST']._serialized_start=1295
+  _globals['_GETBATCHREQUEST']._serialized_end=1330
+  _globals['_LISTBATCHESREQUEST']._serialized_start=1332
+  _globals['_LISTBATCHESREQUEST']._serialized_end=1444
+  _globals['_LISTBATCHESRESPONSE']._serialized_start=1446
+  _globals['_LISTBATCHESRESPONSE']._serialized_end=1539
+  _globals['_IMPROVEMENTSERVICE']._serialized_start=1542
+  _globals['_IMPROVEMENTSERVICE']._serialized_end=2307
 # @@protoc_insertion_point(module_scope)

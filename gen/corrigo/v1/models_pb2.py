@@ -24,11 +24,12 @@ _sym_db = _symbol_database.Default()
 
 from corrigo.v1 import comments_pb2 as corrigo_dot_v1_dot_comments__pb2
 from corrigo.v1 import datasets_pb2 as corrigo_dot_v1_dot_datasets__pb2
+from corrigo.v1 import options_pb2 as corrigo_dot_v1_dot_options__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63orrigo/v1/models.proto\x12\ncorrigo.v1\x1a\x19\x63orrigo/v1/comments.proto\x1a\x19\x63orrigo/v1/datasets.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x02\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12$\n\x04type\x18\x03 \x01(\x0e\x32\x16.corrigo.v1.Model.Type\x12\x0f\n\x07\x63lasses\x18\x04 \x03(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elatest_version\x18\x07 \x01(\x05\"L\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04\x41\x42SA\x10\x01\x12\t\n\x05\x43LASS\x10\x02\x12\t\n\x05LABEL\x10\x03\x12\x0e\n\nCLASSLABEL\x10\x04\"\x97\x01\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x10\n\x08model_id\x18\x02 \x01(\x05\x12\x18\n\x10validation_score\x18\x03 \x01(\x01\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12labelled_documents\x18\x05 \x01(\x05\"V\n\x12\x43reateModelRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12 \n\x05model\x18\x03 \x01(\x0b\x32\x11.corrigo.v1.Model\"C\n\x0fGetModelRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\x05\"Z\n\x11ListModelsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"P\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.corrigo.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"g\n\x19\x43reateModelVersionRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\x05\x12\x18\n\x10validation_score\x18\x04 \x01(\x01\"M\n\x12\x43ommentPredictions\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12*\n\x06labels\x18\x02 \x03(\x0b\x32\x1a.corrigo.v1.PredictedLabel\"\x80\x01\n\x18UploadPredictionsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x33\n\x0bpredictions\x18\x04 \x03(\x0b\x32\x1e.corrigo.v1.CommentPredictions\"+\n\x19UploadPredictionsResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x05\"S\n\x12SetModelTagRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x32\xe4\x06\n\x0cModelService\x12z\n\x0b\x43reateModel\x12\x1e.corrigo.v1.CreateModelRequest\x1a\x11.corrigo.v1.Model\"8\x82\xd3\xe4\x93\x02\x32\")/api/v1/datasets/{owner}/{dataset}/models:\x05model\x12x\n\x08GetModel\x12\x1b.corrigo.v1.GetModelRequest\x1a\x11.corrigo.v1.Model\"<\x82\xd3\xe4\x93\x02\x36\x12\x34/api/v1/datasets/{owner}/{dataset}/models/{model_id}\x12~\n\nListModels\x12\x1d.corrigo.v1.ListModelsRequest\x1a\x1e.corrigo.v1.ListModelsResponse\"1\x82\xd3\xe4\x93\x02+\x12)/api/v1/datasets/{owner}/{dataset}/models\x12\x9f\x01\n\x12\x43reateModelVersion\x12%.corrigo.v1.CreateModelVersionRequest\x1a\x18.corrigo.v1.ModelVersion\"H\x82\xd3\xe4\x93\x02\x42\"=/api/v1/datasets/{owner}/{dataset}/models/{model_id}/versions:\x01*\x12\xb4\x01\n\x11UploadPredictions\x12$.corrigo.v1.UploadPredictionsRequest\x1a%.corrigo.v1.UploadPredictionsResponse\"R\x82\xd3\xe4\x93\x02L\"G/api/v1/datasets/{owner}/{dataset}/model-versions/{version}/predictions:\x01*\x12\x84\x01\n\x0bSetModelTag\x12\x1e.corrigo.v1.SetModelTagRequest\x1a\x14.corrigo.v1.ModelTag\"?\x82\xd3\xe4\x93\x02\x39\x1a\x34/api/v1/datasets/{owner}/{dataset}/model-tags/{name}:\x01*B8Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63orrigo/v1/models.proto\x12\ncorrigo.v1\x1a\x19\x63orrigo/v1/comments.proto\x1a\x19\x63orrigo/v1/datasets.proto\x1a\x18\x63orrigo/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x02\n\x05Model\x12\n\n\x02id\x18\x01 \x01(\x05\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12$\n\x04type\x18\x03 \x01(\x0e\x32\x16.corrigo.v1.Model.Type\x12\x0f\n\x07\x63lasses\x18\x04 \x03(\t\x12\x0e\n\x06labels\x18\x05 \x03(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0elatest_version\x18\x07 \x01(\x05\"L\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\x08\n\x04\x41\x42SA\x10\x01\x12\t\n\x05\x43LASS\x10\x02\x12\t\n\x05LABEL\x10\x03\x12\x0e\n\nCLASSLABEL\x10\x04\"\x97\x01\n\x0cModelVersion\x12\x0f\n\x07version\x18\x01 \x01(\x05\x12\x10\n\x08model_id\x18\x02 \x01(\x05\x12\x18\n\x10validation_score\x18\x03 \x01(\x01\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12labelled_documents\x18\x05 \x01(\x05\"j\n\x12\x43reateModelRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12 \n\x05model\x18\x03 \x01(\x0b\x32\x11.corrigo.v1.Model\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"C\n\x0fGetModelRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\x05\"Z\n\x11ListModelsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"P\n\x12ListModelsResponse\x12!\n\x06models\x18\x01 \x03(\x0b\x32\x11.corrigo.v1.Model\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x19\x43reateModelVersionRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\x05\x12\x18\n\x10validation_score\x18\x04 \x01(\x01\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"M\n\x12\x43ommentPredictions\x12\x0b\n\x03uid\x18\x01 \x01(\t\x12*\n\x06labels\x18\x02 \x03(\x0b\x32\x1a.corrigo.v1.PredictedLabel\"\x80\x01\n\x18UploadPredictionsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x05\x12\x33\n\x0bpredictions\x18\x04 \x03(\x0b\x32\x1e.corrigo.v1.CommentPredictions\"+\n\x19UploadPredictionsResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x05\"S\n\x12SetModelTagRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0f\n\x07\x64\x61taset\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\x05\x32\xfd\x06\n\x0cModelService\x12~\n\x0b\x43reateModel\x12\x1e.corrigo.v1.CreateModelRequest\x1a\x11.corrigo.v1.Model\"<\xe8\xdd\x19\x02\x82\xd3\xe4\x93\x02\x32\")/api/v1/datasets/{owner}/{dataset}/models:\x05model\x12|\n\x08GetModel\x12\x1b.corrigo.v1.GetModelRequest\x1a\x11.corrigo.v1.Model\"@\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02\x36\x12\x34/api/v1/datasets/{owner}/{dataset}/models/{model_id}\x12\x82\x01\n\nListModels\x12\x1d.corrigo.v1.ListModelsRequest\x1a\x1e.corrigo.v1.ListModelsResponse\"5\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02+\x12)/api/v1/datasets/{owner}/{dataset}/models\x12\xa3\x01\n\x12\x43reateModelVersion\x12%.corrigo.v1.CreateModelVersionRequest\x1a\x18.corrigo.v1.ModelVersion\"L\xe8\xdd\x19\x02\x82\xd3\xe4\x93\x02\x42\"=/api/v1/datasets/{owner}/{dataset}/models/{model_id}/versions:\x01*\x12\xb8\x01\n\x11UploadPredictions\x12$.corrigo.v1.UploadPredictionsRequest\x1a%.corrigo.v1.UploadPredictionsResponse\"V\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02L\"G/api/v1/datasets/{owner}/{dataset}/model-versions/{version}/predictions:\x01*\x12\x88\x01\n\x0bSetModelTag\x12\x1e.corrigo.v1.SetModelTagRequest\x1a\x14.corrigo.v1.ModelTag\"C\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02\x39\x1a\x34/api/v1/datasets/{owner}/{dataset}/model-tags/{name}:\x01*B8Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,41 +38,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1'
   _globals['_MODELSERVICE'].methods_by_name['CreateModel']._loaded_options = None
-  _globals['_MODELSERVICE'].methods_by_name['CreateModel']._serialized_options = b'\202\323\344\223\0022\")/api/v1/datasets/{owner}/{dataset}/models:\005model'
+  _globals['_MODELSERVICE'].methods_by_name['CreateModel']._serialized_options = b'\350\335\031\002\202\323\344\223\0022\")/api/v1/datasets/{owner}/{dataset}/models:\005model'
   _globals['_MODELSERVICE'].methods_by_name['GetModel']._loaded_options = None
-  _globals['_MODELSERVICE'].methods_by_name['GetModel']._serialized_options = b'\202\323\344\223\0026\0224/api/v1/datasets/{owner}/{dataset}/models/{model_id}'
+  _globals['_MODELSERVICE'].methods_by_name['GetModel']._serialized_options = b'\350\335\031\001\202\323\344\223\0026\0224/api/v1/datasets/{owner}/{dataset}/models/{model_id}'
   _globals['_MODELSERVICE'].methods_by_name['ListModels']._loaded_options = None
-  _globals['_MODELSERVICE'].methods_by_name['ListModels']._serialized_options = b'\202\323\344\223\002+\022)/api/v1/datasets/{owner}/{dataset}/models'
+  _globals['_MODELSERVICE'].methods_by_name['ListModels']._serialized_options = b'\350\335\031\001\202\323\344\223\002+\022)/api/v1/datasets/{owner}/{dataset}/models'
   _globals['_MODELSERVICE'].methods_by_name['CreateModelVersion']._loaded_options = None
-  _globals['_MODELSERVICE'].methods_by_name['CreateModelVersion']._serialized_options = b'\202\323\344\223\002B\"=/api/v1/datasets/{owner}/{dataset}/models/{model_id}/versions:\001*'
+  _globals['_MODELSERVICE'].methods_by_name['CreateModelVersion']._serialized_options = b'\350\335\031\002\202\323\344\223\002B\"=/api/v1/datasets/{owner}/{dataset}/models/{model_id}/versions:\001*'
   _globals['_MODELSERVICE'].methods_by_name['UploadPredictions']._loaded_options = None
-  _globals['_MODELSERVICE'].methods_by_name['UploadPredictions']._serialized_options = b'\202\323\344\223\002L\"G/api/v1/datasets/{owner}/{dataset}/model-versions/{version}/predictions:\001*'
+  _globals['_MODELSERVICE'].methods_by_name['UploadPredictions']._serialized_options = b'\350\335\031\001\202\323\344\223\002L\"G/api/v1/datasets/{owner}/{dataset}/model-versions/{version}/predictions:\001*'
   _globals['_MODELSERVICE'].methods_by_name['SetModelTag']._loaded_options = None
-  _globals['_MODELSERVICE'].methods_by_name['SetModelTag']._serialized_options = b'\202\323\344\223\0029\0324/api/v1/datasets/{owner}/{dataset}/model-tags/{name}:\001*'
-  _globals['_MODEL']._serialized_start=157
-  _globals['_MODEL']._serialized_end=419
-  _globals['_MODEL_TYPE']._serialized_start=343
-  _globals['_MODEL_TYPE']._serialized_end=419
-  _globals['_MODELVERSION']._serialized_start=422
-  _globals['_MODELVERSION']._serialized_end=573
-  _globals['_CREATEMODELREQUEST']._serialized_start=575
-  _globals['_CREATEMODELREQUEST']._serialized_end=661
-  _globals['_GETMODELREQUEST']._serialized_start=663
-  _globals['_GETMODELREQUEST']._serialized_end=730
-  _globals['_LISTMODELSREQUEST']._serialized_start=732
-  _globals['_LISTMODELSREQUEST']._serialized_end=822
-  _globals['_LISTMODELSRESPONSE']._serialized_start=824
-  _globals['_LISTMODELSRESPONSE']._serialized_end=904
-  _globals['_CREATEMODELVERSIONREQUEST']._serialized_start=906
-  _globals['_CREATEMODELVERSIONREQUEST']._serialized_end=1009
-  _globals['_COMMENTPREDICTIONS']._serialized_start=1011
-  _globals['_COMMENTPREDICTIONS']._serialized_end=1088
-  _globals['_UPLOADPREDICTIONSREQUEST']._serialized_start=1091
-  _globals['_UPLOADPREDICTIONSREQUEST']._serialized_end=1219
-  _globals['_UPLOADPREDICTIONSRESPONSE']._serialized_start=1221
-  _globals['_UPLOADPREDICTIONSRESPONSE']._serialized_end=1264
-  _globals['_SETMODELTAGREQUEST']._serialized_start=1266
-  _globals['_SETMODELTAGREQUEST']._serialized_end=1349
-  _globals['_MODELSERVICE']._serialized_start=1352
-  _globals['_MODELSERVICE']._serialized_end=2220
+  _globals['_MODELSERVICE'].methods_by_name['SetModelTag']._serialized_options = b'\350\335\031\001\202\323\344\223\0029\0324/api/v1/datasets/{owner}/{dataset}/model-tags/{name}:\001*'
+  _globals['_MODEL']._serialized_start=183
+  _globals['_MODEL']._serialized_end=445
+  _globals['_MODEL_TYPE']._serialized_start=369
+  _globals['_MODEL_TYPE']._serialized_end=445
+  _globals['_MODELVERSION']._serialized_start=448
+  _globals['_MODELVERSION']._serialized_end=599
+  _globals['_CREATEMODELREQUEST']._serialized_start=601
+  _globals['_CREATEMODELREQUEST']._serialized_end=707
+  _globals['_GETMODELREQUEST']._serialized_start=709
+  _globals['_GETMODELREQUEST']._serialized_end=776
+  _globals['_LISTMODELSREQUEST']._serialized_start=778
+  _globals['_LISTMODELSREQUEST']._serialized_end=868
+  _globals['_LISTMODELSRESPONSE']._serialized_start=870
+  _globals['_LISTMODELSRESPONSE']._serialized_end=950
+  _globals['_CREATEMODELVERSIONREQUEST']._serialized_start=952
+  _globals['_CREATEMODELVERSIONREQUEST']._serialized_end=1075
+  _globals['_COMMENTPREDICTIONS']._serialized_start=1077
+  _globals['_COMMENTPREDICTIONS']._serialized_end=1154
+  _globals['_UPLOADPREDICTIONSREQUEST']._serialized_start=1157
+  _globals['_UPLOADPREDICTIONSREQUEST']._serialized_end=1285
+  _globals['_UPLOADPREDICTIONSRESPONSE']._serialized_start=1287
+  _globals['_UPLOADPREDICTIONSRESPONSE']._serialized_end=1330
+  _globals['_SETMODELTAGREQUEST']._serialized_start=1332
+  _globals['_SETMODELTAGREQUEST']._serialized_end=1415
+  _globals['_MODELSERVICE']._serialized_start=1418
+  _globals['_MODELSERVICE']._serialized_end=2311
 # @@protoc_insertion_point(module_scope)

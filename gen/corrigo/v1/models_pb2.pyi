@@ -155,10 +155,16 @@ class CreateModelRequest(_message.Message):
     OWNER_FIELD_NUMBER: _builtins.int
     DATASET_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     owner: _builtins.str
     """The project's name."""
     dataset: _builtins.str
     """The dataset's name."""
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def model(self) -> Global___Model:
         """The model: display_name and type required, classes and labels optional."""
@@ -169,10 +175,11 @@ class CreateModelRequest(_message.Message):
         owner: _builtins.str = ...,
         dataset: _builtins.str = ...,
         model: Global___Model | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "model", b"model", "owner", b"owner"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "model", b"model", "owner", b"owner", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -280,6 +287,7 @@ class CreateModelVersionRequest(_message.Message):
     DATASET_FIELD_NUMBER: _builtins.int
     MODEL_ID_FIELD_NUMBER: _builtins.int
     VALIDATION_SCORE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     owner: _builtins.str
     """The project's name."""
     dataset: _builtins.str
@@ -288,6 +296,11 @@ class CreateModelVersionRequest(_message.Message):
     """The model's id, >= 1."""
     validation_score: _builtins.float
     """The version's validation score, 0..1."""
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     def __init__(
         self,
         *,
@@ -295,10 +308,11 @@ class CreateModelVersionRequest(_message.Message):
         dataset: _builtins.str = ...,
         model_id: _builtins.int = ...,
         validation_score: _builtins.float = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "model_id", b"model_id", "owner", b"owner", "validation_score", b"validation_score"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dataset", b"dataset", "model_id", b"model_id", "owner", b"owner", "request_id", b"request_id", "validation_score", b"validation_score"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

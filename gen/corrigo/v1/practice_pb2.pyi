@@ -690,6 +690,12 @@ class CreatePracticeClassRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PRACTICE_CLASS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def practice_class(self) -> Global___PracticeClass:
         """The class; `name` and `model_names` are required, `project_id` 0 makes it
@@ -700,10 +706,11 @@ class CreatePracticeClassRequest(_message.Message):
         self,
         *,
         practice_class: Global___PracticeClass | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["practice_class", b"practice_class"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["practice_class", b"practice_class"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["practice_class", b"practice_class", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -854,6 +861,12 @@ class CreatePracticeAgentRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AGENT_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def agent(self) -> Global___PracticeAgent:
         """The agent; `name` is required, `project_id` 0 makes it organization-wide."""
@@ -862,10 +875,11 @@ class CreatePracticeAgentRequest(_message.Message):
         self,
         *,
         agent: Global___PracticeAgent | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1016,6 +1030,12 @@ class CreateKnowledgeItemRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     KNOWLEDGE_ITEM_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def knowledge_item(self) -> Global___KnowledgeItem:
         """The item; `title` is required, `project_id` 0 makes it organization-wide."""
@@ -1024,10 +1044,11 @@ class CreateKnowledgeItemRequest(_message.Message):
         self,
         *,
         knowledge_item: Global___KnowledgeItem | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["knowledge_item", b"knowledge_item"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["knowledge_item", b"knowledge_item"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["knowledge_item", b"knowledge_item", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1177,8 +1198,14 @@ class CreateFewShotExampleRequest(_message.Message):
 
     EXAMPLE_FIELD_NUMBER: _builtins.int
     INACTIVE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     inactive: _builtins.bool
     """Create it inactive (`is_active` false). Default: active."""
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def example(self) -> Global___FewShotExample:
         """The example; `input_text` and `output_text` are required."""
@@ -1188,10 +1215,11 @@ class CreateFewShotExampleRequest(_message.Message):
         *,
         example: Global___FewShotExample | None = ...,
         inactive: _builtins.bool = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["example", b"example"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["example", b"example", "inactive", b"inactive"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["example", b"example", "inactive", b"inactive", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1344,8 +1372,14 @@ class CreatePracticeSessionRequest(_message.Message):
     TITLE_FIELD_NUMBER: _builtins.int
     NOTES_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     kind: Global___PracticeSession.Kind.ValueType
     """What the session is; unspecified means CHAT."""
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def class_id(self) -> _wrappers_pb2.Int32Value:
         """The class, >= 1; null for none. Its models become the session's models."""
@@ -1382,10 +1416,11 @@ class CreatePracticeSessionRequest(_message.Message):
         title: _wrappers_pb2.StringValue | None = ...,
         notes: _wrappers_pb2.StringValue | None = ...,
         kind: Global___PracticeSession.Kind.ValueType = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "class_id", b"class_id", "knowledge_ids", b"knowledge_ids", "notes", b"notes", "project_id", b"project_id", "title", b"title"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "class_id", b"class_id", "kind", b"kind", "knowledge_ids", b"knowledge_ids", "notes", b"notes", "project_id", b"project_id", "title", b"title"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "class_id", b"class_id", "kind", b"kind", "knowledge_ids", b"knowledge_ids", "notes", b"notes", "project_id", b"project_id", "request_id", b"request_id", "title", b"title"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1671,6 +1706,7 @@ class RecordResponseRequest(_message.Message):
     RESPONSE_TEXT_FIELD_NUMBER: _builtins.int
     TOKEN_USAGE_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     session_id: _builtins.int
     """The session id, >= 1."""
     session_model_id: _builtins.int
@@ -1681,6 +1717,11 @@ class RecordResponseRequest(_message.Message):
     """The answer, at most 1000000 characters."""
     latency_ms: _builtins.int
     """How long the model took, in milliseconds, >= 0."""
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def token_usage(self) -> _struct_pb2.Struct:
         """Token counts (free-form object)."""
@@ -1694,10 +1735,11 @@ class RecordResponseRequest(_message.Message):
         response_text: _builtins.str = ...,
         token_usage: _struct_pb2.Struct | None = ...,
         latency_ms: _builtins.int = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["token_usage", b"token_usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["latency_ms", b"latency_ms", "prompt_text", b"prompt_text", "response_text", b"response_text", "session_id", b"session_id", "session_model_id", b"session_model_id", "token_usage", b"token_usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["latency_ms", b"latency_ms", "prompt_text", b"prompt_text", "request_id", b"request_id", "response_text", b"response_text", "session_id", b"session_id", "session_model_id", b"session_model_id", "token_usage", b"token_usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

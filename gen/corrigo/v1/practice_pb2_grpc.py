@@ -1253,7 +1253,8 @@ class PracticeSessionServiceServicer:
     def AppendEvents(self, request, context):
         """Appends events (prompts, responses, feedback) to a session's log, in order, in
         one transaction. The log is append-only. NOT_FOUND (field session_id) when the
-        session is deleted while they are appended.
+        session is deleted while they are appended. Never retried: a second run appends
+        the events again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -506,7 +506,8 @@ class PracticeSessionServiceStub:
     AppendEvents: _grpc.UnaryUnaryMultiCallable[_practice_pb2.AppendEventsRequest, _practice_pb2.AppendEventsResponse]
     """Appends events (prompts, responses, feedback) to a session's log, in order, in
     one transaction. The log is append-only. NOT_FOUND (field session_id) when the
-    session is deleted while they are appended.
+    session is deleted while they are appended. Never retried: a second run appends
+    the events again.
     """
     ListEvents: _grpc.UnaryUnaryMultiCallable[_practice_pb2.ListEventsRequest, _practice_pb2.ListEventsResponse]
     """Lists a session's events, oldest first."""
@@ -584,7 +585,8 @@ class PracticeSessionServiceAsyncStub(PracticeSessionServiceStub):
     AppendEvents: _aio.UnaryUnaryMultiCallable[_practice_pb2.AppendEventsRequest, _practice_pb2.AppendEventsResponse]  # type: ignore[assignment]
     """Appends events (prompts, responses, feedback) to a session's log, in order, in
     one transaction. The log is append-only. NOT_FOUND (field session_id) when the
-    session is deleted while they are appended.
+    session is deleted while they are appended. Never retried: a second run appends
+    the events again.
     """
     ListEvents: _aio.UnaryUnaryMultiCallable[_practice_pb2.ListEventsRequest, _practice_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Lists a session's events, oldest first."""
@@ -713,7 +715,8 @@ class PracticeSessionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_practice_pb2.AppendEventsResponse, _abc.Awaitable[_practice_pb2.AppendEventsResponse]]:
         """Appends events (prompts, responses, feedback) to a session's log, in order, in
         one transaction. The log is append-only. NOT_FOUND (field session_id) when the
-        session is deleted while they are appended.
+        session is deleted while they are appended. Never retried: a second run appends
+        the events again.
         """
 
     @_abc_1.abstractmethod

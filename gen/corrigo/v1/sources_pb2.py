@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from corrigo.v1 import comments_pb2 as corrigo_dot_v1_dot_comments__pb2
+from corrigo.v1 import options_pb2 as corrigo_dot_v1_dot_options__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63orrigo/v1/sources.proto\x12\ncorrigo.v1\x1a\x19\x63orrigo/v1/comments.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\x06Source\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x0eSourceResponse\x12\"\n\x06source\x18\x01 \x01(\x0b\x32\x12.corrigo.v1.Source\x12\x0e\n\x06status\x18\x02 \x01(\t\"V\n\x13\x43reateSourceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x06source\x18\x03 \x01(\x0b\x32\x12.corrigo.v1.Source\"/\n\x10GetSourceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"J\n\x12ListSourcesRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x13ListSourcesResponse\x12#\n\x07sources\x18\x01 \x03(\x0b\x32\x12.corrigo.v1.Source\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"\x87\x01\n\x13UpdateSourceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x06source\x18\x03 \x01(\x0b\x32\x12.corrigo.v1.Source\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"2\n\x13\x44\x65leteSourceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"&\n\x14\x44\x65leteSourceResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"Y\n\x13SyncCommentsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12%\n\x08\x63omments\x18\x03 \x03(\x0b\x32\x13.corrigo.v1.Comment\"W\n\x14SyncCommentsResponse\x12\x0b\n\x03new\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\x12\x11\n\tunchanged\x18\x03 \x01(\x05\x12\x0e\n\x06status\x18\x04 \x01(\t\"n\n\x19StreamSyncCommentsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x03\x12%\n\x08\x63omments\x18\x04 \x03(\x0b\x32\x13.corrigo.v1.Comment\"\\\n\x1aStreamSyncCommentsResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x03\x12\x0b\n\x03new\x18\x02 \x01(\x05\x12\x0f\n\x07updated\x18\x03 \x01(\x05\x12\x11\n\tunchanged\x18\x04 \x01(\x05\"D\n\x11GetCommentRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ncomment_id\x18\x03 \x01(\t\"J\n\x12GetCommentResponse\x12$\n\x07\x63omment\x18\x01 \x01(\x0b\x32\x13.corrigo.v1.Comment\x12\x0e\n\x06status\x18\x02 \x01(\t\"A\n\x15\x44\x65leteCommentsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\"9\n\x16\x44\x65leteCommentsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\x12\x0e\n\x06status\x18\x02 \x01(\t2\xff\x08\n\rSourceService\x12v\n\x0c\x43reateSource\x12\x1f.corrigo.v1.CreateSourceRequest\x1a\x1a.corrigo.v1.SourceResponse\")\x82\xd3\xe4\x93\x02#\x1a\x1e/api/v1/sources/{owner}/{name}:\x01*\x12m\n\tGetSource\x12\x1c.corrigo.v1.GetSourceRequest\x1a\x1a.corrigo.v1.SourceResponse\"&\x82\xd3\xe4\x93\x02 \x12\x1e/api/v1/sources/{owner}/{name}\x12o\n\x0bListSources\x12\x1e.corrigo.v1.ListSourcesRequest\x1a\x1f.corrigo.v1.ListSourcesResponse\"\x1f\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/sources/{owner}\x12v\n\x0cUpdateSource\x12\x1f.corrigo.v1.UpdateSourceRequest\x1a\x1a.corrigo.v1.SourceResponse\")\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/sources/{owner}/{name}:\x01*\x12y\n\x0c\x44\x65leteSource\x12\x1f.corrigo.v1.DeleteSourceRequest\x1a .corrigo.v1.DeleteSourceResponse\"&\x82\xd3\xe4\x93\x02 *\x1e/api/v1/sources/{owner}/{name}\x12\x81\x01\n\x0cSyncComments\x12\x1f.corrigo.v1.SyncCommentsRequest\x1a .corrigo.v1.SyncCommentsResponse\".\x82\xd3\xe4\x93\x02(\"#/api/v1/sources/{owner}/{name}/sync:\x01*\x12\x87\x01\n\x12StreamSyncComments\x12%.corrigo.v1.StreamSyncCommentsRequest\x1a&.corrigo.v1.StreamSyncCommentsResponse\"\x1e\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/stream-sync:\x01*(\x01\x30\x01\x12\x89\x01\n\nGetComment\x12\x1d.corrigo.v1.GetCommentRequest\x1a\x1e.corrigo.v1.GetCommentResponse\"<\x82\xd3\xe4\x93\x02\x36\x12\x34/api/v1/sources/{owner}/{name}/comments/{comment_id}\x12\x88\x01\n\x0e\x44\x65leteComments\x12!.corrigo.v1.DeleteCommentsRequest\x1a\".corrigo.v1.DeleteCommentsResponse\"/\x82\xd3\xe4\x93\x02)*\'/api/v1/sources/{owner}/{name}/commentsB8Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63orrigo/v1/sources.proto\x12\ncorrigo.v1\x1a\x19\x63orrigo/v1/comments.proto\x1a\x18\x63orrigo/v1/options.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb5\x01\n\x06Source\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\r\n\x05title\x18\x04 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"D\n\x0eSourceResponse\x12\"\n\x06source\x18\x01 \x01(\x0b\x32\x12.corrigo.v1.Source\x12\x0e\n\x06status\x18\x02 \x01(\t\"j\n\x13\x43reateSourceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x06source\x18\x03 \x01(\x0b\x32\x12.corrigo.v1.Source\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"/\n\x10GetSourceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"J\n\x12ListSourcesRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"c\n\x13ListSourcesResponse\x12#\n\x07sources\x18\x01 \x03(\x0b\x32\x12.corrigo.v1.Source\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x0e\n\x06status\x18\x03 \x01(\t\"\x87\x01\n\x13UpdateSourceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\"\n\x06source\x18\x03 \x01(\x0b\x32\x12.corrigo.v1.Source\x12/\n\x0bupdate_mask\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"2\n\x13\x44\x65leteSourceRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"&\n\x14\x44\x65leteSourceResponse\x12\x0e\n\x06status\x18\x01 \x01(\t\"Y\n\x13SyncCommentsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12%\n\x08\x63omments\x18\x03 \x03(\x0b\x32\x13.corrigo.v1.Comment\"W\n\x14SyncCommentsResponse\x12\x0b\n\x03new\x18\x01 \x01(\x05\x12\x0f\n\x07updated\x18\x02 \x01(\x05\x12\x11\n\tunchanged\x18\x03 \x01(\x05\x12\x0e\n\x06status\x18\x04 \x01(\t\"n\n\x19StreamSyncCommentsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x63hunk\x18\x03 \x01(\x03\x12%\n\x08\x63omments\x18\x04 \x03(\x0b\x32\x13.corrigo.v1.Comment\"\\\n\x1aStreamSyncCommentsResponse\x12\r\n\x05\x63hunk\x18\x01 \x01(\x03\x12\x0b\n\x03new\x18\x02 \x01(\x05\x12\x0f\n\x07updated\x18\x03 \x01(\x05\x12\x11\n\tunchanged\x18\x04 \x01(\x05\"D\n\x11GetCommentRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\ncomment_id\x18\x03 \x01(\t\"J\n\x12GetCommentResponse\x12$\n\x07\x63omment\x18\x01 \x01(\x0b\x32\x13.corrigo.v1.Comment\x12\x0e\n\x06status\x18\x02 \x01(\t\"A\n\x15\x44\x65leteCommentsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0b\n\x03ids\x18\x03 \x03(\t\"9\n\x16\x44\x65leteCommentsResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x05\x12\x0e\n\x06status\x18\x02 \x01(\t2\xa3\t\n\rSourceService\x12z\n\x0c\x43reateSource\x12\x1f.corrigo.v1.CreateSourceRequest\x1a\x1a.corrigo.v1.SourceResponse\"-\xe8\xdd\x19\x02\x82\xd3\xe4\x93\x02#\x1a\x1e/api/v1/sources/{owner}/{name}:\x01*\x12q\n\tGetSource\x12\x1c.corrigo.v1.GetSourceRequest\x1a\x1a.corrigo.v1.SourceResponse\"*\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02 \x12\x1e/api/v1/sources/{owner}/{name}\x12s\n\x0bListSources\x12\x1e.corrigo.v1.ListSourcesRequest\x1a\x1f.corrigo.v1.ListSourcesResponse\"#\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02\x19\x12\x17/api/v1/sources/{owner}\x12z\n\x0cUpdateSource\x12\x1f.corrigo.v1.UpdateSourceRequest\x1a\x1a.corrigo.v1.SourceResponse\"-\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02#\"\x1e/api/v1/sources/{owner}/{name}:\x01*\x12}\n\x0c\x44\x65leteSource\x12\x1f.corrigo.v1.DeleteSourceRequest\x1a .corrigo.v1.DeleteSourceResponse\"*\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02 *\x1e/api/v1/sources/{owner}/{name}\x12\x85\x01\n\x0cSyncComments\x12\x1f.corrigo.v1.SyncCommentsRequest\x1a .corrigo.v1.SyncCommentsResponse\"2\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02(\"#/api/v1/sources/{owner}/{name}/sync:\x01*\x12\x8b\x01\n\x12StreamSyncComments\x12%.corrigo.v1.StreamSyncCommentsRequest\x1a&.corrigo.v1.StreamSyncCommentsResponse\"\"\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02\x18\"\x13/api/v1/stream-sync:\x01*(\x01\x30\x01\x12\x8d\x01\n\nGetComment\x12\x1d.corrigo.v1.GetCommentRequest\x1a\x1e.corrigo.v1.GetCommentResponse\"@\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02\x36\x12\x34/api/v1/sources/{owner}/{name}/comments/{comment_id}\x12\x8c\x01\n\x0e\x44\x65leteComments\x12!.corrigo.v1.DeleteCommentsRequest\x1a\".corrigo.v1.DeleteCommentsResponse\"3\xe8\xdd\x19\x01\x82\xd3\xe4\x93\x02)*\'/api/v1/sources/{owner}/{name}/commentsB8Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,57 +38,57 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1'
   _globals['_SOURCESERVICE'].methods_by_name['CreateSource']._loaded_options = None
-  _globals['_SOURCESERVICE'].methods_by_name['CreateSource']._serialized_options = b'\202\323\344\223\002#\032\036/api/v1/sources/{owner}/{name}:\001*'
+  _globals['_SOURCESERVICE'].methods_by_name['CreateSource']._serialized_options = b'\350\335\031\002\202\323\344\223\002#\032\036/api/v1/sources/{owner}/{name}:\001*'
   _globals['_SOURCESERVICE'].methods_by_name['GetSource']._loaded_options = None
-  _globals['_SOURCESERVICE'].methods_by_name['GetSource']._serialized_options = b'\202\323\344\223\002 \022\036/api/v1/sources/{owner}/{name}'
+  _globals['_SOURCESERVICE'].methods_by_name['GetSource']._serialized_options = b'\350\335\031\001\202\323\344\223\002 \022\036/api/v1/sources/{owner}/{name}'
   _globals['_SOURCESERVICE'].methods_by_name['ListSources']._loaded_options = None
-  _globals['_SOURCESERVICE'].methods_by_name['ListSources']._serialized_options = b'\202\323\344\223\002\031\022\027/api/v1/sources/{owner}'
+  _globals['_SOURCESERVICE'].methods_by_name['ListSources']._serialized_options = b'\350\335\031\001\202\323\344\223\002\031\022\027/api/v1/sources/{owner}'
   _globals['_SOURCESERVICE'].methods_by_name['UpdateSource']._loaded_options = None
-  _globals['_SOURCESERVICE'].methods_by_name['UpdateSource']._serialized_options = b'\202\323\344\223\002#\"\036/api/v1/sources/{owner}/{name}:\001*'
+  _globals['_SOURCESERVICE'].methods_by_name['UpdateSource']._serialized_options = b'\350\335\031\001\202\323\344\223\002#\"\036/api/v1/sources/{owner}/{name}:\001*'
   _globals['_SOURCESERVICE'].methods_by_name['DeleteSource']._loaded_options = None
-  _globals['_SOURCESERVICE'].methods_by_name['DeleteSource']._serialized_options = b'\202\323\344\223\002 *\036/api/v1/sources/{owner}/{name}'
+  _globals['_SOURCESERVICE'].methods_by_name['DeleteSource']._serialized_options = b'\350\335\031\001\202\323\344\223\002 *\036/api/v1/sources/{owner}/{name}'
   _globals['_SOURCESERVICE'].methods_by_name['SyncComments']._loaded_options = None
-  _globals['_SOURCESERVICE'].methods_by_name['SyncComments']._serialized_options = b'\202\323\344\223\002(\"#/api/v1/sources/{owner}/{name}/sync:\001*'
+  _globals['_SOURCESERVICE'].methods_by_name['SyncComments']._serialized_options = b'\350\335\031\001\202\323\344\223\002(\"#/api/v1/sources/{owner}/{name}/sync:\001*'
   _globals['_SOURCESERVICE'].methods_by_name['StreamSyncComments']._loaded_options = None
-  _globals['_SOURCESERVICE'].methods_by_name['StreamSyncComments']._serialized_options = b'\202\323\344\223\002\030\"\023/api/v1/stream-sync:\001*'
+  _globals['_SOURCESERVICE'].methods_by_name['StreamSyncComments']._serialized_options = b'\350\335\031\001\202\323\344\223\002\030\"\023/api/v1/stream-sync:\001*'
   _globals['_SOURCESERVICE'].methods_by_name['GetComment']._loaded_options = None
-  _globals['_SOURCESERVICE'].methods_by_name['GetComment']._serialized_options = b'\202\323\344\223\0026\0224/api/v1/sources/{owner}/{name}/comments/{comment_id}'
+  _globals['_SOURCESERVICE'].methods_by_name['GetComment']._serialized_options = b'\350\335\031\001\202\323\344\223\0026\0224/api/v1/sources/{owner}/{name}/comments/{comment_id}'
   _globals['_SOURCESERVICE'].methods_by_name['DeleteComments']._loaded_options = None
-  _globals['_SOURCESERVICE'].methods_by_name['DeleteComments']._serialized_options = b'\202\323\344\223\002)*\'/api/v1/sources/{owner}/{name}/comments'
-  _globals['_SOURCE']._serialized_start=165
-  _globals['_SOURCE']._serialized_end=346
-  _globals['_SOURCERESPONSE']._serialized_start=348
-  _globals['_SOURCERESPONSE']._serialized_end=416
-  _globals['_CREATESOURCEREQUEST']._serialized_start=418
-  _globals['_CREATESOURCEREQUEST']._serialized_end=504
-  _globals['_GETSOURCEREQUEST']._serialized_start=506
-  _globals['_GETSOURCEREQUEST']._serialized_end=553
-  _globals['_LISTSOURCESREQUEST']._serialized_start=555
-  _globals['_LISTSOURCESREQUEST']._serialized_end=629
-  _globals['_LISTSOURCESRESPONSE']._serialized_start=631
-  _globals['_LISTSOURCESRESPONSE']._serialized_end=730
-  _globals['_UPDATESOURCEREQUEST']._serialized_start=733
-  _globals['_UPDATESOURCEREQUEST']._serialized_end=868
-  _globals['_DELETESOURCEREQUEST']._serialized_start=870
-  _globals['_DELETESOURCEREQUEST']._serialized_end=920
-  _globals['_DELETESOURCERESPONSE']._serialized_start=922
-  _globals['_DELETESOURCERESPONSE']._serialized_end=960
-  _globals['_SYNCCOMMENTSREQUEST']._serialized_start=962
-  _globals['_SYNCCOMMENTSREQUEST']._serialized_end=1051
-  _globals['_SYNCCOMMENTSRESPONSE']._serialized_start=1053
-  _globals['_SYNCCOMMENTSRESPONSE']._serialized_end=1140
-  _globals['_STREAMSYNCCOMMENTSREQUEST']._serialized_start=1142
-  _globals['_STREAMSYNCCOMMENTSREQUEST']._serialized_end=1252
-  _globals['_STREAMSYNCCOMMENTSRESPONSE']._serialized_start=1254
-  _globals['_STREAMSYNCCOMMENTSRESPONSE']._serialized_end=1346
-  _globals['_GETCOMMENTREQUEST']._serialized_start=1348
-  _globals['_GETCOMMENTREQUEST']._serialized_end=1416
-  _globals['_GETCOMMENTRESPONSE']._serialized_start=1418
-  _globals['_GETCOMMENTRESPONSE']._serialized_end=1492
-  _globals['_DELETECOMMENTSREQUEST']._serialized_start=1494
-  _globals['_DELETECOMMENTSREQUEST']._serialized_end=1559
-  _globals['_DELETECOMMENTSRESPONSE']._serialized_start=1561
-  _globals['_DELETECOMMENTSRESPONSE']._serialized_end=1618
-  _globals['_SOURCESERVICE']._serialized_start=1621
-  _globals['_SOURCESERVICE']._serialized_end=2772
+  _globals['_SOURCESERVICE'].methods_by_name['DeleteComments']._serialized_options = b'\350\335\031\001\202\323\344\223\002)*\'/api/v1/sources/{owner}/{name}/comments'
+  _globals['_SOURCE']._serialized_start=191
+  _globals['_SOURCE']._serialized_end=372
+  _globals['_SOURCERESPONSE']._serialized_start=374
+  _globals['_SOURCERESPONSE']._serialized_end=442
+  _globals['_CREATESOURCEREQUEST']._serialized_start=444
+  _globals['_CREATESOURCEREQUEST']._serialized_end=550
+  _globals['_GETSOURCEREQUEST']._serialized_start=552
+  _globals['_GETSOURCEREQUEST']._serialized_end=599
+  _globals['_LISTSOURCESREQUEST']._serialized_start=601
+  _globals['_LISTSOURCESREQUEST']._serialized_end=675
+  _globals['_LISTSOURCESRESPONSE']._serialized_start=677
+  _globals['_LISTSOURCESRESPONSE']._serialized_end=776
+  _globals['_UPDATESOURCEREQUEST']._serialized_start=779
+  _globals['_UPDATESOURCEREQUEST']._serialized_end=914
+  _globals['_DELETESOURCEREQUEST']._serialized_start=916
+  _globals['_DELETESOURCEREQUEST']._serialized_end=966
+  _globals['_DELETESOURCERESPONSE']._serialized_start=968
+  _globals['_DELETESOURCERESPONSE']._serialized_end=1006
+  _globals['_SYNCCOMMENTSREQUEST']._serialized_start=1008
+  _globals['_SYNCCOMMENTSREQUEST']._serialized_end=1097
+  _globals['_SYNCCOMMENTSRESPONSE']._serialized_start=1099
+  _globals['_SYNCCOMMENTSRESPONSE']._serialized_end=1186
+  _globals['_STREAMSYNCCOMMENTSREQUEST']._serialized_start=1188
+  _globals['_STREAMSYNCCOMMENTSREQUEST']._serialized_end=1298
+  _globals['_STREAMSYNCCOMMENTSRESPONSE']._serialized_start=1300
+  _globals['_STREAMSYNCCOMMENTSRESPONSE']._serialized_end=1392
+  _globals['_GETCOMMENTREQUEST']._serialized_start=1394
+  _globals['_GETCOMMENTREQUEST']._serialized_end=1462
+  _globals['_GETCOMMENTRESPONSE']._serialized_start=1464
+  _globals['_GETCOMMENTRESPONSE']._serialized_end=1538
+  _globals['_DELETECOMMENTSREQUEST']._serialized_start=1540
+  _globals['_DELETECOMMENTSREQUEST']._serialized_end=1605
+  _globals['_DELETECOMMENTSRESPONSE']._serialized_start=1607
+  _globals['_DELETECOMMENTSRESPONSE']._serialized_end=1664
+  _globals['_SOURCESERVICE']._serialized_start=1667
+  _globals['_SOURCESERVICE']._serialized_end=2854
 # @@protoc_insertion_point(module_scope)

@@ -108,10 +108,16 @@ class CreateSourceRequest(_message.Message):
     OWNER_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     SOURCE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     owner: _builtins.str
     """The project's name."""
     name: _builtins.str
     """The new source's name: 1..64 letters, digits, `-`, `_` or `.`."""
+    request_id: _builtins.str
+    """Makes a retried create safe (AIP-155): optional, a UUID chosen by the caller. The
+    same id from the same user for this RPC within a day answers the first call's
+    result instead of creating again; INVALID_ARGUMENT when it is not a UUID.
+    """
     @_builtins.property
     def source(self) -> Global___Source:
         """The source's `title` and `description`; other fields are ignored."""
@@ -122,10 +128,11 @@ class CreateSourceRequest(_message.Message):
         owner: _builtins.str = ...,
         name: _builtins.str = ...,
         source: Global___Source | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["source", b"source"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner", b"owner", "source", b"source"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "owner", b"owner", "request_id", b"request_id", "source", b"source"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

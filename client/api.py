@@ -1,0 +1,34 @@
+"""The API's RPCs, read from the generated descriptors of every corrigo.v1 proto file."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+
+from google.protobuf.descriptor import MethodDescriptor
+
+import corrigo.v1
+
+
+@functools.cache
+def methods() -> tuple[MethodDescriptor, ...]:
+    """Every RPC of every service of corrigo.v1, a new proto file's included."""
+    modules = sorted(
+        info.name
+        for info in pkgutil.iter_modules(corrigo.v1.__path__)
+        if info.name.endswith("_pb2")
+    )
+    return tuple(
+        method
+        for name in modules
+        for service in importlib.import_module(
+            f"corrigo.v1.{name}"
+        ).DESCRIPTOR.services_by_name.values()
+        for method in service.methods
+    )
+
+
+def path(method: MethodDescriptor) -> str:
+    """The RPC's path on the wire: `/corrigo.v1.Service/Method`."""
+    return f"/{method.containing_service.full_name}/{method.name}"

@@ -1,0 +1,36 @@
+"""The whole database as a value, to tell whether a call changed anything."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+
+from corrigo.server.store.database import BaseModel, database
+from corrigo.server.store.request_ids import RequestId
+
+# Time columns and generated keys.
+_UNCOMPARED = (peewee.DateTimeField, peewee.AutoField)
+
+
+def _models(base: type[BaseModel]) -> list[type[BaseModel]]:
+    found = []
+    for model in base.__subclasses__():
+        found.append(model)
+        found.extend(_models(model))
+    return found
+
+
+async def state() -> dict[str, list[tuple[Any, ...]]]:
+    """Every table's rows (sorted), but the request ids, without time columns (a
+    background task notes tokens' last use, and a write that changes nothing may still
+    stamp when it ran) nor generated keys (a link row written again gets a new one, which
+    nothing shows)."""
+    tables = {}
+    for model in _models(BaseModel):
+        if model is RequestId:
+            continue
+        kept = [f for f in model._meta.sorted_fields if not isinstance(f, _UNCOMPARED)]
+        rows = await database.list(model.select(*kept).tuples())
+        tables[model._meta.table_name] = sorted(rows, key=repr)
+    return tables

@@ -79,8 +79,9 @@ def export_pages(
                 request.continuation = page.continuation
             return
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= retries:
-                raise CorrigoError.from_rpc_error(error) from None
+            failure = CorrigoError.from_rpc_error(error)
+            if failure.code != grpc.StatusCode.UNAVAILABLE or failures >= retries:
+                raise failure from None
             failures += 1
             time.sleep(min(0.2 * 2**failures, 5.0))
 

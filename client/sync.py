@@ -229,8 +229,8 @@ def stream_chunks(
                 raise failed[0]
             return
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
-                failure = CorrigoError.from_rpc_error(error)
+            failure = CorrigoError.from_rpc_error(error)
+            if failure.code != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
                 with lock:
                     oldest = pending[min(pending)] if pending else None
                 if refused is None or oldest is None:

@@ -419,7 +419,8 @@ def _explain(err: CorrigoError, args: argparse.Namespace) -> str:
     message = err.message
     violations = [f"{field}: {problem}" for field, problem in err.field_violations]
     if violations and not all(v in message for v in violations):
-        message = "; ".join(violations)
+        more = err.omitted_violations
+        message = "; ".join(violations) + (f"; and {more} more like these" if more else "")
     named = [getattr(args, key, None) for key in ("owner", "project", "project_id")]
     named += [value[0] for value in vars(args).values() if isinstance(value, tuple) and value]
     owner = next((value for value in named if value), None)

@@ -43,6 +43,12 @@ class CorrigoError(grpc.RpcError):
         return [field for field, _ in self.field_violations]
 
     @property
+    def omitted_violations(self) -> int:
+        """How many field violations the server counted beyond those it sent (an error
+        names the first few, so that it always fits the headers it travels in)."""
+        return int(self.error_metadata.get("omitted_violations", "0"))
+
+    @property
     def error_id(self) -> str:
         """The id an INTERNAL error is logged under on the server ("" for other errors)."""
         return self.error_metadata.get("error_id", "")

@@ -41,7 +41,7 @@ from corrigo.client.cli_support import (
     print_json,
 )
 from corrigo.client.errors import UsageError
-from corrigo.v1 import admin_pb2, datasets_pb2
+from corrigo.v1 import admin_pb2, datasets_pb2, errors_pb2
 
 SERVER_COMMANDS = ("serve", "migrate", "admin")
 
@@ -157,6 +157,12 @@ def _bootstrap(args: argparse.Namespace) -> int:
     try:
         token = asyncio.run(run())
     except ServerError as err:
+        if err.reason == errors_pb2.ALREADY_BOOTSTRAPPED:
+            raise UsageError(
+                f"{err.message}: a token for one of its admins comes from `corrigo admin "
+                f"token --org {args.org} --email ADMIN_EMAIL` run here, or from `corrigo "
+                "tokens create` with an admin's token"
+            ) from None
         raise UsageError(err.message) from None
     except _open_errors() as err:
         raise _open_problem(url, err) from None
@@ -164,6 +170,57 @@ def _bootstrap(args: argparse.Namespace) -> int:
     print(
         f"organization {args.org!r} created in {_shown(url)}; admin {args.email}; "
         "the token above is shown once",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _break_glass(args: argparse.Namespace) -> int:
+    """`admin token`: a token for an existing admin, minted in the database directly, for
+    an operator who lost the last one or must rotate it; the log keeps who and when."""
+    import getpass
+    import logging
+    import socket
+
+    from corrigo.server.api.errors import CorrigoError as ServerError
+    from corrigo.server.ops import logs
+    from corrigo.server.store import database, identity
+
+    logs.configure("INFO", "text")
+    url = _bootstrap_database(args.database)
+
+    async def run() -> tuple[int, int, str]:
+        db = database.connect(url)
+        try:
+            await database.migrate(db)
+            user, row, token = await identity.break_glass(args.org, args.email)
+            return user.id, row.id, token
+        finally:
+            await database.close(db)
+
+    try:
+        user_id, token_id, token = asyncio.run(run())
+    except ServerError as err:
+        raise UsageError(err.message) from None
+    except _open_errors() as err:
+        raise _open_problem(url, err) from None
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    logging.getLogger("corrigo.admin").warning(
+        "break-glass token %d issued for admin %s (user %d) of organization %r in %s at %s "
+        "by %s on %s",
+        token_id,
+        args.email,
+        user_id,
+        args.org,
+        _shown(url),
+        now,
+        getpass.getuser(),
+        socket.gethostname(),
+    )
+    print(token)
+    print(
+        f"token {token_id} for {args.email}; the token above is shown once "
+        f"(`corrigo tokens delete {token_id}` revokes it)",
         file=sys.stderr,
     )
     return 0
@@ -359,14 +416,26 @@ def _add_server_commands(commands: Commands, with_flags: bool) -> None:
     bootstrap.add_argument("--org", required=True, help="organization name")
     bootstrap.add_argument("--email", required=True, help="the first admin's email")
     bootstrap.set_defaults(run=_bootstrap)
+    token = admin_commands.add_parser(
+        "token",
+        help="break glass: a new token for an existing admin, minted in the database",
+        description="Mints an API token for an existing admin of the organization, "
+        "printed alone on stdout, straight in the database (for whoever lost the last "
+        "admin token, or must rotate it after a leak), and logs a WARNING naming who and "
+        "when. The database is found as for `admin bootstrap`.",
+    )
+    token.add_argument("--org", required=True, help="organization name")
+    token.add_argument("--email", required=True, help="the email of one of its admins")
+    token.set_defaults(run=_break_glass)
     if not with_flags:
         return
     from corrigo.server import config
 
     config.add_arguments(serve)
     config.add_database_argument(migrate)
-    config.add_database_argument(bootstrap)
-    bootstrap.set_defaults(database=None)
+    for direct in (bootstrap, token):
+        config.add_database_argument(direct)
+        direct.set_defaults(database=None)
 
 
 class _Parser(argparse.ArgumentParser):

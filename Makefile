@@ -13,7 +13,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 venv: $(STAMP)
 
 # The editable install builds client/export_json.c in place: a change to it rebuilds.
-$(STAMP): pyproject.toml client/export_json.c
+$(STAMP): pyproject.toml setup.py client/export_json.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[server,dev]'

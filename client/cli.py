@@ -25,20 +25,23 @@ import grpc
 from corrigo.client import (
     CorrigoError,
     admin_cli,
+    cli_help,
     correction_cli,
     datasets_cli,
     improvement_cli,
     practice_cli,
     transfer_cli,
 )
+from corrigo.client.cli_errors import explain
 from corrigo.client.cli_support import (
     Commands,
     add_connection,
     add_named,
+    add_output,
     bounded,
     connect,
     group,
-    print_json,
+    print_item,
 )
 from corrigo.client.errors import UsageError
 from corrigo.v1 import admin_pb2, datasets_pb2, errors_pb2
@@ -228,7 +231,26 @@ def _break_glass(args: argparse.Namespace) -> int:
 
 def _whoami(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        print_json(client.admin.WhoAmI(admin_pb2.WhoAmIRequest()))
+        me = client.admin.WhoAmI(admin_pb2.WhoAmIRequest())
+    print_item(
+        args,
+        me,
+        [
+            ("USER", lambda m: f"{m.user.email} ({m.user.id})"),
+            ("ROLE", lambda m: admin_pb2.User.Role.Name(m.user.role)),
+            ("ORGANIZATION", lambda m: m.organization.name),
+            ("TOKEN", lambda m: m.token_id),
+            ("PROJECTS", lambda m: ", ".join(f"{p.project_id}: {p.role}" for p in m.memberships)),
+        ],
+    )
+    return 0
+
+
+def _completion(args: argparse.Namespace) -> int:
+    """The shell's completion script for every command and flag, from the parser."""
+    import shtab
+
+    print(shtab.complete(parser(), shell=args.shell))
     return 0
 
 
@@ -439,10 +461,15 @@ def _add_server_commands(commands: Commands, with_flags: bool) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line, as every other error of the command, with where to look."""
+    """Usage errors in one line, as every other error of the command, with where to look;
+    help that ends with an example (`cli_help`)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+    def format_help(self) -> str:
+        after = cli_help.epilog(self.prog)
+        return super().format_help() + (f"\n{after}" if after else "")
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -464,8 +491,17 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_server_commands(commands, command is None or command in SERVER_COMMANDS)
 
     whoami = commands.add_parser("whoami", help="show who the token belongs to")
-    add_connection(whoami)
+    add_output(whoami)
     whoami.set_defaults(run=_whoami)
+    completion = commands.add_parser(
+        "completion",
+        help="print the shell completion script (bash or zsh)",
+        description="Prints a completion script for every command and flag. Bash: save it "
+        "as ~/.local/share/bash-completion/completions/corrigo; zsh: as _corrigo in a "
+        "directory of $fpath.",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    completion.set_defaults(run=_completion)
 
     _add_transfers(commands)
     admin_cli.add_commands(commands)
@@ -483,28 +519,6 @@ def _command_name(args: argparse.Namespace) -> str:
     return " ".join(word for word in words if word)
 
 
-def _explain(err: CorrigoError, args: argparse.Namespace) -> str:
-    """The server's answer in one line, with what the command named and what to do."""
-    message = err.message
-    violations = [f"{field}: {problem}" for field, problem in err.field_violations]
-    if violations and not all(v in message for v in violations):
-        more = err.omitted_violations
-        message = "; ".join(violations) + (f"; and {more} more like these" if more else "")
-    named = [getattr(args, key, None) for key in ("owner", "project", "project_id")]
-    named += [value[0] for value in vars(args).values() if isinstance(value, tuple) and value]
-    owner = next((value for value in named if value), None)
-    if err.code == grpc.StatusCode.NOT_FOUND and message == "project not found" and owner:
-        message = (
-            f"project {owner!r} not found (or you are not its member); "
-            "`corrigo projects list` shows yours"
-        )
-    elif err.code == grpc.StatusCode.UNAUTHENTICATED:
-        message += "; set CORRIGO_TOKEN or pass --token with a valid token"
-    elif err.code == grpc.StatusCode.UNAVAILABLE:
-        message += "; is `corrigo serve` running there? (--target, env CORRIGO_TARGET)"
-    return f"{err.code.name}: {message}"
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((word for word in argv if not word.startswith("-")), "")
@@ -519,7 +533,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{name}: {err}", file=sys.stderr)
         code = 1
     except grpc.RpcError as err:
-        print(f"{name}: {_explain(CorrigoError.from_rpc_error(err), args)}", file=sys.stderr)
+        print(f"{name}: {explain(CorrigoError.from_rpc_error(err), args)}", file=sys.stderr)
         code = 1
     except ModuleNotFoundError as err:
         if args.command not in SERVER_COMMANDS:

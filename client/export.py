@@ -17,6 +17,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -168,10 +169,11 @@ def export_to_stream(
     request = datasets_pb2.StreamExportDatasetRequest.FromString(request.SerializeToString())
     request.include_total = True
     written = 0
+    pages = _answered(export_pages(stub, request))
     with _bar(request, 0, progress) as bar:
         if fmt == "csv":
             out.write(_csv_header())
-        for page in export_pages(stub, request):
+        for page in pages:
             if page.total:
                 bar.total = page.total
             out.write(encode_page(page, fmt))
@@ -181,15 +183,25 @@ def export_to_stream(
     return written
 
 
+def _answered(
+    pages: Iterator[datasets_pb2.StreamExportDatasetResponse],
+) -> Iterator[datasets_pb2.StreamExportDatasetResponse]:
+    """The pages, the first one read already: a first call that fails raises here, before
+    a progress bar is shown or a file is touched."""
+    first = next(pages, None)
+    return itertools.chain([first], pages) if first is not None else iter(())
+
+
 def _bar(
     request: datasets_pb2.StreamExportDatasetRequest, done: int, progress: bool
 ) -> tqdm[Never]:
-    """The progress bar on stderr, counting from `done` (comments a resumed export has)."""
+    """The progress bar on stderr (a terminal's only), counting from `done` (comments a
+    resumed export has)."""
     return tqdm(
         desc=f"export {request.owner}/{request.name}",
         initial=done,
         unit=" comments",
-        disable=not progress,
+        disable=not progress or not sys.stderr.isatty(),
     )
 
 
@@ -219,9 +231,10 @@ def export_to_file(
     if state is not None:
         request.continuation = state["continuation"]
         written = int(state["written"])
+    pages = _answered(export_pages(stub, request))
     with _bar(request, written, progress) as bar:
         resume = _Resume(query, state_path, state, written)
-        written = _export(stub, request, output, fmt, resume, bar, checkpoint_seconds, stop)
+        written = _export(pages, output, fmt, resume, bar, checkpoint_seconds, stop)
     state_path.unlink(missing_ok=True)
     return written
 
@@ -237,8 +250,7 @@ class _Resume:
 
 
 def _export(
-    stub: datasets_pb2_grpc.DatasetServiceStub,
-    request: datasets_pb2.StreamExportDatasetRequest,
+    pages: Iterator[datasets_pb2.StreamExportDatasetResponse],
     output: Path,
     fmt: str,
     resume: _Resume,
@@ -256,7 +268,7 @@ def _export(
                 {"query": query, "continuation": continuation, "written": written, "parts": parts},
             )
 
-        written = export_parquet(stub, request, output, state, save, bar)
+        written = export_parquet(pages, output, state, save, bar)
     else:
         offset = int(state["offset"]) if state is not None else 0
 
@@ -272,7 +284,7 @@ def _export(
             )
 
         written = _export_text(
-            stub, request, output, fmt, offset, written, bar, checkpoint_seconds, save_text, stop
+            pages, output, fmt, offset, written, bar, checkpoint_seconds, save_text, stop
         )
     return written
 
@@ -330,8 +342,7 @@ def _encoded_pages(
 
 
 def _export_text(
-    stub: datasets_pb2_grpc.DatasetServiceStub,
-    request: datasets_pb2.StreamExportDatasetRequest,
+    pages: Iterator[datasets_pb2.StreamExportDatasetResponse],
     output: Path,
     fmt: str,
     offset: int,
@@ -354,7 +365,7 @@ def _export_text(
         out.seek(offset)
         if fmt == "csv" and offset == 0:
             out.write(_csv_header())
-        for page in _encoded_pages(export_pages(stub, request), fmt, total):
+        for page in _encoded_pages(pages, fmt, total):
             out.write(page.result())
             written += page.comments
             bar.update(page.comments)

@@ -61,8 +61,10 @@ async def test_projects_users_members_tokens(org: Org) -> None:
     made = _ok(await corrigo(org, "tokens", "create", "--user", email, "--description", "cli"))
     token = made.out.strip()
     assert token.startswith("crg_") and "shown once" in made.err
-    who = json.loads(_ok(await corrigo(org, "whoami", token=token)).out)
+    who = json.loads(_ok(await corrigo(org, "whoami", "--json", token=token)).out)
     assert who["user"]["email"] == email
+    table = _ok(await corrigo(org, "whoami", token=token)).out
+    assert table.splitlines()[0].split() == ["USER", email, f"({user['id']})"], table
     tokens = await _json(org, "tokens", "list", "--user", email)
     assert [t["description"] for t in tokens] == ["cli"]
     revoked = await _json(org, "tokens", "delete", str(tokens[0]["id"]))

@@ -53,7 +53,17 @@ async def _source(org: Org) -> str:
     ("bad", "problem"),
     [
         ("not json", r"not JSON \(Expecting value at column 1\)"),
-        (_comment_line("x", timestamp="yesterday"), "Failed to parse timestamp field"),
+        # A line without its closing brace: the column where the parser stopped.
+        (
+            _comment_line("x")[:-1],
+            rf"not JSON \(Expecting ',' delimiter at column {len(_comment_line('x'))}, "
+            r"the end of the line\)",
+        ),
+        (
+            _comment_line("x", timestamp="yesterday"),
+            r"timestamp: expected a time such as 2024-01-01T10:00:00Z \(RFC 3339, with Z or "
+            r'an offset such as \+02:00\), got "yesterday"',
+        ),
         ("[1, 2]", r"expected a JSON object \(a Comment\), got an array"),
         (_comment_line("x", thread="t", form="f"), "unknown fields form, thread"),
     ],
@@ -276,10 +286,13 @@ async def test_serve_exits_at_once_when_it_cannot_listen_or_read_its_database_ur
         taken = processes.corrigo("serve", "--listen", server.target, "--database", url, timeout=30)
         assert time.monotonic() - started < 20
         assert taken.returncode == 1 and "Traceback" not in taken.stderr
+        # Its own line alone, one that works for `make run` too (not grpc's E... add_port).
         assert taken.stderr.splitlines()[-1] == (
             f"corrigo serve: cannot listen on {server.target} (in use, or not an address of "
-            "this host); pass --listen HOST:PORT (env CORRIGO_LISTEN)"
+            "this host); pass --listen HOST:PORT, or set CORRIGO_LISTEN (as "
+            "`CORRIGO_LISTEN=127.0.0.1:50052 make run`)"
         )
+        assert "add_port" not in taken.stderr and "E1204" not in taken.stderr, taken.stderr
     finally:
         server.stop()
     no_tls = processes.corrigo(

@@ -52,6 +52,7 @@ define generate
 	touch $(1)/corrigo/__init__.py $(1)/corrigo/v1/__init__.py $(1)/corrigo/v1/py.typed
 	protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') -I/usr/include \
 		--swagger_out=allow_merge=true,merge_file_name=corrigo,json_names_for_fields=false:$(1)/openapi $(PROTOS)
+	$(PY) server/gateway/openapi_status.py $(1)/openapi/corrigo.swagger.json
 endef
 
 gen: $(STAMP)

@@ -42,6 +42,7 @@ from corrigo.client.cli_support import (
     connect,
     group,
     print_item,
+    shows_progress,
 )
 from corrigo.client.errors import UsageError
 from corrigo.v1 import admin_pb2, datasets_pb2, errors_pb2
@@ -314,7 +315,7 @@ def _export(args: argparse.Namespace) -> int:
                     request,
                     sys.stdout.buffer,
                     args.format,
-                    progress=not args.quiet,
+                    progress=shows_progress(args),
                 )
             else:
                 written = export_to_file(
@@ -323,7 +324,7 @@ def _export(args: argparse.Namespace) -> int:
                     Path(args.output),
                     args.format,
                     restart=args.restart,
-                    progress=not args.quiet,
+                    progress=shows_progress(args),
                     stop=_first_interrupt(),
                 )
         except KeyboardInterrupt:
@@ -352,7 +353,7 @@ def _sync(args: argparse.Namespace) -> int:
                 name,
                 Path(args.file),
                 chunk_size=args.chunk_size,
-                progress=not args.quiet,
+                progress=shows_progress(args),
             )
         except KeyboardInterrupt:
             print(

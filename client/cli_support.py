@@ -82,6 +82,12 @@ def connect(args: argparse.Namespace) -> Client:
     return client
 
 
+def shows_progress(args: argparse.Namespace) -> bool:
+    """A progress bar is drawn on a terminal only (a log keeps no carriage returns), and
+    never with -q."""
+    return not args.quiet and sys.stderr.isatty()
+
+
 def owner_and_name(value: str) -> tuple[str, str]:
     """An argparse type: OWNER/NAME, as a pair."""
     owner, slash, name = value.partition("/")

@@ -17,14 +17,13 @@ import itertools
 import json
 import multiprocessing
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Never
+from typing import Any, BinaryIO, Never, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -34,6 +33,7 @@ from corrigo.client import records
 from corrigo.client.errors import CorrigoError, UsageError
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 
+Page = TypeVar("Page")
 FORMATS = ("jsonl", "csv", "parquet")
 CSV_COLUMNS = [
     "uid",
@@ -169,7 +169,7 @@ def export_to_stream(
     request = datasets_pb2.StreamExportDatasetRequest.FromString(request.SerializeToString())
     request.include_total = True
     written = 0
-    pages = _answered(export_pages(stub, request))
+    pages = answered(export_pages(stub, request))
     with _bar(request, 0, progress) as bar:
         if fmt == "csv":
             out.write(_csv_header())
@@ -183,11 +183,9 @@ def export_to_stream(
     return written
 
 
-def _answered(
-    pages: Iterator[datasets_pb2.StreamExportDatasetResponse],
-) -> Iterator[datasets_pb2.StreamExportDatasetResponse]:
-    """The pages, the first one read already: a first call that fails raises here, before
-    a progress bar is shown or a file is touched."""
+def answered(pages: Iterator[Page]) -> Iterator[Page]:
+    """The pages of a stream, the first one read already: a first call that fails raises
+    here, before a progress bar is shown or an output file is created."""
     first = next(pages, None)
     return itertools.chain([first], pages) if first is not None else iter(())
 
@@ -195,13 +193,12 @@ def _answered(
 def _bar(
     request: datasets_pb2.StreamExportDatasetRequest, done: int, progress: bool
 ) -> tqdm[Never]:
-    """The progress bar on stderr (a terminal's only), counting from `done` (comments a
-    resumed export has)."""
+    """The progress bar on stderr, counting from `done` (comments a resumed export has)."""
     return tqdm(
         desc=f"export {request.owner}/{request.name}",
         initial=done,
         unit=" comments",
-        disable=not progress or not sys.stderr.isatty(),
+        disable=not progress,
     )
 
 
@@ -231,7 +228,7 @@ def export_to_file(
     if state is not None:
         request.continuation = state["continuation"]
         written = int(state["written"])
-    pages = _answered(export_pages(stub, request))
+    pages = answered(export_pages(stub, request))
     with _bar(request, written, progress) as bar:
         resume = _Resume(query, state_path, state, written)
         written = _export(pages, output, fmt, resume, bar, checkpoint_seconds, stop)

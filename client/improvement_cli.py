@@ -58,8 +58,11 @@ def _sessions(args: argparse.Namespace) -> int:
         limit=args.limit,
         events_limit=args.events_limit,
     )
+    from corrigo.client.export import answered
+
     with connect(args) as client:
-        pages = client.improvement.StreamBatchSessions(request)
+        # A first call that fails creates no --output file.
+        pages = answered(client.improvement.StreamBatchSessions(request))
         if not args.output:
             batch_export.write_jsonl(pages, sys.stdout)
             return 0

@@ -50,8 +50,8 @@ async def _filled(org: Org, tmp_path: Path, n: int) -> tuple[str, str]:
         "sync", f"{project.name}/mailbox", str(data), "--chunk-size", "100"
     )
     assert code == 0, err
-    assert f"{n} new, 0 updated, 0 unchanged in {(n + 99) // 100} chunks" in err
-    assert f"sync {project.name}/mailbox:" in err and f"{n}/{n}" in err
+    # The totals alone: stderr is no terminal, so no progress bar.
+    assert err == f"{n} new, 0 updated, 0 unchanged in {(n + 99) // 100} chunks\n"
     return project.name, src.id
 
 

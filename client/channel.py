@@ -89,6 +89,10 @@ def channel_options() -> list[tuple[str, Any]]:
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        # A server that is down is tried again every 2 s at most (grpc's default backoff
+        # grows to 2 minutes), so a command waiting for it (`reachable`) sees it come up.
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 2000),
     ]
 
 

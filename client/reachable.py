@@ -19,7 +19,8 @@ from corrigo.client.errors import CorrigoError
 DEFAULT_WAIT_SECONDS = 5.0
 # The first look is short: a server that is up answers a connection at once.
 _FIRST_LOOK_SECONDS = 0.5
-_LONGEST_PAUSE_SECONDS = 4.0
+# As long as the channel's own reconnection backoff grows (channel.py).
+_LONGEST_PAUSE_SECONDS = 2.0
 
 
 def wait_until_reachable(

@@ -412,3 +412,31 @@ async def test_shell_completion_scripts() -> None:
             assert word in script.stdout, (shell, word)
     wrong = processes.corrigo("completion", "fish")
     assert wrong.returncode == 2 and "invalid choice: 'fish'" in wrong.stderr
+
+
+async def test_a_command_waits_for_a_server_that_comes_up(tmp_path: Path) -> None:
+    """A server not up yet is waited for, a line per retry, and the command then runs."""
+    url = f"sqlite:///{tmp_path / 'corrigo.sqlite3'}"
+    token = processes.bootstrap(url, "acme", "admin@acme.example")
+    target = f"127.0.0.1:{processes.free_port()}"
+    waiting = asyncio.create_task(
+        corrigo(
+            None, "whoami", "--json", "--wait", "30", CORRIGO_TARGET=target, CORRIGO_TOKEN=token
+        )
+    )
+    await asyncio.sleep(2.5)
+    serve = [*processes.CORRIGO, "serve", "--listen", target, "--database", url]
+    server = processes.LoggedProcess(serve, tmp_path / "server.log")
+    try:
+        ran = await waiting
+    finally:
+        server.stop()
+    assert ran.code == 0, ran.err
+    assert json.loads(ran.out)["organization"]["name"] == "acme"
+    # Seen within a retry or two of the server's start (every 2 s at most).
+    assert len(ran.err.splitlines()) <= 6, ran.err
+    lines = ran.err.splitlines()
+    assert lines[:2] == [
+        f"waiting for {target} (UNAVAILABLE), retry 1 in 1 s; Ctrl-C to stop",
+        f"waiting for {target} (UNAVAILABLE), retry 2 in 2 s; Ctrl-C to stop",
+    ], ran.err

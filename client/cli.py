@@ -230,6 +230,10 @@ def _break_glass(args: argparse.Namespace) -> int:
     return 0
 
 
+def _membership(member: admin_pb2.Member) -> str:
+    return f"{member.project_id} ({admin_pb2.Member.Role.Name(member.role).lower()})"
+
+
 def _whoami(args: argparse.Namespace) -> int:
     with connect(args) as client:
         me = client.admin.WhoAmI(admin_pb2.WhoAmIRequest())
@@ -241,7 +245,7 @@ def _whoami(args: argparse.Namespace) -> int:
             ("ROLE", lambda m: admin_pb2.User.Role.Name(m.user.role)),
             ("ORGANIZATION", lambda m: m.organization.name),
             ("TOKEN", lambda m: m.token_id),
-            ("PROJECTS", lambda m: ", ".join(f"{p.project_id}: {p.role}" for p in m.memberships)),
+            ("PROJECTS", lambda m: ", ".join(_membership(member) for member in m.memberships)),
         ],
     )
     return 0

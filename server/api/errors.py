@@ -69,22 +69,21 @@ class CorrigoError(Exception):
 
 
 class InvalidArgument(CorrigoError):
-    """Bad input; `violations` names each bad field (proto field paths): the first
-    MAX_VIOLATIONS of them, in order, and `omitted` counts the rest."""
+    """Bad input; `violations` names each bad field (proto field paths). The status sends
+    the first MAX_VIOLATIONS of them (`sent`), in order, and counts the rest (`omitted`)."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
     reason = errors_pb2.INVALID_REQUEST
 
     def __init__(self, violations: list[tuple[str, str]], *, reason: int | None = None) -> None:
-        self.violations = [
+        self.violations = violations
+        self.sent = [
             (clipped(field, _MAX_FIELD_BYTES), clipped(description, _MAX_DESCRIPTION_BYTES))
             for field, description in violations[:MAX_VIOLATIONS]
         ]
-        self.omitted = max(0, len(violations) - MAX_VIOLATIONS)
+        self.omitted = len(violations) - len(self.sent)
         metadata = {"omitted_violations": str(self.omitted)} if self.omitted else None
-        super().__init__(
-            _summary(self.violations, len(violations)), reason=reason, metadata=metadata
-        )
+        super().__init__(_summary(self.sent, len(violations)), reason=reason, metadata=metadata)
 
     @classmethod
     def field(cls, field: str, description: str, *, reason: int | None = None) -> InvalidArgument:
@@ -94,7 +93,7 @@ class InvalidArgument(CorrigoError):
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-                for field, description in self.violations
+                for field, description in self.sent
             ]
         )
         packed = any_pb2.Any()

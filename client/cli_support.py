@@ -49,7 +49,7 @@ def add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--wait",
         type=_seconds,
-        default=os.environ.get("CORRIGO_WAIT", DEFAULT_WAIT_SECONDS),
+        default=os.environ.get("CORRIGO_WAIT", f"{DEFAULT_WAIT_SECONDS:g}"),
         metavar="SECONDS",
         help="how long to wait for a server that cannot be reached yet, retrying "
         "(env CORRIGO_WAIT; default %(default)s)",

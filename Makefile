@@ -13,10 +13,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 venv: $(STAMP)
 
 # The editable install builds client/export_json.c in place: a change to it rebuilds.
+# setuptools warns on every editable install that maps its packages to other folders
+# (gen/, server/, client/ here) that such folders may shadow them: expected, so filtered.
 $(STAMP): pyproject.toml setup.py client/export_json.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[server,dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[server,dev]'
 	touch $@
 
 run: $(STAMP)

@@ -13,10 +13,12 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 venv: $(STAMP)
 
 # The editable install builds client/export_json.c in place: a change to it rebuilds.
-$(STAMP): pyproject.toml client/export_json.c
+# setuptools warns on every editable install that maps its packages to other folders
+# (gen/, server/, client/ here) that such folders may shadow them: expected, so filtered.
+$(STAMP): pyproject.toml setup.py client/export_json.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[server,dev]'
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[server,dev]'
 	touch $@
 
 run: $(STAMP)
@@ -52,6 +54,7 @@ define generate
 	touch $(1)/corrigo/__init__.py $(1)/corrigo/v1/__init__.py $(1)/corrigo/v1/py.typed
 	protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') -I/usr/include \
 		--swagger_out=allow_merge=true,merge_file_name=corrigo,json_names_for_fields=false:$(1)/openapi $(PROTOS)
+	$(PY) server/gateway/openapi_status.py $(1)/openapi/corrigo.swagger.json
 endef
 
 gen: $(STAMP)

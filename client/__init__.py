@@ -5,8 +5,8 @@
         print(corrigo.admin.WhoAmI(admin_pb2.WhoAmIRequest()))
 
 Stubs are the generated ones (typed by their .pyi); every call carries the token,
-idempotent calls are retried on UNAVAILABLE, and failed unary calls raise
-`CorrigoError` with the status details decoded.
+idempotent calls are retried on UNAVAILABLE, and every failed call, unary or
+streaming, raises `CorrigoError` with the status details decoded.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 import grpc
@@ -83,6 +83,10 @@ def channel_options() -> list[tuple[str, Any]]:
         ("grpc.enable_retries", 1),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        # A server that is down is tried again every 2 s at most (grpc's default backoff
+        # grows to 2 minutes), so a command waiting for it (`reachable`) sees it come up.
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 2000),
     ]
 
 
@@ -130,13 +134,56 @@ def _raise_decoded(outcome: Any) -> Any:
     return outcome
 
 
+class DecodedStream(grpc.Call, Iterator[Any]):
+    """A streaming call's responses, whose failure is a CorrigoError: the call grpc
+    returns raises its own error type from `next()`."""
+
+    def __init__(self, call: Any) -> None:
+        self._call = call
+
+    def __iter__(self) -> DecodedStream:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._call)
+        except grpc.RpcError as error:
+            raise CorrigoError.from_rpc_error(error) from None
+
+    def cancel(self) -> bool:
+        return bool(self._call.cancel())
+
+    def is_active(self) -> bool:
+        return bool(self._call.is_active())
+
+    def time_remaining(self) -> float | None:
+        remaining: float | None = self._call.time_remaining()
+        return remaining
+
+    def add_callback(self, callback: Callable[[], None]) -> bool:
+        return bool(self._call.add_callback(callback))
+
+    def initial_metadata(self) -> Any:
+        return self._call.initial_metadata()
+
+    def trailing_metadata(self) -> Any:
+        return self._call.trailing_metadata()
+
+    def code(self) -> grpc.StatusCode:
+        code: grpc.StatusCode = self._call.code()
+        return code
+
+    def details(self) -> str:
+        return str(self._call.details() or "")
+
+
 class TokenInterceptor(
     grpc.UnaryUnaryClientInterceptor,
     grpc.UnaryStreamClientInterceptor,
     grpc.StreamUnaryClientInterceptor,
     grpc.StreamStreamClientInterceptor,
 ):
-    """Adds the bearer token to every call; unary failures raise CorrigoError."""
+    """Adds the bearer token to every call; every failure raises CorrigoError."""
 
     def __init__(self, token: str | None) -> None:
         self._token = token
@@ -149,13 +196,13 @@ class TokenInterceptor(
         return _raise_decoded(continuation(self._details(details), request))
 
     def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._details(details), request)
+        return DecodedStream(continuation(self._details(details), request))
 
     def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
         return _raise_decoded(continuation(self._details(details), requests))
 
     def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
-        return continuation(self._details(details), requests)
+        return DecodedStream(continuation(self._details(details), requests))
 
 
 class _AsyncToken:
@@ -179,9 +226,19 @@ class AsyncTokenInterceptor(_AsyncToken, grpc.aio.UnaryUnaryClientInterceptor):
             raise CorrigoError.from_rpc_error(error) from None
 
 
+async def _decoded(call: Any) -> AsyncIterator[Any]:
+    """A streaming call's responses, whose failure is a CorrigoError (grpc.aio reads
+    `read()` and `async for` of the call it returns through this iterator)."""
+    try:
+        async for response in call:
+            yield response
+    except grpc.aio.AioRpcError as error:
+        raise CorrigoError.from_rpc_error(error) from None
+
+
 class _AsyncUnaryStreamToken(_AsyncToken, grpc.aio.UnaryStreamClientInterceptor):
     async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return await continuation(self._details(details), request)
+        return _decoded(await continuation(self._details(details), request))
 
 
 class _AsyncStreamUnaryToken(_AsyncToken, grpc.aio.StreamUnaryClientInterceptor):
@@ -199,7 +256,7 @@ class _AsyncStreamStreamToken(_AsyncToken, grpc.aio.StreamStreamClientIntercepto
     async def intercept_stream_stream(
         self, continuation: Any, details: Any, request_iterator: Any
     ) -> Any:
-        return await continuation(self._details(details), request_iterator)
+        return _decoded(await continuation(self._details(details), request_iterator))
 
 
 def async_interceptors(token: str | None) -> list[Any]:

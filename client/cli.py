@@ -25,23 +25,27 @@ import grpc
 from corrigo.client import (
     CorrigoError,
     admin_cli,
+    cli_help,
     correction_cli,
     datasets_cli,
     improvement_cli,
     practice_cli,
     transfer_cli,
 )
+from corrigo.client.cli_errors import explain
 from corrigo.client.cli_support import (
     Commands,
     add_connection,
     add_named,
+    add_output,
     bounded,
     connect,
     group,
-    print_json,
+    print_item,
+    shows_progress,
 )
 from corrigo.client.errors import UsageError
-from corrigo.v1 import admin_pb2, datasets_pb2
+from corrigo.v1 import admin_pb2, datasets_pb2, errors_pb2
 
 SERVER_COMMANDS = ("serve", "migrate", "admin")
 
@@ -157,6 +161,12 @@ def _bootstrap(args: argparse.Namespace) -> int:
     try:
         token = asyncio.run(run())
     except ServerError as err:
+        if err.reason == errors_pb2.ALREADY_BOOTSTRAPPED:
+            raise UsageError(
+                f"{err.message}: a token for one of its admins comes from `corrigo admin "
+                f"token --org {args.org} --email ADMIN_EMAIL` run here, or from `corrigo "
+                "tokens create` with an admin's token"
+            ) from None
         raise UsageError(err.message) from None
     except _open_errors() as err:
         raise _open_problem(url, err) from None
@@ -169,9 +179,83 @@ def _bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def _break_glass(args: argparse.Namespace) -> int:
+    """`admin token`: a token for an existing admin, minted in the database directly, for
+    an operator who lost the last one or must rotate it; the log keeps who and when."""
+    import getpass
+    import logging
+    import socket
+
+    from corrigo.server.api.errors import CorrigoError as ServerError
+    from corrigo.server.ops import logs
+    from corrigo.server.store import database, identity
+
+    logs.configure("INFO", "text")
+    url = _bootstrap_database(args.database)
+
+    async def run() -> tuple[int, int, str]:
+        db = database.connect(url)
+        try:
+            await database.migrate(db)
+            user, row, token = await identity.break_glass(args.org, args.email)
+            return user.id, row.id, token
+        finally:
+            await database.close(db)
+
+    try:
+        user_id, token_id, token = asyncio.run(run())
+    except ServerError as err:
+        raise UsageError(err.message) from None
+    except _open_errors() as err:
+        raise _open_problem(url, err) from None
+    now = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    logging.getLogger("corrigo.admin").warning(
+        "break-glass token %d issued for admin %s (user %d) of organization %r in %s at %s "
+        "by %s on %s",
+        token_id,
+        args.email,
+        user_id,
+        args.org,
+        _shown(url),
+        now,
+        getpass.getuser(),
+        socket.gethostname(),
+    )
+    print(token)
+    print(
+        f"token {token_id} for {args.email}; the token above is shown once "
+        f"(`corrigo tokens delete {token_id}` revokes it)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _membership(member: admin_pb2.Member) -> str:
+    return f"{member.project_id} ({admin_pb2.Member.Role.Name(member.role).lower()})"
+
+
 def _whoami(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        print_json(client.admin.WhoAmI(admin_pb2.WhoAmIRequest()))
+        me = client.admin.WhoAmI(admin_pb2.WhoAmIRequest())
+    print_item(
+        args,
+        me,
+        [
+            ("USER", lambda m: f"{m.user.email} ({m.user.id})"),
+            ("ROLE", lambda m: admin_pb2.User.Role.Name(m.user.role)),
+            ("ORGANIZATION", lambda m: m.organization.name),
+            ("TOKEN", lambda m: m.token_id),
+            ("PROJECTS", lambda m: ", ".join(_membership(member) for member in m.memberships)),
+        ],
+    )
+    return 0
+
+
+def _completion(args: argparse.Namespace) -> int:
+    """The shell's completion script for every command and flag, from the parser."""
+    import shtab
+
+    print(shtab.complete(parser(), shell=args.shell))
     return 0
 
 
@@ -235,7 +319,7 @@ def _export(args: argparse.Namespace) -> int:
                     request,
                     sys.stdout.buffer,
                     args.format,
-                    progress=not args.quiet,
+                    progress=shows_progress(args),
                 )
             else:
                 written = export_to_file(
@@ -244,7 +328,7 @@ def _export(args: argparse.Namespace) -> int:
                     Path(args.output),
                     args.format,
                     restart=args.restart,
-                    progress=not args.quiet,
+                    progress=shows_progress(args),
                     stop=_first_interrupt(),
                 )
         except KeyboardInterrupt:
@@ -273,7 +357,7 @@ def _sync(args: argparse.Namespace) -> int:
                 name,
                 Path(args.file),
                 chunk_size=args.chunk_size,
-                progress=not args.quiet,
+                progress=shows_progress(args),
             )
         except KeyboardInterrupt:
             print(
@@ -359,21 +443,38 @@ def _add_server_commands(commands: Commands, with_flags: bool) -> None:
     bootstrap.add_argument("--org", required=True, help="organization name")
     bootstrap.add_argument("--email", required=True, help="the first admin's email")
     bootstrap.set_defaults(run=_bootstrap)
+    token = admin_commands.add_parser(
+        "token",
+        help="break glass: a new token for an existing admin, minted in the database",
+        description="Mints an API token for an existing admin of the organization, "
+        "printed alone on stdout, straight in the database (for whoever lost the last "
+        "admin token, or must rotate it after a leak), and logs a WARNING naming who and "
+        "when. The database is found as for `admin bootstrap`.",
+    )
+    token.add_argument("--org", required=True, help="organization name")
+    token.add_argument("--email", required=True, help="the email of one of its admins")
+    token.set_defaults(run=_break_glass)
     if not with_flags:
         return
     from corrigo.server import config
 
     config.add_arguments(serve)
     config.add_database_argument(migrate)
-    config.add_database_argument(bootstrap)
-    bootstrap.set_defaults(database=None)
+    for direct in (bootstrap, token):
+        config.add_database_argument(direct)
+        direct.set_defaults(database=None)
 
 
 class _Parser(argparse.ArgumentParser):
-    """Usage errors in one line, as every other error of the command, with where to look."""
+    """Usage errors in one line, as every other error of the command, with where to look;
+    help that ends with an example (`cli_help`)."""
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
+
+    def format_help(self) -> str:
+        after = cli_help.epilog(self.prog)
+        return super().format_help() + (f"\n{after}" if after else "")
 
 
 def parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -395,8 +496,17 @@ def parser(command: str | None = None) -> argparse.ArgumentParser:
     _add_server_commands(commands, command is None or command in SERVER_COMMANDS)
 
     whoami = commands.add_parser("whoami", help="show who the token belongs to")
-    add_connection(whoami)
+    add_output(whoami)
     whoami.set_defaults(run=_whoami)
+    completion = commands.add_parser(
+        "completion",
+        help="print the shell completion script (bash or zsh)",
+        description="Prints a completion script for every command and flag. Bash: save it "
+        "as ~/.local/share/bash-completion/completions/corrigo; zsh: as _corrigo in a "
+        "directory of $fpath.",
+    )
+    completion.add_argument("shell", choices=["bash", "zsh"])
+    completion.set_defaults(run=_completion)
 
     _add_transfers(commands)
     admin_cli.add_commands(commands)
@@ -414,27 +524,6 @@ def _command_name(args: argparse.Namespace) -> str:
     return " ".join(word for word in words if word)
 
 
-def _explain(err: CorrigoError, args: argparse.Namespace) -> str:
-    """The server's answer in one line, with what the command named and what to do."""
-    message = err.message
-    violations = [f"{field}: {problem}" for field, problem in err.field_violations]
-    if violations and not all(v in message for v in violations):
-        message = "; ".join(violations)
-    named = [getattr(args, key, None) for key in ("owner", "project", "project_id")]
-    named += [value[0] for value in vars(args).values() if isinstance(value, tuple) and value]
-    owner = next((value for value in named if value), None)
-    if err.code == grpc.StatusCode.NOT_FOUND and message == "project not found" and owner:
-        message = (
-            f"project {owner!r} not found (or you are not its member); "
-            "`corrigo projects list` shows yours"
-        )
-    elif err.code == grpc.StatusCode.UNAUTHENTICATED:
-        message += "; set CORRIGO_TOKEN or pass --token with a valid token"
-    elif err.code == grpc.StatusCode.UNAVAILABLE:
-        message += "; is `corrigo serve` running there? (--target, env CORRIGO_TARGET)"
-    return f"{err.code.name}: {message}"
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((word for word in argv if not word.startswith("-")), "")
@@ -449,7 +538,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"{name}: {err}", file=sys.stderr)
         code = 1
     except grpc.RpcError as err:
-        print(f"{name}: {_explain(CorrigoError.from_rpc_error(err), args)}", file=sys.stderr)
+        print(f"{name}: {explain(CorrigoError.from_rpc_error(err), args)}", file=sys.stderr)
         code = 1
     except ModuleNotFoundError as err:
         if args.command not in SERVER_COMMANDS:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
@@ -16,6 +18,7 @@ from tabulate import tabulate
 from corrigo.client import Client
 from corrigo.client.channel import resolve
 from corrigo.client.errors import UsageError
+from corrigo.client.reachable import DEFAULT_WAIT_SECONDS, wait_until_reachable
 
 Column = tuple[str, Callable[[Any], Any]]
 Run = Callable[[argparse.Namespace], int]
@@ -27,11 +30,30 @@ class Commands(Protocol):
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser: ...
 
 
+def _seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, got {text}")
+    return value
+
+
 def add_connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", help="server HOST:PORT (env CORRIGO_TARGET; default 127.0.0.1:50051)"
     )
     parser.add_argument("--token", help="API token (env CORRIGO_TOKEN)")
+    parser.add_argument(
+        "--wait",
+        type=_seconds,
+        default=os.environ.get("CORRIGO_WAIT", f"{DEFAULT_WAIT_SECONDS:g}"),
+        metavar="SECONDS",
+        help="how long to wait for a server that cannot be reached yet, retrying "
+        "(env CORRIGO_WAIT; default %(default)s)",
+    )
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:
@@ -43,14 +65,27 @@ def add_output(parser: argparse.ArgumentParser) -> None:
 
 
 def connect(args: argparse.Namespace) -> Client:
-    """A client for the command's target and token; refuses to call without a token."""
+    """A client for the command's target and token, once the server can be reached (up
+    to --wait seconds); refuses to call without a token."""
     target, token = resolve(args.target, args.token)
     if not token:
         raise UsageError(
             "no API token: set CORRIGO_TOKEN or pass --token "
             "(`corrigo admin bootstrap` prints the first one, `corrigo tokens create` more)"
         )
-    return Client(target, token)
+    client = Client(target, token)
+    try:
+        wait_until_reachable(client.channel, target, args.wait)
+    except BaseException:
+        client.close()
+        raise
+    return client
+
+
+def shows_progress(args: argparse.Namespace) -> bool:
+    """A progress bar is drawn on a terminal only (a log keeps no carriage returns), and
+    never with -q."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def owner_and_name(value: str) -> tuple[str, str]:

@@ -1,25 +1,38 @@
-"""`corrigo sessions create | watch | list`: correction sessions from the command line."""
+"""`corrigo sessions create | watch | list`: correction sessions from the command line.
+
+Sessions belong to a project, named by its name (or id); a session is named by its id.
+"""
 
 from __future__ import annotations
 
 import argparse
 
 from corrigo.client import Client
+from corrigo.client.admin_cli import project_id
 from corrigo.client.cli_support import (
+    Column,
     Commands,
     add_output,
     bounded,
     connect,
     group,
+    print_item,
     print_items,
-    print_json,
     print_json_line,
+    when,
 )
 from corrigo.v1 import correction_pb2
 from corrigo.v1.correction_pb2 import CorrectionSession, CorrectionSessionChange
 
 _STRATEGIES = ("random", "uncertainty")
 _STATUSES = [v.name.lower() for v in CorrectionSession.Status.DESCRIPTOR.values if v.number]
+SESSION_COLUMNS: list[Column] = [
+    ("ID", lambda s: s.id),
+    ("STATUS", lambda s: CorrectionSession.Status.Name(s.status)),
+    ("PROGRESS", lambda s: f"{s.progress:.1f}%"),
+    ("DOCUMENTS", lambda s: s.document_count),
+    ("NAME", lambda s: s.name),
+]
 
 
 def transition_line(change: CorrectionSessionChange) -> str:
@@ -54,7 +67,6 @@ def _watch_until_end(
 
 def _create(args: argparse.Namespace) -> int:
     request = correction_pb2.CreateCorrectionSessionRequest(
-        project_id=args.project_id,
         model_id=args.model_id,
         name=args.name,
         description=args.description,
@@ -67,54 +79,47 @@ def _create(args: argparse.Namespace) -> int:
     if args.sample_size is not None:
         request.sample_size.value = args.sample_size
     with connect(args) as client:
+        request.project_id = project_id(client, args.project)
         session = client.corrections.CreateCorrectionSession(request)
         if not args.watch:
-            print_json(session)  # the document's answer, as JSON with or without --json
+            print_item(args, session, [*SESSION_COLUMNS, ("CREATED", lambda s: when(s, "created"))])
             return 0
-        last = _watch_until_end(client, args.project_id, session.id, args.json)
+        last = _watch_until_end(client, request.project_id, session.id, args.json)
     return 1 if last.status == CorrectionSession.FAILED else 0
 
 
 def _watch(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        last = _watch_until_end(client, args.project_id, args.session_id, args.json)
+        chosen = project_id(client, args.project)
+        last = _watch_until_end(client, chosen, args.session_id, args.json)
     return 1 if last.status == CorrectionSession.FAILED else 0
 
 
 def _list(args: argparse.Namespace) -> int:
-    request = correction_pb2.ListCorrectionSessionsRequest(
-        project_id=args.project_id, page_size=500
-    )
+    request = correction_pb2.ListCorrectionSessionsRequest(page_size=500)
     if args.status:
         request.status = CorrectionSession.Status.Value(args.status.upper())
     sessions: list[CorrectionSession] = []
     with connect(args) as client:
+        request.project_id = project_id(client, args.project)
         while True:
             page = client.corrections.ListCorrectionSessions(request)
             sessions.extend(page.sessions)
             if not page.next_page_token:
                 break
             request.page_token = page.next_page_token
-    print_items(
-        args,
-        sessions,
-        [
-            ("ID", lambda s: s.id),
-            ("STATUS", lambda s: CorrectionSession.Status.Name(s.status)),
-            ("PROGRESS", lambda s: f"{s.progress:.1f}%"),
-            ("DOCUMENTS", lambda s: s.document_count),
-            ("NAME", lambda s: s.name),
-        ],
-    )
+    print_items(args, sessions, SESSION_COLUMNS)
     return 0
 
 
 def add_commands(commands: Commands) -> None:
     sub = group(commands, "sessions", "correction sessions")
 
-    create = sub.add_parser("create", help="create a correction session (prints it as JSON)")
-    create.add_argument("project_id", type=int)
-    create.add_argument("model_id", type=int)
+    create = sub.add_parser(
+        "create", help="create a correction session (a table; JSON with --json)"
+    )
+    create.add_argument("project", help="the project's name (or id)")
+    create.add_argument("model_id", type=int, help="the model's id")
     create.add_argument(
         "--sample-size", type=bounded(1, 1000), help="documents to correct, 1..1000 (default 100)"
     )
@@ -124,7 +129,9 @@ def add_commands(commands: Commands) -> None:
     create.add_argument("--document-uid", action="append", help="sample among these (repeatable)")
     create.add_argument("--document-group-id", type=int, default=0, help="sample in this group")
     create.add_argument(
-        "--watch", action="store_true", help="then print each transition, as `sessions watch`"
+        "--watch",
+        action="store_true",
+        help="then print each transition instead, as `sessions watch` (JSON lines with --json)",
     )
     add_output(create)
     create.set_defaults(run=_create)
@@ -132,15 +139,15 @@ def add_commands(commands: Commands) -> None:
     watch = sub.add_parser(
         "watch",
         help="print each change of a session (version, time, status, progress, documents) "
-        "from its creation until it is FINISHED, FAILED or deleted",
+        "from its creation until it is FINISHED, FAILED or deleted (JSON lines with --json)",
     )
-    watch.add_argument("project_id", type=int)
+    watch.add_argument("project", help="the project's name (or id)")
     watch.add_argument("session_id", type=int)
     add_output(watch)
     watch.set_defaults(run=_watch)
 
     listing = sub.add_parser("list", help="list a project's sessions: id, status, progress, ...")
-    listing.add_argument("project_id", type=int)
+    listing.add_argument("project", help="the project's name (or id)")
     listing.add_argument("--status", choices=_STATUSES)
     add_output(listing)
     listing.set_defaults(run=_list)

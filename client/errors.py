@@ -9,8 +9,9 @@ _DETAILS_KEY = "grpc-status-details-bin"
 
 
 class CorrigoError(grpc.RpcError):
-    """A failed call: the gRPC code and message, plus the ErrorInfo reason and the
-    BadRequest field violations the server sent."""
+    """A failed call: the gRPC code and message, plus the ErrorInfo reason, the
+    BadRequest field violations and the error id the server sent. Every call of `Client`
+    and `AsyncClient`, unary or streaming, raises this and no other gRPC error."""
 
     def __init__(
         self,
@@ -40,6 +41,17 @@ class CorrigoError(grpc.RpcError):
     def fields(self) -> list[str]:
         """The names of the fields the server rejected."""
         return [field for field, _ in self.field_violations]
+
+    @property
+    def omitted_violations(self) -> int:
+        """How many field violations the server counted beyond those it sent (an error
+        names the first few, so that it always fits the headers it travels in)."""
+        return int(self.error_metadata.get("omitted_violations", "0"))
+
+    @property
+    def error_id(self) -> str:
+        """The id an INTERNAL error is logged under on the server ("" for other errors)."""
+        return self.error_metadata.get("error_id", "")
 
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError) -> CorrigoError:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Never
+from typing import Any, BinaryIO, Never, TypeVar
 
 import grpc
 from google.protobuf import json_format
@@ -33,6 +33,7 @@ from corrigo.client import records
 from corrigo.client.errors import CorrigoError, UsageError
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 
+Page = TypeVar("Page")
 FORMATS = ("jsonl", "csv", "parquet")
 CSV_COLUMNS = [
     "uid",
@@ -79,8 +80,9 @@ def export_pages(
                 request.continuation = page.continuation
             return
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= retries:
-                raise CorrigoError.from_rpc_error(error) from None
+            failure = CorrigoError.from_rpc_error(error)
+            if failure.code != grpc.StatusCode.UNAVAILABLE or failures >= retries:
+                raise failure from None
             failures += 1
             time.sleep(min(0.2 * 2**failures, 5.0))
 
@@ -167,10 +169,11 @@ def export_to_stream(
     request = datasets_pb2.StreamExportDatasetRequest.FromString(request.SerializeToString())
     request.include_total = True
     written = 0
+    pages = answered(export_pages(stub, request))
     with _bar(request, 0, progress) as bar:
         if fmt == "csv":
             out.write(_csv_header())
-        for page in export_pages(stub, request):
+        for page in pages:
             if page.total:
                 bar.total = page.total
             out.write(encode_page(page, fmt))
@@ -178,6 +181,13 @@ def export_to_stream(
             written += len(page.comments)
             bar.update(len(page.comments))
     return written
+
+
+def answered(pages: Iterator[Page]) -> Iterator[Page]:
+    """The pages of a stream, the first one read already: a first call that fails raises
+    here, before a progress bar is shown or an output file is created."""
+    first = next(pages, None)
+    return itertools.chain([first], pages) if first is not None else iter(())
 
 
 def _bar(
@@ -218,9 +228,10 @@ def export_to_file(
     if state is not None:
         request.continuation = state["continuation"]
         written = int(state["written"])
+    pages = answered(export_pages(stub, request))
     with _bar(request, written, progress) as bar:
         resume = _Resume(query, state_path, state, written)
-        written = _export(stub, request, output, fmt, resume, bar, checkpoint_seconds, stop)
+        written = _export(pages, output, fmt, resume, bar, checkpoint_seconds, stop)
     state_path.unlink(missing_ok=True)
     return written
 
@@ -236,8 +247,7 @@ class _Resume:
 
 
 def _export(
-    stub: datasets_pb2_grpc.DatasetServiceStub,
-    request: datasets_pb2.StreamExportDatasetRequest,
+    pages: Iterator[datasets_pb2.StreamExportDatasetResponse],
     output: Path,
     fmt: str,
     resume: _Resume,
@@ -255,7 +265,7 @@ def _export(
                 {"query": query, "continuation": continuation, "written": written, "parts": parts},
             )
 
-        written = export_parquet(stub, request, output, state, save, bar)
+        written = export_parquet(pages, output, state, save, bar)
     else:
         offset = int(state["offset"]) if state is not None else 0
 
@@ -271,7 +281,7 @@ def _export(
             )
 
         written = _export_text(
-            stub, request, output, fmt, offset, written, bar, checkpoint_seconds, save_text, stop
+            pages, output, fmt, offset, written, bar, checkpoint_seconds, save_text, stop
         )
     return written
 
@@ -329,8 +339,7 @@ def _encoded_pages(
 
 
 def _export_text(
-    stub: datasets_pb2_grpc.DatasetServiceStub,
-    request: datasets_pb2.StreamExportDatasetRequest,
+    pages: Iterator[datasets_pb2.StreamExportDatasetResponse],
     output: Path,
     fmt: str,
     offset: int,
@@ -353,7 +362,7 @@ def _export_text(
         out.seek(offset)
         if fmt == "csv" and offset == 0:
             out.write(_csv_header())
-        for page in _encoded_pages(export_pages(stub, request), fmt, total):
+        for page in _encoded_pages(pages, fmt, total):
             out.write(page.result())
             written += page.comments
             bar.update(page.comments)

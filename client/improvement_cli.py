@@ -8,27 +8,44 @@ from pathlib import Path
 
 from corrigo.client import batch_export
 from corrigo.client.cli_support import (
+    Column,
     Commands,
     add_connection,
     add_output,
     bounded,
     connect,
     group,
+    print_item,
     print_items,
-    print_json,
+    when,
 )
 from corrigo.v1 import improvement_pb2
 
 _STATUS = improvement_pb2.ImprovementBatch.Status
+BATCH_COLUMNS: list[Column] = [
+    ("BATCH", lambda b: b.batch_id),
+    ("STATUS", lambda b: _STATUS.Name(b.status)),
+    ("SESSIONS", lambda b: b.session_count),
+    ("RELEASE", lambda b: b.release_id or "-"),
+]
 
 
 def _improve(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        print_json(
-            client.improvement.UseSessionForImprovement(
-                improvement_pb2.UseSessionForImprovementRequest(session_id=args.session_id)
-            )
+        scheduled = client.improvement.UseSessionForImprovement(
+            improvement_pb2.UseSessionForImprovementRequest(session_id=args.session_id)
         )
+    print_item(
+        args,
+        scheduled,
+        [
+            ("SESSION", lambda s: s.session_id),
+            ("BATCH", lambda s: s.batch_id or "-"),
+            ("NUMBER", lambda s: s.number or "-"),
+            ("SCHEDULED", lambda s: when(s, "scheduled_at")),
+            ("SKIPPED", lambda s: s.skip_reason if s.skipped else "no"),
+        ],
+    )
     return 0
 
 
@@ -41,8 +58,11 @@ def _sessions(args: argparse.Namespace) -> int:
         limit=args.limit,
         events_limit=args.events_limit,
     )
+    from corrigo.client.export import answered
+
     with connect(args) as client:
-        pages = client.improvement.StreamBatchSessions(request)
+        # A first call that fails creates no --output file.
+        pages = answered(client.improvement.StreamBatchSessions(request))
         if not args.output:
             batch_export.write_jsonl(pages, sys.stdout)
             return 0
@@ -57,34 +77,24 @@ def _sessions(args: argparse.Namespace) -> int:
 
 def _release(args: argparse.Namespace) -> int:
     with connect(args) as client:
-        print_json(
-            client.improvement.ReleaseBatch(
-                improvement_pb2.ReleaseBatchRequest(release_id=args.release_id)
-            )
+        released = client.improvement.ReleaseBatch(
+            improvement_pb2.ReleaseBatchRequest(release_id=args.release_id)
         )
+    print_item(args, released, BATCH_COLUMNS)
     return 0
 
 
 def _list(args: argparse.Namespace) -> int:
     with connect(args) as client:
         answer = client.improvement.ListBatches(improvement_pb2.ListBatchesRequest())
-    print_items(
-        args,
-        answer.batches,
-        [
-            ("BATCH", lambda b: b.batch_id),
-            ("STATUS", lambda b: _STATUS.Name(b.status)),
-            ("SESSIONS", lambda b: b.session_count),
-            ("RELEASE", lambda b: b.release_id or "-"),
-        ],
-    )
+    print_items(args, answer.batches, BATCH_COLUMNS)
     return 0
 
 
 def add_commands(commands: Commands) -> None:
     improve = commands.add_parser("improve", help="schedule a practice session for improvement")
-    improve.add_argument("session_id", type=int)
-    add_connection(improve)
+    improve.add_argument("session_id", type=int, help="the practice session's id")
+    add_output(improve)
     improve.set_defaults(run=_improve)
 
     sub = group(commands, "batch", "improvement batches (service or admin role)")
@@ -108,7 +118,7 @@ def add_commands(commands: Commands) -> None:
     sessions.set_defaults(run=_sessions)
     release = sub.add_parser("release", help="release the active batch")
     release.add_argument("release_id", help="your id for this release; repeating it is safe")
-    add_connection(release)
+    add_output(release)
     release.set_defaults(run=_release)
     listing = sub.add_parser("list", help="list batches with their counts")
     add_output(listing)

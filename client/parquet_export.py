@@ -12,14 +12,14 @@ group each, and removed.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Never
 
 from tqdm import tqdm
 
 from corrigo.client import records
-from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
+from corrigo.v1 import datasets_pb2
 from corrigo.v1.comments_pb2 import Comment
 
 try:
@@ -145,18 +145,15 @@ def _parts(output: Path) -> Path:
 
 
 def export_parquet(
-    stub: datasets_pb2_grpc.DatasetServiceStub,
-    request: datasets_pb2.StreamExportDatasetRequest,
+    pages: Iterator[datasets_pb2.StreamExportDatasetResponse],
     output: Path,
     state: dict[str, Any] | None,
     save_state: Callable[[str, int, int], None],
     bar: tqdm[Never],
 ) -> int:
-    """The export into `output` as Parquet, resuming from `state` (the parts complete and
-    the continuation after them); `save_state(continuation, written, parts)` records a
-    part once it is complete. Answers how many comments the file holds."""
-    from corrigo.client.export import export_pages
-
+    """The export of `pages` into `output` as Parquet, resuming from `state` (the parts
+    complete and the continuation after them); `save_state(continuation, written, parts)`
+    records a part once it is complete. Answers how many comments the file holds."""
     if pa is None:
         raise SystemExit(
             "corrigo export: --format parquet needs pyarrow: pip install 'corrigo[parquet]'"
@@ -180,7 +177,7 @@ def export_parquet(
         save_state(continuation, written, parts)
         columns = _Columns()
 
-    for page in export_pages(stub, request):
+    for page in pages:
         if page.total:
             bar.total = written + page.total
         columns.add_page(page)

@@ -90,7 +90,29 @@ def parse_comment(data: Any) -> Comment:
     try:
         return records.comment_from_dict(data)
     except json_format.ParseError as error:
-        raise ValueError(str(error).splitlines()[0]) from None
+        raise ValueError(_parse_problem(str(error).splitlines()[0], data)) from None
+
+
+# json_format's words for a bad time, and the path of the field it names.
+_BAD_TIME = re.compile(r"Failed to parse .*timestamp.* at Comment\.(?P<path>[\w.\[\]]+?)\.+$")
+
+
+def _parse_problem(message: str, data: dict[str, Any]) -> str:
+    """json_format's message, or for a time it cannot read, the field, the form expected
+    and the value given."""
+    bad_time = _BAD_TIME.match(message)
+    if bad_time is None:
+        return message
+    path = bad_time.group("path")
+    value: Any = data
+    for name, index in re.findall(r"(\w+)(?:\[(\d+)\])?", path):
+        value = value.get(name) if isinstance(value, dict) else None
+        if index and isinstance(value, list) and int(index) < len(value):
+            value = value[int(index)]
+    return (
+        f"{path}: expected a time such as 2024-01-01T10:00:00Z (RFC 3339, with Z or an "
+        f"offset such as +02:00), got {json.dumps(value)}"
+    )
 
 
 def _values(lines: BinaryIO) -> Iterator[tuple[int, Any]]:
@@ -102,9 +124,13 @@ def _values(lines: BinaryIO) -> Iterator[tuple[int, Any]]:
         except UnicodeDecodeError:
             raise _BadLine(number, "not UTF-8 text") from None
         except json.JSONDecodeError as error:
-            if not line.decode("utf-8").strip():
+            text = line.decode("utf-8").rstrip("\r\n")
+            if not text.strip():
                 continue
-            raise _BadLine(number, f"not JSON ({error.msg} at column {error.colno})") from None
+            # Where the parser stopped, counted in the line without its newline.
+            column = min(error.pos, len(text)) + 1
+            end = ", the end of the line" if error.pos >= len(text) else ""
+            raise _BadLine(number, f"not JSON ({error.msg} at column {column}{end})") from None
         yield number, value
 
 
@@ -229,8 +255,8 @@ def stream_chunks(
                 raise failed[0]
             return
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
-                failure = CorrigoError.from_rpc_error(error)
+            failure = CorrigoError.from_rpc_error(error)
+            if failure.code != grpc.StatusCode.UNAVAILABLE or failures >= _RETRIES:
                 with lock:
                     oldest = pending[min(pending)] if pending else None
                 if refused is None or oldest is None:

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 from corrigo.client import dataset_import, labellings
-from corrigo.client.cli_support import Commands, add_connection, add_named, connect
+from corrigo.client.cli_support import (
+    Commands,
+    add_connection,
+    add_named,
+    connect,
+    shows_progress,
+)
 
 
 def add_commands(commands: Commands) -> None:
@@ -25,7 +31,7 @@ def _labels_import(args: argparse.Namespace) -> int:
             name,
             Path(args.file),
             chunk_size=args.chunk_size,
-            progress=not args.quiet,
+            progress=shows_progress(args),
         )
     print(f"{totals.updated} labellings set in {totals.chunks} chunks", file=sys.stderr)
     return 0
@@ -63,7 +69,7 @@ def _import(args: argparse.Namespace) -> int:
             model_version=args.model_version,
             new_model=args.new_model or "",
             source_prefix=args.source_prefix,
-            progress=not args.quiet,
+            progress=shows_progress(args),
         )
     print(
         f"{totals.comments} comments into {len(totals.sources)} sources, "

@@ -19,7 +19,15 @@ from corrigo.server.api import pagination, reflection, registration
 from corrigo.server.api.interceptors import interceptors
 from corrigo.server.config import Config, ConfigError, split_listen
 from corrigo.server.domain import correction_work
-from corrigo.server.ops import background, memory, metrics, request_id_sweep, token_use, tracing
+from corrigo.server.ops import (
+    background,
+    listen,
+    memory,
+    metrics,
+    request_id_sweep,
+    token_use,
+    tracing,
+)
 from corrigo.server.services import datasets as datasets_service
 from corrigo.server.services.admin import AdminService
 from corrigo.server.services.correction import CorrectionSessionService
@@ -78,6 +86,14 @@ SERVICES = [
 ]
 
 
+def _cannot_listen(address: str) -> str:
+    return (
+        f"cannot listen on {address} (in use, or not an address of this host); pass "
+        "--listen HOST:PORT, or set CORRIGO_LISTEN (as `CORRIGO_LISTEN=127.0.0.1:50052 "
+        "make run`)"
+    )
+
+
 class CorrigoServer:
     """A started server; `port` is the bound port (useful with port 0)."""
 
@@ -128,6 +144,8 @@ class CorrigoServer:
         )
         # Bound before the database opens, so a taken address fails before any pool or
         # background task exists that would keep the process alive.
+        if not listen.can_listen(config.listen):
+            raise ConfigError(_cannot_listen(config.listen))
         try:
             if config.tls_cert and config.tls_key:
                 key = await asyncio.to_thread(Path(config.tls_key).read_bytes)
@@ -141,12 +159,15 @@ class CorrigoServer:
                 f"cannot read the TLS key or certificate: {err}; check --tls-key and --tls-cert"
             ) from err
         except RuntimeError as err:
-            raise ConfigError(
-                f"cannot listen on {config.listen} (in use, or not an address of this host); "
-                "pass --listen HOST:PORT (env CORRIGO_LISTEN)"
-            ) from err
-        connections.configure(statement_seconds=config.statement_timeout)
-        db = database.connect(config.database_url, pool_size=config.db_pool_size)
+from corrigo.server.ops import (
+    background,
+    listen,
+    memory,
+    metrics,
+    request_id_sweep,
+    token_use,
+    tracing,
+)
         applied = await database.migrate(db)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))

@@ -9,7 +9,7 @@ from typing import Any
 
 import grpc
 
-from corrigo.client import AsyncClient
+from corrigo.client import AsyncClient, CorrigoError
 from corrigo.v1 import admin_pb2, correction_pb2, datasets_pb2, models_pb2
 from corrigo.v1.admin_pb2 import Member
 from corrigo.v1.comments_pb2 import Label, PredictedLabel
@@ -182,8 +182,8 @@ async def gone(corpus: Corpus, session_id: int) -> None:
     """Wait until a session being deleted is gone: its watch ends (or it is gone already)."""
     try:
         await watch(corpus.annotator, corpus.project_id, session_id, until=())
-    except grpc.aio.AioRpcError as error:
-        assert error.code() == grpc.StatusCode.NOT_FOUND, error
+    except CorrigoError as error:
+        assert error.code == grpc.StatusCode.NOT_FOUND, error
 
 
 async def prepared(corpus: Corpus, session: CorrectionSession) -> CorrectionSession:

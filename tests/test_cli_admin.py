@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from corrigo.v1 import admin_pb2
 from tests import dataset_helpers as h
 from tests.cli_helpers import Ran, corrigo
 from tests.conftest import Org
@@ -60,8 +61,10 @@ async def test_projects_users_members_tokens(org: Org) -> None:
     made = _ok(await corrigo(org, "tokens", "create", "--user", email, "--description", "cli"))
     token = made.out.strip()
     assert token.startswith("crg_") and "shown once" in made.err
-    who = json.loads(_ok(await corrigo(org, "whoami", token=token)).out)
+    who = json.loads(_ok(await corrigo(org, "whoami", "--json", token=token)).out)
     assert who["user"]["email"] == email
+    table = _ok(await corrigo(org, "whoami", token=token)).out
+    assert table.splitlines()[0].split() == ["USER", email, f"({user['id']})"], table
     tokens = await _json(org, "tokens", "list", "--user", email)
     assert [t["description"] for t in tokens] == ["cli"]
     revoked = await _json(org, "tokens", "delete", str(tokens[0]["id"]))
@@ -150,3 +153,35 @@ async def test_batches_and_practice_listings(org: Org) -> None:
     ]
     assert await _json(org, "practice", "list") == []
     assert _table(await corrigo(org, "practice", "list"))[0] == ["ID", "PROJECT", "CLASS", "TITLE"]
+
+
+async def test_admin_token_breaks_glass_for_an_admin_only(org: Org) -> None:
+    """`corrigo admin token` mints a working token for an existing admin in the database
+    itself, logs a WARNING naming who and when (never the secret), and refuses others."""
+    url = org.running.db_url
+    email = f"admin@{org.name}.test"
+    minting = ("admin", "token", "--org", org.name, "--database", url, "--email")
+    minted = _ok(await corrigo(None, *minting, email))
+    token = minted.out.strip()
+    assert token.startswith("crg_") and len(minted.out.splitlines()) == 1
+    warning = next(line for line in minted.err.splitlines() if "WARNING" in line)
+    assert "break-glass token" in warning and email in warning and repr(org.name) in warning
+    assert token.split("_", 2)[2] not in minted.err  # crg_ID_SECRET: never the secret
+    async with org.running.client(token) as client:
+        me = await client.admin.WhoAmI(admin_pb2.WhoAmIRequest())
+    assert me.user.email == email
+    stranger = await corrigo(None, *minting, "nobody@x.test")
+    assert stranger.code == 1 and stranger.out == ""
+    assert stranger.line() == (
+        f"corrigo admin token: no admin 'nobody@x.test' in organization {org.name!r}; "
+        f"its admins: {email}"
+    )
+    no_org = await corrigo(
+        None, "admin", "token", "--org", "no-such-org", "--email", email, "--database", url
+    )
+    assert no_org.line().endswith("`corrigo admin bootstrap` creates one"), no_org.err
+    again = await corrigo(
+        None, "admin", "bootstrap", "--org", org.name, "--email", "x@y.test", "--database", url
+    )
+    assert again.code == 1 and "is already bootstrapped" in again.line()
+    assert f"corrigo admin token --org {org.name} --email ADMIN_EMAIL" in again.line()

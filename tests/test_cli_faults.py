@@ -4,18 +4,20 @@ what to do, and exits non-zero."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import re
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from google.protobuf import json_format
 
-from corrigo.client import Client
+from corrigo.client import Client, cli
 from corrigo.v1 import admin_pb2, datasets_pb2, practice_pb2, sources_pb2
 from tests import cli_helpers, processes
 from tests import dataset_helpers as h
@@ -51,7 +53,17 @@ async def _source(org: Org) -> str:
     ("bad", "problem"),
     [
         ("not json", r"not JSON \(Expecting value at column 1\)"),
-        (_comment_line("x", timestamp="yesterday"), "Failed to parse timestamp field"),
+        # A line without its closing brace: the column where the parser stopped.
+        (
+            _comment_line("x")[:-1],
+            rf"not JSON \(Expecting ',' delimiter at column {len(_comment_line('x'))}, "
+            r"the end of the line\)",
+        ),
+        (
+            _comment_line("x", timestamp="yesterday"),
+            r"timestamp: expected a time such as 2024-01-01T10:00:00Z \(RFC 3339, with Z or "
+            r'an offset such as \+02:00\), got "yesterday"',
+        ),
         ("[1, 2]", r"expected a JSON object \(a Comment\), got an array"),
         (_comment_line("x", thread="t", form="f"), "unknown fields form, thread"),
     ],
@@ -128,6 +140,27 @@ async def test_export_arguments_and_outputs(org: Org, tmp_path: Path) -> None:
     stranger = await corrigo(org, "export", "no-such-project/ds", "-o", "-")
     assert "project 'no-such-project' not found" in _user_error(stranger, "export")
 
+    # A first call that fails leaves no file and shows no progress bar.
+    missing = await corrigo(org, "export", f"{owner}/nope", "-o", str(tmp_path / "nope.jsonl"))
+    assert _user_error(missing, "export") == (
+        f"corrigo export: NOT_FOUND: dataset {owner}/nope not found; "
+        f"`corrigo datasets list {owner}` shows what there is"
+    )
+    assert missing.err.count("\n") == 1 and not (tmp_path / "nope.jsonl").exists()
+    # A server that cannot be reached is waited for, saying so, up to --wait seconds.
+    started = time.monotonic()
+    down = await corrigo(
+        org, "export", f"{owner}/ds", "-o", str(tmp_path / "down.jsonl"), "--wait", "2",
+        CORRIGO_TARGET=f"127.0.0.1:{processes.free_port()}",
+    )  # fmt: skip
+    assert 2 <= time.monotonic() - started < 10
+    waited = re.findall(
+        r"waiting for (\S+) \(UNAVAILABLE\), retry (\d) in (\d) s; Ctrl-C to stop", down.err
+    )
+    assert [retry for _, retry, _ in waited] == ["1", "2"], down.err
+    assert "UNAVAILABLE: cannot reach" in _user_error(down, "export")
+    assert not (tmp_path / "down.jsonl").exists()
+
     no_token = await corrigo(org, "export", f"{owner}/ds", "-o", "-", token="")
     assert "set CORRIGO_TOKEN or pass --token" in _user_error(no_token, "export")
     bad_token = await corrigo(org, "whoami", token="crg_1_nonsense")
@@ -151,8 +184,10 @@ async def test_ctrl_c_during_export_says_how_to_resume(org: Org, tmp_path: Path)
         env={**processes.environment(), **env},
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    assert process.stderr is not None
-    await process.stderr.readuntil(b"comments/s")  # the first page is written
+    deadline = time.monotonic() + 30
+    while not out.exists() or not out.stat().st_size:  # the first page is written
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, err = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 130
@@ -184,7 +219,7 @@ async def test_practice_show_prints_integers_as_integers(org: Org) -> None:
         practice_pb2.CreatePracticeSessionRequest(),
     )
     session = await org.admin.practice.CreatePracticeSession(body)
-    shown = await corrigo(org, "practice", "show", str(session.session_id))
+    shown = await corrigo(org, "practice", "show", str(session.session_id), "--json")
     assert shown.code == 0, shown.err
     assert f'"agent_id": {agent.agent_id},' in shown.out
     assert not re.search(r"\d\.0\b", shown.out), shown.out
@@ -251,10 +286,13 @@ async def test_serve_exits_at_once_when_it_cannot_listen_or_read_its_database_ur
         taken = processes.corrigo("serve", "--listen", server.target, "--database", url, timeout=30)
         assert time.monotonic() - started < 20
         assert taken.returncode == 1 and "Traceback" not in taken.stderr
+        # Its own line alone, one that works for `make run` too (not grpc's E... add_port).
         assert taken.stderr.splitlines()[-1] == (
             f"corrigo serve: cannot listen on {server.target} (in use, or not an address of "
-            "this host); pass --listen HOST:PORT (env CORRIGO_LISTEN)"
+            "this host); pass --listen HOST:PORT, or set CORRIGO_LISTEN (as "
+            "`CORRIGO_LISTEN=127.0.0.1:50052 make run`)"
         )
+        assert "add_port" not in taken.stderr and "E1204" not in taken.stderr, taken.stderr
     finally:
         server.stop()
     no_tls = processes.corrigo(
@@ -337,3 +375,68 @@ async def test_help_and_version() -> None:
     assert typo.stderr.rstrip().endswith("; see corrigo --help")
     group = processes.corrigo("batch")
     assert group.returncode == 0 and group.stdout.startswith("usage: corrigo batch")
+
+
+def _commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    """Every command of the tree, groups and leaves (argparse keeps them in its actions)."""
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _commands(sub)
+
+
+async def test_every_command_has_an_example_and_the_exit_statuses_are_documented() -> None:
+    tree = list(_commands(cli.parser()))
+    assert len(tree) > 60
+    for command in tree:
+        help_text = command.format_help()
+        example = re.search(r"\nexample:\n  (.+)\n", help_text)
+        assert example, command.prog
+        # The example runs the command it documents (or, for a group, one of its own).
+        assert (
+            example.group(1).split("corrigo", 1)[1].startswith(command.prog.removeprefix("corrigo"))
+        ), (command.prog, example.group(1))
+    root = cli.parser().format_help()
+    assert "exit status:" in root
+    for status in ("0 ", "1 ", "2 ", "130 "):
+        assert f"\n  {status}" in root, status
+
+
+async def test_shell_completion_scripts() -> None:
+    for shell, marker in (("bash", "complete -o"), ("zsh", "#compdef corrigo")):
+        script = processes.corrigo("completion", shell)
+        assert script.returncode == 0, script.stderr
+        assert marker in script.stdout
+        for word in ("sessions", "export", "--json", "--wait", "bootstrap"):
+            assert word in script.stdout, (shell, word)
+    wrong = processes.corrigo("completion", "fish")
+    assert wrong.returncode == 2 and "invalid choice: 'fish'" in wrong.stderr
+
+
+async def test_a_command_waits_for_a_server_that_comes_up(tmp_path: Path) -> None:
+    """A server not up yet is waited for, a line per retry, and the command then runs."""
+    url = f"sqlite:///{tmp_path / 'corrigo.sqlite3'}"
+    token = processes.bootstrap(url, "acme", "admin@acme.example")
+    target = f"127.0.0.1:{processes.free_port()}"
+    waiting = asyncio.create_task(
+        corrigo(
+            None, "whoami", "--json", "--wait", "30", CORRIGO_TARGET=target, CORRIGO_TOKEN=token
+        )
+    )
+    await asyncio.sleep(2.5)
+    serve = [*processes.CORRIGO, "serve", "--listen", target, "--database", url]
+    server = processes.LoggedProcess(serve, tmp_path / "server.log")
+    try:
+        ran = await waiting
+    finally:
+        server.stop()
+    assert ran.code == 0, ran.err
+    assert json.loads(ran.out)["organization"]["name"] == "acme"
+    # Seen within a retry or two of the server's start (every 2 s at most).
+    assert len(ran.err.splitlines()) <= 6, ran.err
+    lines = ran.err.splitlines()
+    assert lines[:2] == [
+        f"waiting for {target} (UNAVAILABLE), retry 1 in 1 s; Ctrl-C to stop",
+        f"waiting for {target} (UNAVAILABLE), retry 2 in 2 s; Ctrl-C to stop",
+    ], ran.err

@@ -324,16 +324,16 @@ async def test_export_follows_the_datasets_sources_as_they_are_now(org: Org) -> 
         )
     assert err.value.code == grpc.StatusCode.NOT_FOUND
     assert err.value.message == f"dataset {corpus.owner}/gone not found"
-    # (A stream's error reaches its reader as grpc's own.)
-    with pytest.raises(grpc.aio.AioRpcError) as stream_err:
+    # A stream's error reaches its reader decoded as well.
+    with pytest.raises(CorrigoError) as stream_err:
         _ = [
             m
             async for m in org.admin.datasets.StreamExportDataset(
                 datasets_pb2.StreamExportDatasetRequest(owner=corpus.owner, name="gone")
             )
         ]
-    assert stream_err.value.code() == grpc.StatusCode.NOT_FOUND
-    assert stream_err.value.details() == f"dataset {corpus.owner}/gone not found"
+    assert stream_err.value.code == grpc.StatusCode.NOT_FOUND
+    assert stream_err.value.message == f"dataset {corpus.owner}/gone not found"
 
 
 async def test_tampered_and_foreign_continuations(org: Org) -> None:

@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
 
+from corrigo.client.channel import FILES
 from tests import processes
 from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES
 
@@ -189,3 +191,50 @@ def test_readme_runs_as_written(backend: str, tmp_path: Path) -> None:
             terminal.close()
         server.stop()
         processes.drop_scratch(url, POSTGRES_URL)
+
+
+def _int64_fields() -> set[str]:
+    """`Message.field` of every 64-bit integer field of the API (the JSON mapping writes
+    them as strings)."""
+    wide = {
+        FieldDescriptor.TYPE_INT64,
+        FieldDescriptor.TYPE_UINT64,
+        FieldDescriptor.TYPE_SINT64,
+        FieldDescriptor.TYPE_FIXED64,
+        FieldDescriptor.TYPE_SFIXED64,
+    }
+    found: set[str] = set()
+    pending = [m for file in FILES for m in file.message_types_by_name.values()]
+    seen: set[str] = set()
+    while pending:
+        message = pending.pop()
+        if message.full_name in seen or not message.full_name.startswith("corrigo."):
+            continue
+        seen.add(message.full_name)
+        pending.extend(message.nested_types)
+        for field in message.fields:
+            if field.type in wide:
+                found.add(f"{message.name}.{field.name}")
+            if field.message_type is not None:
+                pending.append(field.message_type)
+    return found
+
+
+def test_readme_names_every_field_rest_writes_as_a_string() -> None:
+    rest = README.read_text().split(REST_SECTION, 1)[1]
+    strings = rest[: rest.index("\n## ")]
+    fields = _int64_fields()
+    assert "StreamExportDatasetResponse.total" in fields
+    for name in fields:
+        message, field = name.split(".")
+        assert f"`{name}`" in strings or (
+            f"`{field}` of" in strings and f"`{message}`" in strings
+        ), name
+
+
+def test_readme_blocks_work_with_their_output_redirected() -> None:
+    """A block's output is the reader's to redirect (`> log 2>&1`): none writes to a
+    terminal device of its own."""
+    text = README.read_text()
+    for device in ("/dev/stderr", "/dev/stdout", "/dev/tty"):
+        assert device not in text, device

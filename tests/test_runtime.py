@@ -90,7 +90,7 @@ def test_client_and_cli_whoami(served: tuple[ServerProcess, str, str]) -> None:
     with Client(server.target, token) as client:
         answer = client.admin.WhoAmI(admin_pb2.WhoAmIRequest())
     assert answer.organization.name == org
-    done = corrigo("whoami", CORRIGO_TARGET=server.target, CORRIGO_TOKEN=token)
+    done = corrigo("whoami", "--json", CORRIGO_TARGET=server.target, CORRIGO_TOKEN=token)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["organization"]["name"] == org
     denied = corrigo("whoami", "--target", server.target, "--token", "crg_1_nope")

@@ -139,12 +139,12 @@ async def test_stream_sync_acknowledges_every_chunk(org: Org) -> None:
 
     call = org.admin.sources.StreamSyncComments(bad_later_chunk())
     acks = []
-    with pytest.raises(grpc.RpcError) as err:
+    with pytest.raises(CorrigoError) as err:
         async for ack in call:
             acks.append(ack)
     assert [a.chunk for a in acks] == [0]
-    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert CorrigoError.from_rpc_error(err.value).fields == [
+    assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.value.fields == [
         "comments[0].timestamp",
         "comments[0].messages",
     ]
@@ -159,10 +159,10 @@ async def test_stream_sync_permissions(org: Org, other_org: Org) -> None:
         (annotator, grpc.StatusCode.PERMISSION_DENIED),
         (other_org.admin, grpc.StatusCode.NOT_FOUND),
     ]:
-        with pytest.raises(grpc.RpcError) as err:
+        with pytest.raises(CorrigoError) as err:
             async for _ in client.sources.StreamSyncComments(_chunks(project.name, 1, 1)):
                 pass
-        assert err.value.code() == code
+        assert err.value.code == code
     acks = [ack async for ack in editor.sources.StreamSyncComments(_chunks(project.name, 1, 3))]
     assert acks[0].new == 3
 

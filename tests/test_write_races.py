@@ -79,8 +79,6 @@ async def answer_of(call: Call) -> tuple[grpc.StatusCode, str]:
         await call()
     except CorrigoError as error:
         code, message = error.code, error.message
-    except grpc.aio.AioRpcError as error:
-        code, message = error.code(), error.details() or ""
     else:
         return OK, ""
     assert code not in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN), (code, message)

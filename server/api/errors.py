@@ -14,6 +14,20 @@ from grpc_status import rpc_status
 from corrigo.v1 import errors_pb2
 
 DOMAIN = "corrigo.v1"
+# An error travels in headers that a client refuses past 16 KiB (grpc's default limit):
+# it names this many violations at most, each clipped, and counts the others.
+MAX_VIOLATIONS = 10
+_MAX_FIELD_BYTES = 128
+_MAX_DESCRIPTION_BYTES = 256
+_MAX_MESSAGE_BYTES = 1024
+
+
+def clipped(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` bytes of UTF-8 (on a character), marked when cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[: limit - 3].decode(errors="ignore") + "…"
 
 
 class CorrigoError(Exception):
@@ -47,21 +61,29 @@ class CorrigoError(Exception):
 
     def to_status(self) -> grpc.Status:
         status = status_pb2.Status(
-            code=self.code.value[0], message=self.message, details=self.details()
+            code=self.code.value[0],
+            message=clipped(self.message, _MAX_MESSAGE_BYTES),
+            details=self.details(),
         )
         return rpc_status.to_status(status)
 
 
 class InvalidArgument(CorrigoError):
-    """Bad input; `violations` names each bad field (proto field paths)."""
+    """Bad input; `violations` names each bad field (proto field paths). The status sends
+    the first MAX_VIOLATIONS of them (`sent`), in order, and counts the rest (`omitted`)."""
 
     code = grpc.StatusCode.INVALID_ARGUMENT
     reason = errors_pb2.INVALID_REQUEST
 
     def __init__(self, violations: list[tuple[str, str]], *, reason: int | None = None) -> None:
-        message = "; ".join(f"{field}: {description}" for field, description in violations)
-        super().__init__(message, reason=reason)
         self.violations = violations
+        self.sent = [
+            (clipped(field, _MAX_FIELD_BYTES), clipped(description, _MAX_DESCRIPTION_BYTES))
+            for field, description in violations[:MAX_VIOLATIONS]
+        ]
+        self.omitted = len(violations) - len(self.sent)
+        metadata = {"omitted_violations": str(self.omitted)} if self.omitted else None
+        super().__init__(_summary(self.sent, len(violations)), reason=reason, metadata=metadata)
 
     @classmethod
     def field(cls, field: str, description: str, *, reason: int | None = None) -> InvalidArgument:
@@ -71,12 +93,26 @@ class InvalidArgument(CorrigoError):
         bad_request = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(field=field, description=description)
-                for field, description in self.violations
+                for field, description in self.sent
             ]
         )
         packed = any_pb2.Any()
         packed.Pack(bad_request)
         return [*super().details(), packed]
+
+
+def _summary(violations: list[tuple[str, str]], total: int) -> str:
+    """The violations that fit the message's bytes, in order, then how many more there
+    are (the message travels as a header too)."""
+    named: list[str] = []
+    for field, description in violations:
+        more = f"; and {total - len(named) - 1} more like these" if len(named) + 1 < total else ""
+        candidate = "; ".join([*named, f"{field}: {description}"]) + more
+        if named and len(candidate.encode()) > _MAX_MESSAGE_BYTES:
+            break
+        named.append(f"{field}: {description}")
+    rest = total - len(named)
+    return "; ".join(named) + (f"; and {rest} more like these" if rest else "")
 
 
 class Unauthenticated(CorrigoError):

@@ -39,8 +39,10 @@ DEFAULT_SAMPLE_SIZE = 100
 MAX_SAMPLE_SIZE = 1000
 MAX_NAME = 256
 MAX_DESCRIPTION = 4096
-# Initial metadata naming the HTTP status the REST gateway (server/gateway) answers with.
+# Initial metadata naming the HTTP status the REST gateway (server/gateway) answers with,
+# and the status CreateCorrectionSession names (`make gen` writes it into the OpenAPI).
 HTTP_CODE_HEADER = "x-http-code"
+CREATED_HTTP_STATUS = 201
 # How often a watch reads the session's version while nothing is new: the bound on how
 # late a watcher hears of a change made by any replica.
 WATCH_POLL_SECONDS = 0.2
@@ -245,7 +247,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
         answer = session_proto(SessionView(row, model))
         await request_ids.after_commit(lambda: correction_work.launch(row.id))
         # The gateway turns this header into the HTTP status the document lists for a create.
-        await context.send_initial_metadata(((HTTP_CODE_HEADER, "201"),))
+        await context.send_initial_metadata(((HTTP_CODE_HEADER, str(CREATED_HTTP_STATUS)),))
         return answer
 
     async def GetCorrectionSession(

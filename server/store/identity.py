@@ -174,6 +174,28 @@ async def bootstrap(org_name: str, email: str) -> tuple[Organization, User, str]
     return org, user, token
 
 
+async def break_glass(org_name: str, email: str) -> tuple[User, ApiToken, str]:
+    """A new token for an existing admin of the organization, for an operator with the
+    database but no token left (`corrigo admin token`); refuses anyone else."""
+    org = await Organization.aget_or_none(Organization.name == org_name)
+    if org is None:
+        raise NotFound(
+            f"no organization {org_name!r} in this database; `corrigo admin bootstrap` creates one"
+        )
+    admins = await database.list(
+        User.select()
+        .where(User.organization == org.id, User.role == UserProto.ADMIN)
+        .order_by(User.id)
+    )
+    chosen = [user for user in admins if user.email == email]
+    if not chosen:
+        emails = ", ".join(user.email for user in admins[:5]) or "none"
+        raise NotFound(f"no admin {email!r} in organization {org_name!r}; its admins: {emails}")
+    user = chosen[0]
+    row, token = await _issue_token(user.id, "break-glass (corrigo admin token)")
+    return user, row, token
+
+
 async def get_organization(org_id: int) -> Organization:
     return await Organization.aget_by_id(org_id)
 

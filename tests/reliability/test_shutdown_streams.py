@@ -13,7 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from corrigo.client import AsyncClient
+from corrigo.client import AsyncClient, CorrigoError
 from corrigo.v1 import admin_pb2, datasets_pb2, improvement_pb2
 from tests import dataset_helpers
 from tests.processes import ServerProcess, bootstrap
@@ -42,8 +42,8 @@ async def _read_export(
             if not continuation:
                 return "", grpc.StatusCode.OK
             await asyncio.sleep(0.04)
-    except grpc.aio.AioRpcError as error:
-        return continuation, error.code()
+    except CorrigoError as error:
+        return continuation, error.code
     return continuation, grpc.StatusCode.OK
 
 
@@ -58,8 +58,8 @@ async def _read_batch(
             seen.extend(s.number for s in page.sessions)
             after = page.last_number or after
             await asyncio.sleep(0.08)
-    except grpc.aio.AioRpcError as error:
-        return after, error.code()
+    except CorrigoError as error:
+        return after, error.code
     return after, grpc.StatusCode.OK
 
 

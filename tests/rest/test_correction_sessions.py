@@ -3,6 +3,8 @@ its 201 answer's shape, and the error codes it lists (400, 401, 403, 404, 409)."
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +38,18 @@ def body(model_id: int, **extra: Any) -> dict[str, Any]:
         "name": "This is my first correction session",
         **extra,
     }
+
+
+OPENAPI = Path(__file__).parents[2] / "gen" / "openapi" / "corrigo.swagger.json"
+
+
+def test_the_openapi_document_says_201_for_the_create() -> None:
+    """`make gen` renames the create's success 201 (server/gateway/openapi_status.py)."""
+    paths = json.loads(OPENAPI.read_text())["paths"]
+    create = paths["/api/v1/projects/{project_id}/correction-sessions"]["post"]
+    assert list(create["responses"]) == ["201"]
+    others = [op for ops in paths.values() for op in ops.values() if op is not create]
+    assert all("200" in op["responses"] for op in others)
 
 
 def test_create_answers_201_and_the_session(admin: Rest, filled: world.Filled) -> None:

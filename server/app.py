@@ -159,15 +159,9 @@ class CorrigoServer:
                 f"cannot read the TLS key or certificate: {err}; check --tls-key and --tls-cert"
             ) from err
         except RuntimeError as err:
-from corrigo.server.ops import (
-    background,
-    listen,
-    memory,
-    metrics,
-    request_id_sweep,
-    token_use,
-    tracing,
-)
+            raise ConfigError(_cannot_listen(config.listen)) from err
+        connections.configure(statement_seconds=config.statement_timeout)
+        db = database.connect(config.database_url, pool_size=config.db_pool_size)
         applied = await database.migrate(db)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))

@@ -200,7 +200,7 @@ def _break_glass(args: argparse.Namespace) -> int:
             user, row, token = await identity.break_glass(args.org, args.email)
             return user.id, row.id, token
         finally:
-            await database.close(db)
+            await db.close_pool()
 
     try:
         user_id, token_id, token = asyncio.run(run())

@@ -13,19 +13,13 @@ import pytest
 from google.protobuf import message_factory
 from google.protobuf.descriptor import MethodDescriptor
 
-from corrigo.client import AsyncClient, Client, CorrigoError
-from corrigo.client.channel import FILES
+from corrigo.client import AsyncClient, Client, CorrigoError, api
 from corrigo.v1 import datasets_pb2
 from tests.conftest import Org
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-METHODS = [
-    method
-    for file in FILES
-    for service in file.services_by_name.values()
-    for method in service.methods
-]
+METHODS = list(api.methods())
 STREAMING = [m for m in METHODS if m.client_streaming or m.server_streaming]
 
 

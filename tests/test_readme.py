@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from google.protobuf.descriptor import FieldDescriptor
 
-from corrigo.client.channel import FILES
+from corrigo.client import api
 from tests import processes
 from tests.conftest import POSTGRES_URL, REQUIRE_POSTGRES
 
@@ -204,7 +204,7 @@ def _int64_fields() -> set[str]:
         FieldDescriptor.TYPE_SFIXED64,
     }
     found: set[str] = set()
-    pending = [m for file in FILES for m in file.message_types_by_name.values()]
+    pending = [m for file in api.files() for m in file.message_types_by_name.values()]
     seen: set[str] = set()
     while pending:
         message = pending.pop()

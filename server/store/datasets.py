@@ -61,6 +61,10 @@ class DatasetSource(BaseModel):
         primary_key = peewee.CompositeKey("dataset", "source")
 
 
+# Between the levels of a hierarchical label name (`Parent > Child`).
+LABEL_SEPARATOR = " > "
+
+
 class LabelDef(BaseModel):
     id = peewee.AutoField()
     dataset = peewee.ForeignKeyField(Dataset, on_delete="CASCADE", index=False)
@@ -391,7 +395,10 @@ async def delete_label_def(
     """Remove a label and its descendants from the taxonomy and, in the same transaction,
     from the labellings: `prune(assigned, dismissed)` answers a labelling's new lists, or
     None when it did not mention them. Labellings are read in pages by comment."""
-    descendants = LabelDef.name.startswith(name + " > ")
+    # Byte for byte: Peewee's startswith is LIKE, which ignores case and reads `%`, `_`
+    # and `\` as wildcards; `substr` counts characters alike on both databases.
+    prefix = name + LABEL_SEPARATOR
+    descendants = peewee.fn.SUBSTR(LabelDef.name, 1, len(prefix)) == prefix
     async with atomic(dataset_ref(dataset_id)):
         deleted = await database.aexecute(
             LabelDef.delete().where(

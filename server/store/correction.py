@@ -49,7 +49,8 @@ class CorrectionSession(BaseModel):
     id = peewee.AutoField()
     uuid = peewee.CharField(max_length=36, unique=True)
     organization = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
-    project = peewee.ForeignKeyField(Project)
+    # NULL once its dataset is deleted (`purge`).
+    project = peewee.ForeignKeyField(Project, null=True)
     user = peewee.ForeignKeyField(User)
     model = peewee.ForeignKeyField(MlModel, on_delete="CASCADE")
     dataset = peewee.ForeignKeyField(Dataset, on_delete="CASCADE")

@@ -207,6 +207,12 @@ class BaseModel(_Model):
         legacy_table_names = False
 
     @classmethod
+    def present(cls) -> tuple[Any, ...]:
+        """The conditions a row meets while it exists for readers (a deleted row may wait
+        for its purge, `purge`): none for most models."""
+        return ()
+
+    @classmethod
     async def acreate(cls: type[M], **values: Any) -> M:
         return await run(cls.create, **values)
 

@@ -313,7 +313,7 @@ def test_migration_0032_keeps_rows_counters_and_cascades(
     else:  # the rows above were given their ids: the sequence has not moved
         mh.dataset(db, "d1", "00000000000000aa", id=3)
     db.execute_sql("UPDATE source SET project_id = NULL WHERE id = 1")
-    mh.source(db, "0123456789abcdee")
+    mh.source(db, "0123456789abcdee", id=2)
     # The cascades reach the rebuilt tables.
     db.execute_sql("DELETE FROM source WHERE id = 1")
     assert db.execute_sql('SELECT COUNT(*) FROM "comment"').fetchone()[0] == 0

@@ -5,6 +5,11 @@ with Peewee. Statements run on the store's own connections (`connections`, with
 `sqlite` or `postgres` under it): Peewee's synchronous API runs inside `run`, and each
 statement it sends is awaited on the event loop. Hot paths write their SQL out (`Sql`,
 `fetch`).
+
+Deletes whose rows grow with the data (a source, a dataset) are deferred (`purge`): one
+short transaction takes the row out of its project, so readers no longer reach it and its
+name is free, and background steps of a few thousand rows remove the rest. A model whose
+rows can be doomed says which rows readers see (`BaseModel.present`).
 """
 
 from __future__ import annotations

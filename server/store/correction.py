@@ -151,9 +151,9 @@ class NewSession:
     planned: int
 
 
-def for_update(query: peewee.Select, lock: str = "FOR UPDATE") -> peewee.Select:
-    """The query locking the rows it reads (`lock`), on PostgreSQL (SQLite's write
-    transaction already excludes every other writer)."""
+def for_update(query: peewee.Select, lock: Any = True) -> peewee.Select:
+    """The query locking the rows it reads (`lock`: FOR UPDATE, or the clause), on
+    PostgreSQL (SQLite's write transaction already excludes every other writer)."""
     return query.for_update(lock) if not is_sqlite() else query
 
 

@@ -72,7 +72,7 @@ def _sql(url: str) -> Callable[[str, tuple[Any, ...]], list[Any]]:
 
 
 async def _writes_while(
-    client: AsyncClient, owner: str, done: Callable[[], bool], limit: float
+    client: AsyncClient, owner: str, prefix: str, done: Callable[[], bool], limit: float
 ) -> tuple[int, float]:
     """SyncComments with a 1 s deadline every 0.1 s until `done()`: (calls, slowest s)."""
     calls, slowest = 0, 0.0
@@ -82,7 +82,7 @@ async def _writes_while(
         began = time.monotonic()
         answer = await client.sources.SyncComments(
             sources_pb2.SyncCommentsRequest(
-                owner=owner, name="live", comments=[h.comment(f"w{calls}", calls)]
+                owner=owner, name="live", comments=[h.comment(f"{prefix}{calls}", calls)]
             ),
             timeout=1,
         )
@@ -152,7 +152,7 @@ async def test_deleting_a_million_comments_leaves_writes_answering(
                     pending = "SELECT COUNT(*) FROM purge WHERE kind = ? AND row_id = ?"
                     return run(pending, (kind, row_id))[0][0] == 0
 
-                calls, slowest = await _writes_while(client, owner, done, 1200)
+                calls, slowest = await _writes_while(client, owner, kind, done, 1200)
                 seconds = time.monotonic() - began
                 figures[f"{kind}_purge_rows_per_s"] = round(COMMENTS / seconds)
                 figures[f"{kind}_writes"] = calls

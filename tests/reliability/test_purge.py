@@ -93,6 +93,8 @@ async def _writes_while(
     return calls, slowest
 
 
+# Filling and purging two million rows takes minutes, not the suite's default 120 s.
+@pytest.mark.timeout(1800)
 async def test_deleting_a_million_comments_leaves_writes_answering(
     scratch_db: str, tmp_path: Path, backend: str
 ) -> None:

@@ -21,8 +21,10 @@ from playhouse.migrations import Runner
 from corrigo.client import AsyncClient, CorrigoError
 from corrigo.server.store import database
 from corrigo.server.store.database import MIGRATIONS, Sql
-from corrigo.v1 import admin_pb2, datasets_pb2, sources_pb2
+from corrigo.v1 import admin_pb2, correction_pb2, datasets_pb2, sources_pb2
 from corrigo.v1.comments_pb2 import Label
+from corrigo.v1.correction_pb2 import CorrectionSession
+from tests import correction_helpers as ch
 from tests import dataset_helpers as h
 from tests import migration_helpers as mh
 from tests.conftest import POSTGRES_URL, Org
@@ -213,6 +215,57 @@ async def test_a_deleted_dataset_is_gone_at_once_and_its_name_free(org: Org) -> 
         )
         == 6000
     )
+
+
+@_ASYNC
+async def test_a_deleted_dataset_takes_its_correction_sessions_and_a_source_its_documents(
+    org: Org,
+) -> None:
+    corpus = await ch.corpus(org, 10)
+    session = await ch.prepared(corpus, await corpus.create(sample_size=3))
+    assert session.status == CorrectionSession.ANNOTATING
+    group = await org.admin.document_groups.CreateDocumentGroup(
+        correction_pb2.CreateDocumentGroupRequest(
+            project_id=corpus.project_id, name="all", document_uids=corpus.uids
+        )
+    )
+    assert group.document_count == 10
+    dataset = await org.admin.datasets.GetDataset(
+        datasets_pb2.GetDatasetRequest(owner=corpus.owner, name="ds")
+    )
+    dataset_id = await _internal_id("dataset", dataset.dataset.id)
+
+    await org.admin.datasets.DeleteDataset(
+        datasets_pb2.DeleteDatasetRequest(owner=corpus.owner, name="ds")
+    )
+    with pytest.raises(CorrigoError) as err:
+        await org.admin.corrections.GetCorrectionSession(
+            correction_pb2.GetCorrectionSessionRequest(
+                project_id=corpus.project_id, session_id=session.id
+            )
+        )
+    assert err.value.code == grpc.StatusCode.NOT_FOUND
+    listed = await org.admin.corrections.ListCorrectionSessions(
+        correction_pb2.ListCorrectionSessionsRequest(project_id=corpus.project_id)
+    )
+    assert list(listed.sessions) == []
+    with pytest.raises(CorrigoError) as err:
+        await corpus.create(sample_size=3)
+    assert err.value.code == grpc.StatusCode.NOT_FOUND
+
+    await org.admin.sources.DeleteSource(
+        sources_pb2.DeleteSourceRequest(owner=corpus.owner, name="mailbox")
+    )
+    got = await org.admin.document_groups.GetDocumentGroup(
+        correction_pb2.GetDocumentGroupRequest(project_id=corpus.project_id, group_id=group.id)
+    )
+    assert (got.document_count, list(got.document_uids)) == (0, [])
+    await _purged("dataset", dataset_id)
+    assert (
+        await _scalar("SELECT COUNT(*) FROM correction_session WHERE dataset_id = ?", dataset_id)
+        == 0
+    )
+    assert await _scalar("SELECT COUNT(*) FROM model WHERE dataset_id = ?", dataset_id) == 0
 
 
 # The purge pauses between steps, so 20,000 comments take a few seconds: long enough to

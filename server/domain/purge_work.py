@@ -94,16 +94,5 @@ async def sweep() -> int:
     return taken
 
 
-async def _sweeping() -> None:
-    work = background.current()
-    while not work.stopping:
-        try:
-            await sweep()
-        except Exception:
-            log.exception("sweeping purges failed")
-        if await work.pause(SWEEP_INTERVAL):
-            return
-
-
 def start_sweeping() -> None:
-    background.current().spawn(_sweeping(), "purge-sweeper")
+    background.current().every(SWEEP_INTERVAL, sweep, "purge-sweeper")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import sqlite3
 import time
 import uuid
@@ -19,8 +20,10 @@ import pytest
 from playhouse.migrations import Runner
 
 from corrigo.client import AsyncClient, CorrigoError
-from corrigo.server.store import database
+from corrigo.server.domain import purge_work
+from corrigo.server.store import database, purge
 from corrigo.server.store.database import MIGRATIONS, Sql
+from corrigo.server.store.purge import Kind, Purge
 from corrigo.v1 import admin_pb2, correction_pb2, datasets_pb2, sources_pb2
 from corrigo.v1.comments_pb2 import Label
 from corrigo.v1.correction_pb2 import CorrectionSession
@@ -266,6 +269,45 @@ async def test_a_deleted_dataset_takes_its_correction_sessions_and_a_source_its_
         == 0
     )
     assert await _scalar("SELECT COUNT(*) FROM model WHERE dataset_id = ?", dataset_id) == 0
+
+
+@_ASYNC
+async def test_a_purge_runs_on_the_one_server_holding_its_lease(org: Org) -> None:
+    project = await org.project()
+    await h.source(org.admin, project.name, "inbox")
+    await h.sync(org.admin, project.name, "inbox", _comments("c", 12_000))
+    source_id = await _scalar(
+        "SELECT s.id FROM source AS s JOIN project AS p ON p.id = s.project_id "
+        "WHERE p.name = ? AND s.name = 'inbox'",
+        project.name,
+    )
+    count = 'SELECT COUNT(*) FROM "comment" WHERE source_id = ?'
+    await org.admin.sources.DeleteSource(
+        sources_pb2.DeleteSourceRequest(owner=project.name, name="inbox")
+    )
+    # Another replica cannot take a live lease...
+    assert not await purge.take_lease(Kind.SOURCE, source_id, "another")
+    # ... but takes it over once it runs out; this server's purge then stops at its next step.
+    async with database.atomic():
+        await database.execute(
+            Sql("UPDATE purge SET lease_until = ? WHERE kind = 'source' AND row_id = ?").render(
+                database.database.obj
+            ),
+            (
+                Purge.lease_until.db_value(database.utcnow() - datetime.timedelta(seconds=1)),
+                source_id,
+            ),
+        )
+    assert await purge.take_lease(Kind.SOURCE, source_id, "another")
+    await asyncio.sleep(0.5)
+    left = await _scalar(count, source_id)
+    await asyncio.sleep(1)
+    assert 0 < await _scalar(count, source_id) == left
+    # Released (the other replica stopped), the next sweep of any server resumes it.
+    await purge.release_lease(Kind.SOURCE, source_id, "another")
+    assert await purge_work.sweep() >= 1
+    await _purged("source", source_id)
+    assert await _scalar(count, source_id) == 0
 
 
 # The purge pauses between steps, so 20,000 comments take a few seconds: long enough to

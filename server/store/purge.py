@@ -27,7 +27,12 @@ from typing import Any
 import peewee
 
 from corrigo.server.api.errors import NotFound
-from corrigo.server.store.correction import CorrectionClaim, CorrectionSession, Status
+from corrigo.server.store.correction import (
+    CorrectionClaim,
+    CorrectionSession,
+    Status,
+    for_update,
+)
 from corrigo.server.store.database import (
     BaseModel,
     Sql,
@@ -90,10 +95,13 @@ async def doom_dataset(dataset_id: int) -> None:
 
     async def doom() -> None:
         async with atomic():
-            await _doom(Kind.DATASET, dataset_id, Dataset, "dataset")
             sessions = CorrectionSession.select(CorrectionSession.id).where(
                 CorrectionSession.dataset == dataset_id
             )
+            # The sessions before the dataset, in the order a correction locks them (its
+            # session, then the dataset for its labelling): the other order deadlocks.
+            await database.list(for_update(sessions.order_by(CorrectionSession.id)))
+            await _doom(Kind.DATASET, dataset_id, Dataset, "dataset")
             await database.aexecute(
                 CorrectionClaim.delete().where(CorrectionClaim.session.in_(sessions))
             )

@@ -225,6 +225,7 @@ MOVE_CLOCK = Sql(
 MOVE_CLOCK_NOW = "(SELECT mc.value FROM move_clock AS mc WHERE mc.id = 1)"
 
 
+# The source unless deleted, locked on PostgreSQL; by `is_sqlite()`.
 _PRESENT = "SELECT id FROM source WHERE id = ? AND project_id IS NOT NULL"
 _KEY_LOCK = {True: Sql(_PRESENT), False: Sql(_PRESENT + " FOR KEY SHARE")}
 

@@ -310,6 +310,30 @@ async def test_a_purge_runs_on_the_one_server_holding_its_lease(org: Org) -> Non
     assert await _scalar(count, source_id) == 0
 
 
+@_ASYNC
+async def test_slow_steps_remove_fewer_rows(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = await org.project()
+    await h.source(org.admin, project.name, "inbox")
+    await h.sync(org.admin, project.name, "inbox", _comments("c", 3600))
+    source_id = await _scalar(
+        "SELECT s.id FROM source AS s JOIN project AS p ON p.id = s.project_id "
+        "WHERE p.name = ? AND s.name = 'inbox'",
+        project.name,
+    )
+    count = 'SELECT COUNT(*) FROM "comment" WHERE source_id = ?'
+    # Doomed without starting the server's purge: this test steps it.
+    await purge.doom_source(source_id)
+    assert await purge.take_lease(Kind.SOURCE, source_id, "stepper")
+    monkeypatch.setattr(purge, "STEP_SECONDS", 0.0)
+    purging = purge.Purging(Kind.SOURCE, source_id, "stepper")
+    left = []
+    while await purging.step():
+        left.append(await _scalar(count, source_id))
+    # Every step is "slow": 2000 rows, then half as many each time.
+    assert left == [1600, 600, 100, 0]
+    assert await _scalar("SELECT COUNT(*) FROM source WHERE id = ?", source_id) == 0
+
+
 # The purge pauses between steps, so 20,000 comments take a few seconds: long enough to
 # stop the server in the middle.
 _RESTART_COMMENTS = 20_000

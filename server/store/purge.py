@@ -18,6 +18,7 @@ next sweep (`domain.purge_work`) from what is left.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import enum
 from collections.abc import Sequence
@@ -120,8 +121,9 @@ async def doom_dataset(dataset_id: int) -> None:
 
 @dataclass(frozen=True)
 class _Rows:
-    """The rows of `table` whose `parent` column is a doomed row's, removed `size` at a
-    time in the order of `key` (the primary key or unique index after `parent` serves it)."""
+    """The rows of `table` whose `parent` column is a doomed row's, removed up to `size`
+    at a time in the order of `key` (the primary key or unique index after `parent`
+    serves it)."""
 
     table: str
     parent: str
@@ -132,7 +134,7 @@ class _Rows:
         lower = f" AND {self.key} > ?" if after else ""
         return Sql(
             f"SELECT {self.key} FROM {self.table} WHERE {self.parent} = ?{lower} "
-            f"ORDER BY {self.key} LIMIT {self.size}"
+            f"ORDER BY {self.key} LIMIT ?"
         )
 
     def delete(self, after: bool) -> Sql:
@@ -148,6 +150,11 @@ _PREDICTIONS = _Rows("prediction", "version_id", "comment_id", 5000)
 _CANDIDATES = _Rows("correction_candidate", "session_id", "comment_id", 5000)
 _DOCUMENTS = _Rows("correction_document", "session_id", "comment_id", 5000)
 
+# A step aims to take at most this long: a slower one, or one that failed (a statement
+# stopped by a time limit), halves the next; quick ones grow back to the full size.
+STEP_SECONDS = 0.25
+_FEWEST = 16
+
 _RENEW = Sql("UPDATE purge SET lease_until = ? WHERE kind = ? AND row_id = ? AND lease_owner = ?")
 
 
@@ -161,6 +168,8 @@ class Purging:
         self._plan: list[tuple[_Rows, int]] | None = None
         # The last key removed of the plan's first entry (None: from its start).
         self._after: Any = None
+        # The part of each `_Rows.size` a step removes.
+        self.scale = 1.0
         self.removed = 0
 
     async def _planned(self) -> list[tuple[_Rows, int]]:
@@ -190,18 +199,31 @@ class Purging:
         row and its purge are gone. Raises LeaseLost when another server took over."""
         if self._plan is None:
             self._plan = await self._planned()
-        async with atomic():
-            await self._renew()
-            if not self._plan:
+        if not self._plan:
+            async with atomic():
+                await self._renew()
                 await self._finish()
-                return False
-            rows, parent = self._plan[0]
-            after = () if self._after is None else (self._after,)
-            keys = (await _run(rows.keys(bool(after)), (parent, *after))).rows
-            if keys:
-                await _run(rows.delete(bool(after)), (parent, *after, keys[-1][0]))
-                self.removed += len(keys)
-        if len(keys) < rows.size:
+            return False
+        rows, parent = self._plan[0]
+        limit = max(_FEWEST, int(rows.size * self.scale))
+        after = () if self._after is None else (self._after,)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            async with atomic():
+                await self._renew()
+                keys = (await _run(rows.keys(bool(after)), (parent, *after, limit))).rows
+                if keys:
+                    await _run(rows.delete(bool(after)), (parent, *after, keys[-1][0]))
+        except LeaseLost:
+            raise
+        except Exception:
+            self.scale /= 2
+            raise
+        self.removed += len(keys)
+        took = loop.time() - began
+        self.scale = self.scale / 2 if took > STEP_SECONDS else min(1.0, self.scale * 2)
+        if len(keys) < limit:
             self._plan.pop(0)
             self._after = None
         else:

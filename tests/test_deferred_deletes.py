@@ -58,6 +58,23 @@ def _comments(prefix: str, count: int) -> list[Any]:
     return [h.comment(f"{prefix}{i:06d}", i) for i in range(count)]
 
 
+_COUNT = 'SELECT COUNT(*) FROM "comment" WHERE source_id = ?'
+
+
+async def _inbox(org: Org, comments: int) -> tuple[str, int]:
+    """A new project's source `inbox` with `comments` comments: the project's name and
+    the source's internal id."""
+    project = await org.project()
+    await h.source(org.admin, project.name, "inbox")
+    await h.sync(org.admin, project.name, "inbox", _comments("c", comments))
+    source_id = await _scalar(
+        "SELECT s.id FROM source AS s JOIN project AS p ON p.id = s.project_id "
+        "WHERE p.name = ? AND s.name = 'inbox'",
+        project.name,
+    )
+    return project.name, int(source_id)
+
+
 @_ASYNC
 async def test_a_deleted_source_is_gone_at_once_and_purged_while_writes_answer(org: Org) -> None:
     project = await org.project()
@@ -86,7 +103,7 @@ async def test_a_deleted_source_is_gone_at_once_and_purged_while_writes_answer(o
     delete_seconds = time.monotonic() - began
     assert delete_seconds < 1, delete_seconds
     # The rows wait for the purge (12,000 comments take several steps)...
-    assert await _scalar('SELECT COUNT(*) FROM "comment" WHERE source_id = ?', source_id) > 0
+    assert await _scalar(_COUNT, source_id) > 0
     # ... but no reader sees them.
     with pytest.raises(CorrigoError) as err:
         await org.admin.sources.GetSource(sources_pb2.GetSourceRequest(owner=owner, name="inbox"))
@@ -131,7 +148,7 @@ async def test_a_deleted_source_is_gone_at_once_and_purged_while_writes_answer(o
     assert await _scalar("SELECT COUNT(*) FROM purge WHERE row_id = ?", source_id) == 1
 
     await _purged("source", source_id)
-    assert await _scalar('SELECT COUNT(*) FROM "comment" WHERE source_id = ?', source_id) == 0
+    assert await _scalar(_COUNT, source_id) == 0
     assert await _scalar("SELECT COUNT(*) FROM source WHERE id = ?", source_id) == 0
     assert (
         await _scalar(
@@ -273,18 +290,8 @@ async def test_a_deleted_dataset_takes_its_correction_sessions_and_a_source_its_
 
 @_ASYNC
 async def test_a_purge_runs_on_the_one_server_holding_its_lease(org: Org) -> None:
-    project = await org.project()
-    await h.source(org.admin, project.name, "inbox")
-    await h.sync(org.admin, project.name, "inbox", _comments("c", 12_000))
-    source_id = await _scalar(
-        "SELECT s.id FROM source AS s JOIN project AS p ON p.id = s.project_id "
-        "WHERE p.name = ? AND s.name = 'inbox'",
-        project.name,
-    )
-    count = 'SELECT COUNT(*) FROM "comment" WHERE source_id = ?'
-    await org.admin.sources.DeleteSource(
-        sources_pb2.DeleteSourceRequest(owner=project.name, name="inbox")
-    )
+    owner, source_id = await _inbox(org, 12_000)
+    await org.admin.sources.DeleteSource(sources_pb2.DeleteSourceRequest(owner=owner, name="inbox"))
     # Another replica cannot take a live lease...
     assert not await purge.take_lease(Kind.SOURCE, source_id, "another")
     # ... but takes it over once it runs out; this server's purge then stops at its next step.
@@ -300,27 +307,19 @@ async def test_a_purge_runs_on_the_one_server_holding_its_lease(org: Org) -> Non
         )
     assert await purge.take_lease(Kind.SOURCE, source_id, "another")
     await asyncio.sleep(0.5)
-    left = await _scalar(count, source_id)
+    left = await _scalar(_COUNT, source_id)
     await asyncio.sleep(1)
-    assert 0 < await _scalar(count, source_id) == left
+    assert 0 < await _scalar(_COUNT, source_id) == left
     # Released (the other replica stopped), the next sweep of any server resumes it.
     await purge.release_lease(Kind.SOURCE, source_id, "another")
     assert await purge_work.sweep() >= 1
     await _purged("source", source_id)
-    assert await _scalar(count, source_id) == 0
+    assert await _scalar(_COUNT, source_id) == 0
 
 
 @_ASYNC
 async def test_slow_steps_remove_fewer_rows(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
-    project = await org.project()
-    await h.source(org.admin, project.name, "inbox")
-    await h.sync(org.admin, project.name, "inbox", _comments("c", 3600))
-    source_id = await _scalar(
-        "SELECT s.id FROM source AS s JOIN project AS p ON p.id = s.project_id "
-        "WHERE p.name = ? AND s.name = 'inbox'",
-        project.name,
-    )
-    count = 'SELECT COUNT(*) FROM "comment" WHERE source_id = ?'
+    _, source_id = await _inbox(org, 3600)
     # Doomed without starting the server's purge: this test steps it.
     await purge.doom_source(source_id)
     assert await purge.take_lease(Kind.SOURCE, source_id, "stepper")
@@ -328,7 +327,7 @@ async def test_slow_steps_remove_fewer_rows(org: Org, monkeypatch: pytest.Monkey
     purging = purge.Purging(Kind.SOURCE, source_id, "stepper")
     left = []
     while await purging.step():
-        left.append(await _scalar(count, source_id))
+        left.append(await _scalar(_COUNT, source_id))
     # Every step is "slow": 2000 rows, then half as many each time.
     assert left == [1600, 600, 100, 0]
     assert await _scalar("SELECT COUNT(*) FROM source WHERE id = ?", source_id) == 0

@@ -18,7 +18,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from corrigo.server.api import pagination, reflection, registration
 from corrigo.server.api.interceptors import interceptors
 from corrigo.server.config import Config, ConfigError, split_listen
-from corrigo.server.domain import correction_work
+from corrigo.server.domain import correction_work, purge_work
 from corrigo.server.ops import (
     background,
     listen,
@@ -166,10 +166,12 @@ class CorrigoServer:
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         pagination.configure(pagination.PageTokens(await identity.server_secret("page_tokens")))
-        # Background work (correction sessions being prepared or deleted) is tracked from
-        # here on; the sweeper resumes what a stopped or crashed server left.
+        # Background work (correction sessions being prepared or deleted, deleted rows
+        # being purged) is tracked from here on; the sweepers resume what a stopped or
+        # crashed server left.
         background.open_background()
         correction_work.start_sweeping()
+        purge_work.start_sweeping()
         token_use.start_recording()
         request_id_sweep.start_sweeping()
 

@@ -233,6 +233,51 @@ async def test_taxonomy_and_labellings(org: Org) -> None:
     assert not page.comments[0].comment.has_annotations
 
 
+async def test_label_names_are_exact(org: Org) -> None:
+    """A label's descendants are the names that start with it and " > ", byte for byte:
+    not names differing in case, nor names that LIKE's wildcards (`%`, `_`, `\\`) match."""
+    project = await org.project()
+    owner = project.name
+    src = await h.source(org.admin, owner)
+    await h.dataset(org.admin, owner, [src.id])
+    await h.sync(org.admin, owner, "mailbox", [h.comment("one")])
+    names = [
+        "Foo > x",
+        "foo > x",
+        "FOO",
+        "a%b > c",
+        "axxb > c",
+        "a_b > c",
+        "azb > c",
+        "a\\b > c",
+        "a\\\\b > c",
+    ]
+    await org.admin.datasets.CreateLabelDefs(h.label_defs(owner, names))
+    uid = f"{src.id}.one"
+    await org.admin.datasets.UpdateLabelling(
+        datasets_pb2.UpdateLabellingRequest(
+            owner=owner,
+            name="ds",
+            comment_uid=uid,
+            assigned=[Label(name=n, sentiment="positive") for n in ("foo > x", "Foo > x", "azb")],
+        )
+    )
+    for deleted in ("Foo", "a%b", "a_b", "a\\b"):
+        await org.admin.datasets.DeleteLabelDef(
+            datasets_pb2.DeleteLabelDefRequest(owner=owner, name="ds", label_name=deleted)
+        )
+    left = await org.admin.datasets.ListLabelDefs(
+        datasets_pb2.ListLabelDefsRequest(owner=owner, name="ds")
+    )
+    assert sorted(d.name for d in left.label_defs) == sorted(
+        ["foo", "foo > x", "FOO", "axxb", "axxb > c", "azb", "azb > c", "a\\\\b", "a\\\\b > c"]
+    )
+    got = await org.admin.datasets.GetLabelling(
+        datasets_pb2.GetLabellingRequest(owner=owner, name="ds", comment_uid=uid)
+    )
+    assert [lb.name for lb in got.assigned] == ["foo > x", "azb"]
+
+
 async def test_sentiment_only_on_datasets_with_sentiment(org: Org) -> None:
     project = await org.project()
     src = await h.source(org.admin, project.name)

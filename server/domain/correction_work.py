@@ -157,16 +157,5 @@ async def sweep() -> list[int]:
     return taken
 
 
-async def _sweeping() -> None:
-    work = background.current()
-    while not work.stopping:
-        try:
-            await sweep()
-        except Exception:
-            log.exception("sweeping correction sessions failed")
-        if await work.pause(SWEEP_INTERVAL):
-            return
-
-
 def start_sweeping() -> None:
-    background.current().spawn(_sweeping(), "correction-sweeper")
+    background.current().every(SWEEP_INTERVAL, sweep, "correction-sweeper")

@@ -9,7 +9,7 @@ from corrigo.server.api.validation import Violations
 from corrigo.server.store import datasets
 from corrigo.v1.comments_pb2 import AssignedLabels, Label, PredictedLabel
 
-SEPARATOR = " > "
+SEPARATOR = datasets.LABEL_SEPARATOR
 MAX_LEVELS = 8
 MAX_LEVEL_LENGTH = 64
 SENTIMENTS = ("positive", "negative")

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from corrigo.server.store import connections
@@ -64,6 +64,21 @@ class Background:
             raise
         except Exception:
             log.exception("background task %s failed", name)
+
+    def every(self, seconds: float, work: Callable[[], Awaitable[object]], name: str) -> None:
+        """Run `work` now and then every `seconds` until stopping (a sweep); a round that
+        fails is logged, and the next one runs all the same."""
+
+        async def rounds() -> None:
+            while not self.stopping:
+                try:
+                    await work()
+                except Exception:
+                    log.exception("%s: a round failed", name)
+                if await self.pause(seconds):
+                    return
+
+        self.spawn(rounds(), name)
 
     async def pause(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking at once when stopping; True when stopping."""

@@ -12,7 +12,7 @@ from corrigo.server.api.fieldmask import fields_to_write
 from corrigo.server.api.timestamps import to_proto
 from corrigo.server.api.validation import Violations
 from corrigo.server.domain import dataset_export as export
-from corrigo.server.domain import documents, labellings, labels, lookups
+from corrigo.server.domain import documents, labellings, labels, lookups, purge_work
 from corrigo.server.store import datasets, ml_models, sources
 from corrigo.server.store.projects import Project
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
@@ -170,7 +170,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.DeleteDatasetRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.DeleteDatasetResponse:
         row = await lookups.named_dataset(request.name)
-        await datasets.delete_dataset(row)
+        await purge_work.delete_dataset(row.id)
         return datasets_pb2.DeleteDatasetResponse(status=_OK)
 
     async def ListModelTags(

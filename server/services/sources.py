@@ -11,7 +11,7 @@ from corrigo.server.api.errors import InvalidArgument
 from corrigo.server.api.fieldmask import fields_to_write
 from corrigo.server.api.timestamps import to_proto
 from corrigo.server.api.validation import Violations
-from corrigo.server.domain import comment_input
+from corrigo.server.domain import comment_input, purge_work
 from corrigo.server.ops import metrics
 from corrigo.server.store import sources
 from corrigo.server.store.projects import Project
@@ -98,7 +98,7 @@ class SourceService(sources_pb2_grpc.SourceServiceServicer):
         self, request: sources_pb2.DeleteSourceRequest, context: grpc.aio.ServicerContext
     ) -> sources_pb2.DeleteSourceResponse:
         _, row = await _named_source(request.name)
-        await sources.delete_source(row)
+        await purge_work.delete_source(row.id)
         return sources_pb2.DeleteSourceResponse(status=_OK)
 
     async def SyncComments(

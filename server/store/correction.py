@@ -49,7 +49,8 @@ class CorrectionSession(BaseModel):
     id = peewee.AutoField()
     uuid = peewee.CharField(max_length=36, unique=True)
     organization = peewee.ForeignKeyField(Organization, on_delete="CASCADE")
-    project = peewee.ForeignKeyField(Project)
+    # NULL once its dataset is deleted (`purge`).
+    project = peewee.ForeignKeyField(Project, null=True)
     user = peewee.ForeignKeyField(User)
     model = peewee.ForeignKeyField(MlModel, on_delete="CASCADE")
     dataset = peewee.ForeignKeyField(Dataset, on_delete="CASCADE")
@@ -150,10 +151,10 @@ class NewSession:
     planned: int
 
 
-def for_update(query: peewee.Select) -> peewee.Select:
-    """The query locking the rows it reads, on PostgreSQL (SQLite's write transaction
-    already excludes every other writer)."""
-    return query.for_update() if not is_sqlite() else query
+def for_update(query: peewee.Select, lock: Any = True) -> peewee.Select:
+    """The query locking the rows it reads (`lock`: FOR UPDATE, or the clause), on
+    PostgreSQL (SQLite's write transaction already excludes every other writer)."""
+    return query.for_update(lock) if not is_sqlite() else query
 
 
 async def find_model(project_id: int, model_id: int) -> MlModel | None:
@@ -176,14 +177,16 @@ async def create(
     async with atomic(
         Refers("project_id", "project", Project, [new.project_id]),
         Refers("model_id", "model", MlModel, [new.model.id]),
+        # A deleted dataset takes its models with it (at once, for readers).
+        Refers("model_id", "model", Dataset, [new.model.dataset_id], shown=False),
         Refers("document_group_id", "document group", DocumentGroup, group),
         Refers("document_uids", "document", Comment, candidates or (), shown=False),
     ):
         # The dataset, then its model, first: in the order a dataset's delete locks them
         # (the session's foreign keys alone take the model first, and would deadlock).
         for model, key in ((Dataset, new.model.dataset_id), (MlModel, new.model.id)):
-            query = model.select(model.id).where(model.id == key)
-            if not is_sqlite() and not await database.list(query.for_update("FOR KEY SHARE")):
+            query = model.select(model.id).where(model.id == key, *model.present())
+            if not await database.list(for_update(query, "FOR KEY SHARE")):
                 raise MlModel.DoesNotExist()
         row: CorrectionSession = await CorrectionSession.acreate(
             uuid=str(uuid.uuid4()),

@@ -14,7 +14,7 @@ from corrigo.server.store import correction, datasets
 from corrigo.server.store.correction import CorrectionDocument, CorrectionSession, Status
 from corrigo.server.store.database import atomic, database, retried, utcnow
 from corrigo.server.store.datasets import Labelling
-from corrigo.server.store.sources import Comment
+from corrigo.server.store.sources import Comment, Source
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,9 @@ def _select(dataset_id: int) -> peewee.Select:
             CorrectionDocument.corrected_at,
         )
         .join(Comment, on=(CorrectionDocument.comment == Comment.id))
+        .join(Source, on=(Comment.source == Source.id))
         .join(Labelling, peewee.JOIN.LEFT_OUTER, on=labelling)
+        .where(*Source.present())
     )
 
 

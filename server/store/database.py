@@ -23,6 +23,11 @@ Peewee's own transactions (`Database.atomic()` and the helpers built on it, such
 `get_or_create`) keep their state per thread, which every task on the
 event loop shares: they raise, except for migrations, which run alone before serving.
 Transactions are the store's `atomic()`.
+
+Deletes whose rows grow with the data (a source, a dataset) are deferred (`purge`): one
+short transaction takes the row out of its project, so readers no longer reach it and its
+name is free, and background steps of a few thousand rows remove the rest. A model whose
+rows can be doomed says which rows readers see (`BaseModel.present`).
 """
 
 from __future__ import annotations
@@ -296,6 +301,12 @@ class BaseModel(_Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+    @classmethod
+    def present(cls) -> tuple[Any, ...]:
+        """The conditions a row meets while it exists for readers (a deleted row may wait
+        for its purge, `purge`): none for most models."""
+        return ()
 
     @classmethod
     async def acreate(cls: type[M], **values: Any) -> M:

@@ -26,18 +26,18 @@ from corrigo.server.store.database import (
     database,
     fetch,
     is_sqlite,
-    retried,
     utcnow,
     write,
 )
-from corrigo.server.store.integrity import Refers, Unique, guarded
+from corrigo.server.store.integrity import Refers, Unique, guarded, written
 from corrigo.server.store.projects import Membership, Project
 from corrigo.server.store.sources import MOVE_CLOCK_NOW, BytesField, Comment, Source, new_hex_id
 
 
 class Dataset(BaseModel):
     id = peewee.AutoField()
-    project = peewee.ForeignKeyField(Project)
+    # NULL once deleted: the rows wait for their purge (`purge`).
+    project = peewee.ForeignKeyField(Project, null=True)
     hex_id = peewee.CharField(max_length=16, unique=True)
     name = peewee.CharField(max_length=64)
     title = peewee.CharField(max_length=256, default="")
@@ -50,6 +50,10 @@ class Dataset(BaseModel):
     class Meta:
         indexes = ((("project", "name"), True),)
 
+    @classmethod
+    def present(cls) -> tuple[Any, ...]:
+        return (cls.project.is_null(False),)
+
 
 class DatasetSource(BaseModel):
     dataset = peewee.ForeignKeyField(Dataset, on_delete="CASCADE", index=False)
@@ -59,6 +63,10 @@ class DatasetSource(BaseModel):
 
     class Meta:
         primary_key = peewee.CompositeKey("dataset", "source")
+
+
+# Between the levels of a hierarchical label name (`Parent > Child`).
+LABEL_SEPARATOR = " > "
 
 
 class LabelDef(BaseModel):
@@ -108,18 +116,20 @@ async def _source_hex_ids(dataset_ids: Sequence[int]) -> dict[int, list[str]]:
 
 
 async def _link_sources(dataset_id: int, source_ids: Sequence[int]) -> None:
+    # The sources first (linked and to link), locked on PostgreSQL as a source's delete
+    # locks them before its links: taken in the other order, the two would deadlock. A
+    # source deleted meanwhile answers NOT_FOUND (the guard).
+    linked = DatasetSource.select(DatasetSource.source).where(DatasetSource.dataset == dataset_id)
+    sources = (
+        Source.select(Source.id, Source.project)
+        .where(Source.id.in_(linked) | Source.id.in_(list(source_ids)))
+        .order_by(Source.id)
+    )
     if not is_sqlite():
-        # The sources first (linked and to link), as a source's delete locks them before
-        # its links: taken in the other order, the two would deadlock.
-        linked = DatasetSource.select(DatasetSource.source).where(
-            DatasetSource.dataset == dataset_id
-        )
-        await database.list(
-            Source.select(Source.id)
-            .where(Source.id.in_(linked) | Source.id.in_(list(source_ids)))
-            .order_by(Source.id)
-            .for_update("FOR KEY SHARE")
-        )
+        sources = sources.for_update("FOR KEY SHARE")
+    present = {key for key, project in await database.list(sources.tuples()) if project is not None}
+    if not present.issuperset(source_ids):
+        raise Source.DoesNotExist()
     await database.aexecute(DatasetSource.delete().where(DatasetSource.dataset == dataset_id))
     if source_ids:
         await database.aexecute(
@@ -264,7 +274,7 @@ def view_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> Dat
 async def by_id(dataset_id: int) -> Dataset:
     """The dataset `dataset_id` (one a caller's row refers to): NOT_FOUND once a
     concurrent call deleted it."""
-    row: Dataset | None = await Dataset.aget_or_none(Dataset.id == dataset_id)
+    row: Dataset | None = await Dataset.aget_or_none(Dataset.id == dataset_id, *Dataset.present())
     if row is None:
         raise NotFound("the dataset was deleted", metadata={"resource": "dataset"})
     return row
@@ -303,32 +313,23 @@ async def update_dataset(
         dataset.last_modified = utcnow()
         for field, value in changes.items():
             setattr(dataset, field, value)
-        await database.aexecute(
-            Dataset.update(**changes, last_modified=dataset.last_modified).where(
-                Dataset.id == dataset.id
-            )
+        written(
+            await database.aexecute(
+                Dataset.update(**changes, last_modified=dataset.last_modified).where(
+                    Dataset.id == dataset.id, *Dataset.present()
+                )
+            ),
+            Dataset,
         )
         if source_ids is not None:
             await _link_sources(dataset.id, source_ids)
-
-
-async def delete_dataset(dataset: Dataset) -> None:
-    """The dataset; its links, taxonomy, labellings, models, versions, predictions and
-    tags go by cascade in the same transaction (again when it conflicted with a
-    correction session's work on the same rows)."""
-
-    async def delete() -> None:
-        async with atomic():
-            await database.aexecute(Dataset.delete().where(Dataset.id == dataset.id))
-
-    await retried(delete)
 
 
 # One row of NULLs for a dataset without sources, none for a dataset that is gone.
 _SOURCES = Sql(
     "SELECT s.hex_id, s.id FROM dataset AS d "
     "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
-    "LEFT JOIN source AS s ON s.id = ds.source_id WHERE d.id = ?",
+    "LEFT JOIN source AS s ON s.id = ds.source_id WHERE d.id = ? AND d.project_id IS NOT NULL",
     bounded=True,
 )
 
@@ -395,7 +396,10 @@ async def delete_label_def(
     """Remove a label and its descendants from the taxonomy and, in the same transaction,
     from the labellings: `prune(assigned, dismissed)` answers a labelling's new lists, or
     None when it did not mention them. Labellings are read in pages by comment."""
-    descendants = LabelDef.name.startswith(name + " > ")
+    # Byte for byte: Peewee's startswith is LIKE, which ignores case and reads `%`, `_`
+    # and `\` as wildcards; `substr` counts characters alike on both databases.
+    prefix = name + LABEL_SEPARATOR
+    descendants = peewee.fn.SUBSTR(LabelDef.name, 1, len(prefix)) == prefix
     async with atomic(dataset_ref(dataset_id)):
         deleted = await database.aexecute(
             LabelDef.delete().where(

@@ -88,10 +88,11 @@ def postgres_columns(detail: str | None) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Refers:
-    """The write refers to the rows of `model` whose primary keys are `keys`, named by the
-    request's `field` (and called `noun` in answers). Answers show a key as the request
-    gives it: `keys` maps each to that name when the request names rows otherwise (a
-    uid); keys that are internal ids, `shown=False`, are not shown."""
+    """The write refers to the rows of `model` whose primary keys are `keys` (rows the
+    model says are `present()`), named by the request's `field` (and called `noun` in
+    answers). Answers show a key as the request gives it: `keys` maps each to that name
+    when the request names rows otherwise (a uid); keys that are internal ids,
+    `shown=False`, are not shown."""
 
     field: str
     noun: str
@@ -113,7 +114,7 @@ class Refers:
         key = self.model._meta.primary_key
         # The model's own database (the store's), so this module needs no import of it.
         found = await self.model._meta.database.list(
-            self.model.select(key).where(key.in_(wanted)).tuples()
+            self.model.select(key).where(key.in_(wanted), *self.model.present()).tuples()
         )
         present = {row[0] for row in found}
         return next((k for k in wanted if k not in present), None)

@@ -53,7 +53,8 @@ class BytesField(peewee.Field):
 
 class Source(BaseModel):
     id = peewee.AutoField()
-    project = peewee.ForeignKeyField(Project)
+    # NULL once deleted: the rows wait for their purge (`purge`).
+    project = peewee.ForeignKeyField(Project, null=True)
     hex_id = peewee.CharField(max_length=16, unique=True)
     name = peewee.CharField(max_length=64)
     title = peewee.CharField(max_length=256, default="")
@@ -63,6 +64,10 @@ class Source(BaseModel):
 
     class Meta:
         indexes = ((("project", "name"), True),)
+
+    @classmethod
+    def present(cls) -> tuple[Any, ...]:
+        return (cls.project.is_null(False),)
 
 
 class Comment(BaseModel):
@@ -160,19 +165,12 @@ async def update_source(source: Source, changes: dict[str, str]) -> Source:
             written(
                 await database.aexecute(
                     Source.update(**changes, updated_at=source.updated_at).where(
-                        Source.id == source.id
+                        Source.id == source.id, *Source.present()
                     )
                 ),
                 Source,
             )
     return source
-
-
-async def delete_source(source: Source) -> None:
-    """The source, its comments and (by cascade) their labellings, predictions and
-    dataset links, in one transaction."""
-    async with atomic():
-        await database.aexecute(Source.delete().where(Source.id == source.id))
 
 
 async def sources_by_hex(project_id: int, hex_ids: Iterable[str]) -> dict[str, int]:
@@ -227,7 +225,9 @@ MOVE_CLOCK = Sql(
 MOVE_CLOCK_NOW = "(SELECT mc.value FROM move_clock AS mc WHERE mc.id = 1)"
 
 
-_KEY_LOCK = Sql("SELECT id FROM source WHERE id = ? FOR KEY SHARE")
+# The source unless deleted, locked on PostgreSQL; by `is_sqlite()`.
+_PRESENT = "SELECT id FROM source WHERE id = ? AND project_id IS NOT NULL"
+_KEY_LOCK = {True: Sql(_PRESENT), False: Sql(_PRESENT + " FOR KEY SHARE")}
 
 
 async def sync(
@@ -259,8 +259,8 @@ async def sync(
     async with atomic(source_ref(source)), Overlapped() as overlapped:
         # On PostgreSQL the source is locked first, as its delete locks it before its
         # comments: in the other order (a comment, then the source for a new comment's
-        # key) the two would deadlock. Gone, it answers NOT_FOUND (the guard).
-        if not is_sqlite() and not await fetch(_KEY_LOCK, (source.id,)):
+        # key) the two would deadlock. Gone or deleted, it answers NOT_FOUND (the guard).
+        if not await fetch(_KEY_LOCK[is_sqlite()], (source.id,)):
             raise Source.DoesNotExist()
         await overlapped.start(lookup, [source.id, *ids])
         existing: dict[str, Sequence[Any]] | None = None

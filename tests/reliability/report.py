@@ -82,6 +82,14 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "p99 {locked_p99_ms} ms with the lock held ({idle_p99_ms} ms with the same readers "
         "and no lock), {cold_p99_ms} ms during the cold export",
     ),
+    "deferred delete": (
+        "a dataset with {comments} labellings, then a source of {comments} comments deleted "
+        "({fill_s} s to fill); SyncComments with a 1 s deadline every 0.1 s while each purge ran",
+        "DeleteDataset {dataset_delete_ms} ms, DeleteSource {source_delete_ms} ms, names "
+        "reused at once; purges {dataset_purge_rows_per_s} and {source_purge_rows_per_s} "
+        "rows/s; {dataset_writes} and {source_writes} writes all OK, slowest "
+        "{dataset_slowest_write_ms} and {source_slowest_write_ms} ms",
+    ),
     "two replicas": (
         "export started on one replica and resumed on the other; {writes} concurrent writes "
         "through both; {schedules} batch schedules",

@@ -96,7 +96,7 @@ run-gateway: $(GATEWAY)
 
 buf-lint: $(STAMP)
 	rm -rf .build/buf && mkdir -p .build/buf/googleapis/google/api
-	cp $$($(PY) -c 'import google.api, os; print(google.api.__path__[0])')/{annotations,http}.proto .build/buf/googleapis/google/api/
+	cp $$($(PY) -c 'import google.api, os; print(google.api.__path__[0])')/{annotations,field_behavior,http}.proto .build/buf/googleapis/google/api/
 	$(VENV)/bin/buf lint
 
 lint: $(STAMP)

@@ -12,8 +12,9 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 venv: $(STAMP)
 
-# The editable install builds client/export_json.c in place: a change to it rebuilds.
-$(STAMP): pyproject.toml client/export_json.c
+# The editable install builds client/export_json.c in place: a change to it (or to the
+# tables it includes) rebuilds.
+$(STAMP): pyproject.toml client/export_json.c gen/c/export_json_tables.h
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[server,dev]'
@@ -43,13 +44,17 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	BENCH_SCALE=$${BENCH_SCALE:-0.01} $(PY) -m tests.bench --check --out .build/bench/smoke.json
 
-# Generated code: Python, gRPC and .pyi stubs, plus the OpenAPI document.
+# Generated code: Python, gRPC and .pyi stubs, the C export writer's field tables, plus the
+# OpenAPI document.
 # Written to a scratch directory first, so gen-check can compare without touching gen/.
 define generate
 	rm -rf $(1) && mkdir -p $(1)/corrigo/v1 $(1)/openapi
 	$(PY) -m grpc_tools.protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') \
-		--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTOS)
+		--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) \
+		--include_imports --descriptor_set_out=$(1)/descriptors.pb $(PROTOS)
 	touch $(1)/corrigo/__init__.py $(1)/corrigo/v1/__init__.py $(1)/corrigo/v1/py.typed
+	$(PY) tools/export_json_tables.py $(1)/descriptors.pb $(1)/c/export_json_tables.h
+	rm $(1)/descriptors.pb
 	protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') -I/usr/include \
 		--swagger_out=allow_merge=true,merge_file_name=corrigo,json_names_for_fields=false:$(1)/openapi $(PROTOS)
 endef
@@ -100,8 +105,8 @@ buf-lint: $(STAMP)
 	$(VENV)/bin/buf lint
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check server client tests
-	$(VENV)/bin/ruff format --check server client tests
+	$(VENV)/bin/ruff check server client tests tools
+	$(VENV)/bin/ruff format --check server client tests tools
 
 typecheck: $(STAMP)
 	rm -rf .build/mypy && mkdir -p .build/mypy/corrigo
@@ -110,6 +115,7 @@ typecheck: $(STAMP)
 	ln -s ../../../server .build/mypy/corrigo/server
 	ln -s ../../../client .build/mypy/corrigo/client
 	cd .build/mypy && MYPYPATH= ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p corrigo.server -p corrigo.client
+	cd .build/mypy && MYPYPATH= ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml ../../tools
 
 # A regular (non-editable) install works too: build the wheel, install it in a scratch venv
 # (the client alone, then with the server extra), and use it from outside the source tree.

@@ -16,6 +16,7 @@ from corrigo.client import records
 from corrigo.client.export import encode_page
 from corrigo.v1.comments_pb2 import Comment, CommentMessage, Label, PredictedLabel
 from corrigo.v1.datasets_pb2 import ExportedComment, StreamExportDatasetResponse
+from tests import full_records
 
 _TEXTS = [
     "",
@@ -108,7 +109,7 @@ def _corpus(count: int = 600) -> list[ExportedComment]:
 
 
 def _reference(result: ExportedComment) -> dict[str, Any]:
-    return json_format.MessageToDict(result, preserving_proto_field_name=True)
+    return full_records.reference(result)
 
 
 def test_lines_equal_json_format_line_by_line() -> None:
@@ -120,6 +121,37 @@ def test_lines_equal_json_format_line_by_line() -> None:
         lines.append(expected + "\n")
     # As `corrigo export` writes a page: UTF-8, a newline after each line.
     assert records.exported_lines(corpus) == "".join(lines).encode()
+
+
+def _line(result: ExportedComment) -> str:
+    return json.dumps(_reference(result), ensure_ascii=False, separators=(",", ":"))
+
+
+def test_every_field_is_written_and_read_back() -> None:
+    """Records with every field set (from the descriptors): each field is in the line,
+    which equals json_format's but for its sorted Struct keys, and reads back whole."""
+    for result in full_records.full_results():
+        line = records.exported_line(result)
+        assert line == _line(result)
+        data = json.loads(line)
+        back = json_format.ParseDict(data, ExportedComment())
+        assert full_records.differences(result, back) == []
+        comment = records.comment_from_dict(data["comment"])
+        assert full_records.differences(result.comment, comment) == []
+        assert set(full_records.paths(back)) == set(full_records.paths(result))
+
+
+def test_struct_keys_are_sorted_whatever_the_maps_order() -> None:
+    """The same properties inserted in opposite orders give the same bytes."""
+    keys = [f"key {i}" for i in range(40)]
+    one, two = ExportedComment(), ExportedComment()
+    one.comment.user_properties.update({k: {"b": 1, "a": [k, {"d": 2, "c": 3}]} for k in keys})
+    two.comment.user_properties.update(
+        {k: {"a": [k, {"c": 3, "d": 2}], "b": 1} for k in reversed(keys)}
+    )
+    line = records.exported_line(one)
+    assert line == records.exported_line(two) == _line(one)
+    assert json.loads(line) == json_format.MessageToDict(one, preserving_proto_field_name=True)
 
 
 def test_non_finite_doubles_are_written_as_json_format_writes_them() -> None:

@@ -1,0 +1,54 @@
+"""What the protos say of a message's fields, read from the generated descriptors.
+
+Writers, readers and checks take their field lists from here rather than writing them
+out, so that a field added to the protos reaches all of them: which fields the server
+sets (googleapis' `field_behavior` OUTPUT_ONLY) or requires (REQUIRED), and what kind of
+value a field holds.
+"""
+
+from __future__ import annotations
+
+from google.api import field_behavior_pb2
+from google.protobuf import descriptor
+
+_FD = descriptor.FieldDescriptor
+# What `kind` answers for a field of one of our messages, and for a map.
+MESSAGE = "message"
+MAP = "map"
+SCALAR = "scalar"
+
+
+def _with(message: descriptor.Descriptor, behavior: int) -> tuple[str, ...]:
+    options = field_behavior_pb2.field_behavior
+    return tuple(f.name for f in message.fields if behavior in f.GetOptions().Extensions[options])
+
+
+def output_only(message: descriptor.Descriptor) -> tuple[str, ...]:
+    """The fields the server sets (OUTPUT_ONLY): a request's values for them are ignored."""
+    return _with(message, field_behavior_pb2.OUTPUT_ONLY)
+
+
+def required(message: descriptor.Descriptor) -> tuple[str, ...]:
+    """The fields a request must set (REQUIRED)."""
+    return _with(message, field_behavior_pb2.REQUIRED)
+
+
+def held(field: descriptor.FieldDescriptor) -> descriptor.Descriptor:
+    """The message type of a message field."""
+    message = field.message_type
+    if message is None:
+        raise TypeError(f"{field.full_name} holds no message")
+    return message
+
+
+def kind(field: descriptor.FieldDescriptor) -> str:
+    """SCALAR, MESSAGE (one of ours), MAP, or a well-known type's full name
+    (`google.protobuf.Timestamp`)."""
+    if field.type != _FD.TYPE_MESSAGE:
+        return SCALAR
+    message = held(field)
+    if message.GetOptions().map_entry:
+        return MAP
+    if message.full_name.startswith("google.protobuf."):
+        return message.full_name
+    return MESSAGE

@@ -23,9 +23,9 @@ import grpc
 from google.protobuf import field_mask_pb2, json_format
 from tqdm import tqdm
 
-from corrigo.client import Client, records
+from corrigo.client import Client, fields, records
 from corrigo.client.errors import CorrigoError
-from corrigo.client.sync import SERVER_FIELDS, count_lines, json_lines
+from corrigo.client.sync import count_lines, json_lines
 from corrigo.v1 import datasets_pb2, models_pb2, sources_pb2
 from corrigo.v1.comments_pb2 import Comment, CommentMessage, Label, MessageText, PredictedLabel
 
@@ -281,9 +281,7 @@ def _import_part(
     for record in part:
         comment = Comment()
         comment.CopyFrom(record.comment)
-        # An imported comment gets the server's own.
-        for output_only in SERVER_FIELDS:
-            comment.ClearField(output_only)  # type: ignore[arg-type]
+        fields.clear_output_only(comment)  # an imported comment gets the server's own
         comments.append(comment)
     source_name = f"{target.prefix}{original}"
     client.sources.SyncComments(

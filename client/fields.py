@@ -8,8 +8,11 @@ value a field holds.
 
 from __future__ import annotations
 
+from typing import cast
+
 from google.api import field_behavior_pb2
 from google.protobuf import descriptor
+from google.protobuf.message import Message
 
 _FD = descriptor.FieldDescriptor
 # What `kind` answers for a field of one of our messages, and for a map.
@@ -18,19 +21,35 @@ MAP = "map"
 SCALAR = "scalar"
 
 
-def _with(message: descriptor.Descriptor, behavior: int) -> tuple[str, ...]:
+Fields = tuple[descriptor.FieldDescriptor, ...]
+
+
+def _with(message: descriptor.Descriptor, behavior: int) -> Fields:
     options = field_behavior_pb2.field_behavior
-    return tuple(f.name for f in message.fields if behavior in f.GetOptions().Extensions[options])
+    return tuple(f for f in message.fields if behavior in f.GetOptions().Extensions[options])
 
 
-def output_only(message: descriptor.Descriptor) -> tuple[str, ...]:
+def output_only(message: descriptor.Descriptor) -> Fields:
     """The fields the server sets (OUTPUT_ONLY): a request's values for them are ignored."""
     return _with(message, field_behavior_pb2.OUTPUT_ONLY)
 
 
-def required(message: descriptor.Descriptor) -> tuple[str, ...]:
+def clear_output_only(message: Message) -> None:
+    """Clears the fields the server sets: a request that carries them is taken without."""
+    for field in output_only(cast(descriptor.Descriptor, message.DESCRIPTOR)):
+        message.ClearField(field.name)
+
+
+def required(message: descriptor.Descriptor) -> Fields:
     """The fields a request must set (REQUIRED)."""
     return _with(message, field_behavior_pb2.REQUIRED)
+
+
+def is_set(message: Message, field: descriptor.FieldDescriptor) -> bool:
+    """Whether `message` holds `field`: present, or (without presence) not its default."""
+    if field.has_presence:
+        return message.HasField(field.name)
+    return bool(getattr(message, field.name))
 
 
 def held(field: descriptor.FieldDescriptor) -> descriptor.Descriptor:

@@ -80,7 +80,7 @@ def test_every_problem_is_named_by_its_field_in_field_order() -> None:
     ("change", "field", "description"),
     [
         (lambda c: c.ClearField("timestamp"), "comments[0].timestamp", "required"),
-        (lambda c: c.ClearField("messages"), "comments[0].messages", "1..64 messages required"),
+        (lambda c: c.ClearField("messages"), "comments[0].messages", "required"),
         (
             lambda c: c.user_properties.update({f"number:{i}": i for i in range(256)}),
             "comments[0].user_properties",

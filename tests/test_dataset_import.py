@@ -9,13 +9,11 @@ from typing import Any
 
 import pytest
 
+from corrigo.client.sync import SERVER_FIELDS
 from tests.conftest import Org
 from tests.test_parquet_export import _dataset
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-
-# What the server sets on a comment of its own: not carried over.
-_SERVER_FIELDS = ("uid", "source_id", "created_at", "last_modified", "context")
 
 
 def _portable(path: Path) -> list[dict[str, Any]]:
@@ -23,7 +21,7 @@ def _portable(path: Path) -> list[dict[str, Any]]:
     lines = []
     for line in path.read_text().splitlines():
         data = json.loads(line)
-        for name in _SERVER_FIELDS:
+        for name in SERVER_FIELDS:  # the server's own: not carried over
             data["comment"].pop(name, None)
         lines.append(data)
     return sorted(lines, key=lambda d: d["comment"]["id"])

@@ -26,29 +26,44 @@ from pathlib import Path
 from typing import Any, BinaryIO, Never
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import descriptor, json_format
 from tqdm import tqdm
 
-from corrigo.client import records
+from corrigo.client import fields, records
 from corrigo.client.errors import CorrigoError, UsageError
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 
 FORMATS = ("jsonl", "csv", "parquet")
-CSV_COLUMNS = [
-    "uid",
-    "source_id",
-    "id",
-    "thread_id",
-    "timestamp",
-    "created_at",
-    "subject",
-    "body",
-    "from",
-    "to",
-    "user_properties",
-    "assigned",
-    "predictions",
-]
+# The CSV is a flat view of each result: a column per field path below ExportedComment,
+# through the first item of a repeated message (the first message); a repeated string
+# joined with `;`, a Struct or repeated message as its JSON.
+CSV_COLUMNS = {
+    "uid": "comment.uid",
+    "source_id": "comment.source_id",
+    "id": "comment.id",
+    "thread_id": "comment.thread_id",
+    "timestamp": "comment.timestamp",
+    "created_at": "comment.created_at",
+    "subject": "comment.messages.subject.text",
+    "body": "comment.messages.body.text",
+    "from": "comment.messages.from",
+    "to": "comment.messages.to",
+    "user_properties": "comment.user_properties",
+    "assigned": "annotations.labels.assigned",
+    "predictions": "predictions.labels",
+}
+# The fields the flat view leaves out (the JSONL and Parquet exports hold them): a field
+# new to the protos must be added to one of the two (tests/test_export.py checks).
+CSV_LEFT_OUT = (
+    "comment.messages.cc",
+    "comment.messages.bcc",
+    "comment.messages.sent_at",
+    "comment.messages.language",
+    "comment.text_format",
+    "comment.last_modified",
+    "comment.context",
+    "comment.has_annotations",
+)
 _RETRIES = 5
 # How often an export saves where to resume from.
 CHECKPOINT_SECONDS = 1.0
@@ -91,28 +106,52 @@ def result_json(result: datasets_pb2.ExportedComment) -> str:
     return records.exported_line(result)
 
 
+# A CSV cell from the value at a column's path (None where the line has none).
+_Cell = Callable[[Any], Any]
+
+
+def _cell(field: descriptor.FieldDescriptor) -> _Cell:
+    kind = fields.kind(field)
+    if kind == "google.protobuf.Struct" or (field.is_repeated and kind == fields.MESSAGE):
+        empty: Any = {} if kind == "google.protobuf.Struct" else []
+        return lambda value: _CSV_JSON.encode(empty if value is None else value)
+    if field.is_repeated:
+        return lambda value: ";".join(value) if value else ""
+    return lambda value: "" if value is None else value
+
+
+def _column(path: str) -> Callable[[dict[str, Any]], Any]:
+    """The cell of `path` from a JSONL line's object."""
+    *steps, leaf = path.split(".")
+    message = datasets_pb2.ExportedComment.DESCRIPTOR
+    firsts = []  # each step's name, and whether it takes the first item of a list
+    for name in steps:
+        field = message.fields_by_name[name]
+        firsts.append((name, field.is_repeated))
+        message = fields.held(field)
+    cell = _cell(message.fields_by_name[leaf])
+
+    def column(line: dict[str, Any]) -> Any:
+        value: Any = line
+        for name, first in firsts:
+            value = value.get(name)
+            if not value:
+                return cell(None)
+            if first:
+                value = value[0]
+        return cell(value.get(leaf))
+
+    return column
+
+
+_COLUMNS = [_column(path) for path in CSV_COLUMNS.values()]
+
+
 def csv_row(line: dict[str, Any]) -> list[str]:
-    """One CSV row from a JSONL line's object: the comment's first message, and JSON for
-    the structured fields. Rows are made from the lines (written in C) because reading
-    the protobuf fields costs Python more than parsing their JSON."""
-    comment = line.get("comment", {})
-    messages = comment.get("messages")
-    first = messages[0] if messages else {}
-    return [
-        comment.get("uid", ""),
-        comment.get("source_id", ""),
-        comment.get("id", ""),
-        comment.get("thread_id", ""),
-        comment.get("timestamp", ""),
-        comment.get("created_at", ""),
-        first.get("subject", {}).get("text", ""),
-        first.get("body", {}).get("text", ""),
-        first.get("from", ""),
-        ";".join(first.get("to", [])),
-        _CSV_JSON.encode(comment.get("user_properties", {})),
-        _CSV_JSON.encode(line.get("annotations", {}).get("labels", {}).get("assigned", [])),
-        _CSV_JSON.encode(line.get("predictions", {}).get("labels", [])),
-    ]
+    """One CSV row (`CSV_COLUMNS`) from a JSONL line's object. Rows are made from the lines
+    (written in C) because reading the protobuf fields costs Python more than parsing
+    their JSON."""
+    return [column(line) for column in _COLUMNS]
 
 
 def _state_path(output: Path) -> Path:
@@ -150,7 +189,7 @@ def encode_page(page: datasets_pb2.StreamExportDatasetResponse, fmt: str) -> byt
 
 def _csv_header() -> bytes:
     header = io.StringIO()
-    csv.writer(header).writerow(CSV_COLUMNS)
+    csv.writer(header).writerow(list(CSV_COLUMNS))
     return header.getvalue().encode()
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from google.protobuf import descriptor, json_format, message_factory
 from google.protobuf.message import Message
 
+from corrigo.client import fields
 from corrigo.v1.comments_pb2 import Comment
 from corrigo.v1.datasets_pb2 import ExportedComment
 
@@ -157,6 +158,17 @@ def paths(message: Message, prefix: str = "") -> Iterator[str]:
         ):
             for item in value if field.is_repeated else [value]:
                 yield from paths(item, path + ".")
+
+
+def leaf_paths(message: descriptor.Descriptor, prefix: str = "") -> Iterator[str]:
+    """The path of every field below `message` that holds no message of ours (a scalar, a
+    Timestamp, a Struct), from the descriptors."""
+    for field in message.fields:
+        path = f"{prefix}{field.name}"
+        if fields.kind(field) == fields.MESSAGE:
+            yield from leaf_paths(fields.held(field), path + ".")
+        else:
+            yield path
 
 
 def only(message: Message, path: str) -> Message:

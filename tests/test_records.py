@@ -13,7 +13,7 @@ import pytest
 from google.protobuf import json_format
 
 from corrigo.client import records
-from corrigo.client.export import encode_page
+from corrigo.client.export import CSV_COLUMNS, CSV_LEFT_OUT, encode_page
 from corrigo.v1.comments_pb2 import Comment, CommentMessage, Label, PredictedLabel
 from corrigo.v1.datasets_pb2 import ExportedComment, StreamExportDatasetResponse
 from tests import full_records
@@ -202,13 +202,28 @@ def _reference_row(result: ExportedComment) -> list[str]:
 def test_csv_rows_equal_the_messages_own() -> None:
     """The CSV export (rows made from the JSON lines) against rows read from the messages,
     a page at a time as `corrigo export --format csv` writes them."""
-    corpus = _corpus(600)
+    corpus = full_records.full_results() + _corpus(600)
     for start in range(0, len(corpus), 128):
         sent = StreamExportDatasetResponse(comments=corpus[start : start + 128])
         page = StreamExportDatasetResponse.FromString(sent.SerializeToString())
         text = io.StringIO()
         csv.writer(text).writerows([_reference_row(r) for r in page.comments])
         assert encode_page(page, "csv") == text.getvalue().encode()
+
+
+def test_every_field_is_a_csv_column_or_left_out() -> None:
+    """The CSV's flat view names every field below ExportedComment: shown in a column (or
+    within one), or declared left out; a field new to the protos fails here by name."""
+    declared = [*CSV_COLUMNS.values(), *CSV_LEFT_OUT]
+    leaves = list(full_records.leaf_paths(ExportedComment.DESCRIPTOR))
+
+    def within(path: str, paths: list[str]) -> bool:
+        return any(path == p or path.startswith(p + ".") for p in paths)
+
+    unnamed = [path for path in leaves if not within(path, declared)]
+    assert unnamed == [], f"add {unnamed} to CSV_COLUMNS or CSV_LEFT_OUT (client/export.py)"
+    assert [path for path in declared if not any(within(leaf, [path]) for leaf in leaves)] == []
+    assert len(set(declared)) == len(declared)
 
 
 def test_parsing_equals_json_format() -> None:

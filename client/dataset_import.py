@@ -11,9 +11,7 @@ every step is idempotent, so an interrupted import run again finishes the job.
 
 from __future__ import annotations
 
-import datetime
 import itertools
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +25,7 @@ from corrigo.client import Client, fields, records
 from corrigo.client.errors import CorrigoError
 from corrigo.client.sync import count_lines, json_lines
 from corrigo.v1 import datasets_pb2, models_pb2, sources_pb2
-from corrigo.v1.comments_pb2 import Comment, CommentMessage, Label, MessageText, PredictedLabel
+from corrigo.v1.comments_pb2 import Comment, Label, PredictedLabel
 
 CHUNK = 4096
 
@@ -59,38 +57,13 @@ def read_jsonl(path: Path) -> Iterator[Record]:
     return json_lines(path, "corrigo import", _record)
 
 
-def _stamp(target: Any, value: datetime.datetime | None) -> None:
-    if value is not None:
-        target.FromDatetime(value)
-
-
 def _from_row(row: dict[str, Any]) -> Record:
     """A Parquet row (`parquet_export`'s schema) as the record it was written from."""
-    comment = Comment(
-        id=row["id"],
-        uid=row["uid"],
-        source_id=row["source_id"],
-        thread_id=row["thread_id"],
-        text_format=row["text_format"],
-    )
-    _stamp(comment.timestamp, row["timestamp"])
-    for m in row["messages"]:
-        message = CommentMessage(
-            to=m["to"], cc=m["cc"], bcc=m["bcc"], language=m["language"], **{"from": m["from"]}
-        )
-        if m["subject"] is not None:
-            message.subject.CopyFrom(MessageText(text=m["subject"]))
-        if m["body"] is not None:
-            message.body.CopyFrom(MessageText(text=m["body"]))
-        _stamp(message.sent_at, m["sent_at"])
-        comment.messages.append(message)
-    properties = json.loads(row["user_properties"])
-    if properties:
-        comment.user_properties.update(properties)
+    from corrigo.client import parquet_export
+
+    result = parquet_export.result_from_row(row)
     return Record(
-        comment,
-        [Label(**label) for label in row["assigned"]],
-        [PredictedLabel(**label) for label in row["predictions"]],
+        result.comment, list(result.annotations.labels.assigned), list(result.predictions.labels)
     )
 
 

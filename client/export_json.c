@@ -562,6 +562,10 @@ typedef enum {
     KIND_STRING,
     KIND_BOOL,
     KIND_DOUBLE,
+    KIND_INT32, /* a JSON number */
+    KIND_UINT32,
+    KIND_INT64, /* a JSON string, as the proto3 mapping writes 64-bit integers */
+    KIND_UINT64,
     KIND_MESSAGE,
     KIND_TIMESTAMP,
     KIND_STRUCT,
@@ -613,6 +617,30 @@ array_close(Object *object, uint32_t next)
 
 static int message(Out *out, In in, const MessageSpec *spec);
 
+/* An integer field's value from its varint: int32 and uint32 as numbers, int64 and
+   uint64 as strings. */
+static int
+integer(Out *out, Kind kind, uint64_t value)
+{
+    char text[24];
+    int len;
+    switch (kind) {
+    case KIND_INT32:
+        len = snprintf(text, sizeof text, "%ld", (long)(int32_t)(uint32_t)value);
+        break;
+    case KIND_UINT32:
+        len = snprintf(text, sizeof text, "%lu", (unsigned long)(uint32_t)value);
+        break;
+    case KIND_INT64:
+        len = snprintf(text, sizeof text, "\"%lld\"", (long long)(int64_t)value);
+        break;
+    default:
+        len = snprintf(text, sizeof text, "\"%llu\"", (unsigned long long)value);
+        break;
+    }
+    return put(out, text, (size_t)len);
+}
+
 /* One field of a message, as its spec says; UNSUPPORTED for a field the tables leave to
    the Python writer. */
 static int
@@ -636,6 +664,14 @@ write_field(Object *object, const FieldSpec *spec, const Field *field)
         }
         TRY(key(object, spec->key, spec->key_len));
         return double_value(out, found);
+    }
+    if (spec->kind >= KIND_INT32 && spec->kind <= KIND_UINT64) {
+        TRY(expect(field, VARINT));
+        if (field->value == 0 && !spec->presence) {
+            return DONE;
+        }
+        TRY(key(object, spec->key, spec->key_len));
+        return integer(out, spec->kind, field->value);
     }
     if (spec->kind == KIND_PYTHON) {
         return UNSUPPORTED;

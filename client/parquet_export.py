@@ -191,6 +191,7 @@ def result_from_row(row: dict[str, Any]) -> datasets_pb2.ExportedComment:
         holder: Any = made
         for step in steps:
             holder = getattr(holder, step.name)
+            holder.SetInParent()  # the server sends them with every result, empty or not
         _put(holder, last, row[column])
     return made
 

@@ -60,7 +60,8 @@ def test_struct_keys_are_sorted() -> None:
 def _unwritten(result: ExportedComment) -> list[str]:
     """The fields of `result` that make the C writer leave its page to Python."""
     unwritten = []
-    for path in sorted(set(full_records.paths(result))):
+    found = set(full_records.paths(result))
+    for path in sorted(p for p in found if not any(q.startswith(p + ".") for q in found)):
         alone = full_records.only(result, path)
         if (
             compiled_lines is not None

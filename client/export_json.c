@@ -1,18 +1,21 @@
 /* An export page's JSON lines, read straight from its protobuf bytes.
 
    `exported_lines(page)` takes a serialized StreamExportDatasetResponse (or
-   ExportDatasetResponse: both keep their ExportedComments in field 1) and answers the
-   JSONL of its comments exactly as client/records.py's `exported_lines` writes them:
-   json_format's proto3 JSON mapping with proto field names, fields in number order,
-   defaults left out, and `json.dumps(ensure_ascii=False, separators=(",", ":"))`'s
-   text. Reading each field through the protobuf objects costs Python about 100 ns a
-   field, which caps `corrigo export` far below the server's stream; here a comment
-   costs about two microseconds.
+   ExportDatasetResponse: both keep their ExportedComments in PAGE_COMMENTS_FIELD) and
+   answers the JSONL of its comments exactly as client/records.py's `exported_lines`
+   writes them: json_format's proto3 JSON mapping with proto field names, fields in number
+   order, defaults left out, Struct keys sorted, and `json.dumps(ensure_ascii=False,
+   separators=(",", ":"))`'s text. Reading each field through the protobuf objects costs
+   Python about 100 ns a field, which caps `corrigo export` far below the server's stream;
+   here a comment costs about two microseconds. Which fields each message has, and how
+   each is written, comes from export_json_tables.h, which `make gen` writes from the
+   protos.
 
    It answers None for anything it does not know to write exactly as json_format does
-   (an unknown or repeated singular field, fields out of order, a non-finite number in a
-   Struct, a time out of range, bytes that are not UTF-8): the caller then uses the
-   Python writer, whose output and errors are json_format's own. */
+   (a field the tables do not have or leave to Python, a repeated singular field, fields
+   out of order, a non-finite number in a Struct, a time out of range, bytes that are not
+   UTF-8): the caller then uses the Python writer, whose output and errors are
+   json_format's own. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

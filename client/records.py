@@ -1,15 +1,17 @@
 """Exported comments as JSON, and back, without `json_format`.
 
-`exported_lines` writes exactly `json.dumps(json_format.MessageToDict(result,
+`exported_lines` writes `json.dumps(json_format.MessageToDict(result,
 preserving_proto_field_name=True), ensure_ascii=False, separators=(",", ":"))` for each
 ExportedComment (the proto3 JSON mapping: fields in number order, defaults left out,
-timestamps as RFC 3339): it builds that dict field by field and orjson writes it,
-because the generic printer costs several times more per comment. `page_lines` writes
+timestamps as RFC 3339), but with every Struct's keys sorted, so that exports are
+byte-stable: it builds that dict from the message's descriptor (`message_writer`) and
+orjson writes it, because the generic printer costs several times more per comment.
+`page_lines` writes
 the same lines in C (export_json.c) from a page's bytes where that extension is built,
 several times faster again. `struct_dict` and `timestamp_text` serve Parquet and the
 batch export too.
 `comment_from_dict` is the way back for `corrigo sync` and `corrigo import`: it builds
-the message directly, and hands anything it does not recognize to `json_format` so that
+the message directly (`message_arguments`, from the descriptor too), and hands anything it does not recognize to `json_format` so that
 errors read as they always did.
 """
 
@@ -244,9 +246,10 @@ _exported_dict = message_writer(ExportedComment.DESCRIPTOR)
 
 
 def exported_lines(results: Iterable[ExportedComment]) -> bytes:
-    """`corrigo export`'s JSONL lines of `results`: each exactly
+    """`corrigo export`'s JSONL lines of `results`: each
     `json.dumps(json_format.MessageToDict(result, preserving_proto_field_name=True),
-    ensure_ascii=False, separators=(",", ":"))`, in UTF-8, and a newline."""
+    ensure_ascii=False, separators=(",", ":"))` with Struct keys sorted, in UTF-8, and a
+    newline."""
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     return b"".join([dumps(_exported_dict(r), option=newline) for r in results])
 
@@ -266,9 +269,7 @@ compiled_lines = _compiled()
 def page_lines(page: StreamExportDatasetResponse) -> bytes:
     """`exported_lines(page.comments)`, written in C where the extension is built and
     knows every field the page holds: reading fields through the protobuf objects is
-    what costs Python most. The page is serialized again here, because protobuf writes
-    a map's entries in its own order of iteration (last to first), which is the order
-    json_format gives them."""
+    what costs Python most (the page, received parsed, is serialized again for it)."""
     if compiled_lines is not None:
         lines = compiled_lines(page.SerializeToString())
         if lines is not None:

@@ -12,6 +12,7 @@ group each, and removed.
 from __future__ import annotations
 
 import json
+import operator
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -134,7 +135,7 @@ def _getter(field: descriptor.FieldDescriptor) -> Get:
             list(getattr(m, name)) if one is None else [one(v) for v in getattr(m, name)]
         )
     if one is None:
-        return lambda m: getattr(m, name)
+        return operator.attrgetter(name)
     if field.has_presence and fields.kind(field) != "google.protobuf.Struct":
         return lambda m: one(getattr(m, name)) if m.HasField(name) else None
     return lambda m: one(getattr(m, name))
@@ -202,7 +203,7 @@ class _Columns:
     def __init__(self) -> None:
         self.rows = 0
         self.values: dict[str, list[Any]] = {name: [] for name in _schema().names}
-        self.cells = [(f.name, _getter(f)) for f in _comment_fields()]
+        self.cells = [(self.values[f.name].append, _getter(f)) for f in _comment_fields()]
         self.lists = [
             (name, path.split("."), _one(_path(path)[-1])) for name, path in LISTS.items()
         ]
@@ -211,8 +212,8 @@ class _Columns:
         v = self.values
         for result in page.comments:
             comment = result.comment
-            for name, get in self.cells:
-                v[name].append(get(comment))
+            for append, get in self.cells:
+                append(get(comment))
             for name, steps, one in self.lists:
                 items: Any = result
                 for step in steps:

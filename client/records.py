@@ -11,8 +11,8 @@ the same lines in C (export_json.c) from a page's bytes where that extension is 
 several times faster again. `struct_dict` and `timestamp_text` serve Parquet and the
 batch export too.
 `comment_from_dict` is the way back for `corrigo sync` and `corrigo import`: it builds
-the message directly (`message_arguments`, from the descriptor too), and hands anything it does not recognize to `json_format` so that
-errors read as they always did.
+the message directly (`message_arguments`, from the descriptor too), and hands anything
+it does not recognize to `json_format` so that errors read as they always did.
 """
 
 from __future__ import annotations
@@ -379,20 +379,30 @@ def message_arguments(message: descriptor.Descriptor) -> Callable[[Any], dict[st
     made = _readers.get(message.full_name)
     if made is not None:
         return made
-    arguments: dict[str, Argument | None] = {}
+    names: set[str] = set()
+    # The fields whose values are converted or checked; the others go as they are.
+    arguments: dict[str, Argument] = {}
 
     def read(data: Any) -> dict[str, Any]:
-        if not isinstance(data, dict) or not data.keys() <= arguments.keys():
+        if not isinstance(data, dict) or not data.keys() <= names:
             raise _Generic
-        return {
-            key: value if (argument := arguments[key]) is None or value is None else argument(value)
-            for key, value in data.items()
-        }
+        made = data
+        for key in data.keys() & arguments.keys():
+            value = data[key]
+            if value is not None:
+                if made is data:
+                    made = dict(data)  # (the caller's object is left as it was)
+                made[key] = arguments[key](value)
+        return made
 
     _readers[message.full_name] = read  # before the fields: a message may hold its own type
     for field in message.fields:
+        names.add(field.name)
         one = _argument(field)
-        arguments[field.name] = _repeated(one) if field.is_repeated else one
+        if field.is_repeated:
+            arguments[field.name] = _repeated(one)
+        elif one is not None:
+            arguments[field.name] = one
     return read
 
 

@@ -146,14 +146,8 @@ async def test_every_field_goes_through_sync_export_and_import(
             labellings=[datasets_pb2.LabellingUpdate(comment_uid=uid, assigned=labels)],
         )
     )
-    version = await h.model_version(org.admin, owner, "ds")
-    await org.admin.models.UploadPredictions(
-        models_pb2.UploadPredictionsRequest(
-            owner=owner,
-            dataset="ds",
-            version=version.version,
-            predictions=[models_pb2.CommentPredictions(uid=uid, labels=predicted)],
-        )
+    await h.predicted(
+        org.admin, owner, "ds", [models_pb2.CommentPredictions(uid=uid, labels=predicted)]
     )
     expected = ExportedComment(comment=comment)
     expected.annotations.labels.assigned.extend(labels)

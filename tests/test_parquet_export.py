@@ -61,22 +61,17 @@ async def _dataset(org: Org, count: int) -> str:
             ],
         )
     )
-    version = await h.model_version(org.admin, owner, "ds")
-    await org.admin.models.UploadPredictions(
-        models_pb2.UploadPredictionsRequest(
-            owner=owner,
-            dataset="ds",
-            version=version.version,
-            predictions=[
-                models_pb2.CommentPredictions(
-                    uid=f"{src.id}.c{i}",
-                    labels=[
-                        PredictedLabel(name="A > B", probability=0.5 + i / 1000, sentiment=-0.25)
-                    ],
-                )
-                for i in range(count)
-            ],
-        )
+    await h.predicted(
+        org.admin,
+        owner,
+        "ds",
+        [
+            models_pb2.CommentPredictions(
+                uid=f"{src.id}.c{i}",
+                labels=[PredictedLabel(name="A > B", probability=0.5 + i / 1000, sentiment=-0.25)],
+            )
+            for i in range(count)
+        ],
     )
     return owner
 

@@ -48,8 +48,8 @@ def _record(data: Any) -> Record:
     predicted = data.get("predictions", {}).get("labels", [])
     return Record(
         comment,
-        [json_format.ParseDict(label, Label()) for label in assigned],
-        [json_format.ParseDict(label, PredictedLabel()) for label in predicted],
+        [records.message_from_dict(label, Label) for label in assigned],
+        [records.message_from_dict(label, PredictedLabel) for label in predicted],
     )
 
 

@@ -34,9 +34,14 @@ def output_only(message: descriptor.Descriptor) -> Fields:
     return _with(message, field_behavior_pb2.OUTPUT_ONLY)
 
 
+def descriptor_of(message: Message | type[Message]) -> descriptor.Descriptor:
+    """A message's (or message class's) descriptor, as the stubs type descriptors."""
+    return cast(descriptor.Descriptor, message.DESCRIPTOR)
+
+
 def clear_output_only(message: Message) -> None:
     """Clears the fields the server sets: a request that carries them is taken without."""
-    for field in output_only(cast(descriptor.Descriptor, message.DESCRIPTOR)):
+    for field in output_only(descriptor_of(message)):
         message.ClearField(field.name)
 
 

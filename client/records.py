@@ -23,7 +23,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from google.protobuf import descriptor, json_format, struct_pb2, timestamp_pb2
@@ -406,14 +406,22 @@ def message_arguments(message: descriptor.Descriptor) -> Callable[[Any], dict[st
     return read
 
 
-_comment_arguments = message_arguments(Comment.DESCRIPTOR)
+# A message class.
+Parsed = TypeVar("Parsed", bound=Message)
 
 
-def comment_from_dict(data: dict[str, Any]) -> Comment:
-    """`json_format.ParseDict(data, Comment(), ignore_unknown_fields=True)`, built directly
+def message_from_dict(
+    data: Any, message: type[Parsed], *, ignore_unknown_fields: bool = False
+) -> Parsed:
+    """`json_format.ParseDict(data, message(), ignore_unknown_fields=...)`, built directly
     for the shapes `corrigo export` writes; other shapes (and every error) go through
     json_format itself, so they parse and fail exactly as they always did."""
     try:
-        return Comment(**_comment_arguments(data))
+        return message(**message_arguments(fields.descriptor_of(message))(data))
     except (_Generic, ValueError, TypeError):
-        return json_format.ParseDict(data, Comment(), ignore_unknown_fields=True)
+        return json_format.ParseDict(data, message(), ignore_unknown_fields=ignore_unknown_fields)
+
+
+def comment_from_dict(data: dict[str, Any]) -> Comment:
+    """A Comment from its JSON object, fields it does not have ignored."""
+    return message_from_dict(data, Comment, ignore_unknown_fields=True)

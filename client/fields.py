@@ -15,13 +15,16 @@ from google.protobuf import descriptor
 from google.protobuf.message import Message
 
 _FD = descriptor.FieldDescriptor
-# What `kind` answers for a field of one of our messages, and for a map.
+# What `kind` answers for a field of one of our messages, for a map, and for a scalar.
 MESSAGE = "message"
 MAP = "map"
 SCALAR = "scalar"
-
-
 Fields = tuple[descriptor.FieldDescriptor, ...]
+
+
+def descriptor_of(message: Message | type[Message]) -> descriptor.Descriptor:
+    """A message's (or message class's) descriptor, as the stubs type descriptors."""
+    return cast(descriptor.Descriptor, message.DESCRIPTOR)
 
 
 def _with(message: descriptor.Descriptor, behavior: int) -> Fields:
@@ -34,20 +37,15 @@ def output_only(message: descriptor.Descriptor) -> Fields:
     return _with(message, field_behavior_pb2.OUTPUT_ONLY)
 
 
-def descriptor_of(message: Message | type[Message]) -> descriptor.Descriptor:
-    """A message's (or message class's) descriptor, as the stubs type descriptors."""
-    return cast(descriptor.Descriptor, message.DESCRIPTOR)
+def required(message: descriptor.Descriptor) -> Fields:
+    """The fields a request must set (REQUIRED)."""
+    return _with(message, field_behavior_pb2.REQUIRED)
 
 
 def clear_output_only(message: Message) -> None:
     """Clears the fields the server sets: a request that carries them is taken without."""
     for field in output_only(descriptor_of(message)):
         message.ClearField(field.name)
-
-
-def required(message: descriptor.Descriptor) -> Fields:
-    """The fields a request must set (REQUIRED)."""
-    return _with(message, field_behavior_pb2.REQUIRED)
 
 
 def is_set(message: Message, field: descriptor.FieldDescriptor) -> bool:

@@ -6,10 +6,9 @@ ExportedComment (the proto3 JSON mapping: fields in number order, defaults left 
 timestamps as RFC 3339), but with every Struct's keys sorted, so that exports are
 byte-stable: it builds that dict from the message's descriptor (`message_writer`) and
 orjson writes it, because the generic printer costs several times more per comment.
-`page_lines` writes
-the same lines in C (export_json.c) from a page's bytes where that extension is built,
-several times faster again. `struct_dict` and `timestamp_text` serve Parquet and the
-batch export too.
+`page_lines` writes the same lines in C (export_json.c) from a page's bytes where that
+extension is built, several times faster again. `struct_dict` and `timestamp_text`
+serve Parquet and the batch export too.
 `comment_from_dict` is the way back for `corrigo sync` and `corrigo import`: it builds
 the message directly (`message_arguments`, from the descriptor too), and hands anything
 it does not recognize to `json_format` so that errors read as they always did.
@@ -320,10 +319,10 @@ def _time(text: Any) -> dict[str, int]:
         days = datetime.date.fromisoformat(date).toordinal() - _EPOCH_ORDINAL
         if len(_dates) < 100_000:
             _dates[date] = days
-    fields = {"seconds": days * 86_400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds)}
+    made = {"seconds": days * 86_400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds)}
     if fraction:
-        fields["nanos"] = int(fraction) * 10 ** (9 - len(fraction))
-    return fields
+        made["nanos"] = int(fraction) * 10 ** (9 - len(fraction))
+    return made
 
 
 # A field's constructor argument from its JSON value; _Generic for shapes left to json_format.

@@ -165,3 +165,4 @@ async def test_every_field_goes_through_sync_export_and_import(
     assert code == 0, err
     again = await _exported(other_org, f"{target.name}/copy", tmp_path / "again.jsonl")
     assert full_records.differences(_synced_part(expected), _synced_part(again)) == []
+    assert [f.name for f in server_set if not fields.is_set(again.comment, f)] == []

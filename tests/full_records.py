@@ -194,7 +194,7 @@ def differences(expected: Message, got: Message) -> list[str]:
 
 
 def _differ(one: Any, two: Any, path: str) -> Iterator[str]:
-    if isinstance(one, dict) and isinstance(two, dict) and not path.endswith("user_properties"):
+    if isinstance(one, dict) and isinstance(two, dict):
         for key in one.keys() | two.keys():
             yield from _differ(one.get(key), two.get(key), f"{path}.{key}" if path else key)
     elif isinstance(one, list) and isinstance(two, list) and len(one) == len(two):

@@ -71,7 +71,7 @@ def _problems(comment: Comment) -> Iterator[Problem]:
     for name in missing:
         yield f".{name}", "required"
     if comment.id and COMMENT_ID.match(comment.id) is None:
-        yield ".id", "must be 1..256 letters, digits or '-_.:=+/@'"
+        yield ".id", "required: 1..256 letters, digits or '-_.:=+/@'"
     if comment.HasField("timestamp"):
         timestamp = comment.timestamp
         if not _timestamp_ok(timestamp.seconds, timestamp.nanos):

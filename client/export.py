@@ -113,7 +113,7 @@ _TEXT, _JOINED = "text", "joined"
 def _cell_kind(field: descriptor.FieldDescriptor) -> Any:
     """_TEXT, _JOINED, or the empty JSON value of a field shown as JSON."""
     kind = fields.kind(field)
-    if kind == "google.protobuf.Struct":
+    if kind == fields.STRUCT:
         return {}
     if field.is_repeated:
         return [] if kind == fields.MESSAGE else _JOINED

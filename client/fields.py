@@ -19,6 +19,11 @@ _FD = descriptor.FieldDescriptor
 MESSAGE = "message"
 MAP = "map"
 SCALAR = "scalar"
+# What `kind` answers for the well-known types the records use.
+TIMESTAMP = "google.protobuf.Timestamp"
+STRUCT = "google.protobuf.Struct"
+VALUE = "google.protobuf.Value"
+LIST_VALUE = "google.protobuf.ListValue"
 Fields = tuple[descriptor.FieldDescriptor, ...]
 
 

@@ -69,9 +69,9 @@ def _type(field: descriptor.FieldDescriptor) -> Any:
     kind = fields.kind(field)
     if kind == fields.SCALAR:
         made = _scalar_type(field)
-    elif kind == "google.protobuf.Timestamp":
+    elif kind == fields.TIMESTAMP:
         made = pa.timestamp("us", tz="UTC")
-    elif kind == "google.protobuf.Struct":
+    elif kind == fields.STRUCT:
         made = pa.string()  # its JSON object, keys sorted, as in the JSONL export
     elif kind == fields.MESSAGE and _wrapper(held := fields.held(field)):
         made = _type(held.fields[0])
@@ -114,9 +114,9 @@ def _struct_text(struct: Any) -> str:
 def _one(field: descriptor.FieldDescriptor) -> Get | None:
     """How one value of `field` becomes its cell (None: as it is)."""
     kind = fields.kind(field)
-    if kind == "google.protobuf.Timestamp":
+    if kind == fields.TIMESTAMP:
         return _micros
-    if kind == "google.protobuf.Struct":
+    if kind == fields.STRUCT:
         return _struct_text
     if kind == fields.MESSAGE:
         return _row(fields.held(field))
@@ -136,7 +136,7 @@ def _getter(field: descriptor.FieldDescriptor) -> Get:
         )
     if one is None:
         return operator.attrgetter(name)
-    if field.has_presence and fields.kind(field) != "google.protobuf.Struct":
+    if field.has_presence and fields.kind(field) != fields.STRUCT:
         return lambda m: one(getattr(m, name)) if m.HasField(name) else None
     return lambda m: one(getattr(m, name))
 
@@ -168,9 +168,9 @@ def _put(message: Any, field: descriptor.FieldDescriptor, value: Any) -> None:
 
 
 def _put_message(message: Any, kind: str, cell: Any) -> None:
-    if kind == "google.protobuf.Timestamp":
+    if kind == fields.TIMESTAMP:
         message.FromDatetime(cell)
-    elif kind == "google.protobuf.Struct":
+    elif kind == fields.STRUCT:
         if properties := json.loads(cell):
             message.update(properties)
     else:

@@ -171,10 +171,10 @@ def _item_value(value: struct_pb2.Value) -> Any:
 
 
 _WELL_KNOWN: dict[str, Convert] = {
-    "google.protobuf.Timestamp": timestamp_text,
-    "google.protobuf.Struct": _sorted_struct,
-    "google.protobuf.Value": _item_value,
-    "google.protobuf.ListValue": _list_value,
+    fields.TIMESTAMP: timestamp_text,
+    fields.STRUCT: _sorted_struct,
+    fields.VALUE: _item_value,
+    fields.LIST_VALUE: _list_value,
 }
 
 
@@ -348,9 +348,9 @@ def _argument(field: descriptor.FieldDescriptor) -> Argument | None:
         return _checked(bool) if field.type == _FD.TYPE_BOOL else None
     if kind == fields.MESSAGE:
         return message_arguments(fields.held(field))
-    if kind == "google.protobuf.Timestamp":
+    if kind == fields.TIMESTAMP:
         return _time
-    if kind == "google.protobuf.Struct":
+    if kind == fields.STRUCT:
         return _checked(dict)
     return _generic
 

@@ -81,10 +81,10 @@ def _set(message: Message, field: descriptor.FieldDescriptor, index: int, values
 def _message(message: descriptor.Descriptor, index: int, values: Values) -> Message:
     made: Message = message_factory.GetMessageClass(message)()
     name = message.full_name
-    if name == "google.protobuf.Timestamp":
+    if name == fields.TIMESTAMP:
         made.FromDatetime(_WHEN + datetime.timedelta(days=index))  # type: ignore[attr-defined]
         return made
-    if name == "google.protobuf.Struct":
+    if name == fields.STRUCT:
         made.update(STRUCT_VALUES)  # type: ignore[attr-defined]
         return made
     for field in message.fields:
@@ -118,7 +118,7 @@ def full(message: type[Message], values: Values | None = None) -> list[Message]:
 def sorted_structs(data: Any, message: descriptor.Descriptor) -> Any:
     """json_format's dict of a message with its Structs' keys sorted, as exports write them."""
     name = message.full_name
-    if name in ("google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"):
+    if name in (fields.STRUCT, fields.VALUE, fields.LIST_VALUE):
         return _sorted_json(data)
     if not isinstance(data, dict) or name.startswith("google.protobuf."):
         return data

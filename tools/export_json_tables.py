@@ -24,8 +24,8 @@ PAGES = ("corrigo.v1.StreamExportDatasetResponse", "corrigo.v1.ExportDatasetResp
 # Field numbers beyond this are left to the Python writer (the tables index by number).
 MAX_NUMBER = 255
 _WELL_KNOWN = {
-    "google.protobuf.Timestamp": "KIND_TIMESTAMP",
-    "google.protobuf.Struct": "KIND_STRUCT",
+    fields.TIMESTAMP: "KIND_TIMESTAMP",
+    fields.STRUCT: "KIND_STRUCT",
 }
 # Scalar types C writes, when singular (proto3 packs repeated scalars: left to Python).
 _SCALARS = {

@@ -347,7 +347,8 @@ def _argument(field: descriptor.FieldDescriptor) -> Argument | None:
     if kind == fields.SCALAR:
         return _checked(bool) if field.type == _FD.TYPE_BOOL else None
     if kind == fields.MESSAGE:
-        return message_arguments(fields.held(field))
+        read = message_arguments(fields.held(field))
+        return None if fields.held(field).full_name in _plain else read
     if kind == fields.TIMESTAMP:
         return _time
     if kind == fields.STRUCT:
@@ -369,6 +370,9 @@ def _repeated(one: Argument | None) -> Argument:
 
 
 _readers: dict[str, Callable[[Any], dict[str, Any]]] = {}
+# The messages whose JSON objects the constructor takes as they are (no field of theirs is
+# converted or checked: the constructor refuses unknown keys and values of other types).
+_plain: set[str] = set()
 
 
 def message_arguments(message: descriptor.Descriptor) -> Callable[[Any], dict[str, Any]]:
@@ -386,12 +390,12 @@ def message_arguments(message: descriptor.Descriptor) -> Callable[[Any], dict[st
         if not isinstance(data, dict) or not data.keys() <= names:
             raise _Generic
         made = data
-        for key in data.keys() & arguments.keys():
-            value = data[key]
+        for key, argument in arguments.items():
+            value = data.get(key)
             if value is not None:
                 if made is data:
                     made = dict(data)  # (the caller's object is left as it was)
-                made[key] = arguments[key](value)
+                made[key] = argument(value)
         return made
 
     _readers[message.full_name] = read  # before the fields: a message may hold its own type
@@ -402,6 +406,8 @@ def message_arguments(message: descriptor.Descriptor) -> Callable[[Any], dict[st
             arguments[field.name] = _repeated(one)
         elif one is not None:
             arguments[field.name] = one
+    if not arguments:
+        _plain.add(message.full_name)
     return read
 
 

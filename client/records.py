@@ -348,7 +348,7 @@ def _argument(field: descriptor.FieldDescriptor) -> Argument | None:
         return _checked(bool) if field.type == _FD.TYPE_BOOL else None
     if kind == fields.MESSAGE:
         read = message_arguments(fields.held(field))
-        return None if fields.held(field).full_name in _plain else read
+        return None if fields.held(field).full_name in _taken_as_they_are else read
     if kind == fields.TIMESTAMP:
         return _time
     if kind == fields.STRUCT:
@@ -372,7 +372,7 @@ def _repeated(one: Argument | None) -> Argument:
 _readers: dict[str, Callable[[Any], dict[str, Any]]] = {}
 # The messages whose JSON objects the constructor takes as they are (no field of theirs is
 # converted or checked: the constructor refuses unknown keys and values of other types).
-_plain: set[str] = set()
+_taken_as_they_are: set[str] = set()
 
 
 def message_arguments(message: descriptor.Descriptor) -> Callable[[Any], dict[str, Any]]:
@@ -407,7 +407,7 @@ def message_arguments(message: descriptor.Descriptor) -> Callable[[Any], dict[st
         elif one is not None:
             arguments[field.name] = one
     if not arguments:
-        _plain.add(message.full_name)
+        _taken_as_they_are.add(message.full_name)
     return read
 
 

@@ -12,10 +12,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 venv: $(STAMP)
 
-# The editable install builds client/export_json.c in place: a change to it rebuilds.
-# setuptools warns on every editable install that maps its packages to other folders
-# (gen/, server/, client/ here) that such folders may shadow them: expected, so filtered.
-$(STAMP): pyproject.toml setup.py client/export_json.c
+# The editable install builds client/export_json.c in place: a change to it (or to the
+# tables it includes) rebuilds. setuptools warns on every editable install that maps its
+# packages to other folders (gen/, server/, client/ here) that such folders may shadow
+# them: expected, so filtered.
+$(STAMP): pyproject.toml setup.py client/export_json.c gen/c/export_json_tables.h
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q -e '.[server,dev]'
@@ -45,13 +46,17 @@ bench: $(STAMP)
 bench-smoke: $(STAMP)
 	BENCH_SCALE=$${BENCH_SCALE:-0.01} $(PY) -m tests.bench --check --out .build/bench/smoke.json
 
-# Generated code: Python, gRPC and .pyi stubs, plus the OpenAPI document.
+# Generated code: Python, gRPC and .pyi stubs, the C export writer's field tables, plus the
+# OpenAPI document.
 # Written to a scratch directory first, so gen-check can compare without touching gen/.
 define generate
 	rm -rf $(1) && mkdir -p $(1)/corrigo/v1 $(1)/openapi
 	$(PY) -m grpc_tools.protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') \
-		--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) $(PROTOS)
+		--python_out=$(1) --grpc_python_out=$(1) --mypy_out=$(1) --mypy_grpc_out=$(1) \
+		--include_imports --descriptor_set_out=$(1)/descriptors.pb $(PROTOS)
 	touch $(1)/corrigo/__init__.py $(1)/corrigo/v1/__init__.py $(1)/corrigo/v1/py.typed
+	$(PY) tools/export_json_tables.py $(1)/descriptors.pb $(1)/c/export_json_tables.h
+	rm $(1)/descriptors.pb
 	protoc -Iproto -I$$($(PY) -c 'import google.api, os; print(os.path.dirname(os.path.dirname(google.api.__path__[0])))') -I/usr/include \
 		--swagger_out=allow_merge=true,merge_file_name=corrigo,json_names_for_fields=false:$(1)/openapi $(PROTOS)
 	$(PY) server/gateway/openapi_status.py $(1)/openapi/corrigo.swagger.json
@@ -101,7 +106,7 @@ run-gateway: $(GATEWAY)
 # googleapis' annotations for buf (its registry is out of reach): see buf.yaml.
 buf-deps: $(STAMP)
 	rm -rf .build/buf && mkdir -p .build/buf/googleapis/google/api
-	cp $$($(PY) -c 'import google.api, os; print(google.api.__path__[0])')/{annotations,http}.proto .build/buf/googleapis/google/api/
+	cp $$($(PY) -c 'import google.api, os; print(google.api.__path__[0])')/{annotations,field_behavior,http}.proto .build/buf/googleapis/google/api/
 
 buf-lint: buf-deps
 	$(VENV)/bin/buf lint
@@ -111,8 +116,8 @@ buf-breaking: buf-deps
 	.ci/buf-breaking
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check server client tests
-	$(VENV)/bin/ruff format --check server client tests
+	$(VENV)/bin/ruff check server client tests tools
+	$(VENV)/bin/ruff format --check server client tests tools
 
 typecheck: $(STAMP)
 	rm -rf .build/mypy && mkdir -p .build/mypy/corrigo
@@ -121,6 +126,7 @@ typecheck: $(STAMP)
 	ln -s ../../../server .build/mypy/corrigo/server
 	ln -s ../../../client .build/mypy/corrigo/client
 	cd .build/mypy && MYPYPATH= ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml -p corrigo.server -p corrigo.client
+	cd .build/mypy && MYPYPATH= ../../$(VENV)/bin/mypy --config-file ../../pyproject.toml ../../tools
 
 # A regular (non-editable) install works too: build the wheel, install it in a scratch venv
 # (the client alone, then with the server extra), and use it from outside the source tree.

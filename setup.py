@@ -7,6 +7,13 @@ from setuptools import Extension, setup
 
 setup(
     ext_modules=[
-        Extension("corrigo.client.export_json", ["client/export_json.c"], optional=True)
+        Extension(
+            "corrigo.client.export_json",
+            ["client/export_json.c"],
+            # Its field tables, generated from the protos by `make gen`.
+            include_dirs=["gen/c"],
+            depends=["gen/c/export_json_tables.h"],
+            optional=True,
+        )
     ]
 )

@@ -11,9 +11,7 @@ every step is idempotent, so an interrupted import run again finishes the job.
 
 from __future__ import annotations
 
-import datetime
 import itertools
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +21,11 @@ import grpc
 from google.protobuf import field_mask_pb2, json_format
 from tqdm import tqdm
 
-from corrigo.client import Client, records
+from corrigo.client import Client, fields, records
 from corrigo.client.errors import CorrigoError
-from corrigo.client.sync import SERVER_FIELDS, count_lines, json_lines
+from corrigo.client.sync import count_lines, json_lines
 from corrigo.v1 import datasets_pb2, models_pb2, sources_pb2
-from corrigo.v1.comments_pb2 import Comment, CommentMessage, Label, MessageText, PredictedLabel
+from corrigo.v1.comments_pb2 import Comment, Label, PredictedLabel
 
 CHUNK = 4096
 
@@ -50,8 +48,8 @@ def _record(data: Any) -> Record:
     predicted = data.get("predictions", {}).get("labels", [])
     return Record(
         comment,
-        [json_format.ParseDict(label, Label()) for label in assigned],
-        [json_format.ParseDict(label, PredictedLabel()) for label in predicted],
+        [records.message_from_dict(label, Label) for label in assigned],
+        [records.message_from_dict(label, PredictedLabel) for label in predicted],
     )
 
 
@@ -59,38 +57,13 @@ def read_jsonl(path: Path) -> Iterator[Record]:
     return json_lines(path, "corrigo import", _record)
 
 
-def _stamp(target: Any, value: datetime.datetime | None) -> None:
-    if value is not None:
-        target.FromDatetime(value)
-
-
 def _from_row(row: dict[str, Any]) -> Record:
     """A Parquet row (`parquet_export`'s schema) as the record it was written from."""
-    comment = Comment(
-        id=row["id"],
-        uid=row["uid"],
-        source_id=row["source_id"],
-        thread_id=row["thread_id"],
-        text_format=row["text_format"],
-    )
-    _stamp(comment.timestamp, row["timestamp"])
-    for m in row["messages"]:
-        message = CommentMessage(
-            to=m["to"], cc=m["cc"], bcc=m["bcc"], language=m["language"], **{"from": m["from"]}
-        )
-        if m["subject"] is not None:
-            message.subject.CopyFrom(MessageText(text=m["subject"]))
-        if m["body"] is not None:
-            message.body.CopyFrom(MessageText(text=m["body"]))
-        _stamp(message.sent_at, m["sent_at"])
-        comment.messages.append(message)
-    properties = json.loads(row["user_properties"])
-    if properties:
-        comment.user_properties.update(properties)
+    from corrigo.client import parquet_export
+
+    result = parquet_export.result_from_row(row)
     return Record(
-        comment,
-        [Label(**label) for label in row["assigned"]],
-        [PredictedLabel(**label) for label in row["predictions"]],
+        result.comment, list(result.annotations.labels.assigned), list(result.predictions.labels)
     )
 
 
@@ -281,9 +254,7 @@ def _import_part(
     for record in part:
         comment = Comment()
         comment.CopyFrom(record.comment)
-        # An imported comment gets the server's own.
-        for output_only in SERVER_FIELDS:
-            comment.ClearField(output_only)  # type: ignore[arg-type]
+        fields.clear_output_only(comment)  # an imported comment gets the server's own
         comments.append(comment)
     source_name = f"{target.prefix}{original}"
     client.sources.SyncComments(

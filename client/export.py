@@ -26,30 +26,45 @@ from pathlib import Path
 from typing import Any, BinaryIO, Never, TypeVar
 
 import grpc
-from google.protobuf import json_format
+from google.protobuf import descriptor, json_format
 from tqdm import tqdm
 
-from corrigo.client import records
+from corrigo.client import fields, records
 from corrigo.client.errors import CorrigoError, UsageError
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
 
 Page = TypeVar("Page")
 FORMATS = ("jsonl", "csv", "parquet")
-CSV_COLUMNS = [
-    "uid",
-    "source_id",
-    "id",
-    "thread_id",
-    "timestamp",
-    "created_at",
-    "subject",
-    "body",
-    "from",
-    "to",
-    "user_properties",
-    "assigned",
-    "predictions",
-]
+# The CSV is a flat view of each result: a column per field path below ExportedComment,
+# through the first item of a repeated message (the first message); a repeated string
+# joined with `;`, a Struct or repeated message as its JSON.
+CSV_COLUMNS = {
+    "uid": "comment.uid",
+    "source_id": "comment.source_id",
+    "id": "comment.id",
+    "thread_id": "comment.thread_id",
+    "timestamp": "comment.timestamp",
+    "created_at": "comment.created_at",
+    "subject": "comment.messages.subject.text",
+    "body": "comment.messages.body.text",
+    "from": "comment.messages.from",
+    "to": "comment.messages.to",
+    "user_properties": "comment.user_properties",
+    "assigned": "annotations.labels.assigned",
+    "predictions": "predictions.labels",
+}
+# The fields the flat view leaves out (the JSONL and Parquet exports hold them): a field
+# new to the protos must be added to one of the two (tests/test_export.py checks).
+CSV_LEFT_OUT = (
+    "comment.messages.cc",
+    "comment.messages.bcc",
+    "comment.messages.sent_at",
+    "comment.messages.language",
+    "comment.text_format",
+    "comment.last_modified",
+    "comment.context",
+    "comment.has_annotations",
+)
 _RETRIES = 5
 # How often an export saves where to resume from.
 CHECKPOINT_SECONDS = 1.0
@@ -93,28 +108,64 @@ def result_json(result: datasets_pb2.ExportedComment) -> str:
     return records.exported_line(result)
 
 
+# How a CSV cell shows its field's JSON value: the text, repeated strings joined, or JSON.
+_TEXT, _JOINED = "text", "joined"
+
+
+def _cell_kind(field: descriptor.FieldDescriptor) -> Any:
+    """_TEXT, _JOINED, or the empty JSON value of a field shown as JSON."""
+    kind = fields.kind(field)
+    if kind == fields.STRUCT:
+        return {}
+    if field.is_repeated:
+        return [] if kind == fields.MESSAGE else _JOINED
+    return _TEXT
+
+
+def _plan() -> tuple[list[tuple[int, str, bool]], list[tuple[int, str, Any]]]:
+    """The steps from a line's object to the objects holding the columns' fields (each
+    from an earlier object: its index, the field's name, whether it takes the first item
+    of a list), each walked once per row; and each column's object, field and cell kind."""
+    steps: list[tuple[int, str, bool]] = []
+    at_path: dict[str, int] = {"": 0}
+    cells = []
+    for path in CSV_COLUMNS.values():
+        *names, leaf = path.split(".")
+        message, at, walked = datasets_pb2.ExportedComment.DESCRIPTOR, 0, ""
+        for name in names:
+            field = message.fields_by_name[name]
+            walked += "." + name
+            if walked not in at_path:
+                steps.append((at, name, field.is_repeated))
+                at_path[walked] = len(steps)
+            at, message = at_path[walked], fields.held(field)
+        cells.append((at, leaf, _cell_kind(message.fields_by_name[leaf])))
+    return steps, cells
+
+
+_STEPS, _CELLS = _plan()
+
+
 def csv_row(line: dict[str, Any]) -> list[str]:
-    """One CSV row from a JSONL line's object: the comment's first message, and JSON for
-    the structured fields. Rows are made from the lines (written in C) because reading
-    the protobuf fields costs Python more than parsing their JSON."""
-    comment = line.get("comment", {})
-    messages = comment.get("messages")
-    first = messages[0] if messages else {}
-    return [
-        comment.get("uid", ""),
-        comment.get("source_id", ""),
-        comment.get("id", ""),
-        comment.get("thread_id", ""),
-        comment.get("timestamp", ""),
-        comment.get("created_at", ""),
-        first.get("subject", {}).get("text", ""),
-        first.get("body", {}).get("text", ""),
-        first.get("from", ""),
-        ";".join(first.get("to", [])),
-        _CSV_JSON.encode(comment.get("user_properties", {})),
-        _CSV_JSON.encode(line.get("annotations", {}).get("labels", {}).get("assigned", [])),
-        _CSV_JSON.encode(line.get("predictions", {}).get("labels", [])),
-    ]
+    """One CSV row (`CSV_COLUMNS`) from a JSONL line's object. Rows are made from the lines
+    (written in C) because reading the protobuf fields costs Python more than parsing
+    their JSON; one loop, no call per cell, as a row costs more than its line's parse."""
+    objects: list[Any] = [line]
+    for at, name, first in _STEPS:
+        found = objects[at]
+        found = found.get(name) if found else None
+        objects.append(found[0] if found and first else found)
+    row = []
+    for at, leaf, kind in _CELLS:
+        found = objects[at]
+        value = found.get(leaf) if found else None
+        if kind is _TEXT:
+            row.append("" if value is None else value)
+        elif kind is _JOINED:
+            row.append(";".join(value) if value else "")
+        else:
+            row.append(_CSV_JSON.encode(kind if value is None else value))
+    return row
 
 
 def _state_path(output: Path) -> Path:
@@ -152,7 +203,7 @@ def encode_page(page: datasets_pb2.StreamExportDatasetResponse, fmt: str) -> byt
 
 def _csv_header() -> bytes:
     header = io.StringIO()
-    csv.writer(header).writerow(CSV_COLUMNS)
+    csv.writer(header).writerow(list(CSV_COLUMNS))
     return header.getvalue().encode()
 
 

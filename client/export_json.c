@@ -1,18 +1,21 @@
 /* An export page's JSON lines, read straight from its protobuf bytes.
 
    `exported_lines(page)` takes a serialized StreamExportDatasetResponse (or
-   ExportDatasetResponse: both keep their ExportedComments in field 1) and answers the
-   JSONL of its comments exactly as client/records.py's `exported_lines` writes them:
-   json_format's proto3 JSON mapping with proto field names, fields in number order,
-   defaults left out, and `json.dumps(ensure_ascii=False, separators=(",", ":"))`'s
-   text. Reading each field through the protobuf objects costs Python about 100 ns a
-   field, which caps `corrigo export` far below the server's stream; here a comment
-   costs about two microseconds.
+   ExportDatasetResponse: both keep their ExportedComments in PAGE_COMMENTS_FIELD) and
+   answers the JSONL of its comments exactly as client/records.py's `exported_lines`
+   writes them: json_format's proto3 JSON mapping with proto field names, fields in number
+   order, defaults left out, Struct keys sorted, and `json.dumps(ensure_ascii=False,
+   separators=(",", ":"))`'s text. Reading each field through the protobuf objects costs
+   Python about 100 ns a field, which caps `corrigo export` far below the server's stream;
+   here a comment costs about two microseconds. Which fields each message has, and how
+   each is written, comes from export_json_tables.h, which `make gen` writes from the
+   protos.
 
    It answers None for anything it does not know to write exactly as json_format does
-   (an unknown or repeated singular field, fields out of order, a non-finite number in a
-   Struct, a time out of range, bytes that are not UTF-8): the caller then uses the
-   Python writer, whose output and errors are json_format's own. */
+   (a field the tables do not have or leave to Python, a repeated singular field, fields
+   out of order, a non-finite number in a Struct, a time out of range, bytes that are not
+   UTF-8): the caller then uses the Python writer, whose output and errors are
+   json_format's own. */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -196,8 +199,6 @@ key(Object *object, const char *quoted, size_t len)
     object->empty = 0;
     return put(object->out, quoted, len);
 }
-
-#define KEY(object, name) key((object), "\"" name "\":", sizeof("\"" name "\":") - 1)
 
 /* The length of the UTF-8 sequence starting at `p`, or 0 when it is not valid UTF-8
    (overlong, a surrogate, beyond U+10FFFF, cut short). */
@@ -484,9 +485,19 @@ value(Out *out, In in, int depth)
     }
 }
 
-/* A google.protobuf.Struct, its entries in json_format's order: the map's own order of
-   iteration, which protobuf's encoder (writing from the end of its buffer) puts in the
-   bytes last to first. */
+/* Whether Struct key `a` sorts before `b`: byte order, which for UTF-8 is the order of
+   code points (Python's order of str). */
+static int
+key_before(In a, In b)
+{
+    size_t a_len = (size_t)(a.end - a.p);
+    size_t b_len = (size_t)(b.end - b.p);
+    int order = memcmp(a.p, b.p, a_len < b_len ? a_len : b_len);
+    return order < 0 || (order == 0 && a_len < b_len);
+}
+
+/* A google.protobuf.Struct, its entries sorted by key: the map's own order (which
+   json_format keeps) is seeded per process, and exports must be byte-stable. */
 static int
 struct_object(Out *out, In in, int depth)
 {
@@ -521,70 +532,81 @@ struct_object(Out *out, In in, int depth)
                 return UNSUPPORTED;
             }
         }
-        size_t name_len = (size_t)(name.end - name.p);
-        for (int i = 0; i < count; i++) {
-            if ((size_t)(names[i].end - names[i].p) == name_len &&
-                memcmp(names[i].p, name.p, name_len) == 0) {
-                return UNSUPPORTED;
-            }
+        /* Insertion sort: a few dozen keys at most. A key met twice (the map keeps one) is
+           left to the Python writer. */
+        int at = count;
+        while (at > 0 && key_before(name, names[at - 1])) {
+            names[at] = names[at - 1];
+            items[at] = items[at - 1];
+            at--;
         }
-        names[count] = name;
-        items[count] = item;
+        if (at > 0 && !key_before(names[at - 1], name)) {
+            return UNSUPPORTED;
+        }
+        names[at] = name;
+        items[at] = item;
         count++;
     }
     TRY(PUT(out, "{"));
-    for (int i = count - 1; i >= 0; i--) {
-        TRY(string(out, names[i]));
-        TRY(PUT(out, ":"));
-        TRY(value(out, items[i], depth));
+    for (int i = 0; i < count; i++) {
         if (i > 0) {
             TRY(PUT(out, ","));
         }
+        TRY(string(out, names[i]));
+        TRY(PUT(out, ":"));
+        TRY(value(out, items[i], depth));
     }
     return PUT(out, "}");
 }
 
-/* A string field: written unless empty (proto3 leaves defaults out). */
-static int
-string_field(Object *object, const Field *field, const char *quoted, size_t len)
-{
-    TRY(expect(field, LEN));
-    if (field->bytes.p == field->bytes.end) {
-        return DONE;
-    }
-    TRY(key(object, quoted, len));
-    return string(object->out, field->bytes);
-}
+/* How a field's value is written (the generated tables name one per field). */
+typedef enum {
+    KIND_PYTHON = 0, /* not written here: the page goes to the Python writer */
+    KIND_STRING,
+    KIND_BOOL,
+    KIND_DOUBLE,
+    KIND_INT32, /* a JSON number */
+    KIND_UINT32,
+    KIND_INT64, /* a JSON string, as the proto3 mapping writes 64-bit integers */
+    KIND_UINT64,
+    KIND_MESSAGE,
+    KIND_TIMESTAMP,
+    KIND_STRUCT,
+} Kind;
 
-#define STRING_FIELD(object, field, name) \
-    string_field((object), (field), "\"" name "\":", sizeof("\"" name "\":") - 1)
+typedef struct MessageSpec MessageSpec;
+
+/* One field of a message: how it is written, whether it repeats, whether a default value
+   is still written (a field with presence), its quoted JSON key with the colon, and the
+   message type of a KIND_MESSAGE field. */
+typedef struct {
+    Kind kind;
+    int repeated;
+    int presence;
+    const char *key;
+    size_t key_len;
+    const MessageSpec *message;
+} FieldSpec;
+
+/* A message type's fields, indexed by field number. */
+struct MessageSpec {
+    const FieldSpec *fields;
+    uint32_t count;
+};
+
+#include "export_json_tables.h"
 
 /* Before an item of a repeated field: its key and `[` for the first, a comma after. */
 static int
-array_item(Object *object, uint32_t number, const char *quoted, size_t len)
+array_item(Object *object, uint32_t number, const FieldSpec *spec)
 {
     if (object->open == number) {
         return PUT(object->out, ",");
     }
-    TRY(key(object, quoted, len));
+    TRY(key(object, spec->key, spec->key_len));
     object->open = number;
     return PUT(object->out, "[");
 }
-
-#define ARRAY_ITEM(object, number, name) \
-    array_item((object), (number), "\"" name "\":", sizeof("\"" name "\":") - 1)
-
-/* An item of a repeated string field. */
-static int
-string_item(Object *object, const Field *field, const char *quoted, size_t len)
-{
-    TRY(expect(field, LEN));
-    TRY(array_item(object, field->number, quoted, len));
-    return string(object->out, field->bytes);
-}
-
-#define STRING_ITEM(object, field, name) \
-    string_item((object), (field), "\"" name "\":", sizeof("\"" name "\":") - 1)
 
 static int
 array_close(Object *object, uint32_t next)
@@ -596,14 +618,92 @@ array_close(Object *object, uint32_t next)
     return PUT(object->out, "]");
 }
 
-/* Writes one field of a message into its object, or answers UNSUPPORTED for a field it
-   does not know. */
-typedef int (*FieldWriter)(Object *object, const Field *field);
+static int message(Out *out, In in, const MessageSpec *spec);
 
-/* A message as a JSON object, each field written by `write`; `repeated` has bit n set
-   for each repeated field n. */
+/* An integer field's value from its varint: int32 and uint32 as numbers, int64 and
+   uint64 as strings. */
 static int
-message(Out *out, In in, uint32_t repeated, FieldWriter write)
+integer(Out *out, Kind kind, uint64_t value)
+{
+    char text[24];
+    int len;
+    switch (kind) {
+    case KIND_INT32:
+        len = snprintf(text, sizeof text, "%ld", (long)(int32_t)(uint32_t)value);
+        break;
+    case KIND_UINT32:
+        len = snprintf(text, sizeof text, "%lu", (unsigned long)(uint32_t)value);
+        break;
+    case KIND_INT64:
+        len = snprintf(text, sizeof text, "\"%lld\"", (long long)(int64_t)value);
+        break;
+    default:
+        len = snprintf(text, sizeof text, "\"%llu\"", (unsigned long long)value);
+        break;
+    }
+    return put(out, text, (size_t)len);
+}
+
+/* One field of a message, as its spec says; UNSUPPORTED for a field the tables leave to
+   the Python writer. */
+static int
+write_field(Object *object, const FieldSpec *spec, const Field *field)
+{
+    Out *out = object->out;
+    /* Singular only: the tables leave repeated (packed) scalars to Python. */
+    if (spec->kind == KIND_BOOL) {
+        TRY(expect(field, VARINT));
+        if (field->value == 0 && !spec->presence) {
+            return DONE;
+        }
+        TRY(key(object, spec->key, spec->key_len));
+        return field->value ? PUT(out, "true") : PUT(out, "false");
+    }
+    if (spec->kind == KIND_DOUBLE) {
+        TRY(expect(field, FIXED64));
+        double found = as_double(field->value);
+        if (!double_set(found) && !spec->presence) {
+            return DONE;
+        }
+        TRY(key(object, spec->key, spec->key_len));
+        return double_value(out, found);
+    }
+    if (spec->kind >= KIND_INT32 && spec->kind <= KIND_UINT64) {
+        TRY(expect(field, VARINT));
+        if (field->value == 0 && !spec->presence) {
+            return DONE;
+        }
+        TRY(key(object, spec->key, spec->key_len));
+        return integer(out, spec->kind, field->value);
+    }
+    if (spec->kind == KIND_PYTHON) {
+        return UNSUPPORTED;
+    }
+    TRY(expect(field, LEN));
+    if (spec->repeated) {
+        TRY(array_item(object, field->number, spec));
+    }
+    else if (spec->kind == KIND_STRING && field->bytes.p == field->bytes.end && !spec->presence) {
+        return DONE;
+    }
+    else {
+        TRY(key(object, spec->key, spec->key_len));
+    }
+    switch (spec->kind) {
+    case KIND_STRING:
+        return string(out, field->bytes);
+    case KIND_MESSAGE:
+        return message(out, field->bytes, spec->message);
+    case KIND_TIMESTAMP:
+        return timestamp(out, field->bytes);
+    default:
+        return struct_object(out, field->bytes, 1);
+    }
+}
+
+/* A message as a JSON object, each field written as its type's table says. */
+static int
+message(Out *out, In in, const MessageSpec *spec)
 {
     Object object = {out, 1, 0};
     uint32_t last = 0;
@@ -611,196 +711,16 @@ message(Out *out, In in, uint32_t repeated, FieldWriter write)
     TRY(PUT(out, "{"));
     while (in.p < in.end) {
         TRY(next_field(&in, &field));
+        if (field.number >= spec->count) {
+            return UNSUPPORTED;
+        }
+        const FieldSpec *field_spec = &spec->fields[field.number];
         TRY(array_close(&object, field.number));
-        TRY(in_order(&last, &field, field.number < 32 && (repeated >> field.number & 1)));
-        TRY(write(&object, &field));
+        TRY(in_order(&last, &field, field_spec->repeated));
+        TRY(write_field(&object, field_spec, &field));
     }
     TRY(array_close(&object, 0));
     return PUT(out, "}");
-}
-
-#define REPEATED(number) (1u << (number))
-
-/* A singular message field: its key, then the message. */
-static int
-message_field(Object *object, const Field *field, const char *quoted, size_t len,
-              uint32_t repeated, FieldWriter write)
-{
-    TRY(expect(field, LEN));
-    TRY(key(object, quoted, len));
-    return message(object->out, field->bytes, repeated, write);
-}
-
-#define MESSAGE_FIELD(object, field, name, repeated, write)                                \
-    message_field((object), (field), "\"" name "\":", sizeof("\"" name "\":") - 1, (repeated), \
-                  (write))
-
-/* A Timestamp field: its key, then the time. */
-static int
-time_field(Object *object, const Field *field, const char *quoted, size_t len)
-{
-    TRY(expect(field, LEN));
-    TRY(key(object, quoted, len));
-    return timestamp(object->out, field->bytes);
-}
-
-#define TIME_FIELD(object, field, name) \
-    time_field((object), (field), "\"" name "\":", sizeof("\"" name "\":") - 1)
-
-static int
-message_text_field(Object *object, const Field *field)
-{
-    return field->number == 1 ? STRING_FIELD(object, field, "text") : UNSUPPORTED;
-}
-
-static int
-comment_message_field(Object *object, const Field *field)
-{
-    switch (field->number) {
-    case 1:
-        return MESSAGE_FIELD(object, field, "subject", 0, message_text_field);
-    case 2:
-        return MESSAGE_FIELD(object, field, "body", 0, message_text_field);
-    case 3:
-        return STRING_FIELD(object, field, "from");
-    case 4:
-        return STRING_ITEM(object, field, "to");
-    case 5:
-        return STRING_ITEM(object, field, "cc");
-    case 6:
-        return STRING_ITEM(object, field, "bcc");
-    case 7:
-        return TIME_FIELD(object, field, "sent_at");
-    case 8:
-        return STRING_FIELD(object, field, "language");
-    default:
-        return UNSUPPORTED;
-    }
-}
-
-static int
-comment_field(Object *object, const Field *field)
-{
-    switch (field->number) {
-    case 1:
-        return STRING_FIELD(object, field, "id");
-    case 2:
-        return STRING_FIELD(object, field, "uid");
-    case 3:
-        return STRING_FIELD(object, field, "source_id");
-    case 4:
-        return TIME_FIELD(object, field, "timestamp");
-    case 5:
-        return STRING_FIELD(object, field, "thread_id");
-    case 6:
-        TRY(expect(field, LEN));
-        TRY(ARRAY_ITEM(object, 6, "messages"));
-        return message(object->out, field->bytes, REPEATED(4) | REPEATED(5) | REPEATED(6),
-                       comment_message_field);
-    case 7:
-        TRY(expect(field, LEN));
-        TRY(KEY(object, "user_properties"));
-        return struct_object(object->out, field->bytes, 1);
-    case 8:
-        return STRING_FIELD(object, field, "text_format");
-    case 9:
-        return TIME_FIELD(object, field, "created_at");
-    case 10:
-        return TIME_FIELD(object, field, "last_modified");
-    case 11:
-        return STRING_FIELD(object, field, "context");
-    case 12:
-        TRY(expect(field, VARINT));
-        if (field->value == 0) {
-            return DONE;
-        }
-        TRY(KEY(object, "has_annotations"));
-        return PUT(object->out, "true");
-    default:
-        return UNSUPPORTED;
-    }
-}
-
-static int
-label_field(Object *object, const Field *field)
-{
-    switch (field->number) {
-    case 1:
-        return STRING_FIELD(object, field, "name");
-    case 2:
-        return STRING_FIELD(object, field, "sentiment");
-    default:
-        return UNSUPPORTED;
-    }
-}
-
-static int
-assigned_labels_field(Object *object, const Field *field)
-{
-    if (field->number != 1) {
-        return UNSUPPORTED;
-    }
-    TRY(expect(field, LEN));
-    TRY(ARRAY_ITEM(object, 1, "assigned"));
-    return message(object->out, field->bytes, 0, label_field);
-}
-
-static int
-annotations_field(Object *object, const Field *field)
-{
-    if (field->number != 1) {
-        return UNSUPPORTED;
-    }
-    return MESSAGE_FIELD(object, field, "labels", REPEATED(1), assigned_labels_field);
-}
-
-static int
-predicted_label_field(Object *object, const Field *field)
-{
-    if (field->number == 1) {
-        return STRING_FIELD(object, field, "name");
-    }
-    if (field->number != 2 && field->number != 3) {
-        return UNSUPPORTED;
-    }
-    TRY(expect(field, FIXED64));
-    double found = as_double(field->value);
-    if (!double_set(found)) {
-        return DONE;
-    }
-    if (field->number == 2) {
-        TRY(KEY(object, "probability"));
-    }
-    else {
-        TRY(KEY(object, "sentiment"));
-    }
-    return double_value(object->out, found);
-}
-
-static int
-predictions_field(Object *object, const Field *field)
-{
-    if (field->number != 1) {
-        return UNSUPPORTED;
-    }
-    TRY(expect(field, LEN));
-    TRY(ARRAY_ITEM(object, 1, "labels"));
-    return message(object->out, field->bytes, 0, predicted_label_field);
-}
-
-static int
-exported_comment_field(Object *object, const Field *field)
-{
-    switch (field->number) {
-    case 1:
-        return MESSAGE_FIELD(object, field, "comment", REPEATED(6), comment_field);
-    case 2:
-        return MESSAGE_FIELD(object, field, "annotations", 0, annotations_field);
-    case 3:
-        return MESSAGE_FIELD(object, field, "predictions", REPEATED(1), predictions_field);
-    default:
-        return UNSUPPORTED;
-    }
 }
 
 static int
@@ -809,9 +729,9 @@ page_lines(Out *out, In in)
     Field field;
     while (in.p < in.end) {
         TRY(next_field(&in, &field));
-        if (field.number == 1) {
+        if (field.number == PAGE_COMMENTS_FIELD) {
             TRY(expect(&field, LEN));
-            TRY(message(out, field.bytes, 0, exported_comment_field));
+            TRY(message(out, field.bytes, EXPORTED_COMMENT));
             TRY(PUT(out, "\n"));
         }
     }

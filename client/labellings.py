@@ -13,23 +13,12 @@ from typing import Any
 from google.protobuf import json_format
 from tqdm import tqdm
 
+from corrigo.client import records
 from corrigo.client.sync import count_lines, json_lines, stream_chunks
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
-from corrigo.v1.comments_pb2 import Label
 from corrigo.v1.datasets_pb2 import LabellingUpdate
 
 DEFAULT_CHUNK = 1024
-
-
-def _labels(values: Any) -> list[Label]:
-    if not isinstance(values, list):
-        raise json_format.ParseError("expected a list of labels")
-    made = []
-    for value in values:
-        if not isinstance(value, dict) or not value.keys() <= {"name", "sentiment"}:
-            raise json_format.ParseError(f"a label is {{name, sentiment}}, got {value!r}")
-        made.append(Label(name=value.get("name", ""), sentiment=value.get("sentiment", "")))
-    return made
 
 
 def labelling_from_json(data: Any) -> LabellingUpdate:
@@ -40,17 +29,8 @@ def labelling_from_json(data: Any) -> LabellingUpdate:
     comment = data.get("comment")
     if isinstance(comment, dict):
         assigned = data.get("annotations", {}).get("labels", {}).get("assigned", [])
-        return LabellingUpdate(comment_uid=comment.get("uid", ""), assigned=_labels(assigned))
-    if not data.keys() <= {"comment_uid", "assigned", "dismissed"}:
-        return json_format.ParseDict(data, LabellingUpdate())  # its error names the field
-    uid = data.get("comment_uid", "")
-    if not isinstance(uid, str):
-        raise json_format.ParseError(f"comment_uid must be a string, got {uid!r}")
-    return LabellingUpdate(
-        comment_uid=uid,
-        assigned=_labels(data.get("assigned", [])),
-        dismissed=_labels(data.get("dismissed", [])),
-    )
+        data = {"comment_uid": comment.get("uid", ""), "assigned": assigned}
+    return records.message_from_dict(data, LabellingUpdate)
 
 
 def read_labellings(path: Path) -> Iterator[LabellingUpdate]:

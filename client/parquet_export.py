@@ -11,14 +11,17 @@ group each, and removed.
 
 from __future__ import annotations
 
+import json
+import operator
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Never
 
+from google.protobuf import descriptor
 from tqdm import tqdm
 
-from corrigo.client import records
+from corrigo.client import fields, records
 from corrigo.v1 import datasets_pb2
 from corrigo.v1.comments_pb2 import Comment
 
@@ -29,54 +32,169 @@ except ImportError:  # the extra is not installed: the command says how to get i
     pa = pq = None
 
 ROWS_PER_GROUP = 65_536
+# A row is the comment's fields, then these repeated messages of the result beside them
+# (column: the path of the field below ExportedComment).
+LISTS = {"assigned": "annotations.labels.assigned", "predictions": "predictions.labels"}
+_FD = descriptor.FieldDescriptor
+# A field's value in a row, from the message holding it.
+Get = Callable[[Any], Any]
+
+
+def _wrapper(message: descriptor.Descriptor) -> bool:
+    """A message of one field (MessageText) is stored as that field's value, null when the
+    message is absent (as the JSON tells an absent subject from an empty one)."""
+    return len(message.fields) == 1 and not message.fields[0].is_repeated
+
+
+def _scalar_type(field: descriptor.FieldDescriptor) -> Any:
+    types = {
+        _FD.TYPE_STRING: pa.string(),
+        _FD.TYPE_BOOL: pa.bool_(),
+        _FD.TYPE_DOUBLE: pa.float64(),
+        _FD.TYPE_FLOAT: pa.float32(),
+        _FD.TYPE_INT32: pa.int32(),
+        _FD.TYPE_INT64: pa.int64(),
+        _FD.TYPE_UINT32: pa.uint32(),
+        _FD.TYPE_UINT64: pa.uint64(),
+        _FD.TYPE_BYTES: pa.binary(),
+        _FD.TYPE_ENUM: pa.string(),  # the value's name
+    }
+    if field.type not in types:
+        raise records.UnsupportedField(field)
+    return types[field.type]
+
+
+def _type(field: descriptor.FieldDescriptor) -> Any:
+    """The Arrow type of a field's column, from its descriptor."""
+    kind = fields.kind(field)
+    if kind == fields.SCALAR:
+        made = _scalar_type(field)
+    elif kind == fields.TIMESTAMP:
+        made = pa.timestamp("us", tz="UTC")
+    elif kind == fields.STRUCT:
+        made = pa.string()  # its JSON object, keys sorted, as in the JSONL export
+    elif kind == fields.MESSAGE and _wrapper(held := fields.held(field)):
+        made = _type(held.fields[0])
+    elif kind == fields.MESSAGE:
+        made = pa.struct([(f.name, _type(f)) for f in held.fields])
+    else:
+        raise records.UnsupportedField(field)
+    return pa.list_(made) if field.is_repeated else made
+
+
+def _path(path: str) -> list[descriptor.FieldDescriptor]:
+    """The fields along a path below ExportedComment."""
+    message, made = datasets_pb2.ExportedComment.DESCRIPTOR, []
+    for name in path.split("."):
+        field = message.fields_by_name[name]
+        made.append(field)
+        if fields.kind(field) == fields.MESSAGE:
+            message = fields.held(field)
+    return made
+
+
+def _comment_fields() -> list[descriptor.FieldDescriptor]:
+    return list(Comment.DESCRIPTOR.fields)
 
 
 def _schema() -> Any:
-    stamp = pa.timestamp("us", tz="UTC")
-    strings = pa.list_(pa.string())
-    message = pa.struct(
-        [
-            ("subject", pa.string()),
-            ("body", pa.string()),
-            ("from", pa.string()),
-            ("to", strings),
-            ("cc", strings),
-            ("bcc", strings),
-            ("sent_at", stamp),
-            ("language", pa.string()),
-        ]
-    )
-    label = pa.struct([("name", pa.string()), ("sentiment", pa.string())])
-    predicted = pa.struct(
-        [("name", pa.string()), ("probability", pa.float64()), ("sentiment", pa.float64())]
-    )
-    return pa.schema(
-        [
-            ("uid", pa.string()),
-            ("source_id", pa.string()),
-            ("id", pa.string()),
-            ("thread_id", pa.string()),
-            ("timestamp", stamp),
-            ("created_at", stamp),
-            ("last_modified", stamp),
-            ("context", pa.string()),
-            ("text_format", pa.string()),
-            ("has_annotations", pa.bool_()),
-            ("messages", pa.list_(message)),
-            # The JSON object of the comment's typed properties, as in the JSONL export.
-            ("user_properties", pa.string()),
-            ("assigned", pa.list_(label)),
-            ("predictions", pa.list_(predicted)),
-        ]
-    )
+    columns = [(f.name, _type(f)) for f in _comment_fields()]
+    columns += [(name, _type(_path(path)[-1])) for name, path in LISTS.items()]
+    return pa.schema(columns)
 
 
-def _micros(comment: Any, field: str) -> int | None:
-    """A Timestamp field as microseconds since the epoch (None when unset)."""
-    if not comment.HasField(field):
-        return None
-    stamp = getattr(comment, field)
+def _micros(stamp: Any) -> int:
     return int(stamp.seconds * 1_000_000 + stamp.nanos // 1000)
+
+
+def _struct_text(struct: Any) -> str:
+    return records.encode(records.struct_dict(struct))
+
+
+def _one(field: descriptor.FieldDescriptor) -> Get | None:
+    """How one value of `field` becomes its cell (None: as it is)."""
+    kind = fields.kind(field)
+    if kind == fields.TIMESTAMP:
+        return _micros
+    if kind == fields.STRUCT:
+        return _struct_text
+    if kind == fields.MESSAGE:
+        return _row(fields.held(field))
+    if field.type == _FD.TYPE_ENUM and field.enum_type is not None:
+        names = {n: v.name for n, v in field.enum_type.values_by_number.items()}
+        return lambda number: names.get(number, str(number))
+    return None
+
+
+def _getter(field: descriptor.FieldDescriptor) -> Get:
+    """A field's cell from the message holding it: null for an absent message (but a
+    Struct, an empty object as in the JSONL)."""
+    name, one = field.name, _one(field)
+    if field.is_repeated:
+        return lambda m: (
+            list(getattr(m, name)) if one is None else [one(v) for v in getattr(m, name)]
+        )
+    if one is None:
+        return operator.attrgetter(name)
+    if field.has_presence and fields.kind(field) != fields.STRUCT:
+        return lambda m: one(getattr(m, name)) if m.HasField(name) else None
+    return lambda m: one(getattr(m, name))
+
+
+def _row(message: descriptor.Descriptor) -> Get:
+    """A message's cell: a dict of its fields, or a wrapper's one value."""
+    getters = [(f.name, _getter(f)) for f in message.fields]
+    if _wrapper(message):
+        return getters[0][1]
+    return lambda m: {name: get(m) for name, get in getters}
+
+
+def _put(message: Any, field: descriptor.FieldDescriptor, value: Any) -> None:
+    """Sets `field` of `message` from its cell, as `_getter` made it (None: absent)."""
+    if value is None:
+        return
+    kind = fields.kind(field)
+    target = getattr(message, field.name)
+    for item in value if field.is_repeated else [value]:
+        if kind != fields.SCALAR:
+            _put_message(target.add() if field.is_repeated else target, kind, item)
+            continue
+        if field.type == _FD.TYPE_ENUM and field.enum_type is not None:
+            item = field.enum_type.values_by_name[item].number
+        if field.is_repeated:
+            target.append(item)
+        else:
+            setattr(message, field.name, item)
+
+
+def _put_message(message: Any, kind: str, cell: Any) -> None:
+    if kind == fields.TIMESTAMP:
+        message.FromDatetime(cell)
+    elif kind == fields.STRUCT:
+        if properties := json.loads(cell):
+            message.update(properties)
+    else:
+        message.SetInParent()
+        own = message.DESCRIPTOR
+        if _wrapper(own):
+            _put(message, own.fields[0], cell)
+        else:
+            for field in own.fields:
+                _put(message, field, cell.get(field.name))
+
+
+def result_from_row(row: dict[str, Any]) -> datasets_pb2.ExportedComment:
+    """The export result a row (as pyarrow reads it back) was written from."""
+    made = datasets_pb2.ExportedComment()
+    _put_message(made.comment, fields.MESSAGE, row)
+    for column, path in LISTS.items():
+        *steps, last = _path(path)
+        holder: Any = made
+        for step in steps:
+            holder = getattr(holder, step.name)
+            holder.SetInParent()  # the server sends them with every result, empty or not
+        _put(holder, last, row[column])
+    return made
 
 
 class _Columns:
@@ -85,52 +203,22 @@ class _Columns:
     def __init__(self) -> None:
         self.rows = 0
         self.values: dict[str, list[Any]] = {name: [] for name in _schema().names}
+        self.cells = [(self.values[f.name].append, _getter(f)) for f in _comment_fields()]
+        self.lists = [
+            (name, path.split("."), _one(_path(path)[-1])) for name, path in LISTS.items()
+        ]
 
     def add_page(self, page: datasets_pb2.StreamExportDatasetResponse) -> None:
         v = self.values
         for result in page.comments:
-            comment: Comment = result.comment
-            v["uid"].append(comment.uid)
-            v["source_id"].append(comment.source_id)
-            v["id"].append(comment.id)
-            v["thread_id"].append(comment.thread_id)
-            v["timestamp"].append(_micros(comment, "timestamp"))
-            v["created_at"].append(_micros(comment, "created_at"))
-            v["last_modified"].append(_micros(comment, "last_modified"))
-            v["context"].append(comment.context)
-            v["text_format"].append(comment.text_format)
-            v["has_annotations"].append(comment.has_annotations)
-            v["messages"].append(
-                [
-                    {
-                        # Null when absent, "" when present but empty (as JSON tells).
-                        "subject": m.subject.text if m.HasField("subject") else None,
-                        "body": m.body.text if m.HasField("body") else None,
-                        "from": getattr(m, "from"),
-                        "to": list(m.to),
-                        "cc": list(m.cc),
-                        "bcc": list(m.bcc),
-                        "sent_at": _micros(m, "sent_at"),
-                        "language": m.language,
-                    }
-                    for m in comment.messages
-                ]
-            )
-            v["user_properties"].append(
-                records.encode(records.struct_dict(comment.user_properties))
-            )
-            v["assigned"].append(
-                [
-                    {"name": a.name, "sentiment": a.sentiment}
-                    for a in result.annotations.labels.assigned
-                ]
-            )
-            v["predictions"].append(
-                [
-                    {"name": p.name, "probability": p.probability, "sentiment": p.sentiment}
-                    for p in result.predictions.labels
-                ]
-            )
+            comment = result.comment
+            for append, get in self.cells:
+                append(get(comment))
+            for name, steps, one in self.lists:
+                items: Any = result
+                for step in steps:
+                    items = getattr(items, step)
+                v[name].append([one(item) for item in items] if one else list(items))
         self.rows += len(page.comments)
 
     def table(self) -> Any:

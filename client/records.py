@@ -1,36 +1,35 @@
 """Exported comments as JSON, and back, without `json_format`.
 
-`exported_lines` writes exactly `json.dumps(json_format.MessageToDict(result,
+`exported_lines` writes `json.dumps(json_format.MessageToDict(result,
 preserving_proto_field_name=True), ensure_ascii=False, separators=(",", ":"))` for each
 ExportedComment (the proto3 JSON mapping: fields in number order, defaults left out,
-timestamps as RFC 3339): it builds that dict field by field and orjson writes it,
-because the generic printer costs several times more per comment. `page_lines` writes
-the same lines in C (export_json.c) from a page's bytes where that extension is built,
-several times faster again. `struct_dict` and `timestamp_text` serve Parquet and the
-batch export too.
+timestamps as RFC 3339), but with every Struct's keys sorted, so that exports are
+byte-stable: it builds that dict from the message's descriptor (`message_writer`) and
+orjson writes it, because the generic printer costs several times more per comment.
+`page_lines` writes the same lines in C (export_json.c) from a page's bytes where that
+extension is built, several times faster again. `struct_dict` and `timestamp_text`
+serve Parquet and the batch export too.
 `comment_from_dict` is the way back for `corrigo sync` and `corrigo import`: it builds
-the message directly, and hands anything it does not recognize to `json_format` so that
-errors read as they always did.
+the message directly (`message_arguments`, from the descriptor too), and hands anything
+it does not recognize to `json_format` so that errors read as they always did.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import math
 import re
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import descriptor, json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
-from corrigo.v1.comments_pb2 import (
-    Comment,
-    CommentMessage,
-    Label,
-    PredictedLabel,
-)
+from corrigo.client import fields
+from corrigo.v1.comments_pb2 import Comment
 from corrigo.v1.datasets_pb2 import ExportedComment, StreamExportDatasetResponse
 
 _EPOCH = datetime.datetime(1970, 1, 1)
@@ -108,10 +107,11 @@ def _value(value: struct_pb2.Value, number: Number) -> Any:
 
 
 def struct_dict(struct: struct_pb2.Struct, number: Number = _plain) -> dict[str, Any]:
-    """A Struct's JSON object, its keys in the map's own order (as json_format's)."""
+    """A Struct's JSON object, its keys sorted: the map's own order of iteration (which
+    json_format keeps) is seeded per process, and exports must be byte-stable."""
     fields = struct.fields
     # Indexing the map is twice as fast as its items() view, which iterates in Python.
-    return {key: _value(fields[key], number) for key in fields}
+    return {key: _value(fields[key], number) for key in sorted(fields)}
 
 
 def _double(value: float) -> Any:
@@ -121,116 +121,134 @@ def _double(value: float) -> Any:
     return "NaN" if math.isnan(value) else ("-Infinity" if value < 0 else "Infinity")
 
 
-def _set(value: float) -> bool:
-    """Whether a proto3 double is written: anything but +0.0 (-0.0 is a set value)."""
-    return bool(value) or math.copysign(1.0, value) < 0
-
-
-def _label_dict(label: Label) -> dict[str, str]:
-    made = {}
-    if name := label.name:
-        made["name"] = name
-    if sentiment := label.sentiment:
-        made["sentiment"] = sentiment
-    return made
-
-
-def _predicted_dict(label: PredictedLabel) -> dict[str, Any]:
-    made: dict[str, Any] = {}
-    if name := label.name:
-        made["name"] = name
-    if _set(probability := label.probability):
-        made["probability"] = _double(probability)
-    if _set(sentiment := label.sentiment):
-        made["sentiment"] = _double(sentiment)
-    return made
-
-
 # JSONL lines: each result as the dict json_format would make of it, written by orjson.
-# Each field is read once (a read costs about 100 ns) and repeated strings are copied by
-# slicing, which is five times faster than list().
+# The fields come from the message's descriptor: `ListFields` (in C) answers the fields
+# json_format writes, in number order, and each is converted by its field's converter.
+
+# A field's JSON value from its Python value.
+Convert = Callable[[Any], Any]
+_FD = descriptor.FieldDescriptor
+_SAME = (
+    _FD.TYPE_STRING,
+    _FD.TYPE_BOOL,
+    _FD.TYPE_INT32,
+    _FD.TYPE_SINT32,
+    _FD.TYPE_SFIXED32,
+    _FD.TYPE_UINT32,
+    _FD.TYPE_FIXED32,
+)
+# 64-bit integers are strings in the proto3 JSON mapping.
+_TEXT = (_FD.TYPE_INT64, _FD.TYPE_SINT64, _FD.TYPE_SFIXED64, _FD.TYPE_UINT64, _FD.TYPE_FIXED64)
 
 
-def _message_dict(message: CommentMessage) -> dict[str, Any]:
-    made: dict[str, Any] = {}
-    # A text implies its part is set: HasField is asked only of empty ones.
-    if text := message.subject.text:
-        made["subject"] = {"text": text}
-    elif message.HasField("subject"):
-        made["subject"] = {}
-    if text := message.body.text:
-        made["body"] = {"text": text}
-    elif message.HasField("body"):
-        made["body"] = {}
-    if sender := getattr(message, "from"):
-        made["from"] = sender
-    if to := message.to:
-        made["to"] = to[:]
-    if cc := message.cc:
-        made["cc"] = cc[:]
-    if bcc := message.bcc:
-        made["bcc"] = bcc[:]
-    if message.HasField("sent_at"):
-        made["sent_at"] = timestamp_text(message.sent_at)
-    if language := message.language:
-        made["language"] = language
-    return made
+class UnsupportedField(TypeError):
+    """A field whose type the export's writers do not write (yet): named, so that a new
+    field of such a type fails loudly instead of leaving the export."""
+
+    def __init__(self, field: descriptor.FieldDescriptor) -> None:
+        super().__init__(f"{field.full_name}: the export cannot write fields of this type")
 
 
-def _comment_dict(comment: Comment) -> dict[str, Any]:
-    made: dict[str, Any] = {}
-    if value := comment.id:
-        made["id"] = value
-    if value := comment.uid:
-        made["uid"] = value
-    if value := comment.source_id:
-        made["source_id"] = value
-    if comment.HasField("timestamp"):
-        made["timestamp"] = timestamp_text(comment.timestamp)
-    if value := comment.thread_id:
-        made["thread_id"] = value
-    if messages := comment.messages:
-        made["messages"] = [_message_dict(m) for m in messages]
-    if comment.HasField("user_properties"):
-        made["user_properties"] = struct_dict(comment.user_properties, _exact)
-    if value := comment.text_format:
-        made["text_format"] = value
-    if comment.HasField("created_at"):
-        made["created_at"] = timestamp_text(comment.created_at)
-    if comment.HasField("last_modified"):
-        made["last_modified"] = timestamp_text(comment.last_modified)
-    if value := comment.context:
-        made["context"] = value
-    if comment.has_annotations:
-        made["has_annotations"] = True
-    return made
+def _enum_name(enum: descriptor.EnumDescriptor) -> Convert:
+    names = {number: value.name for number, value in enum.values_by_number.items()}
+    return lambda number: names.get(number, number)
 
 
-def _exported_dict(result: ExportedComment) -> dict[str, Any]:
-    made: dict[str, Any] = {}
-    if result.HasField("comment"):
-        made["comment"] = _comment_dict(result.comment)
-    if result.HasField("annotations"):
-        annotations = result.annotations
-        if not annotations.HasField("labels"):
-            made["annotations"] = {}
-        elif assigned := annotations.labels.assigned:
-            made["annotations"] = {"labels": {"assigned": [_label_dict(a) for a in assigned]}}
-        else:
-            made["annotations"] = {"labels": {}}
-    if result.HasField("predictions"):
-        if predicted := result.predictions.labels:
-            labels = [_predicted_dict(p) for p in predicted]
-            made["predictions"] = {"labels": labels}
-        else:
-            made["predictions"] = {}
-    return made
+def _bytes_text(value: bytes) -> str:
+    return base64.b64encode(value).decode()
+
+
+def _sorted_struct(struct: struct_pb2.Struct) -> dict[str, Any]:
+    return struct_dict(struct, _exact)
+
+
+def _list_value(values: struct_pb2.ListValue) -> list[Any]:
+    return [_value(item, _exact) for item in values.values]
+
+
+def _item_value(value: struct_pb2.Value) -> Any:
+    return _value(value, _exact)
+
+
+_WELL_KNOWN: dict[str, Convert] = {
+    fields.TIMESTAMP: timestamp_text,
+    fields.STRUCT: _sorted_struct,
+    fields.VALUE: _item_value,
+    fields.LIST_VALUE: _list_value,
+}
+
+
+def _one(field: descriptor.FieldDescriptor) -> Convert | None:
+    """The converter of one value of `field` (None: the value is its JSON value)."""
+    kind = fields.kind(field)
+    if kind == fields.MESSAGE:
+        return message_writer(fields.held(field))
+    if kind in _WELL_KNOWN:
+        return _WELL_KNOWN[kind]
+    if kind != fields.SCALAR:
+        raise UnsupportedField(field)  # maps, wrappers, Any, ...: none is exported yet
+    if field.type in _SAME:
+        return None
+    if field.type in _TEXT:
+        return str
+    if field.type == _FD.TYPE_DOUBLE:
+        return _double
+    if field.type == _FD.TYPE_ENUM and field.enum_type is not None:
+        return _enum_name(field.enum_type)
+    if field.type == _FD.TYPE_BYTES:
+        return _bytes_text
+    raise UnsupportedField(field)  # float: json_format's shortest float32 text
+
+
+def _converter(field: descriptor.FieldDescriptor) -> Convert | None:
+    one = _one(field)
+    if not field.is_repeated:
+        return one
+    if one is None:
+        return _copied  # slicing copies a repeated scalar five times faster than list()
+    return lambda values: [one(value) for value in values]
+
+
+def _copied(values: Any) -> list[Any]:
+    return values[:]
+
+
+_writers: dict[str, Callable[[Message], dict[str, Any]]] = {}
+
+
+def message_writer(message: descriptor.Descriptor) -> Callable[[Message], dict[str, Any]]:
+    """`json_format.MessageToDict(m, preserving_proto_field_name=True)` of messages of this
+    type, but for Struct keys (sorted, so exports are byte-stable) and doubles (written by
+    orjson as `repr` writes them); UnsupportedField names a field it cannot write."""
+    made = _writers.get(message.full_name)
+    if made is not None:
+        return made
+    # Each field's name and converter (None: the value is written as it is), by its
+    # descriptor, which upb keeps one of per field.
+    names: dict[descriptor.FieldDescriptor, str] = {}
+    converters: dict[descriptor.FieldDescriptor, Convert | None] = {}
+
+    def write(m: Message) -> dict[str, Any]:
+        return {
+            names[f]: v if (convert := converters[f]) is None else convert(v)
+            for f, v in m.ListFields()
+        }
+
+    _writers[message.full_name] = write  # before the fields: a message may hold its own type
+    for field in message.fields:
+        names[field] = field.name
+        converters[field] = _converter(field)
+    return write
+
+
+_exported_dict = message_writer(ExportedComment.DESCRIPTOR)
 
 
 def exported_lines(results: Iterable[ExportedComment]) -> bytes:
-    """`corrigo export`'s JSONL lines of `results`: each exactly
+    """`corrigo export`'s JSONL lines of `results`: each
     `json.dumps(json_format.MessageToDict(result, preserving_proto_field_name=True),
-    ensure_ascii=False, separators=(",", ":"))`, in UTF-8, and a newline."""
+    ensure_ascii=False, separators=(",", ":"))` with Struct keys sorted, in UTF-8, and a
+    newline."""
     dumps, newline = orjson.dumps, orjson.OPT_APPEND_NEWLINE
     return b"".join([dumps(_exported_dict(r), option=newline) for r in results])
 
@@ -250,9 +268,7 @@ compiled_lines = _compiled()
 def page_lines(page: StreamExportDatasetResponse) -> bytes:
     """`exported_lines(page.comments)`, written in C where the extension is built and
     knows every field the page holds: reading fields through the protobuf objects is
-    what costs Python most. The page is serialized again here, because protobuf writes
-    a map's entries in its own order of iteration (last to first), which is the order
-    json_format gives them."""
+    what costs Python most (the page, received parsed, is serialized again for it)."""
     if compiled_lines is not None:
         lines = compiled_lines(page.SerializeToString())
         if lines is not None:
@@ -283,14 +299,6 @@ class _Generic(Exception):
     """The fast path met a shape it leaves to json_format (and to its error messages)."""
 
 
-_COMMENT_STRINGS = ("id", "uid", "source_id", "thread_id", "text_format", "context")
-_COMMENT_TIMES = ("timestamp", "created_at", "last_modified")
-_COMMENT_KEYS = frozenset(
-    (*_COMMENT_STRINGS, *_COMMENT_TIMES, "messages", "user_properties", "has_annotations")
-)
-_MESSAGE_KEYS = frozenset(("subject", "body", "from", "to", "cc", "bcc", "sent_at", "language"))
-
-
 # RFC 3339 in UTC as `corrigo export` writes it; other forms take FromJsonString's way.
 _UTC_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})T([01]\d|2[0-3]):([0-5]\d):([0-5]\d)(?:\.(\d{1,9}))?Z")
 # Days since the epoch of each date met ("YYYY-MM-DD").
@@ -311,58 +319,114 @@ def _time(text: Any) -> dict[str, int]:
         days = datetime.date.fromisoformat(date).toordinal() - _EPOCH_ORDINAL
         if len(_dates) < 100_000:
             _dates[date] = days
-    fields = {"seconds": days * 86_400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds)}
+    made = {"seconds": days * 86_400 + int(hours) * 3600 + int(minutes) * 60 + int(seconds)}
     if fraction:
-        fields["nanos"] = int(fraction) * 10 ** (9 - len(fraction))
-    return fields
+        made["nanos"] = int(fraction) * 10 ** (9 - len(fraction))
+    return made
 
 
-def _message_fields(data: Any) -> dict[str, Any]:
-    """A CommentMessage's constructor arguments from its JSON object."""
-    if not isinstance(data, dict) or not data.keys() <= _MESSAGE_KEYS:
-        raise _Generic
-    for field in ("to", "cc", "bcc"):
-        values = data.get(field)
-        # The constructor would take a string for a list of its characters.
-        if values is not None and not isinstance(values, list):
+# A field's constructor argument from its JSON value; _Generic for shapes left to json_format.
+Argument = Callable[[Any], Any]
+
+
+def _checked(kind: type) -> Argument:
+    def check(value: Any) -> Any:
+        # The constructor would take a number for a boolean, a string for a list of its
+        # characters: json_format refuses those, and is left to.
+        if not isinstance(value, kind):
             raise _Generic
-    sent_at = data.get("sent_at")
-    if sent_at is None:
-        return data
-    return {**data, "sent_at": _time(sent_at)}
+        return value
+
+    return check
 
 
-def _fast_comment(data: dict[str, Any]) -> Comment:
-    """The Comment built by its constructor (in C) from the JSON object; the constructor
-    raises TypeError or ValueError for what it cannot take. Other keys (the JSON names
-    `threadId`, ..., or unknown ones) and looser inputs it would accept (a number for a
-    boolean) take json_format's way."""
-    if not data.keys() <= _COMMENT_KEYS:
-        raise _Generic
-    fields = dict(data)
-    for name in _COMMENT_TIMES:
-        value = fields.get(name)
-        if value is not None:
-            fields[name] = _time(value)
-    messages = fields.get("messages")
-    if messages is not None:
-        if not isinstance(messages, list):
+def _argument(field: descriptor.FieldDescriptor) -> Argument | None:
+    """How one JSON value of `field` becomes its constructor argument (None: as it is, the
+    constructor checks it)."""
+    kind = fields.kind(field)
+    if kind == fields.SCALAR:
+        return _checked(bool) if field.type == _FD.TYPE_BOOL else None
+    if kind == fields.MESSAGE:
+        read = message_arguments(fields.held(field))
+        return None if fields.held(field).full_name in _taken_as_they_are else read
+    if kind == fields.TIMESTAMP:
+        return _time
+    if kind == fields.STRUCT:
+        return _checked(dict)
+    return _generic
+
+
+def _generic(value: Any) -> Any:
+    raise _Generic
+
+
+def _repeated(one: Argument | None) -> Argument:
+    def items(values: Any) -> Any:
+        if not isinstance(values, list):
             raise _Generic
-        fields["messages"] = [_message_fields(m) for m in messages]
-    properties = fields.get("user_properties")
-    if properties is not None and not isinstance(properties, dict):
-        raise _Generic
-    annotated = fields.get("has_annotations")
-    if annotated is not None and not isinstance(annotated, bool):
-        raise _Generic
-    return Comment(**fields)
+        return values if one is None else [one(value) for value in values]
+
+    return items
 
 
-def comment_from_dict(data: dict[str, Any]) -> Comment:
-    """`json_format.ParseDict(data, Comment(), ignore_unknown_fields=True)`, built directly
+_readers: dict[str, Callable[[Any], dict[str, Any]]] = {}
+# The messages whose JSON objects the constructor takes as they are (no field of theirs is
+# converted or checked: the constructor refuses unknown keys and values of other types).
+_taken_as_they_are: set[str] = set()
+
+
+def message_arguments(message: descriptor.Descriptor) -> Callable[[Any], dict[str, Any]]:
+    """The constructor arguments of a message of this type from its JSON object, for the
+    shapes `corrigo export` writes (proto field names); _Generic for anything else (JSON
+    names, unknown keys, values the constructor would take and json_format would not)."""
+    made = _readers.get(message.full_name)
+    if made is not None:
+        return made
+    names: set[str] = set()
+    # The fields whose values are converted or checked; the others go as they are.
+    arguments: dict[str, Argument] = {}
+
+    def read(data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or not data.keys() <= names:
+            raise _Generic
+        made = data
+        for key, argument in arguments.items():
+            value = data.get(key)
+            if value is not None:
+                if made is data:
+                    made = dict(data)  # (the caller's object is left as it was)
+                made[key] = argument(value)
+        return made
+
+    _readers[message.full_name] = read  # before the fields: a message may hold its own type
+    for field in message.fields:
+        names.add(field.name)
+        one = _argument(field)
+        if field.is_repeated:
+            arguments[field.name] = _repeated(one)
+        elif one is not None:
+            arguments[field.name] = one
+    if not arguments:
+        _taken_as_they_are.add(message.full_name)
+    return read
+
+
+# A message class.
+Parsed = TypeVar("Parsed", bound=Message)
+
+
+def message_from_dict(
+    data: Any, message: type[Parsed], *, ignore_unknown_fields: bool = False
+) -> Parsed:
+    """`json_format.ParseDict(data, message(), ignore_unknown_fields=...)`, built directly
     for the shapes `corrigo export` writes; other shapes (and every error) go through
     json_format itself, so they parse and fail exactly as they always did."""
     try:
-        return _fast_comment(data)
+        return message(**message_arguments(fields.descriptor_of(message))(data))
     except (_Generic, ValueError, TypeError):
-        return json_format.ParseDict(data, Comment(), ignore_unknown_fields=True)
+        return json_format.ParseDict(data, message(), ignore_unknown_fields=ignore_unknown_fields)
+
+
+def comment_from_dict(data: dict[str, Any]) -> Comment:
+    """A Comment from its JSON object, fields it does not have ignored."""
+    return message_from_dict(data, Comment, ignore_unknown_fields=True)

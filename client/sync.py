@@ -26,15 +26,16 @@ import grpc
 from google.protobuf import json_format
 from tqdm import tqdm
 
-from corrigo.client import records
+from corrigo.client import fields, records
 from corrigo.client.errors import CorrigoError, UsageError
 from corrigo.v1 import datasets_pb2, sources_pb2, sources_pb2_grpc
 from corrigo.v1.comments_pb2 import Comment
 
 DEFAULT_CHUNK = 1024
 _RETRIES = 5
-# Fields the server sets: a sync ignores them, so they are neither parsed nor sent.
-SERVER_FIELDS = ("uid", "source_id", "created_at", "last_modified", "context", "has_annotations")
+# Fields the server sets (OUTPUT_ONLY in the protos): a sync ignores them, so they are
+# neither parsed nor sent.
+SERVER_FIELDS = tuple(f.name for f in fields.output_only(Comment.DESCRIPTOR))
 # A chunk of a bulk stream: a request message with a `chunk` number.
 Chunk = TypeVar("Chunk", bound=Any)
 # What one line of a JSONL file is read as.

@@ -85,6 +85,19 @@ async def model_version(
     )
 
 
+async def predicted(
+    client: AsyncClient, owner: str, dataset_name: str, predictions: list[Any]
+) -> models_pb2.ModelVersion:
+    """A new model version of the dataset holding `predictions` (CommentPredictions)."""
+    version = await model_version(client, owner, dataset_name)
+    await client.models.UploadPredictions(
+        models_pb2.UploadPredictionsRequest(
+            owner=owner, dataset=dataset_name, version=version.version, predictions=predictions
+        )
+    )
+    return version
+
+
 async def export_all(
     client: AsyncClient, request: datasets_pb2.ExportDatasetRequest
 ) -> list[datasets_pb2.ExportDatasetResponse]:

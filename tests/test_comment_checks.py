@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from corrigo.client import fields
 from corrigo.server.api.errors import InvalidArgument
 from corrigo.server.domain import comment_input
 from corrigo.v1.comments_pb2 import Comment, CommentMessage
+from tests import full_records
 
 
 def _valid() -> Comment:
@@ -80,7 +82,7 @@ def test_every_problem_is_named_by_its_field_in_field_order() -> None:
     ("change", "field", "description"),
     [
         (lambda c: c.ClearField("timestamp"), "comments[0].timestamp", "required"),
-        (lambda c: c.ClearField("messages"), "comments[0].messages", "1..64 messages required"),
+        (lambda c: c.ClearField("messages"), "comments[0].messages", "required"),
         (
             lambda c: c.user_properties.update({f"number:{i}": i for i in range(256)}),
             "comments[0].user_properties",
@@ -100,3 +102,29 @@ def test_a_whole_part_that_is_wrong_is_named_once(
     change(bad)  # type: ignore[operator]
     named = [(f, d) for f, d in _violations(bad) if f == field]
     assert len(named) == 1 and named[0][1].startswith(description), _violations(bad)
+
+
+def test_every_required_field_is_named_when_missing() -> None:
+    """The fields the protos mark REQUIRED are the ones a sync asks for."""
+    required = [f.name for f in fields.required(Comment.DESCRIPTOR)]
+    assert required == ["id", "timestamp", "messages"]
+    assert [f for f, d in _violations(Comment()) if d == "required"] == [
+        f"comments[0].{name}" for name in required
+    ]
+
+
+@pytest.mark.parametrize("unknown", [b"", b"\xa0\x06\x01"])
+def test_the_canonical_form_keeps_every_synced_field(unknown: bytes) -> None:
+    """A comment with every field set (from the descriptors), with or without a field this
+    server does not know: every field a sync writes is kept, those the server sets
+    (OUTPUT_ONLY) and the unknown one are not."""
+    sent = Comment.FromString(full_records.full_comment().SerializeToString() + unknown)
+    expected = Comment()
+    expected.CopyFrom(sent)
+    expected.DiscardUnknownFields()
+    fields.clear_output_only(expected)
+    (part,) = comment_input.checked_parts("comments", [sent], 256)
+    assert full_records.differences(expected, part[0]) == []
+    assert part[0].SerializeToString(deterministic=True) == expected.SerializeToString(
+        deterministic=True
+    )

@@ -4,20 +4,21 @@ with the JSONL export of the same dataset; an interrupted export resumes."""
 from __future__ import annotations
 
 import asyncio
-import datetime
 import json
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from google.protobuf import json_format
 
 from corrigo.client import Client, parquet_export
 from corrigo.client.export import export_to_file
 from corrigo.v1 import datasets_pb2, models_pb2
 from corrigo.v1.comments_pb2 import CommentMessage, Label, MessageText, PredictedLabel
-from corrigo.v1.datasets_pb2 import LabellingUpdate
+from corrigo.v1.datasets_pb2 import ExportedComment, LabellingUpdate
 from tests import dataset_helpers as h
+from tests import full_records
 from tests.conftest import Org
 from tests.test_cli_datasets import _BreakingStub, _Interrupted, _state
 
@@ -60,71 +61,19 @@ async def _dataset(org: Org, count: int) -> str:
             ],
         )
     )
-    version = await h.model_version(org.admin, owner, "ds")
-    await org.admin.models.UploadPredictions(
-        models_pb2.UploadPredictionsRequest(
-            owner=owner,
-            dataset="ds",
-            version=version.version,
-            predictions=[
-                models_pb2.CommentPredictions(
-                    uid=f"{src.id}.c{i}",
-                    labels=[
-                        PredictedLabel(name="A > B", probability=0.5 + i / 1000, sentiment=-0.25)
-                    ],
-                )
-                for i in range(count)
-            ],
-        )
+    await h.predicted(
+        org.admin,
+        owner,
+        "ds",
+        [
+            models_pb2.CommentPredictions(
+                uid=f"{src.id}.c{i}",
+                labels=[PredictedLabel(name="A > B", probability=0.5 + i / 1000, sentiment=-0.25)],
+            )
+            for i in range(count)
+        ],
     )
     return owner
-
-
-def _time(text: str | None) -> datetime.datetime | None:
-    return None if text is None else datetime.datetime.fromisoformat(text)
-
-
-def _expected_row(line: dict[str, Any]) -> dict[str, Any]:
-    """A JSONL line as the Parquet row of the same comment."""
-    comment = line["comment"]
-    return {
-        "uid": comment.get("uid", ""),
-        "source_id": comment.get("source_id", ""),
-        "id": comment.get("id", ""),
-        "thread_id": comment.get("thread_id", ""),
-        "timestamp": _time(comment.get("timestamp")),
-        "created_at": _time(comment.get("created_at")),
-        "last_modified": _time(comment.get("last_modified")),
-        "context": comment.get("context", ""),
-        "text_format": comment.get("text_format", ""),
-        "has_annotations": comment.get("has_annotations", False),
-        "messages": [
-            {
-                "subject": m["subject"].get("text", "") if "subject" in m else None,
-                "body": m["body"].get("text", "") if "body" in m else None,
-                "from": m.get("from", ""),
-                "to": m.get("to", []),
-                "cc": m.get("cc", []),
-                "bcc": m.get("bcc", []),
-                "sent_at": _time(m.get("sent_at")),
-                "language": m.get("language", ""),
-            }
-            for m in comment.get("messages", [])
-        ],
-        "user_properties": comment.get("user_properties", {}),
-        "assigned": [
-            {"name": a.get("name", ""), "sentiment": a.get("sentiment", "")}
-            for a in line.get("annotations", {}).get("labels", {}).get("assigned", [])
-        ],
-        "predictions": [
-            {
-                "name": p.get("name", ""),
-                "probability": p.get("probability", 0.0),
-                "sentiment": p.get("sentiment", 0.0),
-            }
-            for p in line.get("predictions", {}).get("labels", [])
-        ],
-    }
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -143,12 +92,21 @@ async def test_parquet_equals_the_jsonl_export(org: Org, tmp_path: Path) -> None
     code, _, err = await org.cli("export", f"{owner}/ds", "-o", str(table), "--format", "parquet")
     assert code == 0, err
     assert "300 comments written" in err and not _state(table)
-    expected = [_expected_row(json.loads(line)) for line in lines.read_text().splitlines()]
-    assert _rows(table) == expected
-    assert expected[0]["assigned"] and expected[1]["messages"][1]["cc"] == ["c@y.z"]
+    expected = [
+        json_format.Parse(line, ExportedComment()) for line in lines.read_text().splitlines()
+    ]
+    rows = pq.read_table(table).to_pylist()
+    # Each row reads back as its JSONL line's result; a field one of them lacks is named.
+    for line, row in zip(expected, rows, strict=True):
+        assert full_records.differences(line, parquet_export.result_from_row(row)) == []
+    # The layout: the comment's fields as columns, a message's subject as its text (None
+    # when absent), Struct keys sorted, assigned labels and predictions beside them.
+    assert rows[1]["messages"][1]["cc"] == ["c@y.z"] and rows[1]["messages"][0]["subject"] is None
+    assert rows[0]["assigned"] == [{"name": "A", "sentiment": "positive"}]
+    assert rows[0]["user_properties"] == '{"number:Priority":0.0,"string:Domain":"d0"}'
     # pandas reads it without help: one row per comment, nested columns as lists.
     frame = pq.read_table(table).to_pandas()
-    assert len(frame) == 300 and list(frame["uid"]) == [e["uid"] for e in expected]
+    assert len(frame) == 300 and list(frame["uid"]) == [e.comment.uid for e in expected]
     assert frame["predictions"][0][0]["name"] == "A > B"
 
 

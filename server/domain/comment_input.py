@@ -9,6 +9,7 @@ from collections.abc import Iterator, Sequence
 
 from google.protobuf.unknown_fields import UnknownFieldSet
 
+from corrigo.client import fields
 from corrigo.server.api.errors import InvalidArgument
 from corrigo.server.api.validation import Violations
 from corrigo.server.store.sources import MAX_SYNC
@@ -35,6 +36,11 @@ def _timestamp_ok(seconds: int, nanos: int) -> bool:
     return _MIN_SECONDS <= seconds <= _MAX_SECONDS and 0 <= nanos < 1_000_000_000
 
 
+# What the protos say the server sets (a sync ignores it) and what a sync must hold.
+_OUTPUT_ONLY = fields.output_only(Comment.DESCRIPTOR)
+_REQUIRED = fields.required(Comment.DESCRIPTOR)
+
+
 # A problem of a comment: the path of its field below the comment, and what is wrong.
 Problem = tuple[str, str]
 
@@ -58,21 +64,23 @@ _cached_property_kind = functools.lru_cache(maxsize=1024)(_property_kind)
 
 
 def _problems(comment: Comment) -> Iterator[Problem]:
-    """Every problem of a comment, in field order; the paths and descriptions are built
-    only for a problem found, so a valid comment costs a walk of its fields."""
-    if COMMENT_ID.match(comment.id) is None:
+    """Every problem of a comment: the required fields missing, then the others in field
+    order; the paths and descriptions are built only for a problem found, so a valid
+    comment costs a walk of its fields."""
+    missing = [field.name for field in _REQUIRED if not fields.is_set(comment, field)]
+    for name in missing:
+        yield f".{name}", "required"
+    if comment.id and COMMENT_ID.match(comment.id) is None:
         yield ".id", "required: 1..256 letters, digits or '-_.:=+/@'"
-    if not comment.HasField("timestamp"):
-        yield ".timestamp", "required"
-    else:
+    if comment.HasField("timestamp"):
         timestamp = comment.timestamp
         if not _timestamp_ok(timestamp.seconds, timestamp.nanos):
             yield ".timestamp", "must be a valid timestamp"
     if len(comment.thread_id) > _MAX_THREAD:
         yield ".thread_id", _too_long(comment.thread_id, _MAX_THREAD)
     messages = comment.messages
-    if not 1 <= len(messages) <= _MAX_MESSAGES:
-        yield ".messages", f"1..{_MAX_MESSAGES} messages required, got {len(messages)}"
+    if len(messages) > _MAX_MESSAGES:
+        yield ".messages", f"at most {_MAX_MESSAGES} messages, got {len(messages)}"
     else:
         for i, message in enumerate(messages):
             # A text can have no more characters than the message has bytes, and a
@@ -104,12 +112,12 @@ def _problems(comment: Comment) -> Iterator[Problem]:
                 yield f".messages[{i}].sent_at", "must be a valid timestamp"
             if len(message.language) > 35:
                 yield f".messages[{i}].language", _too_long(message.language, 35)
-    fields = comment.user_properties.fields
-    if len(fields) > _MAX_PROPERTIES:
-        yield ".user_properties", f"at most {_MAX_PROPERTIES} properties, got {len(fields)}"
+    properties = comment.user_properties.fields
+    if len(properties) > _MAX_PROPERTIES:
+        yield ".user_properties", f"at most {_MAX_PROPERTIES} properties, got {len(properties)}"
     else:
-        for key in fields:  # (the map's items() view walks it in Python: slower)
-            value = fields[key]
+        for key in properties:  # (the map's items() view walks it in Python: slower)
+            value = properties[key]
             # (A key too long to be valid is not cached: the cache keeps its keys.)
             kind = (
                 _cached_property_kind(key) if len(key) <= _MAX_PROPERTY_KEY else _property_kind(key)
@@ -140,39 +148,19 @@ def _problems(comment: Comment) -> Iterator[Problem]:
 def canonical(comment: Comment) -> Comment:
     """The synced fields of a comment, `text_format` defaulted: what a sync stores. (The
     request's own message, completed in place, when it holds nothing else.)"""
-    if not len(UnknownFieldSet(comment)):
-        if not (
-            comment.uid
-            or comment.source_id
-            or comment.context
-            or comment.has_annotations
-            or comment.HasField("created_at")
-            or comment.HasField("last_modified")
-        ):
-            if not comment.text_format:
-                comment.text_format = "plain"
-            return comment
-        # The comment less its output-only fields: a copy in C, then those cleared.
-        canonical = Comment()
-        canonical.CopyFrom(comment)
-        canonical.ClearField("uid")
-        canonical.ClearField("source_id")
-        canonical.ClearField("created_at")
-        canonical.ClearField("last_modified")
-        canonical.ClearField("context")
-        canonical.ClearField("has_annotations")
-        canonical.text_format = comment.text_format or "plain"
-        return canonical
-    # Fields this server does not know are not kept: the synced fields one by one.
-    canonical = Comment(
-        id=comment.id,
-        thread_id=comment.thread_id,
-        messages=comment.messages,
-        text_format=comment.text_format or "plain",
-    )
-    canonical.timestamp.CopyFrom(comment.timestamp)
-    if comment.HasField("user_properties"):
-        canonical.user_properties.CopyFrom(comment.user_properties)
+    if not len(UnknownFieldSet(comment)) and not any(
+        fields.is_set(comment, field) for field in _OUTPUT_ONLY
+    ):
+        if not comment.text_format:
+            comment.text_format = "plain"
+        return comment
+    # The comment less what the server sets and fields it does not know: a copy in C, then
+    # those cleared.
+    canonical = Comment()
+    canonical.CopyFrom(comment)
+    canonical.DiscardUnknownFields()
+    fields.clear_output_only(canonical)
+    canonical.text_format = comment.text_format or "plain"
     return canonical
 
 

@@ -322,6 +322,10 @@ def _upsert(rows: int) -> Sql:
     return Sql(f"INSERT INTO comment ({_SYNC_COLUMNS}) VALUES {_marks(rows, 7)}{_UPSERT_TAIL}")
 
 
+# The field numbers of what a sync stores beside the synced fields (the server's).
+_NUMBERS = {f.name: f.number for f in CommentProto.DESCRIPTOR.fields}
+
+
 class _Bodies:
     """The stored answers of one sync: each the synced fields (serialized) followed by
     the server's, written as wire fields (the same message as setting them and
@@ -330,18 +334,20 @@ class _Bodies:
     def __init__(self, source_hex: str, now_us: int) -> None:
         self.uid_prefix = source_hex + "."
         self.now_us = now_us
-        self.created_now = wire.field(9, _timestamp(now_us))
-        # source_id (3), and last_modified (10) and context (11): the sync's time.
-        self.source = wire.field(3, source_hex.encode())
-        self.modified = wire.field(10, _timestamp(now_us)) + wire.field(
-            11, str(now_us // 1000).encode()
+        self.created_now = wire.field(_NUMBERS["created_at"], _timestamp(now_us))
+        # source_id, and last_modified and context: the sync's time.
+        self.source = wire.field(_NUMBERS["source_id"], source_hex.encode())
+        self.modified = wire.field(_NUMBERS["last_modified"], _timestamp(now_us)) + wire.field(
+            _NUMBERS["context"], str(now_us // 1000).encode()
         )
 
     def body(self, synced: bytes, comment_id: str, created_us: int) -> bytes:
         created = (
-            self.created_now if created_us == self.now_us else wire.field(9, _timestamp(created_us))
+            self.created_now
+            if created_us == self.now_us
+            else wire.field(_NUMBERS["created_at"], _timestamp(created_us))
         )
-        uid = wire.field(2, (self.uid_prefix + comment_id).encode())
+        uid = wire.field(_NUMBERS["uid"], (self.uid_prefix + comment_id).encode())
         return b"".join((synced, uid, self.source, created, self.modified))
 
 

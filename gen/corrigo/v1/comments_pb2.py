@@ -22,11 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63orrigo/v1/comments.proto\x12\ncorrigo.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf9\x02\n\x07\x43omment\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0b\n\x03uid\x18\x02 \x01(\t\x12\x11\n\tsource_id\x18\x03 \x01(\t\x12-\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tthread_id\x18\x05 \x01(\t\x12,\n\x08messages\x18\x06 \x03(\x0b\x32\x1a.corrigo.v1.CommentMessage\x12\x30\n\x0fuser_properties\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btext_format\x18\x08 \x01(\t\x12.\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\rlast_modified\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07\x63ontext\x18\x0b \x01(\t\x12\x17\n\x0fhas_annotations\x18\x0c \x01(\x08\"\xd3\x01\n\x0e\x43ommentMessage\x12(\n\x07subject\x18\x01 \x01(\x0b\x32\x17.corrigo.v1.MessageText\x12%\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x17.corrigo.v1.MessageText\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\n\n\x02to\x18\x04 \x03(\t\x12\n\n\x02\x63\x63\x18\x05 \x03(\t\x12\x0b\n\x03\x62\x63\x63\x18\x06 \x03(\t\x12+\n\x07sent_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08language\x18\x08 \x01(\t\"\x1b\n\x0bMessageText\x12\x0c\n\x04text\x18\x01 \x01(\t\"(\n\x05Label\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tsentiment\x18\x02 \x01(\t\"5\n\x0e\x41ssignedLabels\x12#\n\x08\x61ssigned\x18\x01 \x03(\x0b\x32\x11.corrigo.v1.Label\"9\n\x0b\x41nnotations\x12*\n\x06labels\x18\x01 \x01(\x0b\x32\x1a.corrigo.v1.AssignedLabels\"F\n\x0ePredictedLabel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\x12\x11\n\tsentiment\x18\x03 \x01(\x01\"9\n\x0bPredictions\x12*\n\x06labels\x18\x01 \x03(\x0b\x32\x1a.corrigo.v1.PredictedLabelB8Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x63orrigo/v1/comments.proto\x12\ncorrigo.v1\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaf\x03\n\x07\x43omment\x12\x10\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02\x12\x11\n\x03uid\x18\x02 \x01(\tB\x04\xe2\x41\x01\x03\x12\x17\n\tsource_id\x18\x03 \x01(\tB\x04\xe2\x41\x01\x03\x12\x33\n\ttimestamp\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x02\x12\x11\n\tthread_id\x18\x05 \x01(\t\x12\x32\n\x08messages\x18\x06 \x03(\x0b\x32\x1a.corrigo.v1.CommentMessageB\x04\xe2\x41\x01\x02\x12\x30\n\x0fuser_properties\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x13\n\x0btext_format\x18\x08 \x01(\t\x12\x34\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x37\n\rlast_modified\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampB\x04\xe2\x41\x01\x03\x12\x15\n\x07\x63ontext\x18\x0b \x01(\tB\x04\xe2\x41\x01\x03\x12\x1d\n\x0fhas_annotations\x18\x0c \x01(\x08\x42\x04\xe2\x41\x01\x03\"\xd3\x01\n\x0e\x43ommentMessage\x12(\n\x07subject\x18\x01 \x01(\x0b\x32\x17.corrigo.v1.MessageText\x12%\n\x04\x62ody\x18\x02 \x01(\x0b\x32\x17.corrigo.v1.MessageText\x12\x0c\n\x04\x66rom\x18\x03 \x01(\t\x12\n\n\x02to\x18\x04 \x03(\t\x12\n\n\x02\x63\x63\x18\x05 \x03(\t\x12\x0b\n\x03\x62\x63\x63\x18\x06 \x03(\t\x12+\n\x07sent_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08language\x18\x08 \x01(\t\"\x1b\n\x0bMessageText\x12\x0c\n\x04text\x18\x01 \x01(\t\"(\n\x05Label\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tsentiment\x18\x02 \x01(\t\"5\n\x0e\x41ssignedLabels\x12#\n\x08\x61ssigned\x18\x01 \x03(\x0b\x32\x11.corrigo.v1.Label\"9\n\x0b\x41nnotations\x12*\n\x06labels\x18\x01 \x01(\x0b\x32\x1a.corrigo.v1.AssignedLabels\"F\n\x0ePredictedLabel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0bprobability\x18\x02 \x01(\x01\x12\x11\n\tsentiment\x18\x03 \x01(\x01\"9\n\x0bPredictions\x12*\n\x06labels\x18\x01 \x03(\x0b\x32\x1a.corrigo.v1.PredictedLabelB8Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,20 +35,38 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'corrigo.v1.comments_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1'
-  _globals['_COMMENT']._serialized_start=105
-  _globals['_COMMENT']._serialized_end=482
-  _globals['_COMMENTMESSAGE']._serialized_start=485
-  _globals['_COMMENTMESSAGE']._serialized_end=696
-  _globals['_MESSAGETEXT']._serialized_start=698
-  _globals['_MESSAGETEXT']._serialized_end=725
-  _globals['_LABEL']._serialized_start=727
-  _globals['_LABEL']._serialized_end=767
-  _globals['_ASSIGNEDLABELS']._serialized_start=769
-  _globals['_ASSIGNEDLABELS']._serialized_end=822
-  _globals['_ANNOTATIONS']._serialized_start=824
-  _globals['_ANNOTATIONS']._serialized_end=881
-  _globals['_PREDICTEDLABEL']._serialized_start=883
-  _globals['_PREDICTEDLABEL']._serialized_end=953
-  _globals['_PREDICTIONS']._serialized_start=955
-  _globals['_PREDICTIONS']._serialized_end=1012
+  _globals['_COMMENT'].fields_by_name['id']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_COMMENT'].fields_by_name['uid']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['uid']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['source_id']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['source_id']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['timestamp']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['timestamp']._serialized_options = b'\342A\001\002'
+  _globals['_COMMENT'].fields_by_name['messages']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['messages']._serialized_options = b'\342A\001\002'
+  _globals['_COMMENT'].fields_by_name['created_at']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['created_at']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['last_modified']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['last_modified']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['context']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['context']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT'].fields_by_name['has_annotations']._loaded_options = None
+  _globals['_COMMENT'].fields_by_name['has_annotations']._serialized_options = b'\342A\001\003'
+  _globals['_COMMENT']._serialized_start=138
+  _globals['_COMMENT']._serialized_end=569
+  _globals['_COMMENTMESSAGE']._serialized_start=572
+  _globals['_COMMENTMESSAGE']._serialized_end=783
+  _globals['_MESSAGETEXT']._serialized_start=785
+  _globals['_MESSAGETEXT']._serialized_end=812
+  _globals['_LABEL']._serialized_start=814
+  _globals['_LABEL']._serialized_end=854
+  _globals['_ASSIGNEDLABELS']._serialized_start=856
+  _globals['_ASSIGNEDLABELS']._serialized_end=909
+  _globals['_ANNOTATIONS']._serialized_start=911
+  _globals['_ANNOTATIONS']._serialized_end=968
+  _globals['_PREDICTEDLABEL']._serialized_start=970
+  _globals['_PREDICTEDLABEL']._serialized_end=1040
+  _globals['_PREDICTIONS']._serialized_start=1042
+  _globals['_PREDICTIONS']._serialized_end=1099
 # @@protoc_insertion_point(module_scope)

@@ -46,20 +46,18 @@ class Comment(_message.Message):
     letters, digits and `-_.:=+/@`, no spaces.
     """
     uid: _builtins.str
-    """`source_id.id`: unique across sources (output only)."""
+    """`source_id.id`: unique across sources."""
     source_id: _builtins.str
-    """The 16-hex-character id of the comment's source (output only)."""
+    """The 16-hex-character id of the comment's source."""
     thread_id: _builtins.str
     """Groups the comments of one conversation thread; at most 256 characters."""
     text_format: _builtins.str
     """How message texts are written: `plain` (default on sync) or `markdown`."""
     context: _builtins.str
-    """The comment's version: last_modified in milliseconds since the epoch, as a string
-    (output only).
-    """
+    """The comment's version: last_modified in milliseconds since the epoch, as a string."""
     has_annotations: _builtins.bool
     """Whether the comment has assigned or dismissed labels in the dataset it is exported
-    from (output only; false outside an export).
+    from (false outside an export).
     """
     @_builtins.property
     def timestamp(self) -> _timestamp_pb2.Timestamp:
@@ -80,11 +78,11 @@ class Comment(_message.Message):
 
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
-        """When the comment was first synced (output only; never changes)."""
+        """When the comment was first synced (never changes)."""
 
     @_builtins.property
     def last_modified(self) -> _timestamp_pb2.Timestamp:
-        """When a sync last changed the comment (output only)."""
+        """When a sync last changed the comment."""
 
     def __init__(
         self,

@@ -415,7 +415,7 @@ def test_migration_0032_keeps_rows_counters_and_cascades(
         mh.dataset(db, f"d{i}", f"fedcba987654321{i}", id=i)
         mh.insert(db, "dataset_source", dataset_id=i, source_id=1, position=0)
     db.execute_sql("DELETE FROM dataset WHERE id = 2")
-    assert runner.up() == ["0032_deferred_deletes"]
+    assert runner.up(target="0032_deferred_deletes") == ["0032_deferred_deletes"]
 
     rows = db.execute_sql("SELECT id, project_id FROM dataset").fetchall()
     assert [tuple(r) for r in rows] == [(1, 1)]

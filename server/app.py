@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,7 +118,7 @@ class CorrigoServer:
             ("grpc.so_reuseport", 1 if config.workers > 1 else 0),
         ]
         server = grpc.aio.server(
-            interceptors=interceptors(measured),
+            interceptors=interceptors(measured, os.getpid() if config.workers > 1 else None),
             options=options,
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )

@@ -33,9 +33,9 @@ async def test_a_claimed_port_admits_workers_and_no_other_server() -> None:
     with port_claim.claim("127.0.0.1:0") as listen:
         host, port = config.split_listen(listen)
         assert host == "127.0.0.1" and port > 0
-        with pytest.raises(config.ConfigError, match=f"cannot listen on {listen} \\(in use"):
-            with port_claim.claim(listen):
-                pass
+        taken = f"cannot listen on {listen} \\(in use"
+        with pytest.raises(config.ConfigError, match=taken), port_claim.claim(listen):
+            pass
         lone = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
         with pytest.raises(RuntimeError):
             lone.add_insecure_port(listen)
@@ -43,9 +43,8 @@ async def test_a_claimed_port_admits_workers_and_no_other_server() -> None:
         assert worker.add_insecure_port(listen) == port
         await worker.start()
         # A listening worker keeps the port taken for any other server's check too.
-        with pytest.raises(config.ConfigError):
-            with port_claim.claim(listen):
-                pass
+        with pytest.raises(config.ConfigError), port_claim.claim(listen):
+            pass
         await worker.stop(None)
 
 
@@ -59,7 +58,16 @@ async def test_workers_whose_pools_cannot_fit_are_refused_before_any_starts(
         await sizing.check(config.Config(database_url=db_url, workers=64, db_pool_size=10_000))
         return
     refused = corrigo(
-        "serve", "--listen", "127.0.0.1:0", "--workers", "4", "--db-pool-size", "100000", "--database", db_url, timeout=60
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "4",
+        "--db-pool-size",
+        "100000",
+        "--database",
+        db_url,
+        timeout=60,
     )
     assert refused.returncode != 0
     assert (

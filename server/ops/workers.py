@@ -181,13 +181,13 @@ class _Supervisor:
         """Wait for a worker to serve or die, a restart to fall due, or a signal."""
         now = time.monotonic()
         dues = [slot.due for slot in self.slots if slot.due is not None]
-        waited: list[object] = [woken]
+        waited: list[Connection | socket.socket | int] = [woken]
         for slot in self.slots:
             if slot.process is not None:
                 waited.append(slot.process.sentinel)
             if slot.ready is not None:
                 waited.append(slot.ready)
-        wait(waited, timeout=max(0.0, min(dues) - now) if dues else None)  # type: ignore[arg-type]
+        wait(waited, timeout=max(0.0, min(dues) - now) if dues else None)
         _drain(woken)
         now = time.monotonic()
         for slot in self.slots:

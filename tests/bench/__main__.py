@@ -101,7 +101,9 @@ def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> d
         figures["metrics_calls"] = overhead.calls
         figures["metrics_counted_calls"] = overhead.counted
 
-        print(f"[{name}] --workers 1 and --workers 2: 4 exports at once, GetDataset ...", flush=True)
+        print(
+            f"[{name}] --workers 1 and --workers 2: 4 exports at once, GetDataset ...", flush=True
+        )
         scaling = workers.scaling(prepared, url, sizes)
         for key, runs in (("export", scaling.export_cps), ("get_dataset", scaling.get_dataset_qps)):
             unit = "cps" if key == "export" else "qps"

@@ -88,9 +88,9 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "same comments, none missing or repeated; all writes present; numbers 1..N gap-free",
     ),
     "workers": (
-        "`--workers 2`: {channels} channels; a worker SIGKILLed ({kills}) while {calls_during_kill} "
-        "calls ran on the other; SIGTERM with a write in flight on each; the sweep over an "
-        "interval",
+        "`--workers 2`: {channels} channels; a worker SIGKILLed ({kills}) while "
+        "{calls_during_kill} calls ran on the other; SIGTERM with a write in flight on "
+        "each; the sweep over an interval",
         "every channel on one worker, both reached; the killed worker replaced, 0 failed "
         "calls on the other; {drained} in-flight writes finished and both drained; "
         "{sweeps} sweeps, each by one worker",

@@ -73,7 +73,10 @@ def test_two_workers_answer_on_one_port_and_one_scrape_shows_both(
     server = Workers(
         scratch_db, tmp_path / "workers.log", "--metrics-listen", f"127.0.0.1:{metrics_port}"
     )
-    checks = '{grpc_code="OK",grpc_method="Check",grpc_service="grpc.health.v1.Health",grpc_type="unary"}'
+    checks = (
+        '{grpc_code="OK",grpc_method="Check",grpc_service="grpc.health.v1.Health",'
+        'grpc_type="unary"}'
+    )
     try:
         before = _value(_scrape(metrics_port), f"grpc_server_handled_total{checks}")
         channels = [

@@ -23,6 +23,7 @@ import shutil
 import signal
 import socket
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
@@ -79,14 +80,25 @@ def _metrics_directory(config: Config) -> Iterator[str | None]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _work(config: Config, ready: Connection) -> None:
-    """A worker's whole life: a server on the claimed address that says when it serves."""
+def _work(config: Config, ready: Connection, lifeline: Connection) -> None:
+    """A worker's whole life: a server on the claimed address that says when it serves,
+    and stops as on SIGTERM when the supervisor is gone (`lifeline` ends)."""
     logs.configure(config.log_level, config.log_format, worker=True)
+    threading.Thread(target=_stop_when_ended, args=(lifeline,), daemon=True).start()
     try:
         asyncio.run(app.serve(config, started=lambda: ready.send(os.getpid())))
     except ConfigError as error:
         log.error("%s", error)
         raise SystemExit(2) from None
+
+
+def _stop_when_ended(lifeline: Connection) -> None:
+    """Wait for the supervisor's end of `lifeline` to close (it never writes), then stop
+    this worker gracefully: a supervisor killed outright leaves no worker behind."""
+    with contextlib.suppress(EOFError, OSError):
+        lifeline.recv_bytes()
+    log.warning("the supervisor is gone: stopping")
+    os.kill(os.getpid(), signal.SIGTERM)
 
 
 @dataclasses.dataclass
@@ -109,6 +121,8 @@ class _Supervisor:
         self.slots = [_Slot(number) for number in range(1, config.workers + 1)]
         self.stop_signal: int | None = None
         self.exit_status = 0
+        # Held open for the supervisor's life; workers watch the other end.
+        self.lifeline, self.held = self.context.Pipe(duplex=False)
 
     def run(self) -> int:
         wake, woken = socket.socketpair()
@@ -140,7 +154,9 @@ class _Supervisor:
     def _start(self, slot: _Slot) -> None:
         receiving, sending = self.context.Pipe(duplex=False)
         process = self.context.Process(
-            target=_work, args=(self.config, sending), name=f"corrigo-worker-{slot.number}"
+            target=_work,
+            args=(self.config, sending, self.lifeline),
+            name=f"corrigo-worker-{slot.number}",
         )
         process.start()
         sending.close()

@@ -48,6 +48,17 @@ class Workers(ServerProcess):
         raise AssertionError(f"{count} workers not serving after {timeout}s:\n{self.log()}")
 
 
+def _served(url: str, tmp_path: Path) -> tuple[Workers, str, tuple[tuple[str, str], ...]]:
+    """Two workers on a database with an organization: its name and its admin's metadata."""
+    org = f"wk-{uuid.uuid4().hex[:8]}"
+    token = bootstrap(url, org, f"admin@{org}.test")
+    return Workers(url, tmp_path / "workers.log"), org, (("authorization", f"Bearer {token}"),)
+
+
+def _channels(target: str) -> list[grpc.Channel]:
+    return [grpc.insecure_channel(target, options=OWN_CONNECTION) for _ in range(CHANNELS)]
+
+
 def _answering(channel: grpc.Channel) -> int:
     """The pid of the worker that answered a health check on `channel`."""
     _, call = health_pb2_grpc.HealthStub(channel).Check.with_call(
@@ -79,9 +90,7 @@ def test_two_workers_answer_on_one_port_and_one_scrape_shows_both(
     )
     try:
         before = _value(_scrape(metrics_port), f"grpc_server_handled_total{checks}")
-        channels = [
-            grpc.insecure_channel(server.target, options=OWN_CONNECTION) for _ in range(CHANNELS)
-        ]
+        channels = _channels(server.target)
         answered = [[_answering(channel) for _ in range(3)] for channel in channels]
         for channel in channels:
             channel.close()
@@ -101,13 +110,8 @@ def test_two_workers_answer_on_one_port_and_one_scrape_shows_both(
 def test_a_killed_worker_is_replaced_and_the_other_fails_no_call(
     scratch_db: str, tmp_path: Path, backend: str
 ) -> None:
-    org = f"wk-{uuid.uuid4().hex[:8]}"
-    token = bootstrap(scratch_db, org, f"admin@{org}.test")
-    server = Workers(scratch_db, tmp_path / "workers.log")
-    auth = (("authorization", f"Bearer {token}"),)
-    channels = [
-        grpc.insecure_channel(server.target, options=OWN_CONNECTION) for _ in range(CHANNELS)
-    ]
+    server, org, auth = _served(scratch_db, tmp_path)
+    channels = _channels(server.target)
     try:
         by_worker: dict[int, list[grpc.Channel]] = {}
         for channel in channels:
@@ -142,9 +146,7 @@ def test_a_killed_worker_is_replaced_and_the_other_fails_no_call(
         assert replacement not in (killed, survivor)
         # The killed worker's channels reconnect, to the survivor or the replacement.
         assert {_answering(channel) for channel in by_worker[killed]} <= {survivor, replacement}
-        fresh = [
-            grpc.insecure_channel(server.target, options=OWN_CONNECTION) for _ in range(CHANNELS)
-        ]
+        fresh = _channels(server.target)
         assert {_answering(channel) for channel in fresh} == {survivor, replacement}
         channels += fresh
         assert f"(pid {killed}) exited with status -9" in server.log()
@@ -156,13 +158,8 @@ def test_a_killed_worker_is_replaced_and_the_other_fails_no_call(
 
 
 def test_sigterm_drains_both_workers(scratch_db: str, tmp_path: Path, backend: str) -> None:
-    org = f"wk-{uuid.uuid4().hex[:8]}"
-    token = bootstrap(scratch_db, org, f"admin@{org}.test")
-    server = Workers(scratch_db, tmp_path / "workers.log")
-    auth = (("authorization", f"Bearer {token}"),)
-    channels = [
-        grpc.insecure_channel(server.target, options=OWN_CONNECTION) for _ in range(CHANNELS)
-    ]
+    server, _, auth = _served(scratch_db, tmp_path)
+    channels = _channels(server.target)
     try:
         one_each = {_answering(channel): channel for channel in channels}
         assert one_each.keys() == set(server.pids)
@@ -238,11 +235,29 @@ def test_a_second_server_on_the_port_of_workers_fails_at_once(
             assert f"cannot listen on {server.target} (in use" in second.stderr
             assert time.monotonic() - started < 30
         # Still the first server's two workers, and only them.
-        channels = [
-            grpc.insecure_channel(server.target, options=OWN_CONNECTION) for _ in range(CHANNELS)
-        ]
+        channels = _channels(server.target)
         assert {_answering(channel) for channel in channels} == set(server.pids)
         for channel in channels:
             channel.close()
     finally:
         assert server.stop() == 0
+
+
+def test_workers_of_a_killed_supervisor_drain_and_end(
+    scratch_db: str, tmp_path: Path, backend: str
+) -> None:
+    server = Workers(scratch_db, tmp_path / "workers.log")
+    try:
+        server.process.kill()
+        deadline = time.monotonic() + 60
+        while any(Path(f"/proc/{pid}").exists() for pid in server.pids):
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.2)
+        log = server.log()
+        for pid in server.pids:
+            assert f"worker={pid} the supervisor is gone: stopping" in log.replace(
+                "corrigo.workers ", ""
+            )
+            assert f"worker={pid} stopped" in log
+    finally:
+        server.stop()

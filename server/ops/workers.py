@@ -83,6 +83,8 @@ def _metrics_directory(config: Config) -> Iterator[str | None]:
 def _work(config: Config, ready: Connection, lifeline: Connection) -> None:
     """A worker's whole life: a server on the claimed address that says when it serves,
     and stops as on SIGTERM when the supervisor is gone (`lifeline` ends)."""
+    # Ctrl-C reaches the whole process group: the supervisor passes it on as SIGTERM.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logs.configure(config.log_level, config.log_format, worker=True)
     threading.Thread(target=_stop_when_ended, args=(lifeline,), daemon=True).start()
     try:

@@ -74,7 +74,7 @@ def test_migration_keeps_rows_and_references_and_never_reuses_ids(
     runner = Runner(db, str(MIGRATIONS))
     runner.up(target="0030_move_clock")
     _world(db)
-    assert runner.up() == ["0031_ids_never_reused"]
+    assert runner.up(target="0031_ids_never_reused") == ["0031_ids_never_reused"]
 
     assert _rows(db, "SELECT id, name FROM dataset ORDER BY id") == [(1, "d1"), (2, "d2")]
     assert _rows(db, "SELECT dataset_id, source_id FROM dataset_source ORDER BY dataset_id") == [

@@ -215,7 +215,9 @@ def test_the_sweep_runs_on_one_worker_at_a_time(
         time.sleep(3)
         assert _value(_scrape(metrics_port), "corrigo_background_sweeps_total") == 2
         sweepers = re.findall(r"worker=(\d+) sweeping correction sessions", server.log())
-        assert sweepers == [str(server.pids[0])] * 2
+        # Both by the worker that took the lease first (the first to start, as a rule).
+        assert len(sweepers) == 2 and len(set(sweepers)) == 1
+        assert int(sweepers[0]) in server.pids
     finally:
         assert server.stop() == 0
     report.record("workers", backend, sweeps=2)

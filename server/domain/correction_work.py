@@ -182,6 +182,8 @@ async def _sweeping() -> None:
             if await leases.take(SWEEP_LEASE, replica(), _SWEEP_PERIOD):
                 log.debug("sweeping correction sessions")
                 await sweep()
+        except (DeadlineExceeded, Unavailable) as error:
+            log.info("sweep skipped, the database is busy or away: %s", error.message)
         except Exception:
             log.exception("sweeping correction sessions failed")
         if await work.pause(SWEEP_INTERVAL):

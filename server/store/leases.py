@@ -8,7 +8,12 @@ import datetime
 
 import peewee
 
+from corrigo.server.store import connections
 from corrigo.server.store.database import BaseModel, database, utcnow
+
+# A lease is a one-row write: when another process holds the database's write lock it
+# gives up this soon (DeadlineExceeded) rather than hold a write connection while it waits.
+STATEMENT_SECONDS = 1.0
 
 
 class WorkLease(BaseModel):
@@ -21,12 +26,13 @@ async def take(name: str, owner: str, period: datetime.timedelta) -> bool:
     """Lease `name` to `owner` for `period` when no other server holds a live lease on it
     (renewing it when `owner` holds it); whether `owner` holds it now."""
     now = utcnow()
-    taken = await database.aexecute(
-        WorkLease.update(owner=owner, until=now + period).where(
-            WorkLease.name == name,
-            WorkLease.owner.is_null() | (WorkLease.owner == owner) | (WorkLease.until < now),
+    with connections.limited(STATEMENT_SECONDS):
+        taken = await database.aexecute(
+            WorkLease.update(owner=owner, until=now + period).where(
+                WorkLease.name == name,
+                WorkLease.owner.is_null() | (WorkLease.owner == owner) | (WorkLease.until < now),
+            )
         )
-    )
     return bool(taken)
 
 

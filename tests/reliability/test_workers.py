@@ -33,7 +33,9 @@ class Workers(ServerProcess):
     """`corrigo serve --workers 2`, waited on until both workers serve."""
 
     def __init__(self, url: str, log: Path, *extra: str) -> None:
-        super().__init__(url, log, extra=["--workers", "2", *extra])
+        # Small pools: the supervisor refuses to start when PostgreSQL (shared by other
+        # tests) has fewer free connections than the workers' pools.
+        super().__init__(url, log, extra=["--workers", "2", "--db-pool-size", "4", *extra])
         self.wait_serving()
         self.pids = self.wait_workers(2)
 

@@ -57,6 +57,10 @@ def _serve(args: argparse.Namespace) -> int:
     settings = config.from_arguments(args)
     logs.configure(settings.log_level, settings.log_format)
     try:
+        if settings.workers > 1:
+            from corrigo.server.ops import workers
+
+            return workers.supervise(settings)
         asyncio.run(app.serve(settings))
     except config.ConfigError as err:
         raise UsageError(str(err)) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -121,16 +122,19 @@ class CorrigoServer:
         if config.metrics_listen:
             kind = "postgresql" if database.is_postgres(config.database_url) else "sqlite"
             measured = metrics.Metrics(kind)
-            metrics_port = measured.serve(*split_listen(config.metrics_listen))
             metrics.activate(measured)
-            log.info("metrics on port %d at /metrics", metrics_port)
+            # Workers count into the files the supervisor serves (server/ops/workers.py).
+            if config.workers == 1:
+                metrics_port = measured.serve(*split_listen(config.metrics_listen))
+                log.info("metrics on port %d at /metrics", metrics_port)
         options = [
             ("grpc.max_receive_message_length", config.max_message_bytes),
             ("grpc.max_send_message_length", config.max_message_bytes),
-            ("grpc.so_reuseport", 0),
+            # Workers share the port the supervisor claimed; a lone server owns its port.
+            ("grpc.so_reuseport", 1 if config.workers > 1 else 0),
         ]
         server = grpc.aio.server(
-            interceptors=interceptors(measured),
+            interceptors=interceptors(measured, os.getpid() if config.workers > 1 else None),
             options=options,
             maximum_concurrent_rpcs=config.max_concurrent_rpcs,
         )
@@ -236,10 +240,13 @@ async def _follow_database(
             await health_servicer.set(name, status)
 
 
-async def serve(config: Config) -> None:
-    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+async def serve(config: Config, started: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully; `started` is called once
+    the server answers."""
     memory.give_back_large_blocks()
     running = await CorrigoServer.start(config)
+    if started is not None:
+        started()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

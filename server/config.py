@@ -19,6 +19,16 @@ DEFAULT_STATEMENT_TIMEOUT = 30.0
 DEFAULT_DB_POOL_SIZE = 16
 
 
+def workers(value: str) -> int:
+    """An argparse type: a number of server processes, or `auto` for the cores this
+    process may run on."""
+    if value == "auto":
+        return len(os.sched_getaffinity(0))
+    if value.isdigit() and int(value) >= 1:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"{value!r} is not a number of workers: use N >= 1 or auto")
+
+
 class ConfigError(Exception):
     """The server cannot start as configured (an address it cannot listen on, TLS files it
     cannot read); the message says what to change."""
@@ -49,6 +59,8 @@ class Config:
     readiness_interval: float = DEFAULT_READINESS_INTERVAL
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
     db_pool_size: int = DEFAULT_DB_POOL_SIZE
+    # Server processes on `listen` (server/ops/workers.py); 1 runs no supervisor.
+    workers: int = 1
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -129,6 +141,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "one writer and N-1 readers (env CORRIGO_DB_POOL_SIZE; default %(default)s)",
     )
     parser.add_argument(
+        "--workers",
+        type=workers,
+        default=_env("WORKERS", "1"),
+        metavar="N",
+        help="server processes answering on --listen, watched by one supervisor; auto: one "
+        "per core this process may use (env CORRIGO_WORKERS; default %(default)s)",
+    )
+    parser.add_argument(
         "--readiness-interval",
         type=float,
         default=_env("READINESS_INTERVAL", str(DEFAULT_READINESS_INTERVAL)),
@@ -183,4 +203,5 @@ def from_arguments(args: argparse.Namespace) -> Config:
         readiness_interval=args.readiness_interval,
         statement_timeout=args.statement_timeout,
         db_pool_size=args.db_pool_size,
+        workers=args.workers,
     )

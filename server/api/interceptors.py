@@ -413,17 +413,40 @@ class GrpcMetricsInterceptor(_WrappingInterceptor):
         )
 
 
-def interceptors(metrics: Metrics | None = None) -> list[grpc.aio.ServerInterceptor]:
+# The trailing metadata key naming the worker (its pid) that answered, with --workers N.
+WORKER_KEY = "x-corrigo-worker"
+
+
+def _naming_worker(pid: int) -> Middleware:
+    named = ((WORKER_KEY, str(pid)),)
+
+    @asynccontextmanager
+    async def name_worker(
+        method: str, context: grpc.aio.ServicerContext, request: Message | None
+    ) -> AsyncIterator[None]:
+        # An error's own trailing metadata (its details) replaces this.
+        context.set_trailing_metadata(named)
+        yield
+
+    return name_worker
+
+
+def interceptors(
+    metrics: Metrics | None = None, worker: int | None = None
+) -> list[grpc.aio.ServerInterceptor]:
     """Outermost first: the trace's server span (when tracing is on) holds everything;
     metrics and logging see the final code, errors are mapped for every layer inside
     them, authorization runs before the handler, and a create with a request id runs in
-    the transaction that keeps its answer."""
+    the transaction that keeps its answer. A `worker` (pid) names itself in every answer's
+    trailing metadata."""
     outer: list[grpc.aio.ServerInterceptor] = []
     traced = tracing.interceptor()
     if traced is not None:
         outer.append(traced)
     if metrics is not None:
         outer.append(GrpcMetricsInterceptor(metrics))
+    if worker is not None:
+        outer.append(MiddlewareInterceptor(_naming_worker(worker)))
     logging.getLogger("grpc._cython.cygrpc").addFilter(_gone_clients)
     return [
         *outer,

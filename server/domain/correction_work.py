@@ -15,12 +15,15 @@ worker stops between steps and gives its lease back. The sweeper of every server
 for sessions nobody works on (a released lease, or one that ran out because its server
 died) at start and then every `SWEEP_INTERVAL` seconds, and takes them over: a session
 left mid-work by a crashed server is resumed by the next server to start, or by another
-replica within a lease period.
+replica within a lease period. The sweep itself is leased too (`store.leases`): of the
+replicas and workers sharing a database, one sweeps at a time.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
+import os
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -29,7 +32,7 @@ from typing import TYPE_CHECKING
 from corrigo.server.api.errors import DeadlineExceeded, Unavailable
 from corrigo.server.domain import predicted_score
 from corrigo.server.ops import background, metrics, tracing
-from corrigo.server.store import correction, correction_sampling
+from corrigo.server.store import correction, correction_sampling, leases
 from corrigo.server.store.correction import Status
 
 if TYPE_CHECKING:
@@ -37,11 +40,26 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("corrigo.correction")
 
-# Who this server process is, in the sessions' leases.
-REPLICA = secrets.token_hex(8)
 SWEEP_INTERVAL = 15.0
+SWEEP_LEASE = "correction-sweep"
+# Held across two intervals, so its holder renews it in time; when the holder dies,
+# another server sweeps within two intervals.
+_SWEEP_PERIOD = datetime.timedelta(seconds=2 * SWEEP_INTERVAL)
 _SWEEP_BATCH = 100
 _ATTEMPTS = 3
+
+
+_identity: tuple[int, str] | None = None
+
+
+def replica() -> str:
+    """Who this server process is, in the leases: made by the process itself, so every
+    worker (spawned or forked) has its own."""
+    global _identity
+    pid = os.getpid()
+    if _identity is None or _identity[0] != pid:
+        _identity = (pid, f"{pid}-{secrets.token_hex(6)}")
+    return _identity[1]
 
 
 async def _predict(session_id: int) -> None:
@@ -121,19 +139,19 @@ async def _run(session_id: int, trace: Context | None) -> None:
             status = await correction.status_of(session_id)
             if status not in _STEPS:
                 break
-            if not await correction.renew_lease(session_id, REPLICA):
+            if not await correction.renew_lease(session_id, replica()):
                 return  # The lease ran out and another server took the session over.
             try:
                 await _step(session_id, status, trace)
             except _Deferred:
-                await correction.release_lease(session_id, REPLICA)
+                await correction.release_lease(session_id, replica())
                 return
-        await correction.release_lease(session_id, REPLICA)
+        await correction.release_lease(session_id, replica())
         if work.stopping:
             return
         # A deletion marked while this server held the lease found it taken: take the
         # lease again for it.
-        if not await correction.take_lease(session_id, REPLICA):
+        if not await correction.take_lease(session_id, replica()):
             return
 
 
@@ -143,19 +161,38 @@ async def launch(session_id: int) -> None:
     # The work runs in a fresh context: its spans are linked to the caller's by hand.
     work = _run(session_id, tracing.current_context())
     if not background.current().spawn(work, f"correction-session-{session_id}"):
-        await correction.release_lease(session_id, REPLICA)
+        await correction.release_lease(session_id, replica())
 
 
 async def sweep() -> list[int]:
     """Take over the sessions with work to do that no server works on; their ids."""
     taken = []
     for session_id in await correction.unleased(_SWEEP_BATCH):
-        if await correction.take_lease(session_id, REPLICA):
+        if await correction.take_lease(session_id, replica()):
             await launch(session_id)
             taken.append(session_id)
     metrics.swept(len(taken))
     return taken
 
 
+async def _sweeping() -> None:
+    work = background.current()
+    while not work.stopping:
+        try:
+            if await leases.take(SWEEP_LEASE, replica(), _SWEEP_PERIOD):
+                log.debug("sweeping correction sessions")
+                await sweep()
+        except (DeadlineExceeded, Unavailable) as error:
+            log.info("sweep skipped, the database is busy or away: %s", error.message)
+        except Exception:
+            log.exception("sweeping correction sessions failed")
+        if await work.pause(SWEEP_INTERVAL):
+            break
+    try:
+        await leases.release(SWEEP_LEASE, replica())
+    except Exception as error:
+        log.warning("giving the sweep's lease back failed (it runs out): %r", error)
+
+
 def start_sweeping() -> None:
-    background.current().every(SWEEP_INTERVAL, sweep, "correction-sweeper")
+    background.current().spawn(_sweeping(), "correction-sweeper")

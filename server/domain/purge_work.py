@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from corrigo.server.domain.correction_work import REPLICA
+from corrigo.server.domain.correction_work import replica
 from corrigo.server.ops import background
 from corrigo.server.store import purge
 from corrigo.server.store.purge import Kind
@@ -40,7 +40,7 @@ async def delete_dataset(dataset_id: int) -> None:
 
 
 async def _launch(kind: Kind, row_id: int) -> None:
-    if await purge.take_lease(kind, row_id, REPLICA):
+    if await purge.take_lease(kind, row_id, replica()):
         await _start(kind, row_id)
 
 
@@ -49,7 +49,7 @@ async def _start(kind: Kind, row_id: int) -> bool:
     the server is stopping."""
     if background.current().spawn(_run(kind, row_id), f"purge-{kind.value}-{row_id}"):
         return True
-    await purge.release_lease(kind, row_id, REPLICA)
+    await purge.release_lease(kind, row_id, replica())
     return False
 
 
@@ -57,7 +57,7 @@ async def _run(kind: Kind, row_id: int) -> None:
     """Purge the row while this server holds the lease; give it back when stopping or
     after a step failed `_ATTEMPTS` times in a row."""
     work = background.current()
-    purging = purge.Purging(kind, row_id, REPLICA)
+    purging = purge.Purging(kind, row_id, replica())
     loop = asyncio.get_running_loop()
     failures = 0
     while not work.stopping:
@@ -80,14 +80,14 @@ async def _run(kind: Kind, row_id: int) -> None:
             return
         if await work.pause(max(STEP_PAUSE, loop.time() - started)):
             break
-    await purge.release_lease(kind, row_id, REPLICA)
+    await purge.release_lease(kind, row_id, replica())
 
 
 async def sweep() -> int:
     """Take over the purges no server works on; how many."""
     taken = 0
     for kind, row_id in await purge.unleased(_SWEEP_BATCH):
-        if await purge.take_lease(kind, row_id, REPLICA):
+        if await purge.take_lease(kind, row_id, replica()):
             if not await _start(kind, row_id):
                 break
             taken += 1

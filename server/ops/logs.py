@@ -16,9 +16,15 @@ from typing import Any
 from corrigo.server.ops import tracing
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+# A worker of `corrigo serve --workers N` names itself by its process id on every line.
+WORKER_TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s worker=%(process)d %(message)s"
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self, worker: bool = False) -> None:
+        super().__init__()
+        self.worker = worker
+
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
             "time": datetime.datetime.fromtimestamp(record.created, datetime.UTC).isoformat(
@@ -28,6 +34,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        if self.worker:
+            line["worker"] = record.process
         access = getattr(record, "access", None)
         if isinstance(access, dict):
             line.update(access)
@@ -42,9 +50,14 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def configure(level: str, log_format: str) -> None:
-    """Log to stderr at `level`, as `log_format` says (text or json)."""
+def configure(level: str, log_format: str, worker: bool = False) -> None:
+    """Log to stderr at `level`, as `log_format` says (text or json); a `worker`'s lines
+    carry its process id (`worker=PID`, JSON field `worker`)."""
     handler = logging.StreamHandler()
-    formatter = JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    formatter: logging.Formatter = (
+        JsonFormatter(worker)
+        if log_format == "json"
+        else logging.Formatter(WORKER_TEXT_FORMAT if worker else TEXT_FORMAT)
+    )
     handler.setFormatter(formatter)
     logging.basicConfig(level=level, handlers=[handler], force=True)

@@ -8,6 +8,11 @@ small functions below by the services and the store.
 Every server with metrics has its own `Metrics` (its own CollectorRegistry, so servers
 in one process do not collide). The reporting functions count into the one `activate`d
 last, and do nothing when no server has metrics on: one check of a global.
+
+With `--workers N`, prometheus_client's multiprocess mode: every worker writes its values
+to files in PROMETHEUS_MULTIPROC_DIR (set by the supervisor before it spawns them) and the
+supervisor serves them all (`serve_workers`): counters and histograms summed over the
+workers, gauges one series per worker (label `pid`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from prometheus_client import (
     Histogram,
     ProcessCollector,
     disable_created_metrics,
+    multiprocess,
     start_http_server,
 )
 
@@ -112,6 +118,7 @@ class Metrics:
             "Always 1: the server's version and database kind.",
             ("version", "database"),
             registry=registry,
+            multiprocess_mode="max",
         ).labels(_version(), database_kind).set(1)
         self.exported = Counter(
             "corrigo_comments_exported_total",
@@ -149,11 +156,13 @@ class Metrics:
             "corrigo_database_connections_in_use",
             "Database connections held by the server's work right now.",
             registry=registry,
+            multiprocess_mode="liveall",
         )
         self.connections_waiting = Gauge(
             "corrigo_database_connections_waiting",
             "Units of work waiting for a database connection right now.",
             registry=registry,
+            multiprocess_mode="liveall",
         )
         self.statement_seconds = Histogram(
             "corrigo_database_statement_seconds",
@@ -172,6 +181,7 @@ class Metrics:
             "corrigo_database_up",
             "1 while the readiness check reaches the database, else 0.",
             registry=registry,
+            multiprocess_mode="liveall",
         )
         self.database_up.set(1)
         self._http: WSGIServer | None = None
@@ -200,6 +210,18 @@ class Metrics:
             await asyncio.to_thread(self._http.shutdown)
             self._http.server_close()
             self._http = None
+
+
+def serve_workers(host: str, port: int, directory: str) -> tuple[WSGIServer, threading.Thread]:
+    """Serve /metrics on `host`:`port` for every worker writing into `directory`."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=directory)
+    return start_http_server(port, addr=host, registry=registry)
+
+
+def worker_gone(pid: int, directory: str) -> None:
+    """A worker ended: its gauges leave the scrape (its counts stay in the sums)."""
+    multiprocess.mark_process_dead(pid, directory)
 
 
 @dataclass

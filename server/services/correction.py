@@ -242,7 +242,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
                 planned=available.free,
             ),
             candidates,
-            correction_work.REPLICA,
+            correction_work.replica(),
         )
         answer = session_proto(SessionView(row, model))
         await request_ids.after_commit(lambda: correction_work.launch(row.id))
@@ -283,7 +283,7 @@ class CorrectionSessionService(correction_pb2_grpc.CorrectionSessionServiceServi
             raise NotFound(f"correction session {view.row.id} not found")
         answer = session_proto(SessionView(deleting, view.model))
         # Another server may be preparing it: that one deletes it, else this one.
-        if await correction.take_lease(view.row.id, correction_work.REPLICA):
+        if await correction.take_lease(view.row.id, correction_work.replica()):
             await correction_work.launch(view.row.id)
         return answer
 

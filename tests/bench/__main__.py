@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from corrigo.v1 import sources_pb2
-from tests.bench import limit, machine, measure, prepare, raw, report
+from tests.bench import limit, machine, measure, prepare, raw, report, workers
 from tests.bench.sizes import Sizes, from_environment
 
 OUT = Path(".build/bench")
@@ -100,6 +100,19 @@ def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> d
         figures["metrics_on_off_ratio_runs"] = overhead.ratios
         figures["metrics_calls"] = overhead.calls
         figures["metrics_counted_calls"] = overhead.counted
+
+        print(
+            f"[{name}] --workers 1 and --workers 2: 4 exports at once, GetDataset ...", flush=True
+        )
+        scaling = workers.scaling(prepared, url, sizes)
+        for key, runs in (("export", scaling.export_cps), ("get_dataset", scaling.get_dataset_qps)):
+            unit = "cps" if key == "export" else "qps"
+            for count in workers.WORKERS:
+                figures[f"workers_{count}_{key}_{unit}"] = scaling.median(runs, count)
+                figures[f"workers_{count}_{key}_runs_{unit}"] = runs[count]
+            figures[f"workers_{key}_ratio"] = statistics.median(scaling.ratios(runs))
+            figures[f"workers_{key}_ratio_runs"] = scaling.ratios(runs)
+        figures["workers_export_comments"] = scaling.export_comments
 
         print(f"[{name}] ingest, batches ...", flush=True)
         syncs = []

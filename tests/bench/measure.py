@@ -135,24 +135,37 @@ async def _load(
     metadata: raw.Metadata,
     sizes: Sizes,
     concurrency: int | None = None,
+    channels: int = 1,
 ) -> Load:
+    """`sizes.unary_calls` calls of `method`, `concurrency` in flight, spread over
+    `channels` channels each with a connection of its own."""
     in_flight = concurrency or sizes.concurrency
-    async with grpc.aio.insecure_channel(target, options=raw.OPTIONS) as channel:
-        call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
-        for _ in range(in_flight):
-            await call(request, metadata=metadata)
+    opened = [
+        grpc.aio.insecure_channel(target, options=[*raw.OPTIONS, *raw.OWN_CONNECTION])
+        for _ in range(channels)
+    ]
+    try:
+        calls = [
+            channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+            for channel in opened
+        ]
+        for number in range(in_flight):
+            await calls[number % channels](request, metadata=metadata)
         per_worker = sizes.unary_calls // in_flight
         latencies: list[float] = []
 
-        async def worker() -> None:
+        async def worker(call: grpc.aio.UnaryUnaryMultiCallable) -> None:
             for _ in range(per_worker):
                 began = time.perf_counter()
                 await call(request, metadata=metadata)
                 latencies.append(time.perf_counter() - began)
 
         began = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(in_flight)))
+        await asyncio.gather(*(worker(calls[n % channels]) for n in range(in_flight)))
         seconds = time.perf_counter() - began
+    finally:
+        for channel in opened:
+            await channel.close()
     latencies.sort()
     return Load(
         qps=len(latencies) / seconds,

@@ -20,6 +20,9 @@ OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
 ]
+# A channel with a connection of its own (grpc shares one per target in a process), so
+# that channels reach the workers of `--workers N` as separate clients would.
+OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 Metadata = Sequence[tuple[str, str]]
 
 GET_DATASET = "/corrigo.v1.DatasetService/GetDataset"

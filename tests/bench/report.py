@@ -61,6 +61,26 @@ ROWS: list[Row] = [
         lambda f: f"{f['metrics_off_cpu_us_per_call']:.0f} / {f['metrics_on_cpu_us_per_call']:.0f}",
         "reported",
     ),
+    (
+        "4 streamed exports at once, --workers 1 / 2, median round (comments/s)",
+        lambda f: f"{_n(f['workers_1_export_cps'])} / {_n(f['workers_2_export_cps'])}",
+        "reported",
+    ),
+    (
+        "4 exports at once, workers 2 / workers 1, median of rounds",
+        lambda f: f"{f['workers_export_ratio']:.2f}",
+        ">= 1.4",
+    ),
+    (
+        "GetDataset QPS, 64 in flight over 4 channels, --workers 1 / 2",
+        lambda f: f"{_n(f['workers_1_get_dataset_qps'])} / {_n(f['workers_2_get_dataset_qps'])}",
+        "reported",
+    ),
+    (
+        "GetDataset QPS, workers 2 / workers 1, median of rounds",
+        lambda f: f"{f['workers_get_dataset_ratio']:.2f}",
+        "reported",
+    ),
     ("SyncComments, 1,000 a call (comments/s)", lambda f: _n(f["ingest_sync_cps"]), ">= 20,000"),
     (
         "StreamSyncComments, 4,096 a chunk (comments/s)",
@@ -182,6 +202,9 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
         for count in figures["export_comments"]:
             if count != sizes.comments:
                 found.append(f"{name}: an export read {count} of {sizes.comments} comments")
+        for count in figures["workers_export_comments"]:
+            if count != sizes.comments:
+                found.append(f"{name}: an export beside others read {count} of {sizes.comments}")
         if figures["export_unary_comments"] != sizes.comments:
             found.append(f"{name}: the unary export read {figures['export_unary_comments']}")
         for kind in ("sync", "stream"):

@@ -95,6 +95,14 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "through both; {schedules} batch schedules",
         "same comments, none missing or repeated; all writes present; numbers 1..N gap-free",
     ),
+    "workers": (
+        "`--workers 2`: {channels} channels; a worker SIGKILLed ({kills}) while "
+        "{calls_during_kill} calls ran on the other; SIGTERM with a write in flight on "
+        "each; the sweep over an interval",
+        "every channel on one worker, both reached; the killed worker replaced, 0 failed "
+        "calls on the other; {drained} in-flight writes finished and both drained; "
+        "{sweeps} sweeps, each by one worker",
+    ),
     "secrets": (
         "{calls} calls with valid, bad and revoked tokens; the log and every error message "
         "grepped; an induced database failure",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import peewee
 
+from corrigo.server.store import purge
 from corrigo.server.store.database import BaseModel, database
 from corrigo.server.store.request_ids import RequestId
 
@@ -25,7 +28,11 @@ async def state() -> dict[str, list[tuple[Any, ...]]]:
     """Every table's rows (sorted), but the request ids, without time columns (a
     background task notes tokens' last use, and a write that changes nothing may still
     stamp when it ran) nor generated keys (a link row written again gets a new one, which
-    nothing shows)."""
+    nothing shows), once no deleted row waits for its purge (background work)."""
+    deadline = time.monotonic() + 60
+    while await purge.pending():
+        assert time.monotonic() < deadline, "a purge did not finish"
+        await asyncio.sleep(0.05)
     tables = {}
     for model in _models(BaseModel):
         if model is RequestId:

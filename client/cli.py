@@ -299,7 +299,8 @@ def _export(args: argparse.Namespace) -> int:
 
     if args.from_ and args.to and _utc(args.from_) > _utc(args.to):
         raise UsageError(
-            f"--from {args.from_} is after --to {args.to}: nothing could match; swap them"
+            f"--from {args.from_} is after --to {args.to}: nothing could match; swap them",
+            status=2,
         )
     owner, name = args.dataset
     request = datasets_pb2.StreamExportDatasetRequest(
@@ -540,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = args.run(args)
     except UsageError as err:
         print(f"{name}: {err}", file=sys.stderr)
-        code = 1
+        code = err.status
     except grpc.RpcError as err:
         print(f"{name}: {explain(CorrigoError.from_rpc_error(err), args)}", file=sys.stderr)
         code = 1

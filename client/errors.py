@@ -67,4 +67,9 @@ class CorrigoError(grpc.RpcError):
 class UsageError(Exception):
     """A request the client refuses before or without calling the server (a file that
     cannot be read, arguments that contradict each other): one line saying what is wrong,
-    where, and what to do."""
+    where, and what to do. `status`: the command's exit status (2 for arguments that
+    cannot be right together, as argparse's own refusals; 1 for the rest)."""
+
+    def __init__(self, message: str, *, status: int = 1) -> None:
+        super().__init__(message)
+        self.status = status

@@ -136,6 +136,7 @@ async def test_export_arguments_and_outputs(org: Org, tmp_path: Path) -> None:
         "--from", "2024-02-01T00:00:00Z", "--to", "2024-01-01T00:00:00Z",
     )  # fmt: skip
     assert "--from 2024-02-01T00:00:00Z is after --to" in _user_error(backwards, "export")
+    assert backwards.code == 2
 
     stranger = await corrigo(org, "export", "no-such-project/ds", "-o", "-")
     assert "project 'no-such-project' not found" in _user_error(stranger, "export")

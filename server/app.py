@@ -148,7 +148,9 @@ class CorrigoServer:
         )
         # Bound before the database opens, so a taken address fails before any pool or
         # background task exists that would keep the process alive.
-        if not listen.can_listen(config.listen):
+        # A worker joins the address its supervisor claimed (server/ops/port_claim.py), which
+        # such a check would find taken: the supervisor checked it for all of them.
+        if config.workers == 1 and not listen.can_listen(config.listen):
             raise ConfigError(_cannot_listen(config.listen))
         try:
             if config.tls_cert and config.tls_key:

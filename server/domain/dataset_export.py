@@ -333,6 +333,7 @@ async def plan(request: AnyExportRequest) -> Export:
         uids=by_uid,
         moves_until=moves_until,
         version_id=version,
+        retired=tuple(await datasets.retired_names(dataset_id)) if read.retiring else (),
     )
     return Export(query, token_query, after, request.limit or DEFAULT_LIMIT)
 

@@ -1,5 +1,6 @@
-"""Deleting sources and datasets: gone for readers at once, their rows removed in the
-background (see `store.purge`).
+"""Deleting sources, datasets and labels: gone for readers at once, their rows removed
+(or, for a label, its name pruned from the labellings) in the background (see
+`store.purge` and `store.retired_labels`).
 
 The server that deleted the resource starts its purge at once; the sweeper of every
 server looks for purges nobody works on (a released lease, or one that ran out because
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 from corrigo.server.domain.correction_work import replica
 from corrigo.server.ops import background
-from corrigo.server.store import purge
+from corrigo.server.store import purge, retired_labels
 from corrigo.server.store.purge import Kind
 
 log = logging.getLogger("corrigo.purge")
@@ -39,6 +41,25 @@ async def delete_dataset(dataset_id: int) -> None:
     await _launch(Kind.DATASET, dataset_id)
 
 
+async def delete_label(dataset_id: int, name: str) -> None:
+    await _launch(Kind.LABEL, await retired_labels.retire(dataset_id, name))
+
+
+class _Steps(Protocol):
+    """The work on one purge: `purge.Purging` or `retired_labels.Pruning`."""
+
+    removed: int
+    pause: float
+
+    async def step(self) -> bool: ...
+
+
+def _steps(kind: Kind, row_id: int) -> _Steps:
+    if kind is Kind.LABEL:
+        return retired_labels.Pruning(row_id, replica())
+    return purge.Purging(kind, row_id, replica())
+
+
 async def _launch(kind: Kind, row_id: int) -> None:
     if await purge.take_lease(kind, row_id, replica()):
         await _start(kind, row_id)
@@ -57,7 +78,7 @@ async def _run(kind: Kind, row_id: int) -> None:
     """Purge the row while this server holds the lease; give it back when stopping or
     after a step failed `_ATTEMPTS` times in a row."""
     work = background.current()
-    purging = purge.Purging(kind, row_id, replica())
+    purging = _steps(kind, row_id)
     loop = asyncio.get_running_loop()
     failures = 0
     while not work.stopping:
@@ -78,7 +99,7 @@ async def _run(kind: Kind, row_id: int) -> None:
         if not more:
             log.info("purged %s %d (%d rows)", kind.value, row_id, purging.removed)
             return
-        if await work.pause(max(STEP_PAUSE, loop.time() - started)):
+        if await work.pause(max(STEP_PAUSE, loop.time() - started, purging.pause)):
             break
     await purge.release_lease(kind, row_id, replica())
 

@@ -64,19 +64,6 @@ async def _source_ids(
     return [known[h] for h in hex_ids if h in known]
 
 
-def _without(name: str, blob: bytes) -> tuple[bytes, bool]:
-    """The label list `blob` without `name` and its descendants; whether it changed."""
-    kept = AssignedLabels.FromString(blob)
-    remaining = [
-        label
-        for label in kept.assigned
-        if label.name != name and not label.name.startswith(name + labels.SEPARATOR)
-    ]
-    if len(remaining) == len(kept.assigned):
-        return blob, False
-    return AssignedLabels(assigned=remaining).SerializeToString(), True
-
-
 async def _label_defs_answer(dataset_id: int) -> datasets_pb2.LabelDefsResponse:
     rows = await datasets.label_defs(dataset_id)
     return datasets_pb2.LabelDefsResponse(
@@ -217,13 +204,7 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         labels.check_name(checks, "label_name", request.label_name)
         checks.raise_if_any()
         row = await lookups.named_dataset(request.name)
-
-        def prune(assigned: bytes, dismissed: bytes) -> tuple[bytes, bytes] | None:
-            new_assigned, changed_a = _without(request.label_name, assigned)
-            new_dismissed, changed_d = _without(request.label_name, dismissed)
-            return (new_assigned, new_dismissed) if changed_a or changed_d else None
-
-        await datasets.delete_label_def(row.id, request.label_name, prune)
+        await purge_work.delete_label(row.id, request.label_name)
         return await _label_defs_answer(row.id)
 
     async def UpdateLabelling(

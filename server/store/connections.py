@@ -71,6 +71,11 @@ def configure(*, statement_seconds: float) -> None:
     _Settings.statement_seconds = statement_seconds
 
 
+def statement_limit() -> float:
+    """The longest a statement of the current task may run (seconds)."""
+    return _statement_seconds.get() or _Settings.statement_seconds
+
+
 @contextlib.contextmanager
 def limited(seconds: float) -> Iterator[None]:
     """Statements in the block (and the tasks it starts) run at most `seconds` each, whatever
@@ -116,7 +121,7 @@ class Bound:
 
 def bound() -> Bound:
     """The bound of a statement that starts now."""
-    seconds = _statement_seconds.get() or _Settings.statement_seconds
+    seconds = statement_limit()
     limit = time.monotonic() + seconds
     deadline = call_deadline.get()
     if deadline is not None and deadline <= limit:

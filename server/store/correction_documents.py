@@ -4,6 +4,7 @@ correction of one, which becomes its labelling in the dataset."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,19 +53,20 @@ def _select(dataset_id: int) -> peewee.Select:
     )
 
 
-def _row(values: tuple[Any, ...]) -> DocumentRow:
+def _row(values: tuple[Any, ...], retired: Sequence[str]) -> DocumentRow:
+    """A document as readers see it: its labelling without deleted labels still being
+    pruned (`retired`)."""
     position, comment_id, body, predicted, assigned, dismissed, corrected_at = values
-
-    def blob(value: Any) -> bytes | None:
-        return None if value is None else bytes(value)
-
+    if assigned is not None:
+        kept = datasets.pruned(bytes(assigned), bytes(dismissed), retired)
+        assigned, dismissed = kept or (None, None)
     return DocumentRow(
         position,
         comment_id,
         bytes(body),
-        blob(predicted),
-        blob(assigned),
-        blob(dismissed),
+        None if predicted is None else bytes(predicted),
+        assigned,
+        dismissed,
         corrected_at,
     )
 
@@ -82,7 +84,8 @@ async def page(
         .limit(limit)
         .tuples()
     )
-    return [_row(r) for r in rows]
+    retired = await datasets.retired_names(dataset_id) if rows else []
+    return [_row(r, retired) for r in rows]
 
 
 async def document(session_id: int, dataset_id: int, comment_id: int) -> DocumentRow | None:
@@ -91,7 +94,7 @@ async def document(session_id: int, dataset_id: int, comment_id: int) -> Documen
         .where(CorrectionDocument.session == session_id, CorrectionDocument.comment == comment_id)
         .tuples()
     )
-    return _row(rows[0]) if rows else None
+    return _row(rows[0], await datasets.retired_names(dataset_id)) if rows else None
 
 
 def progress(corrected: int, total: int) -> float:

@@ -9,13 +9,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import peewee
 
-from corrigo.server.api.errors import AlreadyExists, NotFound
+from corrigo.server.api.errors import AlreadyExists, FailedPrecondition, NotFound
 from corrigo.server.store.access import Companion
 from corrigo.server.store.connections import held
 from corrigo.server.store.database import (
@@ -32,6 +32,8 @@ from corrigo.server.store.database import (
 from corrigo.server.store.integrity import Refers, Unique, guarded, written
 from corrigo.server.store.projects import Membership, Project
 from corrigo.server.store.sources import MOVE_CLOCK_NOW, BytesField, Comment, Source, new_hex_id
+from corrigo.v1 import errors_pb2
+from corrigo.v1.comments_pb2 import AssignedLabels
 
 
 class Dataset(BaseModel):
@@ -76,6 +78,20 @@ class LabelDef(BaseModel):
     description = peewee.TextField(default="")
 
     class Meta:
+        indexes = ((("dataset", "name"), True),)
+
+
+class LabelRetired(BaseModel):
+    """A label deleted from the taxonomy whose name is still being pruned from the stored
+    labellings (`retired_labels`)."""
+
+    id = peewee.AutoField()
+    dataset = peewee.ForeignKeyField(Dataset, on_delete="CASCADE", index=False)
+    name = peewee.CharField(max_length=600)
+    retired_at = peewee.DateTimeField()
+
+    class Meta:
+        table_name = "label_retired"
         indexes = ((("dataset", "name"), True),)
 
 
@@ -231,7 +247,9 @@ VIEW_WITH_ACCESS = Companion(
 
 # The export's dataset and sources, and the move clock, read with its access check.
 SOURCES_WITH_ACCESS = Companion(
-    columns=f"d.id, s.hex_id, s.id, {MOVE_CLOCK_NOW}", joins=_WITH_SOURCES
+    columns=f"d.id, s.hex_id, s.id, {MOVE_CLOCK_NOW}, "
+    "EXISTS (SELECT 1 FROM label_retired AS r WHERE r.dataset_id = d.id)",
+    joins=_WITH_SOURCES,
 )
 
 
@@ -252,6 +270,8 @@ class ExportSources:
     sources: dict[str, int]
     # The move clock's value (`sources.MOVE_CLOCK_NOW`).
     move_clock: int
+    # Whether deleted labels are still being pruned from the labellings (`retired_names`).
+    retiring: bool
 
 
 def sources_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> ExportSources:
@@ -260,8 +280,9 @@ def sources_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> 
     first = _companion_first(project, name, rows)
     return ExportSources(
         first[0],
-        {hex_id: source_id for _, hex_id, source_id, _ in rows if hex_id is not None},
+        {hex_id: source_id for _, hex_id, source_id, _, _ in rows if hex_id is not None},
         int(first[3]),
+        bool(first[4]),
     )
 
 
@@ -344,8 +365,33 @@ async def dataset_sources(dataset_id: int) -> dict[str, int]:
     return {hex_id: source_id for hex_id, source_id in rows if hex_id is not None}
 
 
+def under(name: str, names: Sequence[str]) -> bool:
+    """Whether the label `name` is one of `names` or a descendant of one."""
+    return any(name == n or name.startswith(n + LABEL_SEPARATOR) for n in names)
+
+
+async def lock_taxonomy(dataset_id: int) -> None:
+    """Serialize the changes of one dataset's taxonomy (in the caller's transaction; on
+    SQLite the transaction already excludes every other writer)."""
+    if not is_sqlite():
+        await database.list(
+            Dataset.select(Dataset.id).where(Dataset.id == dataset_id).for_update().tuples()
+        )
+
+
+async def retired_names(dataset_id: int) -> list[str]:
+    """The deleted labels of the dataset whose names are still being pruned."""
+    return [name for (name,) in await fetch(_RETIRED, (dataset_id,))]
+
+
+_RETIRED = Sql("SELECT name FROM label_retired WHERE dataset_id = ?", bounded=True)
+
+
 async def add_label_defs(dataset_id: int, defs: Sequence[tuple[str, str]]) -> None:
+    """Add the labels not in the taxonomy yet. A label still being pruned after its delete
+    answers FAILED_PRECONDITION (the new labellings would lose it)."""
     async with atomic(dataset_ref(dataset_id)):
+        await lock_taxonomy(dataset_id)
         existing = set(
             await database.list(
                 LabelDef.select(LabelDef.name)
@@ -357,6 +403,15 @@ async def add_label_defs(dataset_id: int, defs: Sequence[tuple[str, str]]) -> No
         )
         known = {name for (name,) in existing}
         fresh = [(n, d) for n, d in defs if n not in known]
+        retired = await retired_names(dataset_id) if fresh else []
+        for name, _ in fresh:
+            if under(name, retired):
+                raise FailedPrecondition(
+                    f"label {name!r} was deleted and is still being removed from the "
+                    "dataset's labellings; add it again in a minute",
+                    reason=errors_pb2.LABEL_BEING_REMOVED,
+                    metadata={"label": name},
+                )
         if fresh:
             await database.aexecute(
                 LabelDef.insert_many(
@@ -388,48 +443,6 @@ async def label_names(dataset_id: int, names: Sequence[str]) -> set[str]:
         bounded=True,
     )
     return {name for (name,) in await fetch(statement, (dataset_id, *wanted))}
-
-
-async def delete_label_def(
-    dataset_id: int, name: str, prune: Callable[[bytes, bytes], tuple[bytes, bytes] | None]
-) -> None:
-    """Remove a label and its descendants from the taxonomy and, in the same transaction,
-    from the labellings: `prune(assigned, dismissed)` answers a labelling's new lists, or
-    None when it did not mention them. Labellings are read in pages by comment."""
-    # Byte for byte: Peewee's startswith is LIKE, which ignores case and reads `%`, `_`
-    # and `\` as wildcards; `substr` counts characters alike on both databases.
-    prefix = name + LABEL_SEPARATOR
-    descendants = peewee.fn.SUBSTR(LabelDef.name, 1, len(prefix)) == prefix
-    async with atomic(dataset_ref(dataset_id)):
-        deleted = await database.aexecute(
-            LabelDef.delete().where(
-                LabelDef.dataset == dataset_id, (LabelDef.name == name) | descendants
-            )
-        )
-        if not deleted:
-            raise NotFound(f"label {name!r} is not in the taxonomy")
-        after = 0
-        while True:
-            rows = await database.list(
-                Labelling.select(Labelling.comment, Labelling.assigned, Labelling.dismissed)
-                .where(Labelling.dataset == dataset_id, Labelling.comment > after)
-                .order_by(Labelling.comment)
-                .limit(_LABELLING_PAGE)
-                .tuples()
-            )
-            changed = []
-            for comment_id, assigned, dismissed in rows:
-                pruned = prune(bytes(assigned), bytes(dismissed))
-                if pruned is not None:
-                    changed.append((comment_id, *pruned))
-            if changed:
-                await set_labellings(dataset_id, changed, utcnow())
-            if len(rows) < _LABELLING_PAGE:
-                return
-            after = rows[-1][0]
-
-
-_LABELLING_PAGE = 1000
 
 
 _LABELLING_COLUMNS = "dataset_id, comment_id, assigned, dismissed, updated_at"
@@ -473,27 +486,10 @@ async def set_labellings(
     field: str = "comment_uid",
 ) -> None:
     """Replace the labellings (comment id, assigned, dismissed) of distinct comments in
-    one transaction; empty lists remove one. Multi-row statements, so a bulk update costs
-    a few statements, not one per comment. A comment or the dataset deleted meanwhile
+    one transaction (`labelling_writes`). A comment or the dataset deleted meanwhile
     answers NOT_FOUND (the request names the comments by `field`)."""
     stamp = Labelling.updated_at.db_value(now)
-    upserts: list[Any] = []
-    removed: list[int] = []
-    for comment_id, assigned, dismissed in labellings:
-        if assigned or dismissed:
-            upserts += (dataset_id, comment_id, assigned, dismissed, stamp)
-        else:
-            removed.append(comment_id)
-    step = _WRITE_ROWS * 5
-    statements = [
-        (_labelling_upsert(len(part) // 5), part)
-        for part in (upserts[start : start + step] for start in range(0, len(upserts), step))
-    ] + [
-        (_labelling_delete(len(ids)), (dataset_id, *ids))
-        for ids in (
-            removed[start : start + _WRITE_ROWS] for start in range(0, len(removed), _WRITE_ROWS)
-        )
-    ]
+    statements = labelling_writes(dataset_id, [(c, a, d, stamp) for c, a, d in labellings])
     guards = (
         dataset_ref(dataset_id),
         Refers(field, "comment", Comment, [c for c, _, _ in labellings], shown=False),
@@ -509,15 +505,71 @@ async def set_labellings(
             await write(statement, params)
 
 
+def labelling_writes(
+    dataset_id: int, labellings: Sequence[tuple[int, bytes, bytes, Any]]
+) -> list[tuple[Sql, Sequence[Any]]]:
+    """The statements replacing the labellings (comment id, assigned, dismissed, time as
+    stored) of distinct comments; empty lists remove one. Multi-row statements, so a bulk
+    update costs a few statements, not one per comment."""
+    upserts: list[Any] = []
+    removed: list[int] = []
+    for comment_id, assigned, dismissed, stamp in labellings:
+        if assigned or dismissed:
+            upserts += (dataset_id, comment_id, assigned, dismissed, stamp)
+        else:
+            removed.append(comment_id)
+    step = _WRITE_ROWS * 5
+    return [
+        (_labelling_upsert(len(part) // 5), part)
+        for part in (upserts[start : start + step] for start in range(0, len(upserts), step))
+    ] + [
+        (_labelling_delete(len(ids)), (dataset_id, *ids))
+        for ids in (
+            removed[start : start + _WRITE_ROWS] for start in range(0, len(removed), _WRITE_ROWS)
+        )
+    ]
+
+
 async def get_labelling(
     dataset_id: int, comment_id: int
 ) -> tuple[bytes, bytes, datetime.datetime] | None:
-    rows = await database.list(
-        Labelling.select(Labelling.assigned, Labelling.dismissed, Labelling.updated_at)
-        .where(Labelling.dataset == dataset_id, Labelling.comment == comment_id)
-        .tuples()
-    )
+    """A comment's labelling as readers see it: without the names of deleted labels still
+    being pruned (one statement reads both)."""
+    rows = await fetch(_LABELLING, (dataset_id, comment_id))
     if not rows:
         return None
-    assigned, dismissed, updated_at = rows[0]
-    return bytes(assigned), bytes(dismissed), updated_at
+    assigned, dismissed, updated_at, _ = rows[0]
+    retired = [row[3] for row in rows if row[3] is not None]
+    kept = pruned(bytes(assigned), bytes(dismissed), retired)
+    stamp = as_datetime(updated_at)
+    if kept is None or stamp is None:
+        return None
+    return kept[0], kept[1], stamp
+
+
+_LABELLING = Sql(
+    "SELECT l.assigned, l.dismissed, l.updated_at, r.name FROM labelling AS l "
+    "LEFT JOIN label_retired AS r ON r.dataset_id = l.dataset_id "
+    "WHERE l.dataset_id = ? AND l.comment_id = ?",
+    bounded=True,
+)
+
+
+def _without(blob: bytes, names: Sequence[str]) -> bytes:
+    """The label list `blob` without `names` and their descendants."""
+    if not blob or not any(name.encode() in blob for name in names):
+        return blob
+    kept = AssignedLabels.FromString(blob)
+    remaining = [label for label in kept.assigned if not under(label.name, names)]
+    if len(remaining) == len(kept.assigned):
+        return blob
+    return AssignedLabels(assigned=remaining).SerializeToString() if remaining else b""
+
+
+def pruned(assigned: bytes, dismissed: bytes, names: Sequence[str]) -> tuple[bytes, bytes] | None:
+    """A labelling's lists without the labels `names` and their descendants; None when
+    nothing is left (a labelling with empty lists is no labelling)."""
+    if not names:
+        return assigned, dismissed
+    assigned, dismissed = _without(assigned, names), _without(dismissed, names)
+    return (assigned, dismissed) if assigned or dismissed else None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from corrigo.server.store.database import Sql, fetch, read_page
+from corrigo.server.store.datasets import pruned
 from corrigo.server.store.sqlite import Pace
 
 MERGE_SOURCES_MAX = 64
@@ -44,6 +45,8 @@ class Query:
     moves_until: int
     # The model version whose predictions to include (internal id), if any.
     version_id: int | None
+    # Deleted labels still being pruned from the labellings: left out of each page.
+    retired: Sequence[str] = ()
 
 
 # (internal id, sort key, serialized Comment, serialized AssignedLabels or None,
@@ -122,6 +125,13 @@ def page_statement(
         "WHERE l.dataset_id = ? AND l.comment_id = page.id),",
         query.dataset_id,
     )
+    if query.retired:
+        # With deleted labels left out, a labelling left with no labels is no labelling.
+        out.add(
+            "(SELECT l.dismissed FROM labelling AS l "
+            "WHERE l.dataset_id = ? AND l.comment_id = page.id),",
+            query.dataset_id,
+        )
     if query.version_id is None:
         out.add("NULL")
     else:
@@ -138,9 +148,21 @@ def page_statement(
     return out.text(), out.params
 
 
-def _ordered(rows: list[Any]) -> list[Row]:
+def _ordered(query: Query, rows: list[Any]) -> list[Row]:
     rows.sort(key=_sort_key)
-    return rows
+    return _without_retired(query.retired, rows) if query.retired else rows
+
+
+def _without_retired(names: Sequence[str], rows: list[Any]) -> list[Row]:
+    """Rows of a page read with `dismissed` (after `assigned`), as the export shows them
+    while `names` are pruned."""
+    shown: list[Row] = []
+    for comment_id, key, body, assigned, dismissed, predicted in rows:
+        if assigned is not None:
+            kept = pruned(bytes(assigned), bytes(dismissed), names)
+            assigned = None if kept is None else kept[0]
+        shown.append((comment_id, key, body, assigned, predicted))
+    return shown
 
 
 def _sort_key(row: Row) -> tuple[int, int]:
@@ -165,7 +187,7 @@ async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[
     """Up to `limit` comments after the keyset position `after`, in export order, each
     with its serialized assigned labels and predictions (None when it has none)."""
     statement, params = _page_sql(query, after, limit)
-    return _ordered(await fetch(statement, params))
+    return _ordered(query, await fetch(statement, params))
 
 
 Assemble = Callable[[list[Row]], tuple[bytes, int]]
@@ -237,7 +259,7 @@ async def pages(
     async def read(position: tuple[int, int] | None) -> Page:
         statement, params = _page_sql(query, position, limit)
         rows = await read_page(statement, params, pace)
-        return _assembled(_ordered(rows), assemble)
+        return _assembled(_ordered(query, rows), assemble)
 
     ahead = _Ahead(read, after)
     try:

@@ -53,6 +53,8 @@ LEASE = datetime.timedelta(seconds=60)
 class Kind(enum.StrEnum):
     SOURCE = "source"
     DATASET = "dataset"
+    # A label deleted from a taxonomy (`retired_labels`): row_id is its `label_retired` id.
+    LABEL = "label"
 
 
 class Purge(BaseModel):
@@ -170,6 +172,8 @@ class Purging:
         # The part of each `_Rows.size` a step removes.
         self.scale = 1.0
         self.removed = 0
+        # How long to wait before the next step beyond the sweep's pause (never, here).
+        self.pause = 0.0
 
     async def _planned(self) -> list[tuple[_Rows, int]]:
         """What to remove before the row itself (its children of unbounded number)."""
@@ -230,10 +234,7 @@ class Purging:
         return True
 
     async def _renew(self) -> None:
-        until = Purge.lease_until.db_value(utcnow() + LEASE)
-        renewed = await write(_RENEW, (until, self.kind.value, self.row_id, self.owner))
-        if not renewed.rowcount:
-            raise LeaseLost(f"purge of {self.kind.value} {self.row_id}")
+        await renew(self.kind, self.row_id, self.owner)
 
     async def _finish(self) -> None:
         model = Source if self.kind is Kind.SOURCE else Dataset
@@ -241,6 +242,14 @@ class Purging:
         await database.aexecute(
             Purge.delete().where(Purge.kind == self.kind.value, Purge.row_id == self.row_id)
         )
+
+
+async def renew(kind: Kind, row_id: int, owner: str) -> None:
+    """Extend `owner`'s lease on the purge; LeaseLost when another server holds it now."""
+    until = Purge.lease_until.db_value(utcnow() + LEASE)
+    renewed = await write(_RENEW, (until, kind.value, row_id, owner))
+    if not renewed.rowcount:
+        raise LeaseLost(f"purge of {kind.value} {row_id}")
 
 
 async def take_lease(kind: Kind, row_id: int, owner: str) -> bool:
@@ -275,8 +284,3 @@ async def unleased(limit: int) -> list[tuple[Kind, int]]:
         .tuples()
     )
     return [(Kind(kind), int(row_id)) for kind, row_id in rows]
-
-
-async def pending() -> int:
-    """How many doomed rows wait for their purge."""
-    return int(await database.count(Purge.select()))

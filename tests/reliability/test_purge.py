@@ -1,5 +1,6 @@
-"""Deleting a dataset and a source of 1,000,000 comments on a server process: each delete
-answers at once and frees the name, and while the purge removes the rows in the
+"""Deleting a label, a dataset and a source of 1,000,000 comments on a server process: each
+delete answers at once (the label leaves every labelling for readers, the dataset and source
+free their names), and while the labellings are pruned and the rows purged in the
 background, writes with a 1 s deadline keep answering OK."""
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ async def test_deleting_a_million_comments_leaves_writes_answering(
     run = _sql(scratch_db)
     org = f"pu-{uuid.uuid4().hex[:8]}"
     token = bootstrap(scratch_db, org, f"admin@{org}.test")
-    server = ServerProcess(scratch_db, tmp_path / "server.log")
+    # A deleted label's pruning starts four statement limits after the delete.
+    server = ServerProcess(scratch_db, tmp_path / "server.log", ["--statement-timeout", "2"])
     try:
         server.wait_serving()
         async with AsyncClient(server.target, token) as client:
@@ -116,7 +118,10 @@ async def test_deleting_a_million_comments_leaves_writes_answering(
             [(dataset_id,)] = run("SELECT id FROM dataset WHERE name = 'ds'", ())
             fill = _SQLITE_FILL if backend == "sqlite" else _POSTGRES_FILL
             body = h.comment("c").SerializeToString()
-            labels = AssignedLabels(assigned=[Label(name="L")]).SerializeToString()
+            await client.datasets.CreateLabelDefs(h.label_defs(owner, ["L", "M > x"]))
+            labels = AssignedLabels(
+                assigned=[Label(name="L"), Label(name="M > x")]
+            ).SerializeToString()
             began = time.monotonic()
             run(fill[0].format(count=COMMENTS), (source_id, body))
             run(fill[1], (dataset_id, labels, source_id))
@@ -125,6 +130,29 @@ async def test_deleting_a_million_comments_leaves_writes_answering(
             filled = time.monotonic() - began
 
             figures: dict[str, float] = {}
+            began = time.monotonic()
+            await client.datasets.DeleteLabelDef(
+                datasets_pb2.DeleteLabelDefRequest(owner=owner, name="ds", label_name="M"),
+                timeout=5,
+            )
+            figures["label_delete_ms"] = round((time.monotonic() - began) * 1000, 1)
+            first = await client.datasets.ExportDataset(
+                datasets_pb2.ExportDatasetRequest(owner=owner, name="ds", limit=8), timeout=5
+            )
+            shown = {tuple(x.name for x in c.annotations.labels.assigned) for c in first.comments}
+            assert shown == {("L",)}, shown
+
+            def pruned() -> bool:
+                return run("SELECT COUNT(*) FROM purge WHERE kind = 'label'", ())[0][0] == 0
+
+            calls, slowest = await _writes_while(client, owner, "label", pruned, 1200)
+            figures["label_prune_rows_per_s"] = round(COMMENTS / (time.monotonic() - began))
+            figures["label_writes"] = calls
+            figures["label_slowest_write_ms"] = round(slowest * 1000, 1)
+            only_l = AssignedLabels(assigned=[Label(name="L")]).SerializeToString()
+            kept = run("SELECT COUNT(*) FROM labelling WHERE assigned = ?", (only_l,))
+            assert kept[0][0] == COMMENTS
+
             for kind, row_id, delete in (
                 (
                     "dataset",
@@ -164,6 +192,6 @@ async def test_deleting_a_million_comments_leaves_writes_answering(
             assert run("SELECT COUNT(*) FROM labelling", ())[0][0] == 0
     finally:
         server.stop()
-    for kind in ("dataset", "source"):
+    for kind in ("label", "dataset", "source"):
         assert figures[f"{kind}_delete_ms"] < 1000, figures
     report.record("deferred delete", backend, comments=COMMENTS, fill_s=round(filled), **figures)

@@ -70,6 +70,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     passes during COMMIT leaves the outcome unknown to the caller: read before retrying
     a write that is not idempotent.
     """
+    LABEL_BEING_REMOVED: _ErrorReason.ValueType  # 18
+    """The label was deleted and its name is still being removed from the stored
+    labellings (code FAILED_PRECONDITION; ErrorInfo.metadata["label"] names it). It can
+    be added again once that ends, about a minute after the delete.
+    """
     SESSION_MODEL_RETIRED: _ErrorReason.ValueType  # 40
     """The session model was retired when the practice session's class changed; record
     responses against one of the session's active models.
@@ -148,6 +153,11 @@ DEADLINE_PASSED: ErrorReason.ValueType  # 17
 database and its transaction rolled back (code DEADLINE_EXCEEDED). A deadline that
 passes during COMMIT leaves the outcome unknown to the caller: read before retrying
 a write that is not idempotent.
+"""
+LABEL_BEING_REMOVED: ErrorReason.ValueType  # 18
+"""The label was deleted and its name is still being removed from the stored
+labellings (code FAILED_PRECONDITION; ErrorInfo.metadata["label"] names it). It can
+be added again once that ends, about a minute after the delete.
 """
 SESSION_MODEL_RETIRED: ErrorReason.ValueType  # 40
 """The session model was retired when the practice session's class changed; record

@@ -19,6 +19,7 @@ from corrigo.server.store.database import Sql
 from corrigo.v1 import datasets_pb2
 from corrigo.v1.comments_pb2 import AssignedLabels, Label
 from corrigo.v1.datasets_pb2 import LabellingUpdate
+from tests import correction_helpers as c
 from tests import dataset_helpers as h
 from tests.conftest import Org
 
@@ -263,3 +264,19 @@ async def test_deleting_a_label_not_in_the_taxonomy_answers_not_found(org: Org) 
         await _delete(org, owner, "Z")
     assert err.value.code == grpc.StatusCode.NOT_FOUND
     assert await _retired(owner) == []
+
+
+async def test_a_correction_sessions_documents_leave_a_deleted_label_out(org: Org) -> None:
+    corpus = await c.corpus(org, 4, classes=("Comfort", "Price"))
+    session = await c.prepared(corpus, await corpus.create(sample_size=2, name="s"))
+    first, second = await c.documents(corpus, session.id)
+    await c.correct(corpus, session.id, first.uid, "Price", "POS")
+    await c.correct(corpus, session.id, second.uid, "Comfort")
+    await org.admin.datasets.DeleteLabelDef(
+        datasets_pb2.DeleteLabelDefRequest(owner=corpus.owner, name="ds", label_name="Price")
+    )
+    shown = {
+        d.uid: ([x.name for x in d.assigned], d.corrected)
+        for d in await c.documents(corpus, session.id)
+    }
+    assert shown == {first.uid: (["POS"], True), second.uid: (["Comfort"], True)}

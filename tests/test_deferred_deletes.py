@@ -9,7 +9,6 @@ import contextlib
 import datetime
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +32,7 @@ from tests import dataset_helpers as h
 from tests import migration_helpers as mh
 from tests.conftest import POSTGRES_URL, Org
 from tests.migration_helpers import scratch  # noqa: F401 (a fixture)
-from tests.processes import ServerProcess, bootstrap, drop_scratch, scratch_database
+from tests.processes import ServerProcess, bootstrapped_server, drop_scratch, scratch_database
 
 _ASYNC = pytest.mark.asyncio(loop_scope="session")
 
@@ -417,11 +416,8 @@ async def test_a_purge_stopped_midway_resumes_when_a_server_starts(
     backend: str, db_url: str, tmp_path: Path
 ) -> None:
     with _scratch(backend, db_url, tmp_path) as url:
-        org = f"pg-{uuid.uuid4().hex[:8]}"
-        token = bootstrap(url, org, f"admin@{org}.test")
-        first = ServerProcess(url, tmp_path / "first.log")
+        first, token = bootstrapped_server(url, tmp_path / "first.log", "pg")
         try:
-            first.wait_serving()
             async with AsyncClient(first.target, token) as client:
                 project = await client.admin.CreateProject(
                     admin_pb2.CreateProjectRequest(project=admin_pb2.Project(name="p"))

@@ -8,8 +8,10 @@ import sqlite3
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Self
 
 import grpc
 import psycopg2
@@ -48,7 +50,8 @@ def bootstrap(database_url: str, org: str, email: str) -> str:
 
 
 class LoggedProcess:
-    """A child process whose output goes to a log file; `stop` ends it with SIGTERM."""
+    """A child process whose output goes to a log file; `stop`, or leaving a `with` block,
+    ends it with SIGTERM."""
 
     def __init__(self, command: Sequence[str], log: Path) -> None:
         self.log_path = log
@@ -69,6 +72,12 @@ class LoggedProcess:
         finally:
             self._log.close()
         return code
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class ServerProcess(LoggedProcess):
@@ -105,6 +114,24 @@ class ServerProcess(LoggedProcess):
             finally:
                 channel.close()
         raise AssertionError(f"server not serving after {timeout}s:\n{self.log()}")
+
+
+def bootstrapped_server(
+    database_url: str, log: Path, prefix: str, extra: Sequence[str] = ()
+) -> tuple[ServerProcess, str]:
+    """A new organization `prefix-…` in the database and a server on it (with the `corrigo
+    serve` arguments `extra`), serving: the server, for the caller to stop, and the
+    organization admin's token."""
+    org = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    token = bootstrap(database_url, org, f"admin@{org}.test")
+    server = ServerProcess(database_url, log, extra)
+    try:
+        server.wait_serving()
+    except BaseException:
+        # Not serving, it is still a process to end.
+        server.stop()
+        raise
+    return server, token
 
 
 def scratch_database(backend: str, tmp_path: Path, postgres_url: str) -> str:

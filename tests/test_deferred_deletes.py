@@ -9,7 +9,6 @@ import contextlib
 import datetime
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import grpc
 import peewee
 import pytest
+from google.protobuf import field_mask_pb2
 from playhouse.migrations import Runner
 
 from corrigo.client import AsyncClient, CorrigoError
@@ -32,7 +32,7 @@ from tests import dataset_helpers as h
 from tests import migration_helpers as mh
 from tests.conftest import POSTGRES_URL, Org
 from tests.migration_helpers import scratch  # noqa: F401 (a fixture)
-from tests.processes import ServerProcess, bootstrap, drop_scratch, scratch_database
+from tests.processes import ServerProcess, bootstrapped_server, drop_scratch, scratch_database
 
 _ASYNC = pytest.mark.asyncio(loop_scope="session")
 
@@ -164,6 +164,52 @@ async def test_a_deleted_source_is_gone_at_once_and_purged_while_writes_answer(o
     )
     await org.admin.sources.DeleteSource(sources_pb2.DeleteSourceRequest(owner=owner, name="kept"))
     await org.admin.admin.DeleteProject(admin_pb2.DeleteProjectRequest(project_id=project.id))
+
+
+@_ASYNC
+async def test_a_deleted_or_removed_source_leaves_the_labelled_count_at_once(org: Org) -> None:
+    project = await org.project()
+    owner = project.name
+    kept = await h.source(org.admin, owner, "kept")
+    removed = await h.source(org.admin, owner, "removed")
+    doomed = await h.source(org.admin, owner, "inbox")
+    dataset = await h.dataset(org.admin, owner, [kept.id, removed.id, doomed.id])
+    await h.sync(org.admin, owner, "kept", [h.comment("k0"), h.comment("k1")])
+    await h.sync(org.admin, owner, "removed", [h.comment("r")])
+    await h.sync(org.admin, owner, "inbox", _comments("c", 12_000))
+    await org.admin.datasets.CreateLabelDefs(h.label_defs(owner, ["L"]))
+    # The deleted source's last comment: its purge removes it last, several steps later.
+    labelled = [f"{kept.id}.k0", f"{kept.id}.k1", f"{removed.id}.r", f"{doomed.id}.c011999"]
+    await org.admin.datasets.BatchUpdateLabellings(
+        datasets_pb2.BatchUpdateLabellingsRequest(
+            owner=owner,
+            name="ds",
+            labellings=[
+                datasets_pb2.LabellingUpdate(
+                    comment_uid=uid, assigned=[Label(name="L", sentiment="positive")]
+                )
+                for uid in labelled
+            ],
+        )
+    )
+    assert (await h.model_version(org.admin, owner, "ds")).labelled_documents == 4
+
+    await org.admin.datasets.UpdateDataset(
+        datasets_pb2.UpdateDatasetRequest(
+            owner=owner,
+            name="ds",
+            dataset=datasets_pb2.Dataset(source_ids=[kept.id, doomed.id]),
+            update_mask=field_mask_pb2.FieldMask(paths=["source_ids"]),
+        )
+    )
+    source_id = await _internal_id("source", doomed.id)
+    await org.admin.sources.DeleteSource(sources_pb2.DeleteSourceRequest(owner=owner, name="inbox"))
+    assert (await h.model_version(org.admin, owner, "ds")).labelled_documents == 2
+    # Counted while the labellings of both were still stored.
+    stored = "SELECT COUNT(*) FROM labelling WHERE dataset_id = ?"
+    assert await _scalar(stored, await _internal_id("dataset", dataset.id)) == 4
+
+    await _purged("source", source_id)
 
 
 @_ASYNC
@@ -370,11 +416,8 @@ async def test_a_purge_stopped_midway_resumes_when_a_server_starts(
     backend: str, db_url: str, tmp_path: Path
 ) -> None:
     with _scratch(backend, db_url, tmp_path) as url:
-        org = f"pg-{uuid.uuid4().hex[:8]}"
-        token = bootstrap(url, org, f"admin@{org}.test")
-        first = ServerProcess(url, tmp_path / "first.log")
+        first, token = bootstrapped_server(url, tmp_path / "first.log", "pg")
         try:
-            first.wait_serving()
             async with AsyncClient(first.target, token) as client:
                 project = await client.admin.CreateProject(
                     admin_pb2.CreateProjectRequest(project=admin_pb2.Project(name="p"))

@@ -30,9 +30,14 @@ def tag(field: int, wire_type: int) -> bytes:
     return varint((field << 3) | wire_type)
 
 
+def field_tag(number: int) -> bytes:
+    """The tag of a length-delimited field."""
+    return tag(number, _LEN)
+
+
 def field(number: int, payload: bytes) -> bytes:
     """A length-delimited field (a sub-message, string or bytes)."""
-    return tag(number, _LEN) + varint(len(payload)) + payload
+    return field_tag(number) + varint(len(payload)) + payload
 
 
 def true_flag(number: int) -> bytes:

@@ -25,7 +25,14 @@ from corrigo.server.ops import metrics
 from corrigo.server.store import datasets, ml_models
 from corrigo.server.store import export_pages as store
 from corrigo.server.store.sources import micros
-from corrigo.v1.datasets_pb2 import ExportDatasetRequest, StreamExportDatasetRequest
+from corrigo.v1.comments_pb2 import Annotations, Comment
+from corrigo.v1.datasets_pb2 import (
+    ExportDatasetRequest,
+    ExportDatasetResponse,
+    ExportedComment,
+    StreamExportDatasetRequest,
+    StreamExportDatasetResponse,
+)
 
 DEFAULT_LIMIT = 64
 MAX_LIMIT = 256
@@ -107,11 +114,33 @@ class Export:
         return comments, continuation, replace(self, after=(last_key, last_id))
 
 
-# ExportedComment's fields, and Annotations.labels, are all length-delimited: the tags.
-_FIELD_1 = wire.tag(1, 2)
-_FIELD_2 = wire.tag(2, 2)
-_FIELD_3 = wire.tag(3, 2)
-_HAS_ANNOTATIONS = wire.true_flag(12)
+def _page_number(name: str) -> int:
+    """The number of the export pages' field `name`: the unary and the streamed page are
+    written by the same code, so they must agree on it."""
+    numbers = {
+        page.DESCRIPTOR.fields_by_name[name].number
+        for page in (ExportDatasetResponse, StreamExportDatasetResponse)
+    }
+    if len(numbers) != 1:
+        raise RuntimeError(f"the export pages number their {name!r} apart: {sorted(numbers)}")
+    return numbers.pop()
+
+
+# The tags pages are assembled with, from the protos; a page's comments, ExportedComment's
+# fields and Annotations.labels are all length-delimited.
+_EXPORTED = ExportedComment.DESCRIPTOR.fields_by_name
+_COMMENTS = wire.field_tag(_page_number("comments"))
+_COMMENT = wire.field_tag(_EXPORTED["comment"].number)
+_ANNOTATIONS = wire.field_tag(_EXPORTED["annotations"].number)
+_PREDICTIONS = wire.field_tag(_EXPORTED["predictions"].number)
+_LABELS = wire.field_tag(Annotations.DESCRIPTOR.fields_by_name["labels"].number)
+_HAS_ANNOTATIONS = wire.true_flag(Comment.DESCRIPTOR.fields_by_name["has_annotations"].number)
+_CONTINUATION = _page_number("continuation")
+_TOTAL = StreamExportDatasetResponse.DESCRIPTOR.fields_by_name["total"].number
+# The tags' sizes, counted once rather than for every comment.
+_COMMENTS_TAG_BYTES = len(_COMMENTS)
+_PARTS_TAG_BYTES = len(_COMMENT) + len(_ANNOTATIONS) + len(_PREDICTIONS)
+_LABELS_TAG_BYTES = len(_LABELS)
 
 
 def comments_field(rows: Sequence[store.Row], limit: int) -> tuple[bytes, int]:
@@ -131,11 +160,11 @@ def comments_field(rows: Sequence[store.Row], limit: int) -> tuple[bytes, int]:
         comment_len = len(body) + len(flag)
         comment_varint = varint(comment_len)
         labels_varint = varint(len(labels))
-        annotations_len = 1 + len(labels_varint) + len(labels)
+        annotations_len = _LABELS_TAG_BYTES + len(labels_varint) + len(labels)
         annotations_varint = varint(annotations_len)
         predictions_varint = varint(len(predictions))
         inner = (
-            3
+            _PARTS_TAG_BYTES
             + len(comment_varint)
             + comment_len
             + len(annotations_varint)
@@ -144,23 +173,23 @@ def comments_field(rows: Sequence[store.Row], limit: int) -> tuple[bytes, int]:
             + len(predictions)
         )
         inner_varint = varint(inner)
-        size += 1 + len(inner_varint) + inner
+        size += _COMMENTS_TAG_BYTES + len(inner_varint) + inner
         if taken and size > PAGE_BYTES:
             break
         extend(
             (
-                _FIELD_1,
+                _COMMENTS,
                 inner_varint,
-                _FIELD_1,
+                _COMMENT,
                 comment_varint,
                 body,
                 flag,
-                _FIELD_2,
+                _ANNOTATIONS,
                 annotations_varint,
-                _FIELD_1,
+                _LABELS,
                 labels_varint,
                 labels,
-                _FIELD_3,
+                _PREDICTIONS,
                 predictions_varint,
                 predictions,
             )
@@ -171,8 +200,8 @@ def comments_field(rows: Sequence[store.Row], limit: int) -> tuple[bytes, int]:
 
 
 def continuation_field(continuation: str) -> bytes:
-    """An export page's `continuation` field (2); absent when empty, as proto3 has it."""
-    return wire.field(2, continuation.encode()) if continuation else b""
+    """An export page's `continuation` field; absent when empty, as proto3 has it."""
+    return wire.field(_CONTINUATION, continuation.encode()) if continuation else b""
 
 
 async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
@@ -187,7 +216,7 @@ async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
         async for comments, continuation in pages_left:
             message = comments + continuation_field(continuation)
             if total:
-                message += wire.int_field(3, total)
+                message += wire.int_field(_TOTAL, total)
                 total = 0
             yield message
     finally:

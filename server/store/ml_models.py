@@ -13,7 +13,7 @@ import peewee
 
 from corrigo.server.api.errors import Aborted, NotFound
 from corrigo.server.store.database import BaseModel, atomic, database, utcnow
-from corrigo.server.store.datasets import Dataset, Labelling, dataset_ref
+from corrigo.server.store.datasets import Dataset, DatasetSource, Labelling, dataset_ref
 from corrigo.server.store.integrity import Refers, Unique
 from corrigo.server.store.sources import BytesField, Comment
 from corrigo.v1 import errors_pb2
@@ -134,10 +134,16 @@ async def create_version(dataset_id: int, model_id: int, score: float) -> ModelV
                 ModelVersion.dataset == dataset_id
             )
         )
+        # Only comments of the sources the dataset shows now, as a deleted source's
+        # labellings stay until its purge and a removed source's for good.
         labelled = await database.scalar(
-            Labelling.select(peewee.fn.COUNT(Labelling.comment)).where(
-                Labelling.dataset == dataset_id, peewee.fn.LENGTH(Labelling.assigned) > 0
+            Labelling.select(peewee.fn.COUNT(Labelling.comment))
+            .join(Comment, on=(Comment.id == Labelling.comment))
+            .join(
+                DatasetSource,
+                on=(DatasetSource.source == Comment.source) & (DatasetSource.dataset == dataset_id),
             )
+            .where(Labelling.dataset == dataset_id, peewee.fn.LENGTH(Labelling.assigned) > 0)
         )
         return await ModelVersion.acreate(
             dataset=dataset_id,

@@ -9,7 +9,6 @@ import contextlib
 import random
 import signal
 import sqlite3
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,7 @@ from corrigo.v1 import admin_pb2, datasets_pb2, improvement_pb2, practice_pb2, s
 from corrigo.v1.comments_pb2 import Label
 from corrigo.v1.practice_pb2 import PracticeEvent
 from tests import dataset_helpers
-from tests.processes import ServerProcess, bootstrap
+from tests.processes import ServerProcess, bootstrapped_server
 from tests.reliability import report
 
 pytestmark = pytest.mark.heavy
@@ -156,12 +155,9 @@ async def test_sigkill_loses_no_acknowledged_write(
     scratch_db: str, tmp_path: Path, backend: str
 ) -> None:
     kills = max(3, int(4 * report.scale()))
-    org = f"crash-{uuid.uuid4().hex[:8]}"
-    token = bootstrap(scratch_db, org, f"admin@{org}.test")
+    server, token = bootstrapped_server(scratch_db, tmp_path / "server-0.log", "crash")
     ledger = Ledger()
     half_written = integrity_ok = integrity_checks = 0
-    server = ServerProcess(scratch_db, tmp_path / "server-0.log")
-    server.wait_serving()
     async with AsyncClient(server.target, token) as client:
         created = await client.admin.CreateProject(
             admin_pb2.CreateProjectRequest(project=admin_pb2.Project(name="crash"))

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from corrigo.server.store import database
 from corrigo.v1 import admin_pb2, datasets_pb2, sources_pb2
 from corrigo.v1.comments_pb2 import AssignedLabels, Label
 from tests import dataset_helpers as h
-from tests.processes import ServerProcess, bootstrap
+from tests.processes import bootstrapped_server
 from tests.reliability import report
 
 pytestmark = pytest.mark.heavy
@@ -100,12 +99,11 @@ async def test_deleting_a_million_comments_leaves_writes_answering(
     scratch_db: str, tmp_path: Path, backend: str
 ) -> None:
     run = _sql(scratch_db)
-    org = f"pu-{uuid.uuid4().hex[:8]}"
-    token = bootstrap(scratch_db, org, f"admin@{org}.test")
     # A deleted label's pruning starts four statement limits after the delete.
-    server = ServerProcess(scratch_db, tmp_path / "server.log", ["--statement-timeout", "2"])
-    try:
-        server.wait_serving()
+    server, token = bootstrapped_server(
+        scratch_db, tmp_path / "server.log", "pu", ["--statement-timeout", "2"]
+    )
+    with server:
         async with AsyncClient(server.target, token) as client:
             project = await client.admin.CreateProject(
                 admin_pb2.CreateProjectRequest(project=admin_pb2.Project(name="p"))
@@ -190,8 +188,6 @@ async def test_deleting_a_million_comments_leaves_writes_answering(
             left = run('SELECT COUNT(*) FROM "comment" WHERE source_id = ?', (source_id,))
             assert left[0][0] == 0
             assert run("SELECT COUNT(*) FROM labelling", ())[0][0] == 0
-    finally:
-        server.stop()
     for kind in ("label", "dataset", "source"):
         assert figures[f"{kind}_delete_ms"] < 1000, figures
     report.record("deferred delete", backend, comments=COMMENTS, fill_s=round(filled), **figures)

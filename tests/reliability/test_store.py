@@ -9,7 +9,6 @@ import contextlib
 import os
 import subprocess
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ from corrigo.client import AsyncClient, CorrigoError
 from corrigo.server.store import export_pages
 from corrigo.v1 import admin_pb2, datasets_pb2, sources_pb2
 from tests import dataset_helpers as h
-from tests.processes import ServerProcess, WriteLock, bootstrap
+from tests.processes import ServerProcess, WriteLock, bootstrapped_server
 from tests.reliability import report
 
 pytestmark = pytest.mark.heavy
@@ -33,18 +32,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
-
-
-@contextlib.contextmanager
-def _server(url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
-    org = f"st-{uuid.uuid4().hex[:8]}"
-    token = bootstrap(url, org, f"admin@{org}.test")
-    server = ServerProcess(url, tmp_path / f"{org}.log")
-    try:
-        server.wait_serving()
-        yield server, token
-    finally:
-        server.stop()
 
 
 @contextlib.asynccontextmanager
@@ -68,7 +55,8 @@ async def test_two_hundred_stalled_streams_starve_nothing(
     scratch_db: str, tmp_path: Path, backend: str
 ) -> None:
     count = 200
-    with _server(scratch_db, tmp_path) as (server, token):
+    server, token = bootstrapped_server(scratch_db, tmp_path / "server.log", "st")
+    with server:
         async with _filled(server, token, 1000, 1024) as (client, owner):
             request = datasets_pb2.StreamExportDatasetRequest(owner=owner, name="ds", limit=256)
             rss_start = _rss_mb(server.process.pid)
@@ -146,7 +134,8 @@ async def test_postgres_restart_answers_unavailable_then_recovers(
     if backend != "postgres":
         pytest.skip("stops the PostgreSQL server")
     codes: Counter[str] = Counter()
-    with _server(scratch_db, tmp_path) as (server, token):
+    server, token = bootstrapped_server(scratch_db, tmp_path / "server.log", "st")
+    with server:
         async with _filled(server, token, 300, 64) as (client, owner):
             get = datasets_pb2.GetDatasetRequest(owner=owner, name="ds")
             export = datasets_pb2.ExportDatasetRequest(owner=owner, name="ds", limit=50)
@@ -234,7 +223,8 @@ async def test_sqlite_disk_full_answers_resource_exhausted_and_recovers(
         pytest.skip("fills the disk of a SQLite database")
     with _small_disk(tmp_path / "disk", 16) as disk:
         url = f"sqlite:///{disk / 'corrigo.sqlite3'}"
-        with _server(url, tmp_path) as (server, token):
+        server, token = bootstrapped_server(url, tmp_path / "server.log", "st")
+        with server:
             async with _filled(server, token, 50, 64) as (client, owner):
                 filler = disk / "filler"
                 _fill(filler)
@@ -328,7 +318,8 @@ async def _health_latencies(target: str, seconds: float) -> tuple[float, float, 
 async def test_the_event_loop_answers_while_the_database_is_slow(
     scratch_db: str, tmp_path: Path, backend: str
 ) -> None:
-    with _server(scratch_db, tmp_path) as (server, token):
+    server, token = bootstrapped_server(scratch_db, tmp_path / "server.log", "st")
+    with server:
         async with _filled(server, token, 3000, 2048) as (client, owner):
             get = datasets_pb2.GetDatasetRequest(owner=owner, name="ds")
 
@@ -400,7 +391,8 @@ async def test_health_answers_at_once_while_a_million_comments_are_exported_with
     scratch_db: str, tmp_path: Path, backend: str
 ) -> None:
     count = 1_000_000
-    with _server(scratch_db, tmp_path) as (server, token):
+    server, token = bootstrapped_server(scratch_db, tmp_path / "server.log", "st")
+    with server:
         async with AsyncClient(server.target, token) as client:
             project = await client.admin.CreateProject(
                 admin_pb2.CreateProjectRequest(project=admin_pb2.Project(name="big"))

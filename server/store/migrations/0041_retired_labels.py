@@ -5,10 +5,15 @@ reads leave the recorded names out meanwhile. A purge row of kind "label" (row_i
 
 from typing import Any
 
+import peewee
 from peewee import AutoField, CharField, DateTimeField, ForeignKeyField, Model
+from playhouse.sqlite_ext import AutoIncrementField
 
 
 def up(migrator: Any, db: Any) -> None:
+    # Ids are never reused (0031): on SQLite the key counts up with AUTOINCREMENT.
+    key = AutoIncrementField if isinstance(db, peewee.SqliteDatabase) else AutoField
+
     class Dataset(Model):
         id = AutoField()
 
@@ -17,7 +22,7 @@ def up(migrator: Any, db: Any) -> None:
             table_name = "dataset"
 
     class LabelRetired(Model):
-        id = AutoField()
+        id = key()
         dataset = ForeignKeyField(Dataset, on_delete="CASCADE", index=False)
         name = CharField(max_length=600)
         retired_at = DateTimeField()

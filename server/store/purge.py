@@ -19,8 +19,10 @@ next sweep (`domain.purge_work`) from what is left.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import enum
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +158,33 @@ _DOCUMENTS = _Rows("correction_document", "session_id", "comment_id", 5000)
 STEP_SECONDS = 0.25
 _FEWEST = 16
 
+
+class StepSize:
+    """The part of its full size the next step of a background removal takes, from how
+    the last one went (STEP_SECONDS)."""
+
+    def __init__(self) -> None:
+        self.scale = 1.0
+
+    def rows(self, full: int) -> int:
+        return max(_FEWEST, int(full * self.scale))
+
+    @contextlib.asynccontextmanager
+    async def timed(self) -> AsyncIterator[None]:
+        """Around one step: halves the next after a slow or failed one, else grows it."""
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            yield
+        except LeaseLost:
+            raise
+        except Exception:
+            self.scale /= 2
+            raise
+        took = loop.time() - began
+        self.scale = self.scale / 2 if took > STEP_SECONDS else min(1.0, self.scale * 2)
+
+
 _RENEW = Sql("UPDATE purge SET lease_until = ? WHERE kind = ? AND row_id = ? AND lease_owner = ?")
 
 
@@ -169,8 +198,7 @@ class Purging:
         self._plan: list[tuple[_Rows, int]] | None = None
         # The last key removed of the plan's first entry (None: from its start).
         self._after: Any = None
-        # The part of each `_Rows.size` a step removes.
-        self.scale = 1.0
+        self.size = StepSize()
         self.removed = 0
         # How long to wait before the next step beyond the sweep's pause (never, here).
         self.pause = 0.0
@@ -208,24 +236,14 @@ class Purging:
                 await self._finish()
             return False
         rows, parent = self._plan[0]
-        limit = max(_FEWEST, int(rows.size * self.scale))
+        limit = self.size.rows(rows.size)
         after = () if self._after is None else (self._after,)
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        try:
-            async with atomic():
-                await self._renew()
-                keys = (await write(rows.keys(bool(after)), (parent, *after, limit))).rows
-                if keys:
-                    await write(rows.delete(bool(after)), (parent, *after, keys[-1][0]))
-        except LeaseLost:
-            raise
-        except Exception:
-            self.scale /= 2
-            raise
+        async with self.size.timed(), atomic():
+            await self._renew()
+            keys = (await write(rows.keys(bool(after)), (parent, *after, limit))).rows
+            if keys:
+                await write(rows.delete(bool(after)), (parent, *after, keys[-1][0]))
         self.removed += len(keys)
-        took = loop.time() - began
-        self.scale = self.scale / 2 if took > STEP_SECONDS else min(1.0, self.scale * 2)
         if len(keys) < limit:
             self._plan.pop(0)
             self._after = None

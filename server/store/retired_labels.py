@@ -21,7 +21,6 @@ pruning left by a stopped server is resumed by the purge sweep from its start.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 
 import peewee
@@ -40,13 +39,10 @@ from corrigo.server.store.datasets import (
     lock_taxonomy,
     pruned,
 )
-from corrigo.server.store.purge import Kind, Purge, renew
+from corrigo.server.store.purge import Kind, Purge, StepSize, renew
 
-# Labellings one step rewrites at most; a slow or failed step halves the next, quick
-# ones grow back (as a purge's steps).
+# Labellings one step rewrites at most (fewer after a slow step: `purge.StepSize`).
 PAGE = 2000
-STEP_SECONDS = 0.25
-_FEWEST = 16
 # The longest pause between two steps while the pruning waits to start.
 _WAIT_STEP = 5.0
 
@@ -94,7 +90,7 @@ class Pruning:
         self.owner = owner
         # The last comment id rewritten (0: from the start).
         self._after = 0
-        self.scale = 1.0
+        self.size = StepSize()
         self.removed = 0
         # How long to wait before the next step (while the pruning waits to start).
         self.pause = 0.0
@@ -117,17 +113,8 @@ class Pruning:
             self.pause = min(wait, _WAIT_STEP)
             return True
         self.pause = 0.0
-        limit = max(_FEWEST, int(PAGE * self.scale))
-        loop = asyncio.get_running_loop()
-        began = loop.time()
-        try:
-            more = await self._page(dataset_id, name, limit)
-        except Exception:
-            self.scale /= 2
-            raise
-        took = loop.time() - began
-        self.scale = self.scale / 2 if took > STEP_SECONDS else min(1.0, self.scale * 2)
-        return more
+        async with self.size.timed():
+            return await self._page(dataset_id, name, self.size.rows(PAGE))
 
     async def _page(self, dataset_id: int, name: str, limit: int) -> bool:
         async with atomic():

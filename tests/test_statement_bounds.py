@@ -110,3 +110,19 @@ async def test_a_read_connection_cannot_write(server: Running) -> None:
         )
     assert not isinstance(raised.value, Unavailable), repr(raised.value)
     assert await Organization.aget_or_none(Organization.name == name) is None
+
+
+async def test_a_repeated_statement_is_parsed_once_on_postgresql(server: Running) -> None:
+    if database.is_sqlite():
+        pytest.skip("PostgreSQL's prepared statements")
+    statement = database.Sql(f"SELECT ? + 1 AS corrigo_{uuid.uuid4().hex}")
+    async with connections.unit(database.database.obj.reads):
+        answers = [(await database.fetch(statement, (n,)))[0][0] for n in range(3)]
+        kept = await database.fetch(
+            database.Sql("SELECT name FROM pg_prepared_statements WHERE statement = ?"),
+            (statement.render(database.database.obj).replace("%s", "$1"),),
+        )
+    assert answers == [1, 2, 3]
+    # One named statement on the server, executed three times: an unnamed one would be
+    # parsed and planned again at each execution, and is not listed.
+    assert len(kept) == 1 and kept[0][0].startswith("corrigo_"), kept

@@ -100,6 +100,7 @@ class PostgresConnection:
         # A statement was stopped mid-way: the connection is clean once the server says so.
         self._cut = False
         # Each statement's preparation and its columns, most recently used last.
+        self._names = itertools.count(1)
         self._prepared: OrderedDict[
             str, tuple[asyncpg.prepared_stmt.PreparedStatement, list[str]]
         ] = OrderedDict()
@@ -117,7 +118,7 @@ class PostgresConnection:
             # Reads never write, and cannot take the row locks writes wait for.
             settings["default_transaction_read_only"] = "on"
         try:
-            # Statements are prepared and kept here (`_statement`), not in asyncpg's cache.
+            # Statements are prepared and kept here (`_run`), not in asyncpg's cache.
             conn = await asyncpg.connect(dsn, server_settings=settings, statement_cache_size=0)
             return cls(conn)
         except (*_CONNECTION_ERRORS, asyncpg.exceptions.PostgresError) as error:
@@ -170,7 +171,10 @@ class PostgresConnection:
         them (its columns, and its command status), whatever kind of statement it is."""
         kept = self._prepared.get(sql)
         if kept is None:
-            statement = await self._conn.prepare(sql, timeout=bound.left())
+            # Named: asyncpg prepares statements unnamed when its own cache is off, and the
+            # server parses and plans an unnamed statement again at every execution.
+            name = f"corrigo_{next(self._names)}"
+            statement = await self._conn.prepare(sql, name=name, timeout=bound.left())
             kept = statement, [attribute.name for attribute in statement.get_attributes()]
             self._prepared[sql] = kept
             if len(self._prepared) > PREPARED_PER_CONNECTION:

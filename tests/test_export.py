@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import gc
 import json
 import re
 from collections.abc import Callable
@@ -398,6 +399,15 @@ async def test_stream_equals_unary_pages_and_resumes(org: Org) -> None:
     ]
     assert resumed[0].total == 3000 - 700
     assert h.uids(received) + h.uids(resumed) == corpus.by_timestamp()
+
+
+async def test_a_streamed_page_is_not_held_once_sent(org: Org) -> None:
+    corpus = await Corpus.make(org, 400)
+    assert await _streamed(corpus, limit=20) == corpus.by_timestamp()
+    # Every page read ahead was taken at once: none is kept for the let-go timer of a
+    # stalled client (which would hold each page for AHEAD_HOLD_SECONDS after it is sent).
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, export_store._Ahead)] == []
 
 
 class _Spy:

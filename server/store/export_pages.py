@@ -218,9 +218,11 @@ class _Ahead:
         self._task: asyncio.Future[Page] | None = asyncio.ensure_future(read(position))
         self._task.add_done_callback(self._arrived)
         self._letting_go: asyncio.TimerHandle | None = None
+        self._wanted = False
 
     def _arrived(self, task: asyncio.Future[Page]) -> None:
-        if not task.cancelled() and task.exception() is None:
+        # A page already asked for is not let go (nor held by a timer once it is taken).
+        if not self._wanted and not task.cancelled() and task.exception() is None:
             self._letting_go = asyncio.get_running_loop().call_later(
                 AHEAD_HOLD_SECONDS, self._let_go
             )
@@ -229,6 +231,7 @@ class _Ahead:
         self._task = None
 
     async def page(self) -> Page:
+        self._wanted = True
         if self._letting_go is not None:
             self._letting_go.cancel()
         if self._task is None:

@@ -4,8 +4,10 @@ thread-local transactions out of reach: on the test server's database, both back
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 
 import grpc
@@ -126,3 +128,22 @@ async def test_a_repeated_statement_is_parsed_once_on_postgresql(server: Running
     # One named statement on the server, executed three times: an unnamed one would be
     # parsed and planned again at each execution, and is not listed.
     assert len(kept) == 1 and kept[0][0].startswith("corrigo_"), kept
+
+
+async def test_a_statements_bound_keeps_nothing_of_its_call(server: Running) -> None:
+    class Answer:
+        """Stands for what a call answers (such as an export page)."""
+
+    async def call() -> Answer:
+        # On a pool connection: its bound is a timer the loop keeps until it would fire.
+        await database.fetch(database.Sql("SELECT 1"), ())
+        return Answer()
+
+    task = asyncio.ensure_future(call())
+    await asyncio.wait([task])
+    answered = weakref.ref(task.result())
+    del task
+    gc.collect()
+    # The timer's context names the unit, which must not keep the call's task (and with
+    # it the answer) alive for the statement limit.
+    assert answered() is None

@@ -298,4 +298,7 @@ auth.read_with_access(
 
 # The export's RPCs answer with serialized bytes (see `registration`).
 RAW_ANSWERS = ("ExportDataset", "StreamExportDataset")
-_STATUS_OK = wire.field(3, _OK.encode())
+# The unary export page's `status`, appended to the page's serialized fields.
+_STATUS_OK = wire.field(
+    datasets_pb2.ExportDatasetResponse.DESCRIPTOR.fields_by_name["status"].number, _OK.encode()
+)

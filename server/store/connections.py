@@ -32,6 +32,7 @@ import contextlib
 import contextvars
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -282,13 +283,24 @@ class _Held:
     conn: Connection
     in_transaction: bool
     # The task of the unit: a task it starts inherits the context, not the connection.
-    owner: asyncio.Task[Any] | None
+    # Weakly held: the context outlives the unit in timers (a statement's bound, kept by
+    # the loop until it would have fired), and the task would keep its result with it.
+    owner: weakref.ref[asyncio.Task[Any]] | None
     savepoints: int = 0
+
+
+def _owner() -> weakref.ref[asyncio.Task[Any]] | None:
+    task = asyncio.current_task()
+    return None if task is None else weakref.ref(task)
+
+
+def _task(owner: weakref.ref[asyncio.Task[Any]] | None) -> asyncio.Task[Any] | None:
+    return None if owner is None else owner()
 
 
 def _current() -> _Held | None:
     current = _held.get()
-    if current is None or current.owner is not asyncio.current_task():
+    if current is None or _task(current.owner) is not asyncio.current_task():
         return None
     return current
 
@@ -307,7 +319,7 @@ async def unit(pool: Pool) -> AsyncIterator[Connection]:
         yield current.conn
         return
     conn = await pool.acquire()
-    token = _held.set(_Held(conn, in_transaction=False, owner=asyncio.current_task()))
+    token = _held.set(_Held(conn, in_transaction=False, owner=_owner()))
     failed = True
     try:
         yield conn
@@ -331,7 +343,7 @@ async def transaction(pool: Pool, begin: str, system: str) -> AsyncIterator[Conn
         raise RuntimeError("a transaction cannot start inside a unit that holds a read")
     with tracing.database_span("transaction", {"db.system": system}):
         conn = await pool.acquire()
-        token = _held.set(_Held(conn, in_transaction=True, owner=asyncio.current_task()))
+        token = _held.set(_Held(conn, in_transaction=True, owner=_owner()))
         failed = True
         try:
             await conn.execute(begin, (), bound())

@@ -24,16 +24,22 @@ def _models(base: type[BaseModel]) -> list[type[BaseModel]]:
     return found
 
 
+async def purges_done(*where: Any) -> None:
+    """Wait (at most a minute) until no purge (meeting `where`) is left."""
+    left = Purge.select().where(*where) if where else Purge.select()
+    deadline = time.monotonic() + 60
+    while await database.count(left):
+        assert time.monotonic() < deadline, "a purge did not finish"
+        await asyncio.sleep(0.05)
+
+
 async def state() -> dict[str, list[tuple[Any, ...]]]:
     """Every table's rows (sorted), but the request ids, without time columns (a
     background task notes tokens' last use, and a write that changes nothing may still
     stamp when it ran) nor generated keys (a link row written again gets a new one, which
     nothing shows), once no deleted source or dataset waits for its purge (background
     work; a deleted label's pruning waits minutes before it starts, see `retired_labels`)."""
-    deadline = time.monotonic() + 60
-    while await database.count(Purge.select().where(Purge.kind != Kind.LABEL.value)):
-        assert time.monotonic() < deadline, "a purge did not finish"
-        await asyncio.sleep(0.05)
+    await purges_done(Purge.kind != Kind.LABEL.value)
     tables = {}
     for model in _models(BaseModel):
         if model is RequestId:

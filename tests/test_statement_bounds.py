@@ -15,7 +15,7 @@ import pytest
 
 from corrigo.client import CorrigoError
 from corrigo.server.api.errors import Unavailable
-from corrigo.server.store import connections, database
+from corrigo.server.store import connections, database, postgres
 from corrigo.server.store.identity import Organization
 from corrigo.v1 import sources_pb2
 from tests import dataset_helpers as h
@@ -122,7 +122,7 @@ async def test_a_repeated_statement_is_parsed_once_on_postgresql(server: Running
         answers = [(await database.fetch(statement, (n,)))[0][0] for n in range(3)]
         kept = await database.fetch(
             database.Sql("SELECT name FROM pg_prepared_statements WHERE statement = ?"),
-            (statement.render(database.database.obj).replace("%s", "$1"),),
+            (postgres.numbered(statement.render(database.database.obj)),),
         )
     assert answers == [1, 2, 3]
     # One named statement on the server, executed three times: an unnamed one would be

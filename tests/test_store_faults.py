@@ -20,7 +20,6 @@ import pytest
 from corrigo.client import CorrigoError
 from corrigo.client.channel import auth_metadata
 from corrigo.server.store import database, identity, retired_labels
-from corrigo.server.store.purge import Purge
 from corrigo.v1 import (
     admin_pb2,
     comments_pb2,
@@ -32,6 +31,7 @@ from corrigo.v1 import (
 from tests import dataset_helpers as h
 from tests.conftest import Org, Running
 from tests.reliability import report
+from tests.state_helpers import purges_done
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -288,10 +288,7 @@ async def _labels_pruned(monkeypatch: pytest.MonkeyPatch) -> None:
     """The deleted labels of earlier tests pruned now: their pruning, which starts minutes
     after a delete, is a write that would queue behind a lock a test takes."""
     monkeypatch.setattr(retired_labels, "settle", lambda: datetime.timedelta(0))
-    deadline = time.monotonic() + 60
-    while await database.database.count(Purge.select()):
-        assert time.monotonic() < deadline, "a purge did not finish"
-        await asyncio.sleep(0.05)
+    await purges_done()
 
 
 async def test_abandoned_writes_behind_a_held_lock_never_starve_live_calls(

@@ -99,8 +99,9 @@ class PostgresConnection:
         self._conn = conn
         # A statement was stopped mid-way: the connection is clean once the server says so.
         self._cut = False
-        # Each statement's preparation and its columns, most recently used last.
+        # Numbers the names of the statements this connection prepares.
         self._names = itertools.count(1)
+        # Each statement's preparation and its columns, most recently used last.
         self._prepared: OrderedDict[
             str, tuple[asyncpg.prepared_stmt.PreparedStatement, list[str]]
         ] = OrderedDict()

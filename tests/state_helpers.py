@@ -14,6 +14,8 @@ from corrigo.server.store.request_ids import RequestId
 
 # Time columns and generated keys.
 _UNCOMPARED = (peewee.DateTimeField, peewee.AutoField)
+# Change positions (`store.positions`): like a time, when the write that stored a row ran.
+_POSITION = "change_tx"
 
 
 def _models(base: type[BaseModel]) -> list[type[BaseModel]]:
@@ -34,17 +36,21 @@ async def purges_done(*where: Any) -> None:
 
 
 async def state() -> dict[str, list[tuple[Any, ...]]]:
-    """Every table's rows (sorted), but the request ids, without time columns (a
-    background task notes tokens' last use, and a write that changes nothing may still
-    stamp when it ran) nor generated keys (a link row written again gets a new one, which
-    nothing shows), once no deleted source or dataset waits for its purge (background
+    """Every table's rows (sorted), but the request ids, without time columns and change
+    positions (a background task notes tokens' last use, and a write that changes nothing
+    may still stamp when it ran) nor generated keys (a link row written again gets a new
+    one, which nothing shows), once no deleted source or dataset waits for its purge (background
     work; a deleted label's pruning waits minutes before it starts, see `retired_labels`)."""
     await purges_done(Purge.kind != Kind.LABEL.value)
     tables = {}
     for model in _models(BaseModel):
         if model is RequestId:
             continue
-        kept = [f for f in model._meta.sorted_fields if not isinstance(f, _UNCOMPARED)]
+        kept = [
+            f
+            for f in model._meta.sorted_fields
+            if not isinstance(f, _UNCOMPARED) and f.name != _POSITION
+        ]
         rows = await database.list(model.select(*kept).tuples())
         tables[model._meta.table_name] = sorted(rows, key=repr)
     return tables

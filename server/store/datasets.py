@@ -30,6 +30,7 @@ from corrigo.server.store.database import (
     write,
 )
 from corrigo.server.store.integrity import Refers, Unique, guarded, written
+from corrigo.server.store.positions import stamped, stamped_insert
 from corrigo.server.store.projects import Membership, Project
 from corrigo.server.store.sources import MOVE_CLOCK_NOW, BytesField, Comment, Source, new_hex_id
 from corrigo.v1 import errors_pb2
@@ -101,6 +102,20 @@ class Labelling(BaseModel):
     assigned = BytesField()
     dismissed = BytesField()
     updated_at = peewee.DateTimeField(default=utcnow)
+    # The position of the write that last changed the labelling (`positions`).
+    change_tx = peewee.BigIntegerField()
+
+    class Meta:
+        primary_key = peewee.CompositeKey("dataset", "comment")
+
+
+class LabellingRemoved(BaseModel):
+    """A removed labelling, at the removal's position (`positions`)."""
+
+    dataset = peewee.ForeignKeyField(Dataset, on_delete="CASCADE", index=False)
+    comment = peewee.ForeignKeyField(Comment, on_delete="CASCADE")
+    change_tx = peewee.BigIntegerField()
+    removed_at = peewee.DateTimeField(default=utcnow)
 
     class Meta:
         primary_key = peewee.CompositeKey("dataset", "comment")
@@ -448,25 +463,33 @@ async def label_names(dataset_id: int, names: Sequence[str]) -> set[str]:
 _LABELLING_COLUMNS = "dataset_id, comment_id, assigned, dismissed, updated_at"
 _LABELLING_UPSERT_TAIL = (
     " ON CONFLICT (dataset_id, comment_id) DO UPDATE SET assigned = EXCLUDED.assigned, "
-    "dismissed = EXCLUDED.dismissed, updated_at = EXCLUDED.updated_at"
+    "dismissed = EXCLUDED.dismissed, updated_at = EXCLUDED.updated_at, "
+    "change_tx = EXCLUDED.change_tx"
 )
 # Labellings per statement of a bulk write (5 parameters each).
 _WRITE_ROWS = 1024
 
 
 @functools.lru_cache(maxsize=16)
-def _labelling_upsert(rows: int) -> Sql:
-    marks = ", ".join(["(?, ?, ?, ?, ?)"] * rows)
-    return Sql(
-        f"INSERT INTO labelling ({_LABELLING_COLUMNS}) VALUES {marks}{_LABELLING_UPSERT_TAIL}"
-    )
+def _labelling_upsert(rows: int, sqlite: bool) -> Sql:
+    return stamped_insert("labelling", _LABELLING_COLUMNS, 5, rows, _LABELLING_UPSERT_TAIL, sqlite)
 
 
 @functools.lru_cache(maxsize=16)
-def _labelling_delete(rows: int) -> Sql:
-    return Sql(
-        f"DELETE FROM labelling WHERE dataset_id = ? AND comment_id IN ({', '.join('?' * rows)})"
+def _labelling_delete(rows: int, sqlite: bool) -> tuple[Sql, Sql]:
+    """The removal of labellings: first each leaves its comment at the delete's position
+    (`positions`), then the rows go."""
+    marks = ", ".join("?" * rows)
+    column, value = stamped(sqlite)
+    removed = Sql(
+        f"INSERT INTO labelling_removed (dataset_id, comment_id, removed_at{column}) "
+        f"SELECT dataset_id, comment_id, ?{value} FROM labelling "
+        f"WHERE dataset_id = ? AND comment_id IN ({marks}) "
+        "ON CONFLICT (dataset_id, comment_id) DO UPDATE SET "
+        "change_tx = EXCLUDED.change_tx, removed_at = EXCLUDED.removed_at"
     )
+    delete = Sql(f"DELETE FROM labelling WHERE dataset_id = ? AND comment_id IN ({marks})")
+    return removed, delete
 
 
 async def set_labelling(
@@ -519,15 +542,17 @@ def labelling_writes(
         else:
             removed.append(comment_id)
     step = _WRITE_ROWS * 5
-    return [
-        (_labelling_upsert(len(part) // 5), part)
+    sqlite = is_sqlite()
+    writes: list[tuple[Sql, Sequence[Any]]] = [
+        (_labelling_upsert(len(part) // 5, sqlite), part)
         for part in (upserts[start : start + step] for start in range(0, len(upserts), step))
-    ] + [
-        (_labelling_delete(len(ids)), (dataset_id, *ids))
-        for ids in (
-            removed[start : start + _WRITE_ROWS] for start in range(0, len(removed), _WRITE_ROWS)
-        )
     ]
+    at = LabellingRemoved.removed_at.db_value(utcnow())
+    for start in range(0, len(removed), _WRITE_ROWS):
+        ids = removed[start : start + _WRITE_ROWS]
+        removals, delete = _labelling_delete(len(ids), sqlite)
+        writes += [(removals, (at, dataset_id, *ids)), (delete, (dataset_id, *ids))]
+    return writes
 
 
 async def get_labelling(

@@ -6,15 +6,17 @@ A prediction row keeps a version's labels for one comment as a serialized
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 
 import peewee
 
 from corrigo.server.api.errors import Aborted, NotFound
-from corrigo.server.store.database import BaseModel, atomic, database, utcnow
+from corrigo.server.store.database import BaseModel, Sql, atomic, database, is_sqlite, utcnow, write
 from corrigo.server.store.datasets import Dataset, DatasetSource, Labelling, dataset_ref
 from corrigo.server.store.integrity import Refers, Unique
+from corrigo.server.store.positions import stamped_insert
 from corrigo.server.store.sources import BytesField, Comment
 from corrigo.v1 import errors_pb2
 
@@ -54,6 +56,8 @@ class Prediction(BaseModel):
     # The highest probability among `labels` (None when it has none): what uncertainty
     # sampling orders by, without parsing `labels`.
     top_probability = peewee.DoubleField(null=True)
+    # The position of the write that last changed the prediction (`positions`).
+    change_tx = peewee.BigIntegerField()
 
     class Meta:
         primary_key = peewee.CompositeKey("version", "comment")
@@ -190,31 +194,37 @@ async def tagged_version(dataset_id: int, tag: str) -> ModelVersion:
     return rows[0]
 
 
+_PREDICTION_COLUMNS = "version_id, comment_id, labels, top_probability"
+_PREDICTION_UPSERT_TAIL = (
+    " ON CONFLICT (version_id, comment_id) DO UPDATE SET labels = EXCLUDED.labels, "
+    "top_probability = EXCLUDED.top_probability, change_tx = EXCLUDED.change_tx"
+)
+# Predictions per statement (4 parameters each).
+_PREDICTION_ROWS = 1024
+
+
+@functools.lru_cache(maxsize=16)
+def _prediction_upsert(rows: int, sqlite: bool) -> Sql:
+    return stamped_insert(
+        "prediction", _PREDICTION_COLUMNS, 4, rows, _PREDICTION_UPSERT_TAIL, sqlite
+    )
+
+
 async def store_predictions(
     version_id: int, rows: Sequence[tuple[int, bytes, float | None]]
 ) -> None:
     """Replace the version's predictions of these comments, in one transaction. Each row
-    is (comment id, serialized Predictions, its top probability or None)."""
+    is (comment id, serialized Predictions, its top probability or None). (Written out:
+    Peewee renders a thousand-row upsert slower than the database runs it.)"""
+    sqlite = is_sqlite()
     async with atomic(
         Refers("version", "model version", ModelVersion, [version_id], shown=False),
         Refers("predictions.uid", "comment", Comment, [c for c, _, _ in rows], shown=False),
     ):
-        await database.aexecute(
-            Prediction.insert_many(
-                [
-                    {
-                        Prediction.version: version_id,
-                        Prediction.comment: c,
-                        Prediction.labels: b,
-                        Prediction.top_probability: top,
-                    }
-                    for c, b, top in rows
-                ]
-            ).on_conflict(
-                conflict_target=[Prediction.version, Prediction.comment],
-                preserve=[Prediction.labels, Prediction.top_probability],
-            )
-        )
+        for start in range(0, len(rows), _PREDICTION_ROWS):
+            part = rows[start : start + _PREDICTION_ROWS]
+            params = [value for c, b, top in part for value in (version_id, c, b, top)]
+            await write(_prediction_upsert(len(part), sqlite), params)
 
 
 async def set_tag(dataset_id: int, name: str, version: ModelVersion) -> ModelTag:

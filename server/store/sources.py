@@ -31,8 +31,10 @@ from corrigo.server.store.database import (
     fetch,
     is_sqlite,
     utcnow,
+    write,
 )
 from corrigo.server.store.integrity import Refers, Unique, written
+from corrigo.server.store.positions import stamped, stamped_insert
 from corrigo.server.store.projects import Project
 from corrigo.v1.comments_pb2 import Comment as CommentProto
 
@@ -83,6 +85,19 @@ class Comment(BaseModel):
     # Of the synced fields only: tells an unchanged re-sync from an update.
     content_hash = peewee.CharField(max_length=32)
     body = BytesField()
+    # The position of the write that last changed the comment (`positions`).
+    change_tx = peewee.BigIntegerField()
+
+
+class CommentRemoved(BaseModel):
+    """A deleted comment, at the delete's position (`positions`)."""
+
+    source = peewee.ForeignKeyField(Source, on_delete="CASCADE", index=False)
+    # The comment's internal id (never reused) and its id in the source.
+    comment_id = peewee.BigIntegerField(primary_key=True)
+    name = peewee.CharField(max_length=256)
+    change_tx = peewee.BigIntegerField()
+    removed_at = peewee.DateTimeField(default=utcnow)
 
 
 def new_hex_id() -> str:
@@ -200,13 +215,8 @@ _SYNC_COLUMNS = "source_id, comment_id, ts_us, created_us, ts_moved_us, content_
 _UPSERT_TAIL = (
     " ON CONFLICT (source_id, comment_id) DO UPDATE SET ts_us = EXCLUDED.ts_us, "
     "ts_moved_us = EXCLUDED.ts_moved_us, content_hash = EXCLUDED.content_hash, "
-    "body = EXCLUDED.body"
+    "body = EXCLUDED.body, change_tx = EXCLUDED.change_tx"
 )
-
-
-def _marks(count: int, width: int) -> str:
-    row = "(" + ", ".join("?" * width) + ")"
-    return ", ".join([row] * count)
 
 
 # Comments per part of a sync (one INSERT each): each is written while the next is
@@ -296,7 +306,7 @@ async def sync(
                 )
             await overlapped.result()
             if params:
-                await overlapped.start(_upsert(len(params) // 7), params)
+                await overlapped.start(_upsert(len(params) // 7, is_sqlite()), params)
         await overlapped.result()
         if moved:
             await _stamp_moves(overlapped, source.id, moved)
@@ -318,8 +328,8 @@ async def _stamp_moves(overlapped: Overlapped, source_id: int, comment_ids: Sequ
 
 
 @functools.lru_cache(maxsize=16)
-def _upsert(rows: int) -> Sql:
-    return Sql(f"INSERT INTO comment ({_SYNC_COLUMNS}) VALUES {_marks(rows, 7)}{_UPSERT_TAIL}")
+def _upsert(rows: int, sqlite: bool) -> Sql:
+    return stamped_insert("comment", _SYNC_COLUMNS, 7, rows, _UPSERT_TAIL, sqlite)
 
 
 # The field numbers of what a sync stores beside the synced fields (the server's).
@@ -370,14 +380,21 @@ async def get_comment(source: Source, comment_id: str) -> CommentProto:
 
 
 async def delete_comments(source: Source, comment_ids: Sequence[str]) -> int:
+    """Delete comments by id, each leaving its uid at the delete's position."""
+    wanted = list(comment_ids)
+    if not wanted:
+        return 0
+    marks = ", ".join("?" * len(wanted))
+    column, value = stamped(is_sqlite())
+    removed = Sql(
+        f"INSERT INTO comment_removed (source_id, comment_id, name, removed_at{column}) "
+        f"SELECT source_id, id, comment_id, ?{value} FROM comment "
+        f"WHERE source_id = ? AND comment_id IN ({marks})"
+    )
+    delete = Sql(f"DELETE FROM comment WHERE source_id = ? AND comment_id IN ({marks})")
     async with atomic():
-        return int(
-            await database.aexecute(
-                Comment.delete().where(
-                    Comment.source == source.id, Comment.comment_id.in_(list(comment_ids))
-                )
-            )
-        )
+        await write(removed, (CommentRemoved.removed_at.db_value(utcnow()), source.id, *wanted))
+        return (await write(delete, (source.id, *wanted))).rowcount
 
 
 # Uids (with their sources) that one read on the event loop's thread may look up.

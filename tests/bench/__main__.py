@@ -41,6 +41,7 @@ def run_backend(name: str, url: str, sizes: Sizes) -> dict[str, Any]:
 def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> dict[str, Any]:
     figures: dict[str, Any] = {"setup_seconds": prepared.timings}
     figures["load_stream_cps"] = prepared.stream_sync_rate
+    figures["upload_predictions_ps"] = sizes.comments / prepared.timings["upload_predictions_s"]
     source_hex, dataset_hex = _hex_ids(prepared)
     with grpc.insecure_channel(prepared.server.target, options=raw.OPTIONS) as channel:
         print(f"[{name}] streaming export against the bare-driver limit ...", flush=True)

@@ -92,6 +92,11 @@ ROWS: list[Row] = [
         lambda f: _n(f["load_stream_cps"]),
         "reported",
     ),
+    (
+        "UploadPredictions loading the dataset, 4,096 a call (predictions/s)",
+        lambda f: _n(f["upload_predictions_ps"]),
+        "reported",
+    ),
     ("server RSS growth, whole stream (MiB)", lambda f: f"{f['memory_growth_mib']:.1f}", "<= 64"),
     ("StreamBatchSessions (sessions/s)", lambda f: _n(f["batch_sessions_ps"]), "reported"),
     (

@@ -1,0 +1,66 @@
+"""What changed in a dataset's view after a position: the comments whose row, labelling,
+prediction (of one model version) or removal was written there (`positions`).
+
+A change is (position, comment's internal id): ids are never reused, so the pair orders
+every change of a dataset whatever table holds it. Each table is read by keyset on its
+change index, one branch per source (as the export merges sources), and the branches are
+merged by one UNION ... ORDER BY ... LIMIT: a read examines at most `limit` index entries
+per branch, wherever it starts (the loop rule). A comment changed in two tables by one
+write is one change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from corrigo.server.store.database import Sql, fetch
+from corrigo.server.store.export_pages import MERGE_SOURCES_MAX
+
+# (position, comment's internal id)
+Change = tuple[int, int]
+
+# The change index of each table (migration 0050), by what the dataset reaches it through.
+_BY_SOURCE = (('"comment"', "id"), ("comment_removed", "comment_id"))
+_BY_DATASET = (("labelling", "comment_id"), ("labelling_removed", "comment_id"))
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Whose changes: a dataset, the sources it shows, and the model version whose
+    predictions it shows (if any)."""
+
+    dataset_id: int
+    source_ids: Sequence[int]
+    version_id: int | None = None
+
+
+def _statement(scope: Scope, after: Change, below: int, limit: int) -> tuple[Sql, list[int]]:
+    # Past MERGE_SOURCES_MAX sources (SQLite caps a compound select's terms) one branch per
+    # table reads them all and sorts: not bounded by the request, so it goes to a thread.
+    merged = len(scope.source_ids) <= MERGE_SOURCES_MAX
+    groups = [[source] for source in scope.source_ids] if merged else [list(scope.source_ids)]
+    branches = [(table, "source_id", key, group) for group in groups for table, key in _BY_SOURCE]
+    branches += [(table, "dataset_id", key, [scope.dataset_id]) for table, key in _BY_DATASET]
+    if scope.version_id is not None:
+        branches.append(("prediction", "version_id", "comment_id", [scope.version_id]))
+    parts: list[str] = []
+    params: list[int] = []
+    for i, (table, parent, key, values) in enumerate(branches):
+        marks = ", ".join("?" * len(values))
+        which = f"{parent} = ?" if len(values) == 1 else f"{parent} IN ({marks})"
+        parts.append(
+            f"SELECT * FROM (SELECT change_tx, {key} FROM {table} WHERE {which} "
+            f"AND change_tx < ? AND (change_tx, {key}) > (?, ?) "
+            f"ORDER BY change_tx, {key} LIMIT ?) AS b{i}"
+        )
+        params += (*values, below, *after, limit)
+    text = " UNION ".join(parts) + " ORDER BY 1, 2 LIMIT ?"
+    return Sql(text, bounded=merged), [*params, limit]
+
+
+async def changed(scope: Scope, after: Change, below: int, limit: int) -> list[Change]:
+    """Up to `limit` changes of `scope` after `after` and at positions below `below` (a
+    horizon: `positions.horizon()`), in order."""
+    statement, params = _statement(scope, after, below, limit)
+    return [(int(tx), int(comment)) for tx, comment in await fetch(statement, params)]

@@ -35,7 +35,8 @@ class Scope:
     version_id: int | None = None
 
 
-def _statement(scope: Scope, after: Change, below: int, limit: int) -> tuple[Sql, list[int]]:
+def statement(scope: Scope, after: Change, below: int, limit: int) -> tuple[Sql, list[int]]:
+    """The read of `changed`, and its parameters (`after`'s position below `below`)."""
     # Past MERGE_SOURCES_MAX sources (SQLite caps a compound select's terms) one branch per
     # table reads them all and sorts: not bounded by the request, so it goes to a thread.
     merged = len(scope.source_ids) <= MERGE_SOURCES_MAX
@@ -46,15 +47,22 @@ def _statement(scope: Scope, after: Change, below: int, limit: int) -> tuple[Sql
         branches.append(("prediction", "version_id", "comment_id", [scope.version_id]))
     parts: list[str] = []
     params: list[int] = []
+    position, last = after
     for i, (table, parent, key, values) in enumerate(branches):
         marks = ", ".join("?" * len(values))
         which = f"{parent} = ?" if len(values) == 1 else f"{parent} IN ({marks})"
+        # The rest of `after`'s position, then the later ones: two index seeks, as SQLite
+        # seeks a row value whose last column is the rowid by its first column alone (a
+        # page late in a position of a million rows would read them all).
         parts.append(
             f"SELECT * FROM (SELECT change_tx, {key} FROM {table} WHERE {which} "
-            f"AND change_tx < ? AND (change_tx, {key}) > (?, ?) "
-            f"ORDER BY change_tx, {key} LIMIT ?) AS b{i}"
+            f"AND change_tx = ? AND {key} > ? ORDER BY {key} LIMIT ?) AS s{i}"
         )
-        params += (*values, below, *after, limit)
+        parts.append(
+            f"SELECT * FROM (SELECT change_tx, {key} FROM {table} WHERE {which} "
+            f"AND change_tx > ? AND change_tx < ? ORDER BY change_tx, {key} LIMIT ?) AS l{i}"
+        )
+        params += (*values, position, last, limit, *values, position, below, limit)
     text = " UNION ".join(parts) + " ORDER BY 1, 2 LIMIT ?"
     return Sql(text, bounded=merged), [*params, limit]
 
@@ -62,5 +70,8 @@ def _statement(scope: Scope, after: Change, below: int, limit: int) -> tuple[Sql
 async def changed(scope: Scope, after: Change, below: int, limit: int) -> list[Change]:
     """Up to `limit` changes of `scope` after `after` and at positions below `below` (a
     horizon: `positions.horizon()`), in order."""
-    statement, params = _statement(scope, after, below, limit)
-    return [(int(tx), int(comment)) for tx, comment in await fetch(statement, params)]
+    if after[0] >= below:
+        # The read's first part takes the rest of `after`'s position whatever `below` is.
+        return []
+    read, params = statement(scope, after, below, limit)
+    return [(int(tx), int(comment)) for tx, comment in await fetch(read, params)]

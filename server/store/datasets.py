@@ -547,7 +547,8 @@ def labelling_writes(
         (_labelling_upsert(len(part) // 5, sqlite), part)
         for part in (upserts[start : start + step] for start in range(0, len(upserts), step))
     ]
-    at = LabellingRemoved.removed_at.db_value(utcnow())
+    # The time is taken only for removals: a plain upsert is the hot path.
+    at = LabellingRemoved.removed_at.db_value(utcnow()) if removed else None
     for start in range(0, len(removed), _WRITE_ROWS):
         ids = removed[start : start + _WRITE_ROWS]
         removals, delete = _labelling_delete(len(ids), sqlite)

@@ -50,16 +50,22 @@ async def resolve(
 
 
 async def comment_of(
-    checks: Violations, dataset: datasets.Dataset, uid: str, field: str = "comment_uid"
+    checks: Violations,
+    dataset: datasets.Dataset,
+    uid: str,
+    field: str = "comment_uid",
+    in_dataset: dict[str, int] | None = None,
 ) -> tuple[str, int]:
-    """The internal id of the comment `uid` of the dataset's sources: INVALID_ARGUMENT on
-    `field` (with the problems `checks` holds) when it is malformed or of another
-    source, NOT_FOUND when there is no such comment."""
+    """The internal id of the comment `uid` of the dataset's sources (`in_dataset`, when
+    the caller read them: hex id -> internal id): INVALID_ARGUMENT on `field` (with the
+    problems `checks` holds) when it is malformed or of another source, NOT_FOUND when
+    there is no such comment."""
     parsed = split_uid(uid)
     checks.check(parsed is not None, field, UID_FORMAT)
     checks.raise_if_any()
     assert parsed is not None
-    in_dataset = await datasets.dataset_sources(dataset.id)
+    if in_dataset is None:
+        in_dataset = await datasets.dataset_sources(dataset.id)
     checks.check(
         parsed[0] in in_dataset, field, f"source {parsed[0]} is not a source of the dataset"
     )

@@ -211,9 +211,15 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
         self, request: datasets_pb2.UpdateLabellingRequest, context: grpc.aio.ServicerContext
     ) -> datasets_pb2.LabellingResponse:
         checks = Violations()
-        row = await lookups.named_dataset(request.name)
+        checks.name("name", request.name)
+        checks.raise_if_any()
+        row, in_dataset = datasets.sources_view_read(
+            auth.project(), request.name, auth.companion_rows()
+        )
         await labels.check_labelling(checks, row, request.assigned, request.dismissed)
-        uid, comment_id = await documents.comment_of(checks, row, request.comment_uid)
+        uid, comment_id = await documents.comment_of(
+            checks, row, request.comment_uid, in_dataset=in_dataset
+        )
         updated_at = await datasets.set_labelling(
             row.id,
             comment_id,
@@ -289,12 +295,14 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
             yield registration.raw_answer(datasets_pb2.StreamExportDatasetResponse, message)
 
 
-# GetDataset's read rides in its access check's statement.
-auth.read_with_access(
-    "/corrigo.v1.DatasetService/GetDataset",
-    datasets.VIEW_WITH_ACCESS,
-    lambda request: (request.name,),
-)
+# GetDataset's read, and UpdateLabelling's dataset and sources, ride in the access
+# check's statement: one round trip fewer on a hot path each.
+for _method in ("GetDataset", "UpdateLabelling"):
+    auth.read_with_access(
+        f"/corrigo.v1.DatasetService/{_method}",
+        datasets.VIEW_WITH_ACCESS,
+        lambda request: (request.name,),
+    )
 
 # The export's RPCs answer with serialized bytes (see `registration`).
 RAW_ANSWERS = ("ExportDataset", "StreamExportDataset")

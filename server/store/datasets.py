@@ -253,9 +253,10 @@ _WITH_SOURCES = (
     "LEFT JOIN source AS s ON s.id = ds.source_id"
 )
 
-# GetDataset's whole read, made with the call's access check (see `access.Companion`).
+# GetDataset's whole read, made with the call's access check (see `access.Companion`);
+# UpdateLabelling's dataset and the ids of its sources.
 VIEW_WITH_ACCESS = Companion(
-    columns=f"{_COLUMNS}, s.hex_id",
+    columns=f"{_COLUMNS}, s.hex_id, s.id",
     joins=_WITH_SOURCES,
     order="ds.position",
 )
@@ -305,6 +306,15 @@ def view_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> Dat
     """The dataset `name` of `project` from the rows of VIEW_WITH_ACCESS."""
     row = _dataset_of(project.id, _companion_first(project, name, rows))
     return DatasetView(row, project.name, [r[9] for r in rows if r[9] is not None])
+
+
+def sources_view_read(
+    project: Project, name: str, rows: Sequence[Sequence[Any]]
+) -> tuple[Dataset, dict[str, int]]:
+    """The dataset `name` of `project` and its sources (hex id -> internal id, as
+    `dataset_sources`) from the rows of VIEW_WITH_ACCESS."""
+    row = _dataset_of(project.id, _companion_first(project, name, rows))
+    return row, {r[9]: r[10] for r in rows if r[9] is not None}
 
 
 async def by_id(dataset_id: int) -> Dataset:

@@ -37,8 +37,8 @@ def _timestamp_ok(seconds: int, nanos: int) -> bool:
 
 
 # What the protos say the server sets (a sync ignores it) and what a sync must hold.
-_OUTPUT_ONLY = fields.output_only(Comment.DESCRIPTOR)
-_REQUIRED = fields.required(Comment.DESCRIPTOR)
+_OUTPUT_ONLY = fields.Held(fields.output_only(Comment.DESCRIPTOR))
+_REQUIRED = fields.Held(fields.required(Comment.DESCRIPTOR))
 
 
 # A problem of a comment: the path of its field below the comment, and what is wrong.
@@ -67,8 +67,7 @@ def _problems(comment: Comment) -> Iterator[Problem]:
     """Every problem of a comment: the required fields missing, then the others in field
     order; the paths and descriptions are built only for a problem found, so a valid
     comment costs a walk of its fields."""
-    missing = [field.name for field in _REQUIRED if not fields.is_set(comment, field)]
-    for name in missing:
+    for name in _REQUIRED.missing(comment):
         yield f".{name}", "required"
     if comment.id and COMMENT_ID.match(comment.id) is None:
         yield ".id", "required: 1..256 letters, digits or '-_.:=+/@'"
@@ -148,9 +147,7 @@ def _problems(comment: Comment) -> Iterator[Problem]:
 def canonical(comment: Comment) -> Comment:
     """The synced fields of a comment, `text_format` defaulted: what a sync stores. (The
     request's own message, completed in place, when it holds nothing else.)"""
-    if not len(UnknownFieldSet(comment)) and not any(
-        fields.is_set(comment, field) for field in _OUTPUT_ONLY
-    ):
+    if not len(UnknownFieldSet(comment)) and not _OUTPUT_ONLY.any(comment):
         if not comment.text_format:
             comment.text_format = "plain"
         return comment

@@ -19,7 +19,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from corrigo.server.api import pagination, reflection, registration
 from corrigo.server.api.interceptors import interceptors
 from corrigo.server.config import Config, ConfigError, split_listen
-from corrigo.server.domain import correction_work, purge_work
+from corrigo.server.domain import correction_work, follow, purge_work
 from corrigo.server.ops import (
     background,
     listen,
@@ -167,6 +167,7 @@ class CorrigoServer:
         except RuntimeError as err:
             raise ConfigError(_cannot_listen(config.listen)) from err
         connections.configure(statement_seconds=config.statement_timeout)
+        follow.configure(max_followers=config.max_followers)
         db = database.connect(config.database_url, pool_size=config.db_pool_size)
         applied = await database.migrate(db)
         if applied:

@@ -17,6 +17,7 @@ DEFAULT_READINESS_INTERVAL = 5.0
 DEFAULT_STATEMENT_TIMEOUT = 30.0
 # Database connections: half for reads, half for writes (on SQLite, one writer).
 DEFAULT_DB_POOL_SIZE = 16
+DEFAULT_MAX_FOLLOWERS = 256
 
 
 def workers(value: str) -> int:
@@ -59,6 +60,8 @@ class Config:
     readiness_interval: float = DEFAULT_READINESS_INTERVAL
     statement_timeout: float = DEFAULT_STATEMENT_TIMEOUT
     db_pool_size: int = DEFAULT_DB_POOL_SIZE
+    # Export streams in follow mode one process serves at once.
+    max_followers: int = DEFAULT_MAX_FOLLOWERS
     # Server processes on `listen` (server/ops/workers.py); 1 runs no supervisor.
     workers: int = 1
 
@@ -141,6 +144,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "one writer and N-1 readers (env CORRIGO_DB_POOL_SIZE; default %(default)s)",
     )
     parser.add_argument(
+        "--max-followers",
+        type=int,
+        default=_env("MAX_FOLLOWERS", str(DEFAULT_MAX_FOLLOWERS)),
+        metavar="N",
+        help="export streams in follow mode one server process serves at once; more are "
+        "refused with RESOURCE_EXHAUSTED (env CORRIGO_MAX_FOLLOWERS; default %(default)s)",
+    )
+    parser.add_argument(
         "--workers",
         type=workers,
         default=_env("WORKERS", "1"),
@@ -187,6 +198,8 @@ def from_arguments(args: argparse.Namespace) -> Config:
         raise SystemExit("corrigo serve: --readiness-interval must be above 0")
     if args.statement_timeout <= 0:
         raise SystemExit("corrigo serve: --statement-timeout must be above 0")
+    if args.max_followers < 0:
+        raise SystemExit("corrigo serve: --max-followers must be 0 or more")
     if args.db_pool_size < 2:
         raise SystemExit("corrigo serve: --db-pool-size must be at least 2 (reads and writes)")
     return Config(
@@ -203,5 +216,6 @@ def from_arguments(args: argparse.Namespace) -> Config:
         readiness_interval=args.readiness_interval,
         statement_timeout=args.statement_timeout,
         db_pool_size=args.db_pool_size,
+        max_followers=args.max_followers,
         workers=args.workers,
     )

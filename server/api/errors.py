@@ -169,6 +169,13 @@ class DeadlineExceeded(CorrigoError):
     reason = errors_pb2.STATEMENT_TIMEOUT
 
 
+class TooManyFollowers(CorrigoError):
+    """The process follows as many export streams as it may (`--max-followers`)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    reason = errors_pb2.TOO_MANY_FOLLOWERS
+
+
 class StorageFull(CorrigoError):
     """The database's storage is full: the write was rolled back, reads still work."""
 

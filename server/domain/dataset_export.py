@@ -16,13 +16,13 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from corrigo.server.api import auth, pagination, wire
 from corrigo.server.api.validation import Violations
 from corrigo.server.domain.uids import split_uid
 from corrigo.server.ops import metrics
-from corrigo.server.store import datasets, ml_models
+from corrigo.server.store import datasets, ml_models, positions
 from corrigo.server.store import export_pages as store
 from corrigo.server.store.sources import micros
 from corrigo.v1.comments_pb2 import Annotations, Comment
@@ -71,6 +71,16 @@ class Export:
     token_query: bytes
     after: tuple[int, int] | None
     limit: int
+    # Follow mode (`follow`): the position the snapshot was taken at, and where the
+    # live part resumes (None while the snapshot is not done).
+    follow_start: int | None = None
+    live: tuple[int, int] | None = None
+    # The hex ids of the sources read, by internal id (for the uids of deleted comments).
+    source_hex: dict[int, str] = field(default_factory=dict)
+
+    def live_continuation(self, position: tuple[int, int]) -> str:
+        """The continuation resuming a follow stream's live part after `position`."""
+        return pagination.issue(self.token_query, [self.query.version_id or 0, *position])
 
     async def count(self) -> int:
         if not self.query.source_ids:
@@ -95,11 +105,15 @@ class Export:
             self.query, limit + 1, self.after, lambda rows: comments_field(rows, limit)
         )
         try:
+            start = self.follow_start
             async for comments, after in read:
                 if after is None:
-                    yield comments, ""
+                    # A follow stream's snapshot ends where its live part starts.
+                    yield comments, "" if start is None else self.live_continuation((start, 0))
                     return
                 position = [self.query.moves_until, self.query.version_id or 0, *after]
+                if start is not None:
+                    position.append(start)
                 yield comments, pagination.issue(self.token_query, position)
         finally:
             await read.aclose()
@@ -210,7 +224,13 @@ async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
     one ahead of the message being sent (`store.pages`), each in a unit of work of its
     own, so a client that stops reading holds no database connection."""
     export = await plan(request)
-    total = await export.count() if request.include_total else 0
+    async for message in snapshot(export, request.include_total):
+        yield message
+
+
+async def snapshot(export: Export, include_total: bool) -> AsyncIterator[bytes]:
+    """`stream`'s messages of `export` from its position on."""
+    total = await export.count() if include_total else 0
     pages_left = export.pages()
     try:
         async for comments, continuation in pages_left:
@@ -287,9 +307,13 @@ async def _version_id(dataset_id: int, request: AnyExportRequest) -> int | None:
     return latest.id if latest else None
 
 
-def _position(checks: Violations, token: str, token_query: bytes) -> list[int]:
+def _position(checks: Violations, token: str, token_query: bytes, follow: bool) -> list[int]:
+    """An export continuation's position: [move clock, version, key, id], then (follow
+    mode) the snapshot's position; or, in a follow stream's live part, [version, change
+    position, id]."""
     position = pagination.read(token, token_query, "continuation")
-    if len(position) != 4 or not all(isinstance(v, int) for v in position):
+    lengths = (5, 3) if follow else (4,)
+    if len(position) not in lengths or not all(isinstance(v, int) for v in position):
         checks.add("continuation", "invalid continuation")
         checks.raise_if_any()
     return position
@@ -330,18 +354,31 @@ async def plan(request: AnyExportRequest) -> Export:
             setattr(bound, name, value)
         else:
             getattr(bound, name).extend(value)
+    follow = isinstance(request, StreamExportDatasetRequest) and request.follow
+    # A follow stream's continuations serve only follow streams, and the others' only others.
+    method = f"{_METHOD}#follow" if follow else _METHOD
     token_query = pagination.fingerprint(
-        f"{_METHOD}#{dataset_id}", project.organization_id, bound, ()
+        f"{method}#{dataset_id}", project.organization_id, bound, ()
     )
+    start: int | None = None
+    live: tuple[int, int] | None = None
+    after: tuple[int, int] | None = None
+    moves_until = read.move_clock
     if request.continuation:
-        moves_until, version_id, key, comment_id = _position(
-            checks, request.continuation, token_query
-        )
-        after: tuple[int, int] | None = (key, comment_id)
+        position = _position(checks, request.continuation, token_query, follow)
+        if len(position) == 3:
+            version_id, *changed_at = position
+            live = (changed_at[0], changed_at[1])
+        else:
+            moves_until, version_id, key, comment_id = position[:4]
+            after = (key, comment_id)
+            start = position[4] if follow else None
         version: int | None = version_id or None
     else:
-        moves_until, after = read.move_clock, None
         version = await _version_id(dataset_id, request)
+        if follow:
+            # Taken before the snapshot's first read: what commits later comes live.
+            start = await positions.horizon()
 
     by_uid: dict[int, list[str]] | None = None
     if uids:
@@ -364,7 +401,8 @@ async def plan(request: AnyExportRequest) -> Export:
         version_id=version,
         retired=tuple(await datasets.retired_names(dataset_id)) if read.retiring else (),
     )
-    return Export(query, token_query, after, request.limit or DEFAULT_LIMIT)
+    hex_of = {source: hex_id for hex_id, source in in_dataset.items()}
+    return Export(query, token_query, after, request.limit or DEFAULT_LIMIT, start, live, hex_of)
 
 
 # The export's dataset and sources ride in its access check's statement.

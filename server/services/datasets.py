@@ -12,7 +12,7 @@ from corrigo.server.api.fieldmask import fields_to_write
 from corrigo.server.api.timestamps import to_proto
 from corrigo.server.api.validation import Violations
 from corrigo.server.domain import dataset_export as export
-from corrigo.server.domain import documents, labellings, labels, lookups, purge_work
+from corrigo.server.domain import documents, follow, labellings, labels, lookups, purge_work
 from corrigo.server.store import datasets, ml_models, sources
 from corrigo.server.store.projects import Project
 from corrigo.v1 import datasets_pb2, datasets_pb2_grpc
@@ -291,7 +291,8 @@ class DatasetService(datasets_pb2_grpc.DatasetServiceServicer):
     async def StreamExportDataset(
         self, request: datasets_pb2.StreamExportDatasetRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[datasets_pb2.StreamExportDatasetResponse]:
-        async for message in export.stream(request):
+        messages = follow.stream(request) if request.follow else export.stream(request)
+        async for message in messages:
             yield registration.raw_answer(datasets_pb2.StreamExportDatasetResponse, message)
 
 

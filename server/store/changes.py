@@ -75,3 +75,15 @@ async def changed(scope: Scope, after: Change, below: int, limit: int) -> list[C
         return []
     read, params = statement(scope, after, below, limit)
     return [(int(tx), int(comment)) for tx, comment in await fetch(read, params)]
+
+
+_REMOVED = "SELECT comment_id, source_id, name FROM comment_removed WHERE comment_id IN ({})"
+
+
+async def removed(ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+    """Of the comments `ids` (internal ids), those deleted whose delete is still kept:
+    id -> (source's internal id, comment id in the source). By primary key."""
+    if not ids:
+        return {}
+    read = Sql(_REMOVED.format(", ".join("?" * len(ids))), bounded=True)
+    return {int(c): (int(s), name) for c, s, name in await fetch(read, list(ids))}

@@ -39,6 +39,7 @@ from typing import Any, Protocol
 
 from corrigo.server.api.errors import DeadlineExceeded, Unavailable
 from corrigo.server.ops import metrics, tracing
+from corrigo.server.store import commits
 from corrigo.v1 import errors_pb2
 
 log = logging.getLogger("corrigo.store")
@@ -350,6 +351,7 @@ async def transaction(pool: Pool, begin: str, system: str) -> AsyncIterator[Conn
             yield conn
             await conn.execute("COMMIT", (), bound())
             failed = False
+            commits.committed()
         except BaseException as error:
             metrics.transaction_rolled_back(error)
             raise

@@ -48,7 +48,7 @@ from playhouse.migrations import Runner
 
 from corrigo.server.api.errors import ConcurrentChange
 from corrigo.server.ops import metrics, tracing
-from corrigo.server.store import connections
+from corrigo.server.store import commits, connections
 from corrigo.server.store.connections import (
     Connection,
     ConnectionLost,
@@ -283,10 +283,14 @@ async def execute(
         pool = db.writes if writes else db.reads
         try:
             async with unit(pool) as conn:
-                return await conn.execute(sql, params, bound())
+                result = await conn.execute(sql, params, bound())
         except ConnectionLost:
             if writes:
                 raise
+        else:
+            if writes:
+                commits.committed()
+            return result
         async with unit(pool) as conn:
             return await conn.execute(sql, params, bound())
 

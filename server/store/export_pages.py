@@ -120,6 +120,14 @@ def page_statement(
     query: Query, after: tuple[int, int] | None, limit: int
 ) -> tuple[str, list[Any]]:
     """The page's SQL (`?` placeholders) and parameters."""
+    return _with_annotations(query, lambda out: _comments(out, query, after, limit))
+
+
+def _with_annotations(
+    query: Query, comments: Callable[[_Statement], None]
+) -> tuple[str, list[Any]]:
+    """The rows of the comments `comments` selects (id, sort key, body), each with its
+    labelling and prediction as the export shows them."""
     out = _Statement().add(
         "SELECT page.id, page.k, page.body, (SELECT l.assigned FROM labelling AS l "
         "WHERE l.dataset_id = ? AND l.comment_id = page.id),",
@@ -141,7 +149,7 @@ def page_statement(
             query.version_id,
         )
     out.add("FROM (")
-    _comments(out, query, after, limit)
+    comments(out)
     # No outer ORDER BY (it made SQLite copy the page into a temporary B-tree): the
     # rows are sorted in Python, one pass over rows already in order.
     out.add(") AS page")
@@ -188,6 +196,28 @@ async def page(query: Query, after: tuple[int, int] | None, limit: int) -> list[
     with its serialized assigned labels and predictions (None when it has none)."""
     statement, params = _page_sql(query, after, limit)
     return _ordered(query, await fetch(statement, params))
+
+
+async def rows_of(query: Query, ids: Sequence[int]) -> dict[int, Row]:
+    """The comments of `ids` (internal ids) that the export of `query` shows now, by id
+    (a follower's changes; ids of comments gone, or of sources the query does not read,
+    are not there). By primary key: on the loop."""
+    if not ids:
+        return {}
+    key = "c.created_us" if query.by_created else "c.ts_us"
+
+    def comments(out: _Statement) -> None:
+        out.add(
+            f'SELECT c.id, {key} AS k, c.body FROM "comment" AS c '
+            f"WHERE c.id IN ({', '.join('?' * len(ids))}) AND",
+            *ids,
+        )
+        _sources(out, query)
+
+    text, params = _with_annotations(query, comments)
+    rows = await fetch(Sql(text, bounded=True), params)
+    shown = _without_retired(query.retired, rows) if query.retired else rows
+    return {row[0]: row for row in shown}
 
 
 Assemble = Callable[[list[Row]], tuple[bytes, int]]

@@ -1000,6 +1000,7 @@ class StreamExportDatasetRequest(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     MODEL_TAG_FIELD_NUMBER: _builtins.int
     INCLUDE_TOTAL_FIELD_NUMBER: _builtins.int
+    FOLLOW_FIELD_NUMBER: _builtins.int
     owner: _builtins.str
     """The project's name."""
     name: _builtins.str
@@ -1020,6 +1021,22 @@ class StreamExportDatasetRequest(_message.Message):
     """As ExportDatasetRequest.model_tag."""
     include_total: _builtins.bool
     """When true, the first message carries `total`; it costs one count query."""
+    follow: _builtins.bool
+    """Follow mode: after the snapshot's last page the stream stays open and sends each
+    change of the dataset's comments as it commits (a comment synced, changed,
+    labelled or unlabelled, or given predictions of the export's model version: the
+    comment as the export shows it then; a comment deleted: its uid in
+    `deleted_uids`), in commit order, with `live` set. Every message's `continuation`
+    resumes exactly after it, in the snapshot or in the live part: nothing is skipped,
+    and a change may come again after a resume (apply them in order, by uid). The
+    snapshot's end is marked by a message with `live` set and no comments, sent at
+    once; while nothing changes such a message comes every 15 s (a keepalive; its
+    continuation resumes where the stream is). Combines with `source_ids`,
+    `model_version` and `model_tag` (the version is resolved when the stream starts);
+    with `comment_uids`, `from` or `to` the call answers INVALID_ARGUMENT. Each server
+    process follows at most `--max-followers` streams at once: beyond, RESOURCE_EXHAUSTED
+    (reason TOO_MANY_FOLLOWERS). Follow continuations serve only follow streams.
+    """
     @_builtins.property
     def comment_uids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """As ExportDatasetRequest.comment_uids."""
@@ -1042,10 +1059,11 @@ class StreamExportDatasetRequest(_message.Message):
         model_version: _builtins.int = ...,
         model_tag: _builtins.str = ...,
         include_total: _builtins.bool = ...,
+        follow: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment_uids", b"comment_uids", "continuation", b"continuation", "from", b"from", "include_total", b"include_total", "limit", b"limit", "model_tag", b"model_tag", "model_version", b"model_version", "name", b"name", "order_by", b"order_by", "owner", b"owner", "source_ids", b"source_ids", "to", b"to"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment_uids", b"comment_uids", "continuation", b"continuation", "follow", b"follow", "from", b"from", "include_total", b"include_total", "limit", b"limit", "model_tag", b"model_tag", "model_version", b"model_version", "name", b"name", "order_by", b"order_by", "owner", b"owner", "source_ids", b"source_ids", "to", b"to"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1060,6 +1078,8 @@ class StreamExportDatasetResponse(_message.Message):
     COMMENTS_FIELD_NUMBER: _builtins.int
     CONTINUATION_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
+    DELETED_UIDS_FIELD_NUMBER: _builtins.int
+    LIVE_FIELD_NUMBER: _builtins.int
     continuation: _builtins.str
     """Resumes right after this page; empty on the last message."""
     total: _builtins.int
@@ -1067,9 +1087,17 @@ class StreamExportDatasetResponse(_message.Message):
     starting continuation when the stream starts (for progress; writes during the
     export change the real count).
     """
+    live: _builtins.bool
+    """Follow mode: the message is a change (or a keepalive) after the snapshot."""
     @_builtins.property
     def comments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportedComment]:
         """The page's comments, in export order."""
+
+    @_builtins.property
+    def deleted_uids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Follow mode: the uids of comments deleted, in commit order. A message holds either
+        comments or deleted uids, so the order of changes is the order of messages.
+        """
 
     def __init__(
         self,
@@ -1077,10 +1105,12 @@ class StreamExportDatasetResponse(_message.Message):
         comments: _abc.Iterable[Global___ExportedComment] | None = ...,
         continuation: _builtins.str = ...,
         total: _builtins.int = ...,
+        deleted_uids: _abc.Iterable[_builtins.str] | None = ...,
+        live: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "continuation", b"continuation", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "continuation", b"continuation", "deleted_uids", b"deleted_uids", "live", b"live", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

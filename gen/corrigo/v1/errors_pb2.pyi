@@ -75,6 +75,10 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     labellings (code FAILED_PRECONDITION; ErrorInfo.metadata["label"] names it). It can
     be added again once that ends, about a minute after the delete.
     """
+    TOO_MANY_FOLLOWERS: _ErrorReason.ValueType  # 19
+    """The server process already follows as many export streams as it may
+    (`--max-followers`; code RESOURCE_EXHAUSTED): retry later, or on another replica.
+    """
     SESSION_MODEL_RETIRED: _ErrorReason.ValueType  # 40
     """The session model was retired when the practice session's class changed; record
     responses against one of the session's active models.
@@ -158,6 +162,10 @@ LABEL_BEING_REMOVED: ErrorReason.ValueType  # 18
 """The label was deleted and its name is still being removed from the stored
 labellings (code FAILED_PRECONDITION; ErrorInfo.metadata["label"] names it). It can
 be added again once that ends, about a minute after the delete.
+"""
+TOO_MANY_FOLLOWERS: ErrorReason.ValueType  # 19
+"""The server process already follows as many export streams as it may
+(`--max-followers`; code RESOURCE_EXHAUSTED): retry later, or on another replica.
 """
 SESSION_MODEL_RETIRED: ErrorReason.ValueType  # 40
 """The session model was retired when the practice session's class changed; record

@@ -1,0 +1,170 @@
+"""Follow mode of the streamed export: the snapshot, then each change as it commits.
+
+A follow stream takes a horizon (`positions.horizon`) before its snapshot's first read,
+exports the snapshot as any stream does (its continuations carry that position), then
+reads the changes of its scope after it (`changes.changed`): each comment changed as the
+export shows it now, each comment deleted as its uid. The live part's continuation is
+the position of the last change sent, so a resumed stream skips nothing; a change may
+come twice (once in a snapshot page read after it committed, once live).
+
+Between reads the stream holds no connection. It looks again when this process commits
+a write (`commits`) and every POLL_SECONDS for other processes' commits, first with a
+read of what changed at any position (cheap, and on SQLite a horizon is a write), then,
+when something did, below a fresh horizon.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+
+from corrigo.server.api import wire
+from corrigo.server.api.errors import InvalidArgument, TooManyFollowers
+from corrigo.server.config import DEFAULT_MAX_FOLLOWERS
+from corrigo.server.domain import dataset_export
+from corrigo.server.domain.dataset_export import Export, comments_field, continuation_field
+from corrigo.server.store import changes, commits, positions
+from corrigo.server.store import export_pages as store
+from corrigo.v1.datasets_pb2 import StreamExportDatasetRequest, StreamExportDatasetResponse
+
+# How often a stream looks for other processes' commits, and how long it stays silent.
+POLL_SECONDS = 0.5
+KEEPALIVE_SECONDS = 15.0
+# A position no change reaches: the first look reads every change after the cursor.
+_ANY_POSITION = 2**62
+
+_RESPONSE = StreamExportDatasetResponse.DESCRIPTOR.fields_by_name
+_DELETED = _RESPONSE["deleted_uids"].number
+_LIVE = wire.true_flag(_RESPONSE["live"].number)
+# Filters a follow stream cannot take: a change is not placed in a time range or uid list.
+_NOT_WITH_FOLLOW = ("comment_uids", "from", "to")
+
+
+class _Followers:
+    limit = DEFAULT_MAX_FOLLOWERS
+    current = 0
+
+
+def configure(*, max_followers: int) -> None:
+    _Followers.limit = max_followers
+
+
+def check(request: StreamExportDatasetRequest) -> None:
+    """INVALID_ARGUMENT for a filter follow mode does not take."""
+    for name in _NOT_WITH_FOLLOW:
+        if getattr(request, name):
+            raise InvalidArgument.field(name, f"cannot be combined with follow (got {name})")
+
+
+@contextlib.contextmanager
+def _slot() -> Iterator[None]:
+    if _Followers.current >= _Followers.limit:
+        raise TooManyFollowers(
+            f"this server process already follows {_Followers.limit} export streams "
+            "(--max-followers); retry later or on another replica"
+        )
+    _Followers.current += 1
+    try:
+        yield
+    finally:
+        _Followers.current -= 1
+
+
+async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
+    """A follow stream's messages: the snapshot's pages (unless the continuation is in the
+    live part), then the live changes, for as long as the client reads."""
+    check(request)
+    with _slot():
+        export = await dataset_export.plan(request)
+        live = export.live
+        if live is None:
+            assert export.follow_start is not None
+            async for message in dataset_export.snapshot(export, request.include_total):
+                yield message
+            live = (export.follow_start, 0)
+            # The first live message, at once: the snapshot is complete.
+            yield _keepalive(export, live)
+        async for message in _live(export, live):
+            yield message
+
+
+async def _live(export: Export, cursor: changes.Change) -> AsyncIterator[bytes]:
+    query = export.query
+    scope = changes.Scope(query.dataset_id, query.source_ids, query.version_id)
+    quiet_since = time.monotonic()
+    while True:
+        seen = commits.seen()
+        if await changes.changed(scope, cursor, _ANY_POSITION, 1):
+            below = await positions.horizon()
+            found = await changes.changed(scope, cursor, below, export.limit)
+            if found:
+                async for message in _messages(export, found):
+                    yield message
+                quiet_since = time.monotonic()
+                cursor = found[-1]
+                if len(found) == export.limit:
+                    continue
+            # Every change below the horizon was read.
+            cursor = max(cursor, (below, 0))
+        if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+            yield _keepalive(export, cursor)
+            quiet_since = time.monotonic()
+        await commits.after(seen, POLL_SECONDS)
+
+
+async def _messages(export: Export, found: Sequence[changes.Change]) -> AsyncIterator[bytes]:
+    """The messages of `found`: runs of comments changed and of comments deleted, in
+    order, each message one kind and at most `export.limit` of it."""
+    # A comment changed twice is sent once, at its last change.
+    last = {comment: at for at, comment in enumerate(found)}
+    ordered = [found[at] for at in sorted(last.values())]
+    ids = [comment for _, comment in ordered]
+    rows = await store.rows_of(export.query, ids)
+    gone = await changes.removed([i for i in ids if i not in rows])
+    run: list[tuple[store.Row, changes.Change]] = []
+    deleted: list[tuple[str, changes.Change]] = []
+    for change in ordered:
+        row = rows.get(change[1])
+        if row is not None:
+            if deleted:
+                yield _deleted(export, deleted)
+                deleted = []
+            run.append((row, change))
+            if len(run) == export.limit:
+                for message in _comments(export, run):
+                    yield message
+                run = []
+        elif change[1] in gone:
+            if run:
+                for message in _comments(export, run):
+                    yield message
+                run = []
+            source, name = gone[change[1]]
+            deleted.append((f"{export.source_hex[source]}.{name}", change))
+            if len(deleted) == export.limit:
+                yield _deleted(export, deleted)
+                deleted = []
+    for message in _comments(export, run):
+        yield message
+    if deleted:
+        yield _deleted(export, deleted)
+
+
+def _comments(export: Export, run: list[tuple[store.Row, changes.Change]]) -> Iterator[bytes]:
+    """Messages of a run of comments changed (a message ends early when its comments
+    would pass the page's size, as a snapshot page does)."""
+    while run:
+        body, taken = comments_field([row for row, _ in run], len(run))
+        position = run[taken - 1][1]
+        run = run[taken:]
+        yield body + continuation_field(export.live_continuation(position)) + _LIVE
+
+
+def _keepalive(export: Export, cursor: changes.Change) -> bytes:
+    return continuation_field(export.live_continuation(cursor)) + _LIVE
+
+
+def _deleted(export: Export, deleted: list[tuple[str, changes.Change]]) -> bytes:
+    fields = b"".join(wire.field(_DELETED, uid.encode()) for uid, _ in deleted)
+    return fields + continuation_field(export.live_continuation(deleted[-1][1])) + _LIVE

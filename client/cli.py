@@ -302,10 +302,15 @@ def _export(args: argparse.Namespace) -> int:
             f"--from {args.from_} is after --to {args.to}: nothing could match; swap them",
             status=2,
         )
+    if args.follow and args.format != "jsonl":
+        raise UsageError(
+            "--follow writes JSONL only: drop --format or pass --format jsonl", status=2
+        )
     owner, name = args.dataset
     request = datasets_pb2.StreamExportDatasetRequest(
         owner=owner,
         name=name,
+        follow=args.follow,
         comment_uids=args.comment_uid or [],
         source_ids=args.source_id or [],
         order_by=args.order_by or "",
@@ -408,6 +413,14 @@ def _add_transfers(commands: Commands) -> None:
         help="comments per page, 1..256 (default %(default)s)",
     )
     export.add_argument("--restart", action="store_true", help="start over instead of resuming")
+    export.add_argument(
+        "--follow",
+        action="store_true",
+        help="JSONL only: after the export, keep writing each change as it commits (a "
+        'deleted comment as a line {"deleted_uid": UID}, which corrigo sync and import '
+        "skip); retries a lost server for as long as it runs; Ctrl-C stops, and the same "
+        "command resumes",
+    )
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_connection(export)
     export.set_defaults(run=_export)

@@ -17,6 +17,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -78,10 +79,13 @@ def export_pages(
     stub: datasets_pb2_grpc.DatasetServiceStub,
     request: datasets_pb2.StreamExportDatasetRequest,
     *,
-    retries: int = _RETRIES,
+    retries: int | None = _RETRIES,
+    retrying: Callable[[CorrigoError, float], None] | None = None,
 ) -> Iterator[datasets_pb2.StreamExportDatasetResponse]:
-    """Every page of the export, resuming after UNAVAILABLE up to `retries` times in a
-    row. The first page carries `total` when the request asks for it."""
+    """Every page of the export (of a follow stream: every message, for as long as it
+    runs), resuming after UNAVAILABLE up to `retries` times in a row (None: always),
+    with back-off; `retrying(error, seconds)` hears each wait. The first page carries
+    `total` when the request asks for it."""
     request = datasets_pb2.StreamExportDatasetRequest.FromString(request.SerializeToString())
     failures = 0
     while True:
@@ -96,10 +100,15 @@ def export_pages(
             return
         except grpc.RpcError as error:
             failure = CorrigoError.from_rpc_error(error)
-            if failure.code != grpc.StatusCode.UNAVAILABLE or failures >= retries:
+            if failure.code != grpc.StatusCode.UNAVAILABLE or (
+                retries is not None and failures >= retries
+            ):
                 raise failure from None
             failures += 1
-            time.sleep(min(0.2 * 2**failures, 5.0))
+            seconds = min(0.2 * 2**failures, 5.0)
+            if retrying is not None:
+                retrying(failure, seconds)
+            time.sleep(seconds)
 
 
 def result_json(result: datasets_pb2.ExportedComment) -> str:
@@ -191,8 +200,11 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def encode_page(page: datasets_pb2.StreamExportDatasetResponse, fmt: str) -> bytes:
-    """A page's comments as the file holds them: JSON lines, or CSV rows (`CSV_COLUMNS`)."""
+    """A page's comments as the file holds them: JSON lines (with a followed export's
+    deleted comments), or CSV rows (`CSV_COLUMNS`)."""
     if fmt == "jsonl":
+        if page.deleted_uids:
+            return records.deleted_lines(page.deleted_uids)
         return records.page_lines(page)
     lines = records.page_lines(page).split(b"\n")[:-1]
     text = io.StringIO()
@@ -220,7 +232,7 @@ def export_to_stream(
     request = datasets_pb2.StreamExportDatasetRequest.FromString(request.SerializeToString())
     request.include_total = True
     written = 0
-    pages = answered(export_pages(stub, request))
+    pages = answered(export_pages(stub, request, **_retries(request)))
     with _bar(request, 0, progress) as bar:
         if fmt == "csv":
             out.write(_csv_header())
@@ -232,6 +244,20 @@ def export_to_stream(
             written += len(page.comments)
             bar.update(len(page.comments))
     return written
+
+
+def _retrying(error: CorrigoError, seconds: float) -> None:
+    print(
+        f"corrigo export: {error.message}; retrying in {seconds:.1f} s (--follow retries "
+        "for as long as it runs)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _retries(request: datasets_pb2.StreamExportDatasetRequest) -> dict[str, Any]:
+    """How `export_pages` retries: a followed export for as long as it runs, saying so."""
+    return {"retries": None, "retrying": _retrying} if request.follow else {}
 
 
 def answered(pages: Iterator[Page]) -> Iterator[Page]:
@@ -279,10 +305,10 @@ def export_to_file(
     if state is not None:
         request.continuation = state["continuation"]
         written = int(state["written"])
-    pages = answered(export_pages(stub, request))
+    pages = answered(export_pages(stub, request, **_retries(request)))
     with _bar(request, written, progress) as bar:
         resume = _Resume(query, state_path, state, written)
-        written = _export(pages, output, fmt, resume, bar, checkpoint_seconds, stop)
+        written = _export(pages, output, fmt, resume, bar, checkpoint_seconds, stop, request.follow)
     state_path.unlink(missing_ok=True)
     return written
 
@@ -305,6 +331,7 @@ def _export(
     bar: tqdm[Never],
     checkpoint_seconds: float,
     stop: threading.Event | None,
+    follow: bool,
 ) -> int:
     query, state_path, state, written = resume.query, resume.path, resume.state, resume.written
     if fmt == "parquet":
@@ -332,7 +359,7 @@ def _export(
             )
 
         written = _export_text(
-            pages, output, fmt, offset, written, bar, checkpoint_seconds, save_text, stop
+            pages, output, fmt, offset, written, bar, checkpoint_seconds, save_text, stop, follow
         )
     return written
 
@@ -361,6 +388,7 @@ def _encoded_pages(
     pages: Iterator[datasets_pb2.StreamExportDatasetResponse],
     fmt: str,
     total: Callable[[int], None],
+    follow: bool,
 ) -> Iterator[_Encoded]:
     """The pages encoded, in order. A large export encoded in Python (CSV, or JSONL where
     the C writer is not built) is encoded by worker processes, one per core, a few pages
@@ -373,7 +401,8 @@ def _encoded_pages(
     total(first.total)
     workers = os.cpu_count() or 1
     compiled = fmt == "jsonl" and records.compiled_lines is not None
-    if compiled or first.total < PARALLEL_FROM or workers < 2:
+    # A followed export's pages are written as they come: none waits for the next.
+    if compiled or follow or first.total < PARALLEL_FROM or workers < 2:
         for page in itertools.chain([first], pages):
             yield _Encoded(encode_page(page, fmt), len(page.comments), page.continuation)
         return
@@ -399,6 +428,7 @@ def _export_text(
     checkpoint_seconds: float,
     save: Callable[[str, int, int], None],
     stop: threading.Event | None,
+    follow: bool,
 ) -> int:
     """JSONL or CSV from `offset` on (the file cut there first); `save(continuation,
     offset, written)` records where to resume."""
@@ -413,7 +443,7 @@ def _export_text(
         out.seek(offset)
         if fmt == "csv" and offset == 0:
             out.write(_csv_header())
-        for page in _encoded_pages(pages, fmt, total):
+        for page in _encoded_pages(pages, fmt, total, follow):
             out.write(page.result())
             written += page.comments
             bar.update(page.comments)

@@ -276,6 +276,23 @@ def page_lines(page: StreamExportDatasetResponse) -> bytes:
     return exported_lines(page.comments)
 
 
+# The line of a deleted comment in a followed export (`corrigo export --follow`); the
+# readers of export files (`corrigo sync`, `corrigo import`) skip it.
+DELETED_UID = "deleted_uid"
+
+
+def deleted_lines(uids: Iterable[str]) -> bytes:
+    """A line `{"deleted_uid": uid}` for each of `uids`."""
+    return b"".join(
+        orjson.dumps({DELETED_UID: uid}, option=orjson.OPT_APPEND_NEWLINE) for uid in uids
+    )
+
+
+def is_deleted(value: Any) -> bool:
+    """Whether a JSONL line's value is a deleted comment's line (`deleted_lines`)."""
+    return isinstance(value, dict) and value.keys() == {DELETED_UID}
+
+
 def exported_line(result: ExportedComment) -> str:
     """One line of `exported_lines`, without its newline."""
     return orjson.dumps(_exported_dict(result)).decode()

@@ -117,8 +117,8 @@ def _parse_problem(message: str, data: dict[str, Any]) -> str:
 
 
 def _values(lines: BinaryIO) -> Iterator[tuple[int, Any]]:
-    """(line number, JSON value) of every non-blank line; _BadLine at the first line that
-    is not UTF-8 or not JSON."""
+    """(line number, JSON value) of every non-blank line but a deleted comment's
+    (`records.deleted_lines`); _BadLine at the first line that is not UTF-8 or not JSON."""
     for number, line in enumerate(lines, 1):
         try:
             value = records.loads(line)
@@ -132,6 +132,8 @@ def _values(lines: BinaryIO) -> Iterator[tuple[int, Any]]:
             column = min(error.pos, len(text)) + 1
             end = ", the end of the line" if error.pos >= len(text) else ""
             raise _BadLine(number, f"not JSON ({error.msg} at column {column}{end})") from None
+        if records.is_deleted(value):
+            continue  # a followed export's deleted comment: there is nothing to load
         yield number, value
 
 

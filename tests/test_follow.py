@@ -20,6 +20,7 @@ from corrigo.v1.comments_pb2 import Label, PredictedLabel
 from tests import dataset_helpers as h
 from tests.conftest import Org
 from tests.processes import ServerProcess
+from tests.test_metrics import scrape
 
 _ASYNC = pytest.mark.asyncio(loop_scope="session")
 # How long a change may take to arrive (in-process commits wake the stream at once).
@@ -297,3 +298,24 @@ async def test_commits_of_another_server_process_reach_a_follower(org: Org, tmp_
         follower.cancel()
         code = await asyncio.to_thread(other.stop)
     assert code == 0
+
+
+@_ASYNC
+async def test_open_follow_streams_and_their_lag_are_metrics(org: Org) -> None:
+    owner, _ = await _world(org, comments=1)
+    follower = _Follower(org, _request(owner))
+    try:
+        await follower.snapshot()
+        during = await scrape(org.running)
+        assert during.value("corrigo_export_followers") >= 1
+        # Caught up: nothing committed waits to be sent.
+        assert ("corrigo_export_follow_lag_seconds", frozenset()) in during.samples
+        assert during.value("corrigo_export_follow_lag_seconds") < 5
+    finally:
+        follower.cancel()
+    for _ in range(100):
+        if (await scrape(org.running)).value("corrigo_export_followers") == 0:
+            break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the follower was still counted after its stream ended")

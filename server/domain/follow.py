@@ -18,12 +18,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import ClassVar
 
 from corrigo.server.api import wire
 from corrigo.server.api.errors import InvalidArgument, TooManyFollowers
 from corrigo.server.config import DEFAULT_MAX_FOLLOWERS
 from corrigo.server.domain import dataset_export
 from corrigo.server.domain.dataset_export import Export, comments_field, continuation_field
+from corrigo.server.ops import metrics
 from corrigo.server.store import changes, commits, positions
 from corrigo.server.store import export_pages as store
 from corrigo.v1.datasets_pb2 import StreamExportDatasetRequest, StreamExportDatasetResponse
@@ -44,6 +46,13 @@ _NOT_WITH_FOLLOW = ("comment_uids", "from", "to")
 class _Followers:
     limit = DEFAULT_MAX_FOLLOWERS
     current = 0
+    # Per stream behind (its cursor), since when it has had changes not yet sent.
+    behind: ClassVar[dict[object, float]] = {}
+
+    @classmethod
+    def report_lag(cls) -> None:
+        now = time.monotonic()
+        metrics.follow_lag(max((now - since for since in cls.behind.values()), default=0.0))
 
 
 def configure(*, max_followers: int) -> None:
@@ -65,10 +74,12 @@ def _slot() -> Iterator[None]:
             "(--max-followers); retry later or on another replica"
         )
     _Followers.current += 1
+    metrics.following(1)
     try:
         yield
     finally:
         _Followers.current -= 1
+        metrics.following(-1)
 
 
 async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
@@ -93,24 +104,32 @@ async def _live(export: Export, cursor: changes.Change) -> AsyncIterator[bytes]:
     query = export.query
     scope = changes.Scope(query.dataset_id, query.source_ids, query.version_id)
     quiet_since = time.monotonic()
-    while True:
-        seen = commits.seen()
-        if await changes.changed(scope, cursor, _ANY_POSITION, 1):
-            below = await positions.horizon()
-            found = await changes.changed(scope, cursor, below, export.limit)
-            if found:
-                async for message in _messages(export, found):
-                    yield message
+    me = object()
+    try:
+        while True:
+            seen = commits.seen()
+            if await changes.changed(scope, cursor, _ANY_POSITION, 1):
+                _Followers.behind.setdefault(me, time.monotonic())
+                below = await positions.horizon()
+                found = await changes.changed(scope, cursor, below, export.limit)
+                if found:
+                    async for message in _messages(export, found):
+                        yield message
+                    quiet_since = time.monotonic()
+                    cursor = found[-1]
+                    if len(found) == export.limit:
+                        continue
+                # Every change below the horizon was read.
+                cursor = max(cursor, (below, 0))
+            else:
+                _Followers.behind.pop(me, None)
+            _Followers.report_lag()
+            if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
+                yield _keepalive(export, cursor)
                 quiet_since = time.monotonic()
-                cursor = found[-1]
-                if len(found) == export.limit:
-                    continue
-            # Every change below the horizon was read.
-            cursor = max(cursor, (below, 0))
-        if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-            yield _keepalive(export, cursor)
-            quiet_since = time.monotonic()
-        await commits.after(seen, POLL_SECONDS)
+            await commits.after(seen, POLL_SECONDS)
+    finally:
+        _Followers.behind.pop(me, None)
 
 
 async def _messages(export: Export, found: Sequence[changes.Change]) -> AsyncIterator[bytes]:

@@ -177,6 +177,19 @@ class Metrics:
             ("cause",),
             registry=registry,
         )
+        self.followers = Gauge(
+            "corrigo_export_followers",
+            "Export streams in follow mode open right now.",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
+        self.follow_lag = Gauge(
+            "corrigo_export_follow_lag_seconds",
+            "The longest any follow stream has had committed changes not yet sent (0: all "
+            "caught up), as the streams last looked.",
+            registry=registry,
+            multiprocess_mode="liveall",
+        )
         self.database_up = Gauge(
             "corrigo_database_up",
             "1 while the readiness check reaches the database, else 0.",
@@ -308,6 +321,18 @@ def statement() -> AbstractContextManager[Any]:
 def waiting_for_connection() -> AbstractContextManager[Any]:
     """Around the wait for a pool's connection."""
     return _NOTHING if _active is None else _active.connections_waiting.track_inprogress()
+
+
+def following(change: int) -> None:
+    """A follow stream began (+1) or ended (-1)."""
+    if _active is not None:
+        _active.followers.inc(change)
+
+
+def follow_lag(seconds: float) -> None:
+    """The longest any follow stream has had changes waiting to be sent."""
+    if _active is not None:
+        _active.follow_lag.set(seconds)
 
 
 def connection_taken() -> None:

@@ -40,7 +40,7 @@ from corrigo.server.services.models import ModelService
 from corrigo.server.services.practice_catalog import PracticeCatalogService
 from corrigo.server.services.practice_sessions import PracticeSessionService
 from corrigo.server.services.sources import SourceService
-from corrigo.server.store import connections, database, identity
+from corrigo.server.store import commit_notices, connections, database, identity
 from corrigo.v1 import (
     admin_pb2,
     correction_pb2,
@@ -181,6 +181,9 @@ class CorrigoServer:
         purge_work.start_sweeping()
         token_use.start_recording()
         request_id_sweep.start_sweeping()
+        if database.is_postgres(config.database_url):
+            work = background.current()
+            work.spawn(commit_notices.run(config.database_url, work), "commit-notices")
 
         await server.start()
         for name in ["", *names]:

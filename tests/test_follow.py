@@ -281,8 +281,12 @@ async def test_a_follower_pinned_to_a_version_gets_its_predictions_live(org: Org
 
 
 @_ASYNC
-async def test_commits_of_another_server_process_reach_a_follower(org: Org, tmp_path: Path) -> None:
+async def test_commits_of_another_server_process_reach_a_follower(
+    org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     org.require_shared_database()
+    # Heard through the other process's notice, not found by polling.
+    monkeypatch.setattr(follow, "POLL_SECONDS", 60.0)
     owner, src = await _world(org)
     other = ServerProcess(org.running.db_url, tmp_path / "other.log", grace=2)
     follower = _Follower(org, _request(owner))

@@ -7,8 +7,9 @@ export shows it now, each comment deleted as its uid. The live part's continuati
 the position of the last change sent, so a resumed stream skips nothing; a change may
 come twice (once in a snapshot page read after it committed, once live).
 
-Between reads the stream holds no connection. It looks again when this process commits
-a write (`commits`) and every POLL_SECONDS for other processes' commits, first with a
+Between reads the stream holds no connection. It looks again when a write commits (this
+process's at once, `commits`; other processes' on PostgreSQL when their notice comes,
+`commit_notices`) and every POLL_SECONDS whatever happens, first with a
 read of what changed at any position (cheap, and on SQLite a horizon is a write), then,
 when something did, below a fresh horizon.
 """

@@ -22,6 +22,7 @@ from corrigo.server.config import Config, ConfigError, split_listen
 from corrigo.server.domain import correction_work, follow, purge_work
 from corrigo.server.ops import (
     background,
+    change_retention,
     listen,
     memory,
     metrics,
@@ -167,7 +168,9 @@ class CorrigoServer:
         except RuntimeError as err:
             raise ConfigError(_cannot_listen(config.listen)) from err
         connections.configure(statement_seconds=config.statement_timeout)
-        follow.configure(max_followers=config.max_followers)
+        follow.configure(
+            max_followers=config.max_followers, retention_seconds=config.change_retention
+        )
         db = database.connect(config.database_url, pool_size=config.db_pool_size)
         applied = await database.migrate(db)
         if applied:
@@ -181,6 +184,7 @@ class CorrigoServer:
         purge_work.start_sweeping()
         token_use.start_recording()
         request_id_sweep.start_sweeping()
+        change_retention.start_sweeping(config.change_retention)
         if database.is_postgres(config.database_url):
             work = background.current()
             work.spawn(commit_notices.run(config.database_url, work), "commit-notices")

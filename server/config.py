@@ -18,6 +18,8 @@ DEFAULT_STATEMENT_TIMEOUT = 30.0
 # Database connections: half for reads, half for writes (on SQLite, one writer).
 DEFAULT_DB_POOL_SIZE = 16
 DEFAULT_MAX_FOLLOWERS = 256
+# How long deletes are kept for follow streams: 7 days.
+DEFAULT_CHANGE_RETENTION = 7 * 24 * 3600.0
 
 
 def workers(value: str) -> int:
@@ -62,6 +64,7 @@ class Config:
     db_pool_size: int = DEFAULT_DB_POOL_SIZE
     # Export streams in follow mode one process serves at once.
     max_followers: int = DEFAULT_MAX_FOLLOWERS
+    change_retention: float = DEFAULT_CHANGE_RETENTION
     # Server processes on `listen` (server/ops/workers.py); 1 runs no supervisor.
     workers: int = 1
 
@@ -152,6 +155,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "refused with RESOURCE_EXHAUSTED (env CORRIGO_MAX_FOLLOWERS; default %(default)s)",
     )
     parser.add_argument(
+        "--change-retention",
+        type=float,
+        default=_env("CHANGE_RETENTION", str(DEFAULT_CHANGE_RETENTION)),
+        metavar="SECONDS",
+        help="how long deletes are kept for follow streams; a follow continuation older "
+        "than that is refused with FAILED_PRECONDITION (env CORRIGO_CHANGE_RETENTION; "
+        "default %(default)s, 7 days)",
+    )
+    parser.add_argument(
         "--workers",
         type=workers,
         default=_env("WORKERS", "1"),
@@ -198,6 +210,8 @@ def from_arguments(args: argparse.Namespace) -> Config:
         raise SystemExit("corrigo serve: --readiness-interval must be above 0")
     if args.statement_timeout <= 0:
         raise SystemExit("corrigo serve: --statement-timeout must be above 0")
+    if args.change_retention <= 0:
+        raise SystemExit("corrigo serve: --change-retention must be above 0")
     if args.max_followers < 0:
         raise SystemExit("corrigo serve: --max-followers must be 0 or more")
     if args.db_pool_size < 2:
@@ -217,5 +231,6 @@ def from_arguments(args: argparse.Namespace) -> Config:
         statement_timeout=args.statement_timeout,
         db_pool_size=args.db_pool_size,
         max_followers=args.max_followers,
+        change_retention=args.change_retention,
         workers=args.workers,
     )

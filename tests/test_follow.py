@@ -4,6 +4,7 @@ exactly from any message's continuation."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ import pytest
 
 from corrigo.client import AsyncClient
 from corrigo.client.errors import CorrigoError
-from corrigo.server.config import DEFAULT_MAX_FOLLOWERS
+from corrigo.server.config import DEFAULT_CHANGE_RETENTION, DEFAULT_MAX_FOLLOWERS
 from corrigo.server.domain import follow
+from corrigo.server.store import changes, database
+from corrigo.server.store.database import Sql, utcnow
 from corrigo.v1 import datasets_pb2, models_pb2, sources_pb2
 from corrigo.v1.comments_pb2 import Label, PredictedLabel
 from tests import dataset_helpers as h
@@ -226,7 +229,7 @@ async def test_follow_and_plain_continuations_do_not_mix(org: Org) -> None:
 @_ASYNC
 async def test_followers_beyond_the_cap_are_refused(org: Org) -> None:
     owner, _ = await _world(org, comments=1)
-    follow.configure(max_followers=1)
+    follow.configure(max_followers=1, retention_seconds=DEFAULT_CHANGE_RETENTION)
     first = _Follower(org, _request(owner))
     try:
         await first.snapshot()
@@ -251,7 +254,9 @@ async def test_followers_beyond_the_cap_are_refused(org: Org) -> None:
             second.cancel()
     else:
         raise AssertionError("the first stream's slot was never given back")
-    follow.configure(max_followers=DEFAULT_MAX_FOLLOWERS)
+    follow.configure(
+        max_followers=DEFAULT_MAX_FOLLOWERS, retention_seconds=DEFAULT_CHANGE_RETENTION
+    )
 
 
 @_ASYNC
@@ -323,3 +328,56 @@ async def test_open_follow_streams_and_their_lag_are_metrics(org: Org) -> None:
         await asyncio.sleep(0.05)
     else:
         raise AssertionError("the follower was still counted after its stream ended")
+
+
+@_ASYNC
+async def test_a_continuation_older_than_the_retention_is_refused(org: Org) -> None:
+    owner, _ = await _world(org, comments=1)
+    follower = _Follower(org, _request(owner))
+    try:
+        await follower.snapshot()
+        await h.sync(org.admin, owner, "mailbox", [h.comment("c7", 7)])
+        change = await follower.live()
+    finally:
+        follower.cancel()
+    # Kept 2 s: a position is honoured for 1 s (the margin is half of so short a retention).
+    follow.configure(max_followers=DEFAULT_MAX_FOLLOWERS, retention_seconds=2.0)
+    try:
+        await asyncio.sleep(2.0)
+        with pytest.raises(CorrigoError) as error:
+            async for _ in org.admin.datasets.StreamExportDataset(
+                _request(owner, continuation=change.continuation)
+            ):
+                pass
+    finally:
+        follow.configure(
+            max_followers=DEFAULT_MAX_FOLLOWERS, retention_seconds=DEFAULT_CHANGE_RETENTION
+        )
+    assert error.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert error.value.reason == "CHANGES_FORGOTTEN"
+    assert "export the dataset again" in error.value.message
+
+
+@_ASYNC
+async def test_deletes_older_than_the_retention_are_forgotten(org: Org) -> None:
+    owner, src = await _world(org)
+    await org.admin.sources.DeleteComments(
+        sources_pb2.DeleteCommentsRequest(owner=owner, name="mailbox", ids=["c0", "c1"])
+    )
+    await _label(org, owner, f"{src}.c2")
+    await org.admin.datasets.UpdateLabelling(
+        datasets_pb2.UpdateLabellingRequest(owner=owner, name="ds", comment_uid=f"{src}.c2")
+    )
+    kept = await _removed_rows()
+    assert kept[0] >= 2 and kept[1] >= 1
+    assert await changes.forget_removed(utcnow() - datetime.timedelta(hours=1)) == 0
+    assert await changes.forget_removed(utcnow() + datetime.timedelta(seconds=1)) == sum(kept)
+    assert await _removed_rows() == (0, 0)
+
+
+async def _removed_rows() -> tuple[int, int]:
+    counts = []
+    for table in ("comment_removed", "labelling_removed"):
+        ((count,),) = await database.fetch(Sql(f"SELECT COUNT(*) FROM {table}"), ())
+        counts.append(int(count))
+    return counts[0], counts[1]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -71,16 +72,19 @@ class Export:
     token_query: bytes
     after: tuple[int, int] | None
     limit: int
-    # Follow mode (`follow`): the position the snapshot was taken at, and where the
-    # live part resumes (None while the snapshot is not done).
+    # Follow mode (`follow`): the position the snapshot was taken at, where the live part
+    # resumes (None while the snapshot is not done), and since when (seconds since the
+    # epoch) every change before that position has been read (for `--change-retention`).
     follow_start: int | None = None
     live: tuple[int, int] | None = None
+    since: int = 0
     # The hex ids of the sources read, by internal id (for the uids of deleted comments).
     source_hex: dict[int, str] = field(default_factory=dict)
 
-    def live_continuation(self, position: tuple[int, int]) -> str:
-        """The continuation resuming a follow stream's live part after `position`."""
-        return pagination.issue(self.token_query, [self.query.version_id or 0, *position])
+    def live_continuation(self, position: tuple[int, int], since: int) -> str:
+        """The continuation resuming a follow stream's live part after `position`, every
+        change before it read `since`."""
+        return pagination.issue(self.token_query, [self.query.version_id or 0, *position, since])
 
     async def count(self) -> int:
         if not self.query.source_ids:
@@ -109,11 +113,12 @@ class Export:
             async for comments, after in read:
                 if after is None:
                     # A follow stream's snapshot ends where its live part starts.
-                    yield comments, "" if start is None else self.live_continuation((start, 0))
+                    live = "" if start is None else self.live_continuation((start, 0), self.since)
+                    yield comments, live
                     return
                 position = [self.query.moves_until, self.query.version_id or 0, *after]
                 if start is not None:
-                    position.append(start)
+                    position += (start, self.since)
                 yield comments, pagination.issue(self.token_query, position)
         finally:
             await read.aclose()
@@ -309,10 +314,10 @@ async def _version_id(dataset_id: int, request: AnyExportRequest) -> int | None:
 
 def _position(checks: Violations, token: str, token_query: bytes, follow: bool) -> list[int]:
     """An export continuation's position: [move clock, version, key, id], then (follow
-    mode) the snapshot's position; or, in a follow stream's live part, [version, change
-    position, id]."""
+    mode) the snapshot's position and its time; or, in a follow stream's live part,
+    [version, change position, id, time]."""
     position = pagination.read(token, token_query, "continuation")
-    lengths = (5, 3) if follow else (4,)
+    lengths = (6, 4) if follow else (4,)
     if len(position) not in lengths or not all(isinstance(v, int) for v in position):
         checks.add("continuation", "invalid continuation")
         checks.raise_if_any()
@@ -362,22 +367,25 @@ async def plan(request: AnyExportRequest) -> Export:
     )
     start: int | None = None
     live: tuple[int, int] | None = None
+    since = 0
     after: tuple[int, int] | None = None
     moves_until = read.move_clock
     if request.continuation:
         position = _position(checks, request.continuation, token_query, follow)
-        if len(position) == 3:
-            version_id, *changed_at = position
-            live = (changed_at[0], changed_at[1])
+        if follow and len(position) == 4:
+            version_id, changed_at, changed_id, since = position
+            live = (changed_at, changed_id)
         else:
             moves_until, version_id, key, comment_id = position[:4]
             after = (key, comment_id)
-            start = position[4] if follow else None
+            if follow:
+                start, since = position[4:]
         version: int | None = version_id or None
     else:
         version = await _version_id(dataset_id, request)
         if follow:
             # Taken before the snapshot's first read: what commits later comes live.
+            since = int(time.time())
             start = await positions.horizon()
 
     by_uid: dict[int, list[str]] | None = None
@@ -402,7 +410,8 @@ async def plan(request: AnyExportRequest) -> Export:
         retired=tuple(await datasets.retired_names(dataset_id)) if read.retiring else (),
     )
     hex_of = {source: hex_id for hex_id, source in in_dataset.items()}
-    return Export(query, token_query, after, request.limit or DEFAULT_LIMIT, start, live, hex_of)
+    limit = request.limit or DEFAULT_LIMIT
+    return Export(query, token_query, after, limit, start, live, since, hex_of)
 
 
 # The export's dataset and sources ride in its access check's statement.

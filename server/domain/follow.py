@@ -22,18 +22,21 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import ClassVar
 
 from corrigo.server.api import wire
-from corrigo.server.api.errors import InvalidArgument, TooManyFollowers
-from corrigo.server.config import DEFAULT_MAX_FOLLOWERS
+from corrigo.server.api.errors import FailedPrecondition, InvalidArgument, TooManyFollowers
+from corrigo.server.config import DEFAULT_CHANGE_RETENTION, DEFAULT_MAX_FOLLOWERS
 from corrigo.server.domain import dataset_export
 from corrigo.server.domain.dataset_export import Export, comments_field, continuation_field
 from corrigo.server.ops import metrics
 from corrigo.server.store import changes, commits, positions
 from corrigo.server.store import export_pages as store
+from corrigo.v1 import errors_pb2
 from corrigo.v1.datasets_pb2 import StreamExportDatasetRequest, StreamExportDatasetResponse
 
 # How often a stream looks for other processes' commits, and how long it stays silent.
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
+# Taken off the retention for the transactions that ran while a position was current.
+RETENTION_MARGIN_SECONDS = 600.0
 # A position no change reaches: the first look reads every change after the cursor.
 _ANY_POSITION = 2**62
 
@@ -46,6 +49,7 @@ _NOT_WITH_FOLLOW = ("comment_uids", "from", "to")
 
 class _Followers:
     limit = DEFAULT_MAX_FOLLOWERS
+    retention = DEFAULT_CHANGE_RETENTION
     current = 0
     # Per stream behind (its cursor), since when it has had changes not yet sent.
     behind: ClassVar[dict[object, float]] = {}
@@ -56,8 +60,22 @@ class _Followers:
         metrics.follow_lag(max((now - since for since in cls.behind.values()), default=0.0))
 
 
-def configure(*, max_followers: int) -> None:
+def configure(*, max_followers: int, retention_seconds: float) -> None:
     _Followers.limit = max_followers
+    _Followers.retention = retention_seconds
+
+
+def _check_retention(since: int) -> None:
+    """FAILED_PRECONDITION when the deletes after a position read `since` may have been
+    forgotten: older than the retention, less a margin (up to 10 minutes) for the
+    transactions that were still running then."""
+    retention = _Followers.retention
+    if time.time() - since > retention - min(RETENTION_MARGIN_SECONDS, retention / 2):
+        raise FailedPrecondition(
+            f"this follow position is older than the {retention:g} s that deletes are kept "
+            "(--change-retention): deletes since may be forgotten; export the dataset again",
+            reason=errors_pb2.CHANGES_FORGOTTEN,
+        )
 
 
 def check(request: StreamExportDatasetRequest) -> None:
@@ -89,6 +107,7 @@ async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
     check(request)
     with _slot():
         export = await dataset_export.plan(request)
+        _check_retention(export.since)
         live = export.live
         if live is None:
             assert export.follow_start is not None
@@ -96,7 +115,7 @@ async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
                 yield message
             live = (export.follow_start, 0)
             # The first live message, at once: the snapshot is complete.
-            yield _keepalive(export, live)
+            yield _keepalive(export, live, export.since)
         async for message in _live(export, live):
             yield message
 
@@ -105,37 +124,44 @@ async def _live(export: Export, cursor: changes.Change) -> AsyncIterator[bytes]:
     query = export.query
     scope = changes.Scope(query.dataset_id, query.source_ids, query.version_id)
     quiet_since = time.monotonic()
+    since = export.since
     me = object()
     try:
         while True:
+            _check_retention(since)
             seen = commits.seen()
+            checked = int(time.time())
             if await changes.changed(scope, cursor, _ANY_POSITION, 1):
                 _Followers.behind.setdefault(me, time.monotonic())
                 below = await positions.horizon()
                 found = await changes.changed(scope, cursor, below, export.limit)
                 if found:
-                    async for message in _messages(export, found):
+                    async for message in _messages(export, found, since):
                         yield message
                     quiet_since = time.monotonic()
                     cursor = found[-1]
                     if len(found) == export.limit:
                         continue
                 # Every change below the horizon was read.
-                cursor = max(cursor, (below, 0))
+                cursor, since = max(cursor, (below, 0)), checked
             else:
                 _Followers.behind.pop(me, None)
+                since = checked
             _Followers.report_lag()
             if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-                yield _keepalive(export, cursor)
+                yield _keepalive(export, cursor, since)
                 quiet_since = time.monotonic()
             await commits.after(seen, POLL_SECONDS)
     finally:
         _Followers.behind.pop(me, None)
 
 
-async def _messages(export: Export, found: Sequence[changes.Change]) -> AsyncIterator[bytes]:
+async def _messages(
+    export: Export, found: Sequence[changes.Change], since: int
+) -> AsyncIterator[bytes]:
     """The messages of `found`: runs of comments changed and of comments deleted, in
-    order, each message one kind and at most `export.limit` of it."""
+    order, each message one kind and at most `export.limit` of it (their continuations
+    say the changes before them were read `since`)."""
     # A comment changed twice is sent once, at its last change.
     last = {comment: at for at, comment in enumerate(found)}
     ordered = [found[at] for at in sorted(last.values())]
@@ -148,43 +174,45 @@ async def _messages(export: Export, found: Sequence[changes.Change]) -> AsyncIte
         row = rows.get(change[1])
         if row is not None:
             if deleted:
-                yield _deleted(export, deleted)
+                yield _deleted(export, deleted, since)
                 deleted = []
             run.append((row, change))
             if len(run) == export.limit:
-                for message in _comments(export, run):
+                for message in _comments(export, run, since):
                     yield message
                 run = []
         elif change[1] in gone:
             if run:
-                for message in _comments(export, run):
+                for message in _comments(export, run, since):
                     yield message
                 run = []
             source, name = gone[change[1]]
             deleted.append((f"{export.source_hex[source]}.{name}", change))
             if len(deleted) == export.limit:
-                yield _deleted(export, deleted)
+                yield _deleted(export, deleted, since)
                 deleted = []
-    for message in _comments(export, run):
+    for message in _comments(export, run, since):
         yield message
     if deleted:
-        yield _deleted(export, deleted)
+        yield _deleted(export, deleted, since)
 
 
-def _comments(export: Export, run: list[tuple[store.Row, changes.Change]]) -> Iterator[bytes]:
+def _comments(
+    export: Export, run: list[tuple[store.Row, changes.Change]], since: int
+) -> Iterator[bytes]:
     """Messages of a run of comments changed (a message ends early when its comments
     would pass the page's size, as a snapshot page does)."""
     while run:
         body, taken = comments_field([row for row, _ in run], len(run))
         position = run[taken - 1][1]
         run = run[taken:]
-        yield body + continuation_field(export.live_continuation(position)) + _LIVE
+        yield body + continuation_field(export.live_continuation(position, since)) + _LIVE
 
 
-def _keepalive(export: Export, cursor: changes.Change) -> bytes:
-    return continuation_field(export.live_continuation(cursor)) + _LIVE
+def _keepalive(export: Export, cursor: changes.Change, since: int) -> bytes:
+    return continuation_field(export.live_continuation(cursor, since)) + _LIVE
 
 
-def _deleted(export: Export, deleted: list[tuple[str, changes.Change]]) -> bytes:
+def _deleted(export: Export, deleted: list[tuple[str, changes.Change]], since: int) -> bytes:
     fields = b"".join(wire.field(_DELETED, uid.encode()) for uid, _ in deleted)
-    return fields + continuation_field(export.live_continuation(deleted[-1][1])) + _LIVE
+    return fields + continuation_field(export.live_continuation(deleted[-1][1], since)) + _LIVE

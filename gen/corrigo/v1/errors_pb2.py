@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63orrigo/v1/errors.proto\x12\ncorrigo.v1*\x8e\x05\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fINVALID_REQUEST\x10\x01\x12\x11\n\rTOKEN_MISSING\x10\x02\x12\x13\n\x0fTOKEN_MALFORMED\x10\x03\x12\x11\n\rTOKEN_INVALID\x10\x04\x12\x11\n\rTOKEN_REVOKED\x10\x05\x12\x16\n\x12PERMISSION_MISSING\x10\x06\x12\x16\n\x12RESOURCE_NOT_FOUND\x10\x07\x12\x13\n\x0fRESOURCE_EXISTS\x10\x08\x12\x16\n\x12PAGE_TOKEN_INVALID\x10\t\x12\x18\n\x14\x41LREADY_BOOTSTRAPPED\x10\n\x12\x1b\n\x17\x41LL_DOCUMENTS_ANNOTATED\x10\x0b\x12\x17\n\x13\x46\x41ILED_PRECONDITION\x10\x0c\x12\x12\n\x0eINTERNAL_ERROR\x10\r\x12\x18\n\x14\x44\x41TABASE_UNAVAILABLE\x10\x0e\x12\x10\n\x0cSTORAGE_FULL\x10\x0f\x12\x15\n\x11STATEMENT_TIMEOUT\x10\x10\x12\x13\n\x0f\x44\x45\x41\x44LINE_PASSED\x10\x11\x12\x17\n\x13LABEL_BEING_REMOVED\x10\x12\x12\x16\n\x12TOO_MANY_FOLLOWERS\x10\x13\x12\x19\n\x15SESSION_MODEL_RETIRED\x10(\x12\x1a\n\x16SESSION_EVENTS_MISSING\x10)\x12\x13\n\x0fNO_ACTIVE_BATCH\x10*\x12\x15\n\x11SESSION_SCHEDULED\x10+\x12\x15\n\x11\x43ONCURRENT_CHANGE\x10\x14\x12\x1a\n\x16NO_CANDIDATE_DOCUMENTS\x10<\x12\x1e\n\x1a\x44OCUMENTS_IN_OPEN_SESSIONS\x10=B8Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63orrigo/v1/errors.proto\x12\ncorrigo.v1*\xa5\x05\n\x0b\x45rrorReason\x12\x1c\n\x18\x45RROR_REASON_UNSPECIFIED\x10\x00\x12\x13\n\x0fINVALID_REQUEST\x10\x01\x12\x11\n\rTOKEN_MISSING\x10\x02\x12\x13\n\x0fTOKEN_MALFORMED\x10\x03\x12\x11\n\rTOKEN_INVALID\x10\x04\x12\x11\n\rTOKEN_REVOKED\x10\x05\x12\x16\n\x12PERMISSION_MISSING\x10\x06\x12\x16\n\x12RESOURCE_NOT_FOUND\x10\x07\x12\x13\n\x0fRESOURCE_EXISTS\x10\x08\x12\x16\n\x12PAGE_TOKEN_INVALID\x10\t\x12\x18\n\x14\x41LREADY_BOOTSTRAPPED\x10\n\x12\x1b\n\x17\x41LL_DOCUMENTS_ANNOTATED\x10\x0b\x12\x17\n\x13\x46\x41ILED_PRECONDITION\x10\x0c\x12\x12\n\x0eINTERNAL_ERROR\x10\r\x12\x18\n\x14\x44\x41TABASE_UNAVAILABLE\x10\x0e\x12\x10\n\x0cSTORAGE_FULL\x10\x0f\x12\x15\n\x11STATEMENT_TIMEOUT\x10\x10\x12\x13\n\x0f\x44\x45\x41\x44LINE_PASSED\x10\x11\x12\x17\n\x13LABEL_BEING_REMOVED\x10\x12\x12\x16\n\x12TOO_MANY_FOLLOWERS\x10\x13\x12\x19\n\x15SESSION_MODEL_RETIRED\x10(\x12\x1a\n\x16SESSION_EVENTS_MISSING\x10)\x12\x13\n\x0fNO_ACTIVE_BATCH\x10*\x12\x15\n\x11SESSION_SCHEDULED\x10+\x12\x15\n\x11\x43ONCURRENT_CHANGE\x10\x14\x12\x15\n\x11\x43HANGES_FORGOTTEN\x10\x15\x12\x1a\n\x16NO_CANDIDATE_DOCUMENTS\x10<\x12\x1e\n\x1a\x44OCUMENTS_IN_OPEN_SESSIONS\x10=B8Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,5 +33,5 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z6github.com/corrigo/corrigo/gen/go/corrigo/v1;corrigov1'
   _globals['_ERRORREASON']._serialized_start=40
-  _globals['_ERRORREASON']._serialized_end=694
+  _globals['_ERRORREASON']._serialized_end=717
 # @@protoc_insertion_point(module_scope)

@@ -95,6 +95,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     """Another call changed the same resource at the same moment (such as two model
     versions numbered at once); retrying succeeds.
     """
+    CHANGES_FORGOTTEN: _ErrorReason.ValueType  # 21
+    """A follow stream's continuation (or the stream itself, fallen behind) is older than
+    the time deletes are kept (`--change-retention`; code FAILED_PRECONDITION): the
+    deletes since may be forgotten, so export the dataset again.
+    """
     NO_CANDIDATE_DOCUMENTS: _ErrorReason.ValueType  # 60
     """The model's dataset holds none of the documents a correction session would sample
     from (it has none, or none of the given documents or of the document group).
@@ -182,6 +187,11 @@ SESSION_SCHEDULED: ErrorReason.ValueType  # 43
 CONCURRENT_CHANGE: ErrorReason.ValueType  # 20
 """Another call changed the same resource at the same moment (such as two model
 versions numbered at once); retrying succeeds.
+"""
+CHANGES_FORGOTTEN: ErrorReason.ValueType  # 21
+"""A follow stream's continuation (or the stream itself, fallen behind) is older than
+the time deletes are kept (`--change-retention`; code FAILED_PRECONDITION): the
+deletes since may be forgotten, so export the dataset again.
 """
 NO_CANDIDATE_DOCUMENTS: ErrorReason.ValueType  # 60
 """The model's dataset holds none of the documents a correction session would sample

@@ -30,6 +30,10 @@ below a horizon once it has been taken, so nothing is skipped.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
 from corrigo.server.store.database import Sql, fetch, is_sqlite, write
 
 # SQLite: the position of the write running this statement (the clock's value).
@@ -66,9 +70,44 @@ _ADVANCE = Sql("UPDATE change_clock SET value = value + 1 RETURNING value")
 _OLDEST_RUNNING = Sql("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint", bounded=True)
 
 
+class _Shared:
+    # The horizon being read, and the read that follows it for the callers that came
+    # while it ran (a read begun before a caller asked may be older than what it saw).
+    reading: asyncio.Task[int] | None = None
+    following: asyncio.Task[int] | None = None
+
+
 async def horizon() -> int:
     """A position below which no write can still commit: every row with a smaller
-    `change_tx` is in its final state for this position."""
+    `change_tx` is in its final state for this position. Callers at the same moment share
+    one read begun after they asked: on SQLite it is a write, which many followers would
+    otherwise queue behind the writers."""
+    reading = _Shared.reading
+    if reading is None or reading.done():
+        reading = _Shared.reading = _started(_read_horizon())
+        return await asyncio.shield(reading)
+    following = _Shared.following
+    if following is None:
+        following = _Shared.following = _started(_after(reading))
+    return await asyncio.shield(following)
+
+
+def _started(read: Coroutine[Any, Any, int]) -> asyncio.Task[int]:
+    """`read` as a task its callers share; its failure is theirs, and is not also logged
+    as never retrieved when they have all gone."""
+    task = asyncio.ensure_future(read)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
+
+
+async def _after(previous: asyncio.Task[int]) -> int:
+    await asyncio.wait([previous])
+    _Shared.following = None
+    reading = _Shared.reading = _started(_read_horizon())
+    return await reading
+
+
+async def _read_horizon() -> int:
     if is_sqlite():
         return int((await write(_ADVANCE, ())).rows[0][0])
     return int((await fetch(_OLDEST_RUNNING, ()))[0][0])

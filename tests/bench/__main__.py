@@ -19,7 +19,7 @@ from typing import Any
 import grpc
 
 from corrigo.v1 import sources_pb2
-from tests.bench import limit, machine, measure, prepare, raw, report, workers
+from tests.bench import follow, limit, machine, measure, prepare, raw, report, workers
 from tests.bench.sizes import Sizes, from_environment
 
 OUT = Path(".build/bench")
@@ -135,6 +135,13 @@ def _figures(name: str, url: str, sizes: Sizes, prepared: prepare.Prepared) -> d
         figures["batch_sessions"] = [b.sessions for b in batches]
         figures["batch_events"] = [b.events for b in batches]
         _command_line(name, channel, sizes, prepared, source_hex, figures)
+    print(f"[{name}] follow mode: latency, and a follower beside a bulk sync ...", flush=True)
+    followed = follow.following(url, prepared, sizes)
+    for where, latency in (("same", followed.same_process), ("other", followed.other_process)):
+        figures[f"follow_{where}_p50_ms"] = latency.p50_ms
+        figures[f"follow_{where}_p99_ms"] = latency.p99_ms
+    figures["follow_feed_comments"] = followed.feed_comments
+    figures["follow_feed_ratio"] = followed.feed_ratio
     return figures
 
 

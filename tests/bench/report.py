@@ -143,6 +143,21 @@ ROWS: list[Row] = [
         ),
         "reported",
     ),
+    (
+        "follow: write to receipt, same process (ms, p50 / p99)",
+        lambda f: f"{f['follow_same_p50_ms']:.1f} / {f['follow_same_p99_ms']:.1f}",
+        "p99 < 100",
+    ),
+    (
+        "follow: write to receipt, another process (ms, p50 / p99)",
+        lambda f: f"{f['follow_other_p50_ms']:.1f} / {f['follow_other_p99_ms']:.1f}",
+        "p99 < 100 (PostgreSQL), < 1,000 (SQLite)",
+    ),
+    (
+        "follow: feed rate / StreamSyncComments rate",
+        lambda f: f"{f['follow_feed_ratio']:.2f}",
+        ">= 1",
+    ),
 ]
 
 
@@ -219,6 +234,11 @@ def problems(results: dict[str, Any], sizes: Sizes) -> list[str]:
         for count, events in zip(figures["batch_sessions"], figures["batch_events"], strict=True):
             if count != sizes.sessions or events != sizes.sessions * sizes.events:
                 found.append(f"{name}: a batch stream read {count} sessions, {events} events")
+        if figures["follow_feed_comments"] != sizes.sync_comments:
+            found.append(
+                f"{name}: a follower received {figures['follow_feed_comments']} of "
+                f"{sizes.sync_comments} comments synced"
+            )
         if figures["metrics_counted_calls"] != figures["metrics_calls"]:
             found.append(
                 f"{name}: /metrics counted {figures['metrics_counted_calls']} GetDataset calls "

@@ -35,6 +35,8 @@ from corrigo.v1.datasets_pb2 import StreamExportDatasetRequest, StreamExportData
 # How often a stream looks for other processes' commits, and how long it stays silent.
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
+# Changes read at once, in messages of the stream's limit: a few pages' worth per read.
+BATCH_PAGES = 4
 # Taken off the retention for the transactions that ran while a position was current.
 RETENTION_MARGIN_SECONDS = 600.0
 # A position no change reaches: the first look reads every change after the cursor.
@@ -123,6 +125,7 @@ async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
 async def _live(export: Export, cursor: changes.Change) -> AsyncIterator[bytes]:
     query = export.query
     scope = changes.Scope(query.dataset_id, query.source_ids, query.version_id)
+    batch = export.limit * BATCH_PAGES
     quiet_since = time.monotonic()
     since = export.since
     me = object()
@@ -134,14 +137,14 @@ async def _live(export: Export, cursor: changes.Change) -> AsyncIterator[bytes]:
             if await changes.changed(scope, cursor, _ANY_POSITION, 1):
                 _Followers.behind.setdefault(me, time.monotonic())
                 below = await positions.horizon()
-                found = await changes.changed(scope, cursor, below, export.limit)
-                if found:
+                # Below one horizon, batch after batch: a backlog costs no look in between.
+                while found := await changes.changed(scope, cursor, below, batch):
                     async for message in _messages(export, found, since):
                         yield message
                     quiet_since = time.monotonic()
                     cursor = found[-1]
-                    if len(found) == export.limit:
-                        continue
+                    if len(found) < batch:
+                        break
                 # Every change below the horizon was read.
                 cursor, since = max(cursor, (below, 0)), checked
             else:

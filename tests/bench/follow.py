@@ -6,9 +6,9 @@ one at a time, each from sending the UpdateLabelling to the follower's receipt o
 comment (so a figure includes the write's own round trip): through the follower's server
 process, and through a second server process on the same database (its commit reaches
 the follower by a notice on PostgreSQL, by the 0.5 s poll on SQLite). Keeping up: a
-StreamSyncComments of `sizes.sync_comments` new comments into the followed dataset, and
-the time until the follower has received them all; the figure is the feed's rate over
-the sync's."""
+StreamSyncComments of `sizes.sync_comments` new comments into the followed dataset; the
+figure is the feed's rate (from the first of them to reach the follower to the last)
+over the sync's."""
 
 from __future__ import annotations
 
@@ -176,8 +176,9 @@ async def _keeping_up(prepared: Prepared, sizes: Sizes, follower: _Follower) -> 
                 await follower.changed.wait()
     finally:
         await asyncio.to_thread(thread.join)
-    fed_seconds = max(follower.arrived.values()) - began
-    return len(follower.arrived) - before, synced[0].seconds / fed_seconds
+    fed = sorted(at for at in follower.arrived.values() if at >= began)
+    # The feed's rate from its first comment to its last, over the sync's own.
+    return len(follower.arrived) - before, synced[0].seconds / (fed[-1] - fed[0])
 
 
 def following(url: str, prepared: Prepared, sizes: Sizes) -> Following:

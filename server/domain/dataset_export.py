@@ -409,7 +409,8 @@ async def plan(request: AnyExportRequest) -> Export:
         version_id=version,
         retired=tuple(await datasets.retired_names(dataset_id)) if read.retiring else (),
     )
-    hex_of = {source: hex_id for hex_id, source in in_dataset.items()}
+    # Only a follow stream names deleted comments by uid.
+    hex_of = {source: hex_id for hex_id, source in in_dataset.items()} if follow else {}
     limit = request.limit or DEFAULT_LIMIT
     return Export(query, token_query, after, limit, start, live, since, hex_of)
 

@@ -17,6 +17,7 @@ when something did, below a fresh horizon.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import ClassVar
@@ -117,7 +118,7 @@ async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
                 yield message
             live = (export.follow_start, 0)
             # The first live message, at once: the snapshot is complete.
-            yield _keepalive(export, live, export.since)
+            yield _tail(export, live, export.since)
         async for message in _live(export, live):
             yield message
 
@@ -152,7 +153,7 @@ async def _live(export: Export, cursor: changes.Change) -> AsyncIterator[bytes]:
                 since = checked
             _Followers.report_lag()
             if time.monotonic() - quiet_since >= KEEPALIVE_SECONDS:
-                yield _keepalive(export, cursor, since)
+                yield _tail(export, cursor, since)
                 quiet_since = time.monotonic()
             await commits.after(seen, POLL_SECONDS)
     finally:
@@ -171,33 +172,26 @@ async def _messages(
     ids = [comment for _, comment in ordered]
     rows = await store.rows_of(export.query, ids)
     gone = await changes.removed([i for i in ids if i not in rows])
-    run: list[tuple[store.Row, changes.Change]] = []
-    deleted: list[tuple[str, changes.Change]] = []
+    # (row or None for a delete, deleted uid, change), in order.
+    shown: list[tuple[store.Row | None, str, changes.Change]] = []
     for change in ordered:
         row = rows.get(change[1])
         if row is not None:
-            if deleted:
-                yield _deleted(export, deleted, since)
-                deleted = []
-            run.append((row, change))
-            if len(run) == export.limit:
-                for message in _comments(export, run, since):
-                    yield message
-                run = []
+            shown.append((row, "", change))
         elif change[1] in gone:
-            if run:
-                for message in _comments(export, run, since):
-                    yield message
-                run = []
             source, name = gone[change[1]]
-            deleted.append((f"{export.source_hex[source]}.{name}", change))
-            if len(deleted) == export.limit:
-                yield _deleted(export, deleted, since)
-                deleted = []
-    for message in _comments(export, run, since):
-        yield message
-    if deleted:
-        yield _deleted(export, deleted, since)
+            shown.append((None, f"{export.source_hex[source]}.{name}", change))
+    for is_delete, group in itertools.groupby(shown, key=lambda item: item[0] is None):
+        run = list(group)
+        for at in range(0, len(run), export.limit):
+            part = run[at : at + export.limit]
+            if is_delete:
+                uids = b"".join(wire.field(_DELETED, uid.encode()) for _, uid, _ in part)
+                yield uids + _tail(export, part[-1][2], since)
+            else:
+                changed = [(row, change) for row, _, change in part if row is not None]
+                for message in _comments(export, changed, since):
+                    yield message
 
 
 def _comments(
@@ -209,13 +203,10 @@ def _comments(
         body, taken = comments_field([row for row, _ in run], len(run))
         position = run[taken - 1][1]
         run = run[taken:]
-        yield body + continuation_field(export.live_continuation(position, since)) + _LIVE
+        yield body + _tail(export, position, since)
 
 
-def _keepalive(export: Export, cursor: changes.Change, since: int) -> bytes:
-    return continuation_field(export.live_continuation(cursor, since)) + _LIVE
-
-
-def _deleted(export: Export, deleted: list[tuple[str, changes.Change]], since: int) -> bytes:
-    fields = b"".join(wire.field(_DELETED, uid.encode()) for uid, _ in deleted)
-    return fields + continuation_field(export.live_continuation(deleted[-1][1], since)) + _LIVE
+def _tail(export: Export, position: changes.Change, since: int) -> bytes:
+    """A live message's continuation (resuming after `position`) and its `live` flag; alone,
+    a keepalive."""
+    return continuation_field(export.live_continuation(position, since)) + _LIVE

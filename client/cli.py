@@ -417,9 +417,9 @@ def _add_transfers(commands: Commands) -> None:
         "--follow",
         action="store_true",
         help="JSONL only: after the export, keep writing each change as it commits (a "
-        'deleted comment as a line {"deleted_uid": UID}, which corrigo sync and import '
-        "skip); retries a lost server for as long as it runs; Ctrl-C stops, and the same "
-        "command resumes",
+        'deleted comment as a line {"deleted_uid": UID}, a reset of the view as '
+        '{"reset": true}; corrigo sync and import skip both); retries a lost server for '
+        "as long as it runs; Ctrl-C stops, and the same command resumes",
     )
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     add_connection(export)

@@ -11,7 +11,6 @@ every step is idempotent, so an interrupted import run again finishes the job.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from tqdm import tqdm
 
 from corrigo.client import Client, fields, records
 from corrigo.client.errors import CorrigoError
-from corrigo.client.sync import count_lines, json_lines
+from corrigo.client.sync import chunks_of, count_lines, json_lines
 from corrigo.v1 import datasets_pb2, models_pb2, sources_pb2
 from corrigo.v1.comments_pb2 import Comment, Label, PredictedLabel
 
@@ -209,7 +208,7 @@ def import_file(
         disable=not progress,
     )
     version = model_version
-    while chunk := list(itertools.islice(items, CHUNK)):
+    for chunk in chunks_of(items, CHUNK, lambda r: (r.comment.source_id, r.comment.id)):
         by_source: dict[str, list[Record]] = {}
         for record in chunk:
             by_source.setdefault(record.comment.source_id, []).append(record)

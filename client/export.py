@@ -94,6 +94,8 @@ def export_pages(
                 failures = 0
                 yield page
                 request.include_total = False
+                if page.reset:
+                    continue  # a follow stream's reset: resumed from before it, it resets again
                 if not page.continuation:
                     return
                 request.continuation = page.continuation
@@ -201,8 +203,10 @@ def _save_state(path: Path, state: dict[str, Any]) -> None:
 
 def encode_page(page: datasets_pb2.StreamExportDatasetResponse, fmt: str) -> bytes:
     """A page's comments as the file holds them: JSON lines (with a followed export's
-    deleted comments), or CSV rows (`CSV_COLUMNS`)."""
+    deleted comments and resets), or CSV rows (`CSV_COLUMNS`)."""
     if fmt == "jsonl":
+        if page.reset:
+            return records.RESET_LINE
         if page.deleted_uids:
             return records.deleted_lines(page.deleted_uids)
         return records.page_lines(page)

@@ -276,9 +276,13 @@ def page_lines(page: StreamExportDatasetResponse) -> bytes:
     return exported_lines(page.comments)
 
 
-# The line of a deleted comment in a followed export (`corrigo export --follow`); the
-# readers of export files (`corrigo sync`, `corrigo import`) skip it.
+# The lines of a followed export (`corrigo export --follow`) that are not comments: a
+# deleted comment, and a reset (the lines before it no longer hold: the dataset's
+# comments come again). The readers of export files (`corrigo sync`, `corrigo import`)
+# skip them.
 DELETED_UID = "deleted_uid"
+RESET = "reset"
+RESET_LINE = orjson.dumps({RESET: True}, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def deleted_lines(uids: Iterable[str]) -> bytes:
@@ -288,9 +292,9 @@ def deleted_lines(uids: Iterable[str]) -> bytes:
     )
 
 
-def is_deleted(value: Any) -> bool:
-    """Whether a JSONL line's value is a deleted comment's line (`deleted_lines`)."""
-    return isinstance(value, dict) and value.keys() == {DELETED_UID}
+def is_follow_line(value: Any) -> bool:
+    """Whether a JSONL line's value is a followed export's deleted comment or reset."""
+    return isinstance(value, dict) and (value.keys() == {DELETED_UID} or value == {RESET: True})
 
 
 def exported_line(result: ExportedComment) -> str:

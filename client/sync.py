@@ -12,12 +12,11 @@ named by its line rather than its place in a chunk.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Never, TypeVar
@@ -40,6 +39,7 @@ SERVER_FIELDS = tuple(f.name for f in fields.output_only(Comment.DESCRIPTOR))
 Chunk = TypeVar("Chunk", bound=Any)
 # What one line of a JSONL file is read as.
 Parsed = TypeVar("Parsed")
+Item = TypeVar("Item")
 _COMMENT_FIELDS = {f.name for f in Comment.DESCRIPTOR.fields} | {
     f.json_name for f in Comment.DESCRIPTOR.fields
 }
@@ -117,8 +117,9 @@ def _parse_problem(message: str, data: dict[str, Any]) -> str:
 
 
 def _values(lines: BinaryIO) -> Iterator[tuple[int, Any]]:
-    """(line number, JSON value) of every non-blank line but a deleted comment's
-    (`records.deleted_lines`); _BadLine at the first line that is not UTF-8 or not JSON."""
+    """(line number, JSON value) of every non-blank line but a followed export's deleted
+    comments and resets (`records.is_follow_line`); _BadLine at the first line that is
+    not UTF-8 or not JSON."""
     for number, line in enumerate(lines, 1):
         try:
             value = records.loads(line)
@@ -132,8 +133,8 @@ def _values(lines: BinaryIO) -> Iterator[tuple[int, Any]]:
             column = min(error.pos, len(text)) + 1
             end = ", the end of the line" if error.pos >= len(text) else ""
             raise _BadLine(number, f"not JSON ({error.msg} at column {column}{end})") from None
-        if records.is_deleted(value):
-            continue  # a followed export's deleted comment: there is nothing to load
+        if records.is_follow_line(value):
+            continue  # a followed export's deleted comment or reset: nothing to load
         yield number, value
 
 
@@ -172,6 +173,31 @@ def json_lines(path: Path, command: str, parse: Callable[[Any], Parsed]) -> Iter
                 yield parsed
         except _BadLine as bad:
             raise SystemExit(f"{command}: {path}:{bad.number}: {bad.problem}") from None
+
+
+def chunks_of(
+    items: Iterator[Item], size: int, key: Callable[[Item], Hashable]
+) -> Iterator[list[Item]]:
+    """`items` in lists of up to `size`, a list ending early before an item whose `key`
+    is already in it: a followed export's later line of a comment goes in a later call,
+    so it wins (one call takes a comment once). When `items` fails, the list read so far
+    comes first, so what precedes a bad line is sent before it is reported."""
+    batch: list[Item] = []
+    keys: set[Hashable] = set()
+    try:
+        for item in items:
+            seen = key(item)
+            if len(batch) == size or seen in keys:
+                yield batch
+                batch, keys = [], set()
+            batch.append(item)
+            keys.add(seen)
+    except Exception:
+        if batch:
+            yield batch
+        raise
+    if batch:
+        yield batch
 
 
 def count_lines(path: Path) -> int:
@@ -305,24 +331,12 @@ def _stream(
     lines_of: dict[int, list[int]] = {}
 
     def chunks() -> Iterator[sources_pb2.StreamSyncCommentsRequest]:
-        for number in itertools.count():
-            batch: list[tuple[int, Comment]] = []
-            bad: _BadLine | None = None
-            try:
-                for item in itertools.islice(comments, chunk_size):
-                    batch.append(item)
-            except _BadLine as error:
-                bad = error
-            if batch:
-                lines_of[number] = [line for line, _ in batch]
-                yield sources_pb2.StreamSyncCommentsRequest(
-                    owner=owner, name=source, chunk=number, comments=[c for _, c in batch]
-                )
-            # The chunks before a bad line are sent, and stored, before it is reported.
-            if bad is not None:
-                raise bad
-            if len(batch) < chunk_size:
-                return
+        batches = chunks_of(comments, chunk_size, lambda item: item[1].id)
+        for number, batch in enumerate(batches):
+            lines_of[number] = [line for line, _ in batch]
+            yield sources_pb2.StreamSyncCommentsRequest(
+                owner=owner, name=source, chunk=number, comments=[c for _, c in batch]
+            )
 
     def acknowledged(
         ack: sources_pb2.StreamSyncCommentsResponse, chunk: sources_pb2.StreamSyncCommentsRequest

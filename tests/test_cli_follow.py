@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from google.protobuf import field_mask_pb2
 
-from corrigo.v1 import sources_pb2
+from corrigo.v1 import datasets_pb2, sources_pb2
 from tests import cli_helpers, processes
 from tests import dataset_helpers as h
 from tests.cli_helpers import corrigo
@@ -106,3 +107,51 @@ async def test_export_follow_is_jsonl_only(org: Org, tmp_path: Path) -> None:
         org, "export", "someone/ds", "-o", str(tmp_path / "x.csv"), "--format", "csv", "--follow"
     )
     assert ran.code == 2 and "--follow writes JSONL only" in ran.line()
+
+
+async def test_export_follow_writes_a_reset_and_the_new_view(org: Org, tmp_path: Path) -> None:
+    project = await org.project()
+    owner = project.name
+    src = await h.source(org.admin, owner)
+    other = await h.source(org.admin, owner, "other")
+    await h.dataset(org.admin, owner, [src.id])
+    await h.sync(org.admin, owner, "mailbox", [h.comment("c0", 0)])
+    await h.sync(org.admin, owner, "other", [h.comment("o0", 1)])
+    out = tmp_path / "feed.jsonl"
+
+    following = await _follow(org, owner, out)
+    assert [line["comment"]["id"] for line in await _lines(out, 1)] == ["c0"]
+    await org.admin.datasets.UpdateDataset(
+        datasets_pb2.UpdateDatasetRequest(
+            owner=owner,
+            name="ds",
+            dataset=datasets_pb2.Dataset(source_ids=[src.id, other.id]),
+            update_mask=field_mask_pb2.FieldMask(paths=["source_ids"]),
+        )
+    )
+    written = await _lines(out, 4)
+    await _stopped(org, owner, following, "c1")
+    assert written[1] == {"reset": True}
+    assert sorted(line["comment"]["id"] for line in written[2:4]) == ["c0", "o0"]
+
+    # The file syncs back: the reset's line is skipped.
+    await h.source(org.admin, owner, "copy")
+    synced = await corrigo(org, "sync", f"{owner}/copy", str(out), "-q")
+    assert synced.code == 0, synced.err
+    assert "3 new, 0 updated" in synced.err
+
+
+async def test_a_comment_twice_in_a_file_syncs_its_later_line(org: Org, tmp_path: Path) -> None:
+    project = await org.project()
+    await h.source(org.admin, project.name)
+    lines = [{"id": "c0", "timestamp": "2021-01-01T00:00:00Z", "messages": [{"body": {"text": t}}]}
+             for t in ("first", "second")]  # fmt: skip
+    path = tmp_path / "twice.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    synced = await corrigo(org, "sync", f"{project.name}/mailbox", str(path), "-q")
+    assert synced.code == 0, synced.err
+    assert "1 new, 1 updated, 0 unchanged" in synced.err
+    got = await org.admin.sources.GetComment(
+        sources_pb2.GetCommentRequest(owner=project.name, name="mailbox", comment_id="c0")
+    )
+    assert got.comment.messages[0].body.text == "second"

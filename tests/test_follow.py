@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,60 +21,11 @@ from corrigo.v1 import datasets_pb2, models_pb2, sources_pb2
 from corrigo.v1.comments_pb2 import Label, PredictedLabel
 from tests import dataset_helpers as h
 from tests.conftest import Org
+from tests.follow_helpers import Follower, follow_request, world
 from tests.processes import ServerProcess
 from tests.test_metrics import scrape
 
 _ASYNC = pytest.mark.asyncio(loop_scope="session")
-# How long a change may take to arrive (in-process commits wake the stream at once).
-_ARRIVES = 10.0
-
-
-async def _world(org: Org, comments: int = 3) -> tuple[str, str]:
-    """A project (its name) with dataset `ds` over source `mailbox` (its hex id) holding
-    comments c0.. and the label L."""
-    project = await org.project()
-    src = await h.source(org.admin, project.name)
-    await h.dataset(org.admin, project.name, [src.id])
-    await h.sync(
-        org.admin, project.name, "mailbox", [h.comment(f"c{i}", i) for i in range(comments)]
-    )
-    await org.admin.datasets.CreateLabelDefs(h.label_defs(project.name, ["L"]))
-    return project.name, src.id
-
-
-def _request(owner: str, **fields: Any) -> datasets_pb2.StreamExportDatasetRequest:
-    return datasets_pb2.StreamExportDatasetRequest(owner=owner, name="ds", follow=True, **fields)
-
-
-class _Follower:
-    """A follow stream read one message at a time, each within _ARRIVES seconds."""
-
-    def __init__(self, org: Org, request: datasets_pb2.StreamExportDatasetRequest) -> None:
-        self.call = org.admin.datasets.StreamExportDataset(request)
-        self._messages: AsyncIterator[datasets_pb2.StreamExportDatasetResponse] = aiter(self.call)
-
-    async def next(self) -> datasets_pb2.StreamExportDatasetResponse:
-        return await asyncio.wait_for(anext(self._messages), _ARRIVES)
-
-    async def snapshot(self) -> list[datasets_pb2.StreamExportDatasetResponse]:
-        """The snapshot's messages, and the empty live message that marks its end."""
-        pages = [await self.next()]
-        while not pages[-1].live:
-            pages.append(await self.next())
-        end = pages.pop()
-        assert not end.comments and not end.deleted_uids and end.continuation
-        return pages
-
-    async def live(self) -> datasets_pb2.StreamExportDatasetResponse:
-        """The next live message that is not a keepalive."""
-        while True:
-            message = await self.next()
-            assert message.live
-            if message.comments or message.deleted_uids:
-                return message
-
-    def cancel(self) -> None:
-        self.call.cancel()
 
 
 async def _label(org: Org, owner: str, uid: str) -> None:
@@ -91,8 +41,8 @@ async def _label(org: Org, owner: str, uid: str) -> None:
 
 @_ASYNC
 async def test_follow_sends_the_snapshot_then_each_change_as_it_commits(org: Org) -> None:
-    owner, src = await _world(org)
-    follower = _Follower(org, _request(owner, limit=2))
+    owner, src = await world(org)
+    follower = Follower(org, follow_request(owner, limit=2))
     try:
         snapshot = await follower.snapshot()
         assert h.uids(snapshot) == [f"{src}.c{i}" for i in range(3)]
@@ -122,8 +72,8 @@ async def test_follow_sends_the_snapshot_then_each_change_as_it_commits(org: Org
 
 @_ASYNC
 async def test_a_follow_stream_resumes_exactly_after_any_message(org: Org) -> None:
-    owner, src = await _world(org)
-    first = _Follower(org, _request(owner, limit=1))
+    owner, src = await world(org)
+    first = Follower(org, follow_request(owner, limit=1))
     try:
         page = await first.next()
         assert h.uids([page]) == [f"{src}.c0"]
@@ -131,7 +81,7 @@ async def test_a_follow_stream_resumes_exactly_after_any_message(org: Org) -> No
         first.cancel()
     # From inside the snapshot: its rest, then live changes, written meanwhile or later.
     await h.sync(org.admin, owner, "mailbox", [h.comment("c3", 3)])
-    second = _Follower(org, _request(owner, limit=1, continuation=page.continuation))
+    second = Follower(org, follow_request(owner, limit=1, continuation=page.continuation))
     try:
         rest = await second.snapshot()
         # c3 committed after the snapshot's position: it may be in the snapshot's pages
@@ -143,7 +93,7 @@ async def test_a_follow_stream_resumes_exactly_after_any_message(org: Org) -> No
         second.cancel()
     # From a live message: only what committed after it.
     await _label(org, owner, f"{src}.c0")
-    third = _Follower(org, _request(owner, limit=1, continuation=live.continuation))
+    third = Follower(org, follow_request(owner, limit=1, continuation=live.continuation))
     try:
         again = await third.live()
         assert [c.comment.uid for c in again.comments] == [f"{src}.c0"]
@@ -158,9 +108,9 @@ async def test_a_follow_stream_resumes_exactly_after_any_message(org: Org) -> No
 async def test_a_quiet_follow_stream_sends_keepalives_that_resume_where_it_is(
     org: Org, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    owner, src = await _world(org, comments=1)
+    owner, src = await world(org, comments=1)
     monkeypatch.setattr(follow, "KEEPALIVE_SECONDS", 0.2)
-    follower = _Follower(org, _request(owner))
+    follower = Follower(org, follow_request(owner))
     try:
         await follower.snapshot()
         keepalive = await follower.next()
@@ -169,7 +119,7 @@ async def test_a_quiet_follow_stream_sends_keepalives_that_resume_where_it_is(
     finally:
         follower.cancel()
     await h.sync(org.admin, owner, "mailbox", [h.comment("c9", 9)])
-    resumed = _Follower(org, _request(owner, continuation=keepalive.continuation))
+    resumed = Follower(org, follow_request(owner, continuation=keepalive.continuation))
     try:
         change = await resumed.live()
         assert [c.comment.uid for c in change.comments] == [f"{src}.c9"]
@@ -189,9 +139,9 @@ async def test_a_quiet_follow_stream_sends_keepalives_that_resume_where_it_is(
 async def test_follow_refuses_the_filters_a_change_has_no_place_in(
     org: Org, fields: dict[str, Any]
 ) -> None:
-    owner, _ = await _world(org, comments=1)
+    owner, _ = await world(org, comments=1)
     with pytest.raises(CorrigoError) as error:
-        async for _ in org.admin.datasets.StreamExportDataset(_request(owner, **fields)):
+        async for _ in org.admin.datasets.StreamExportDataset(follow_request(owner, **fields)):
             pass
     assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
     assert "follow" in error.value.message
@@ -199,7 +149,7 @@ async def test_follow_refuses_the_filters_a_change_has_no_place_in(
 
 @_ASYNC
 async def test_follow_and_plain_continuations_do_not_mix(org: Org) -> None:
-    owner, _ = await _world(org)
+    owner, _ = await world(org)
     plain = [
         m
         async for m in org.admin.datasets.StreamExportDataset(
@@ -208,11 +158,11 @@ async def test_follow_and_plain_continuations_do_not_mix(org: Org) -> None:
     ]
     with pytest.raises(CorrigoError) as error:
         async for _ in org.admin.datasets.StreamExportDataset(
-            _request(owner, limit=1, continuation=plain[0].continuation)
+            follow_request(owner, limit=1, continuation=plain[0].continuation)
         ):
             pass
     assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT
-    follower = _Follower(org, _request(owner, limit=1))
+    follower = Follower(org, follow_request(owner, limit=1))
     try:
         page = await follower.next()
     finally:
@@ -228,13 +178,13 @@ async def test_follow_and_plain_continuations_do_not_mix(org: Org) -> None:
 
 @_ASYNC
 async def test_followers_beyond_the_cap_are_refused(org: Org) -> None:
-    owner, _ = await _world(org, comments=1)
+    owner, _ = await world(org, comments=1)
     follow.configure(max_followers=1, retention_seconds=DEFAULT_CHANGE_RETENTION)
-    first = _Follower(org, _request(owner))
+    first = Follower(org, follow_request(owner))
     try:
         await first.snapshot()
         with pytest.raises(CorrigoError) as error:
-            async for _ in org.admin.datasets.StreamExportDataset(_request(owner)):
+            async for _ in org.admin.datasets.StreamExportDataset(follow_request(owner)):
                 pass
         assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "--max-followers" in error.value.message
@@ -243,7 +193,7 @@ async def test_followers_beyond_the_cap_are_refused(org: Org) -> None:
         first.cancel()
     # The slot is given back when a stream ends.
     for _ in range(100):
-        second = _Follower(org, _request(owner))
+        second = Follower(org, follow_request(owner))
         try:
             await second.snapshot()
             break
@@ -261,9 +211,9 @@ async def test_followers_beyond_the_cap_are_refused(org: Org) -> None:
 
 @_ASYNC
 async def test_a_follower_pinned_to_a_version_gets_its_predictions_live(org: Org) -> None:
-    owner, src = await _world(org)
+    owner, src = await world(org)
     version = await h.model_version(org.admin, owner, "ds")
-    follower = _Follower(org, _request(owner, model_version=version.version))
+    follower = Follower(org, follow_request(owner, model_version=version.version))
     try:
         await follower.snapshot()
         await org.admin.models.UploadPredictions(
@@ -292,9 +242,9 @@ async def test_commits_of_another_server_process_reach_a_follower(
     org.require_shared_database()
     # Heard through the other process's notice, not found by polling.
     monkeypatch.setattr(follow, "POLL_SECONDS", 60.0)
-    owner, src = await _world(org)
+    owner, src = await world(org)
     other = ServerProcess(org.running.db_url, tmp_path / "other.log", grace=2)
-    follower = _Follower(org, _request(owner))
+    follower = Follower(org, follow_request(owner))
     try:
         await asyncio.to_thread(other.wait_serving)
         writer = AsyncClient(other.target, org.admin_token)
@@ -311,8 +261,8 @@ async def test_commits_of_another_server_process_reach_a_follower(
 
 @_ASYNC
 async def test_open_follow_streams_and_their_lag_are_metrics(org: Org) -> None:
-    owner, _ = await _world(org, comments=1)
-    follower = _Follower(org, _request(owner))
+    owner, _ = await world(org, comments=1)
+    follower = Follower(org, follow_request(owner))
     try:
         await follower.snapshot()
         during = await scrape(org.running)
@@ -332,8 +282,8 @@ async def test_open_follow_streams_and_their_lag_are_metrics(org: Org) -> None:
 
 @_ASYNC
 async def test_a_continuation_older_than_the_retention_is_refused(org: Org) -> None:
-    owner, _ = await _world(org, comments=1)
-    follower = _Follower(org, _request(owner))
+    owner, _ = await world(org, comments=1)
+    follower = Follower(org, follow_request(owner))
     try:
         await follower.snapshot()
         await h.sync(org.admin, owner, "mailbox", [h.comment("c7", 7)])
@@ -346,7 +296,7 @@ async def test_a_continuation_older_than_the_retention_is_refused(org: Org) -> N
         await asyncio.sleep(2.0)
         with pytest.raises(CorrigoError) as error:
             async for _ in org.admin.datasets.StreamExportDataset(
-                _request(owner, continuation=change.continuation)
+                follow_request(owner, continuation=change.continuation)
             ):
                 pass
     finally:
@@ -360,7 +310,7 @@ async def test_a_continuation_older_than_the_retention_is_refused(org: Org) -> N
 
 @_ASYNC
 async def test_deletes_older_than_the_retention_are_forgotten(org: Org) -> None:
-    owner, src = await _world(org)
+    owner, src = await world(org)
     await org.admin.sources.DeleteComments(
         sources_pb2.DeleteCommentsRequest(owner=owner, name="mailbox", ids=["c0", "c1"])
     )

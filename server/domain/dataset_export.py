@@ -14,8 +14,8 @@ re-created dataset of the same name refuses it) and every filter of the request.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import re
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -23,7 +23,7 @@ from corrigo.server.api import auth, pagination, wire
 from corrigo.server.api.validation import Violations
 from corrigo.server.domain.uids import split_uid
 from corrigo.server.ops import metrics
-from corrigo.server.store import datasets, ml_models, positions
+from corrigo.server.store import changes, datasets, ml_models
 from corrigo.server.store import export_pages as store
 from corrigo.server.store.sources import micros
 from corrigo.v1.comments_pb2 import Annotations, Comment
@@ -80,11 +80,17 @@ class Export:
     since: int = 0
     # The hex ids of the sources read, by internal id (for the uids of deleted comments).
     source_hex: dict[int, str] = field(default_factory=dict)
+    # Follow mode: what the stream shows as a whole, its digest (which its continuations
+    # carry), and whether it changed since the continuation resumed (the stream resets).
+    view: changes.View | None = None
+    digest: int = 0
+    reset: bool = False
 
     def live_continuation(self, position: tuple[int, int], since: int) -> str:
         """The continuation resuming a follow stream's live part after `position`, every
         change before it read `since`."""
-        return pagination.issue(self.token_query, [self.query.version_id or 0, *position, since])
+        version = self.query.version_id or 0
+        return pagination.issue(self.token_query, [version, *position, since, self.digest])
 
     async def count(self) -> int:
         if not self.query.source_ids:
@@ -118,7 +124,7 @@ class Export:
                     return
                 position = [self.query.moves_until, self.query.version_id or 0, *after]
                 if start is not None:
-                    position += (start, self.since)
+                    position += (start, self.since, self.digest)
                 yield comments, pagination.issue(self.token_query, position)
         finally:
             await read.aclose()
@@ -314,14 +320,21 @@ async def _version_id(dataset_id: int, request: AnyExportRequest) -> int | None:
 
 def _position(checks: Violations, token: str, token_query: bytes, follow: bool) -> list[int]:
     """An export continuation's position: [move clock, version, key, id], then (follow
-    mode) the snapshot's position and its time; or, in a follow stream's live part,
-    [version, change position, id, time]."""
+    mode) the snapshot's position, its time and the view's digest; or, in a follow
+    stream's live part, [version, change position, id, time, view's digest]."""
     position = pagination.read(token, token_query, "continuation")
-    lengths = (6, 4) if follow else (4,)
+    lengths = (7, 5) if follow else (4,)
     if len(position) not in lengths or not all(isinstance(v, int) for v in position):
         checks.add("continuation", "invalid continuation")
         checks.raise_if_any()
     return position
+
+
+def _digest(source_ids: Sequence[int], version_id: int | None) -> int:
+    """A follow stream's view in a number its continuations carry: the sources it reads
+    and the model version it shows."""
+    text = f"{','.join(map(str, source_ids))};{version_id or 0}"
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=7).digest(), "big")
 
 
 async def plan(request: AnyExportRequest) -> Export:
@@ -335,8 +348,26 @@ async def plan(request: AnyExportRequest) -> Export:
     checks.raise_if_any()
     checks.name("name", request.name)
     checks.raise_if_any()
+    read = datasets.sources_read(auth.project(), request.name, auth.companion_rows())
+    return await _planned(request, read, uids, (from_us, to_us), request.continuation)
+
+
+async def review(request: StreamExportDatasetRequest, export: Export) -> Export:
+    """A follow stream's export planned again, from its start, on the dataset as it is
+    now (its sources read again by id): NOT_FOUND once the dataset is deleted."""
+    read = await datasets.export_sources(export.query.dataset_id)
+    return await _planned(request, read, [], (None, None), "")
+
+
+async def _planned(
+    request: AnyExportRequest,
+    read: datasets.ExportSources,
+    uids: list[tuple[str, str]],
+    span: tuple[int | None, int | None],
+    continuation: str,
+) -> Export:
+    checks = Violations()
     project = auth.project()
-    read = datasets.sources_read(project, request.name, auth.companion_rows())
     dataset_id, in_dataset = read.dataset_id, read.sources
     for i, source_id in enumerate(request.source_ids):
         checks.check(
@@ -368,25 +399,26 @@ async def plan(request: AnyExportRequest) -> Export:
     start: int | None = None
     live: tuple[int, int] | None = None
     since = 0
+    digest_was: int | None = None
     after: tuple[int, int] | None = None
     moves_until = read.move_clock
-    if request.continuation:
-        position = _position(checks, request.continuation, token_query, follow)
+    version: int | None = None
+    if continuation:
+        position = _position(checks, continuation, token_query, follow)
+        if follow:
+            digest_was = position.pop()
         if follow and len(position) == 4:
-            version_id, changed_at, changed_id, since = position
+            _, changed_at, changed_id, since = position
             live = (changed_at, changed_id)
         else:
             moves_until, version_id, key, comment_id = position[:4]
             after = (key, comment_id)
             if follow:
                 start, since = position[4:]
-        version: int | None = version_id or None
-    else:
+            version = version_id or None
+    if follow or not continuation:
+        # A follow stream shows the version the request names now (a tag may have moved).
         version = await _version_id(dataset_id, request)
-        if follow:
-            # Taken before the snapshot's first read: what commits later comes live.
-            since = int(time.time())
-            start = await positions.horizon()
 
     by_uid: dict[int, list[str]] | None = None
     if uids:
@@ -398,6 +430,21 @@ async def plan(request: AnyExportRequest) -> Export:
         source_ids = sorted({in_dataset[s] for s in request.source_ids})
     else:
         source_ids = sorted(in_dataset.values())
+    view: changes.View | None = None
+    digest = 0
+    reset = False
+    if follow:
+        latest = not request.model_version and not request.model_tag
+        view = changes.View(
+            read.sources_version, len(in_dataset), version, request.model_tag, latest
+        )
+        digest = _digest(source_ids, version)
+        if digest_was is not None and digest_was != digest:
+            # The view changed since the continuation: the stream starts again.
+            reset = True
+            after = live = start = None
+            moves_until, since = read.move_clock, 0
+    from_us, to_us = span
     query = store.Query(
         dataset_id=dataset_id,
         source_ids=source_ids,
@@ -412,7 +459,7 @@ async def plan(request: AnyExportRequest) -> Export:
     # Only a follow stream names deleted comments by uid.
     hex_of = {source: hex_id for hex_id, source in in_dataset.items()} if follow else {}
     limit = request.limit or DEFAULT_LIMIT
-    return Export(query, token_query, after, limit, start, live, since, hex_of)
+    return Export(query, token_query, after, limit, start, live, since, hex_of, view, digest, reset)
 
 
 # The export's dataset and sources ride in its access check's statement.

@@ -12,6 +12,13 @@ process's at once, `commits`; other processes' on PostgreSQL when their notice c
 `commit_notices`) and every POLL_SECONDS whatever happens, first with a
 read of what changed at any position (cheap, and on SQLite a horizon is a write), then,
 when something did, below a fresh horizon.
+
+What a stream shows as a whole (its sources, its model version: `changes.View`) is
+checked in the same first read. When it moved, the stream plans its export again; if the
+sources read or the version shown differ, it sends a reset and starts over with a new
+snapshot, since a source linked, unlinked or deleted, or another version, changes comments
+no row change names. Continuations carry the view's digest, so a resume into a changed
+view resets as well.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import contextlib
 import itertools
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import replace
 from typing import ClassVar
 
 from corrigo.server.api import wire
@@ -40,12 +48,10 @@ KEEPALIVE_SECONDS = 15.0
 BATCH_PAGES = 4
 # Taken off the retention for the transactions that ran while a position was current.
 RETENTION_MARGIN_SECONDS = 600.0
-# A position no change reaches: the first look reads every change after the cursor.
-_ANY_POSITION = 2**62
-
 _RESPONSE = StreamExportDatasetResponse.DESCRIPTOR.fields_by_name
 _DELETED = _RESPONSE["deleted_uids"].number
 _LIVE = wire.true_flag(_RESPONSE["live"].number)
+_RESET = wire.true_flag(_RESPONSE["reset"].number)
 # Filters a follow stream cannot take: a change is not placed in a time range or uid list.
 _NOT_WITH_FOLLOW = ("comment_uids", "from", "to")
 
@@ -104,26 +110,47 @@ def _slot() -> Iterator[None]:
         metrics.following(-1)
 
 
+class _ViewChanged(Exception):
+    """What the stream shows changed as a whole: it starts over with `export`."""
+
+    def __init__(self, export: Export) -> None:
+        super().__init__("the stream's view changed")
+        self.export = export
+
+
 async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
     """A follow stream's messages: the snapshot's pages (unless the continuation is in the
-    live part), then the live changes, for as long as the client reads."""
+    live part), then the live changes, for as long as the client reads; a reset and all
+    of it again each time its view changes."""
     check(request)
     with _slot():
         export = await dataset_export.plan(request)
-        _check_retention(export.since)
-        live = export.live
-        if live is None:
-            assert export.follow_start is not None
-            async for message in dataset_export.snapshot(export, request.include_total):
-                yield message
-            live = (export.follow_start, 0)
-            # The first live message, at once: the snapshot is complete.
-            yield _tail(export, live, export.since)
-        async for message in _live(export, live):
-            yield message
+        while True:
+            if export.reset:
+                yield _RESET
+            if export.follow_start is None and export.live is None:
+                # Taken before the snapshot's first read: what commits later comes live.
+                since = int(time.time())
+                export = replace(export, follow_start=await positions.horizon(), since=since)
+            _check_retention(export.since)
+            live = export.live
+            if live is None:
+                assert export.follow_start is not None
+                async for message in dataset_export.snapshot(export, request.include_total):
+                    yield message
+                live = (export.follow_start, 0)
+                # The first live message, at once: the snapshot is complete.
+                yield _tail(export, live, export.since)
+            try:
+                async for message in _live(request, export, live):
+                    yield message
+            except _ViewChanged as changed:
+                export = changed.export
 
 
-async def _live(export: Export, cursor: changes.Change) -> AsyncIterator[bytes]:
+async def _live(
+    request: StreamExportDatasetRequest, export: Export, cursor: changes.Change
+) -> AsyncIterator[bytes]:
     query = export.query
     scope = changes.Scope(query.dataset_id, query.source_ids, query.version_id)
     batch = export.limit * BATCH_PAGES
@@ -135,7 +162,14 @@ async def _live(export: Export, cursor: changes.Change) -> AsyncIterator[bytes]:
             _check_retention(since)
             seen = commits.seen()
             checked = int(time.time())
-            if await changes.changed(scope, cursor, _ANY_POSITION, 1):
+            assert export.view is not None
+            anything, view_changed = await changes.look(scope, cursor, export.view)
+            if view_changed:
+                fresh = await dataset_export.review(request, export)
+                if fresh.digest != export.digest:
+                    raise _ViewChanged(replace(fresh, reset=True))
+                export = replace(export, view=fresh.view)
+            if anything:
                 _Followers.behind.setdefault(me, time.monotonic())
                 below = await positions.horizon()
                 # Below one horizon, batch after batch: a backlog costs no look in between.

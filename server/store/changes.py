@@ -69,6 +69,60 @@ def statement(scope: Scope, after: Change, below: int, limit: int) -> tuple[Sql,
     return Sql(text, bounded=merged), [*params, limit]
 
 
+@dataclass(frozen=True)
+class View:
+    """What a follow stream shows as a whole, beyond its rows: the dataset's sources (their
+    version, moved by each change of the list, and their number, which a source's delete
+    lowers) and the model version shown, `version_id`: the tag `tag`'s, or with no tag and
+    `latest` the dataset's newest, or else the one pinned."""
+
+    sources_version: int
+    sources: int
+    version_id: int | None
+    tag: str = ""
+    latest: bool = False
+
+    def unchanged(self, dataset_id: int) -> tuple[str, list[object]]:
+        """A condition on the dataset row `d` that holds while the view is this one, and
+        its parameters."""
+        text = (
+            "d.id = ? AND d.project_id IS NOT NULL AND d.sources_version = ? "
+            "AND (SELECT COUNT(*) FROM dataset_source AS ds WHERE ds.dataset_id = d.id) = ?"
+        )
+        params: list[object] = [dataset_id, self.sources_version, self.sources]
+        if self.tag:
+            text += (
+                " AND (SELECT t.version_id FROM model_tag AS t "
+                "WHERE t.dataset_id = d.id AND t.name = ?) = ?"
+            )
+            params += (self.tag, self.version_id)
+        elif self.latest:
+            text += (
+                " AND COALESCE((SELECT v.id FROM model_version AS v WHERE v.dataset_id = d.id "
+                "ORDER BY v.version DESC LIMIT 1), 0) = ?"
+            )
+            params.append(self.version_id or 0)
+        return text, params
+
+
+# A look's row for a view that changed (no change has a negative comment id).
+_VIEW_CHANGED = -1
+
+
+async def look(scope: Scope, after: Change, view: View) -> tuple[bool, bool]:
+    """Whether `scope` has a change after `after` at any position, and whether `view` is
+    no longer the dataset's (or the dataset is gone): one statement."""
+    probe, params = statement(scope, after, 2**62, 1)
+    holds, held = view.unchanged(scope.dataset_id)
+    read = Sql(
+        f"SELECT * FROM ({probe.text}) AS c UNION ALL SELECT {_VIEW_CHANGED}, {_VIEW_CHANGED} "
+        f"WHERE NOT EXISTS (SELECT 1 FROM dataset AS d WHERE {holds})",
+        bounded=probe.bounded,
+    )
+    found = [int(comment) for _, comment in await fetch(read, [*params, *held])]
+    return any(c != _VIEW_CHANGED for c in found), _VIEW_CHANGED in found
+
+
 async def changed(scope: Scope, after: Change, below: int, limit: int) -> list[Change]:
     """Up to `limit` changes of `scope` after `after` and at positions below `below` (a
     horizon: `positions.horizon()`), in order."""

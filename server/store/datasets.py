@@ -49,6 +49,8 @@ class Dataset(BaseModel):
     has_sentiment = peewee.BooleanField()
     created = peewee.DateTimeField(default=utcnow)
     last_modified = peewee.DateTimeField(default=utcnow)
+    # Moved by each change of the dataset's sources (migration 0051).
+    sources_version = peewee.BigIntegerField(default=0)
 
     class Meta:
         indexes = ((("project", "name"), True),)
@@ -261,11 +263,20 @@ VIEW_WITH_ACCESS = Companion(
     order="ds.position",
 )
 
-# The export's dataset and sources, and the move clock, read with its access check.
-SOURCES_WITH_ACCESS = Companion(
-    columns=f"d.id, s.hex_id, s.id, {MOVE_CLOCK_NOW}, "
-    "EXISTS (SELECT 1 FROM label_retired AS r WHERE r.dataset_id = d.id)",
-    joins=_WITH_SOURCES,
+# What an export reads of its dataset: the dataset, its sources, the move clock, whether
+# labels are being pruned, and the sources' version.
+_EXPORT_COLUMNS = (
+    f"d.id, s.hex_id, s.id, {MOVE_CLOCK_NOW}, "
+    "EXISTS (SELECT 1 FROM label_retired AS r WHERE r.dataset_id = d.id), d.sources_version"
+)
+# ... read with its access check.
+SOURCES_WITH_ACCESS = Companion(columns=_EXPORT_COLUMNS, joins=_WITH_SOURCES)
+# ... read again by a follow stream: none once the dataset is deleted.
+_EXPORT_SOURCES = Sql(
+    f"SELECT {_EXPORT_COLUMNS} FROM dataset AS d "
+    "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
+    "LEFT JOIN source AS s ON s.id = ds.source_id WHERE d.id = ? AND d.project_id IS NOT NULL",
+    bounded=True,
 )
 
 
@@ -288,18 +299,35 @@ class ExportSources:
     move_clock: int
     # Whether deleted labels are still being pruned from the labellings (`retired_names`).
     retiring: bool
+    # The version of the dataset's sources (`Dataset.sources_version`).
+    sources_version: int
+
+
+def _export_sources(rows: Sequence[Sequence[Any]]) -> ExportSources:
+    first = rows[0]
+    return ExportSources(
+        first[0],
+        {hex_id: source_id for _, hex_id, source_id, *_ in rows if hex_id is not None},
+        int(first[3]),
+        bool(first[4]),
+        int(first[5]),
+    )
 
 
 def sources_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> ExportSources:
     """The dataset `name` of `project`, its sources and the move clock, from the rows of
     SOURCES_WITH_ACCESS."""
-    first = _companion_first(project, name, rows)
-    return ExportSources(
-        first[0],
-        {hex_id: source_id for _, hex_id, source_id, _, _ in rows if hex_id is not None},
-        int(first[3]),
-        bool(first[4]),
-    )
+    _companion_first(project, name, rows)
+    return _export_sources(rows)
+
+
+async def export_sources(dataset_id: int) -> ExportSources:
+    """What `sources_read` answers, read by the dataset's id: NOT_FOUND once it is
+    deleted."""
+    rows = await fetch(_EXPORT_SOURCES, (dataset_id,))
+    if not rows:
+        raise NotFound("the dataset was deleted", metadata={"resource": "dataset"})
+    return _export_sources(rows)
 
 
 def view_read(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> DatasetView:
@@ -359,9 +387,12 @@ async def update_dataset(
         dataset.last_modified = utcnow()
         for field, value in changes.items():
             setattr(dataset, field, value)
+        moved: dict[str, Any] = {}
+        if source_ids is not None:
+            moved["sources_version"] = Dataset.sources_version + 1
         written(
             await database.aexecute(
-                Dataset.update(**changes, last_modified=dataset.last_modified).where(
+                Dataset.update(**changes, **moved, last_modified=dataset.last_modified).where(
                     Dataset.id == dataset.id, *Dataset.present()
                 )
             ),

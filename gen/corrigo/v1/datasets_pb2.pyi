@@ -1032,8 +1032,14 @@ class StreamExportDatasetRequest(_message.Message):
     snapshot's end is marked by a message with `live` set and no comments, sent at
     once; while nothing changes such a message comes every 15 s (a keepalive; its
     continuation resumes where the stream is). Combines with `source_ids`,
-    `model_version` and `model_tag` (the version is resolved when the stream starts);
-    with `comment_uids`, `from` or `to` the call answers INVALID_ARGUMENT. Each server
+    `model_version` and `model_tag`; with `comment_uids`, `from` or `to` the call answers
+    INVALID_ARGUMENT. When what the stream shows changes as a whole (a source linked to
+    or unlinked from the dataset, a source deleted, the followed tag moved to another
+    version, or, with neither version nor tag, a newer model version created) a message
+    with `reset` set comes, then the snapshot again in the new view, then its live
+    changes. A stream with `source_ids` ends with INVALID_ARGUMENT when one of them
+    leaves the dataset, as a new request naming it would; with NOT_FOUND when the
+    dataset, the version or the tag is deleted. Each server
     process follows at most `--max-followers` streams at once: beyond, RESOURCE_EXHAUSTED
     (reason TOO_MANY_FOLLOWERS). Follow continuations serve only follow streams.
     """
@@ -1080,6 +1086,7 @@ class StreamExportDatasetResponse(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     DELETED_UIDS_FIELD_NUMBER: _builtins.int
     LIVE_FIELD_NUMBER: _builtins.int
+    RESET_FIELD_NUMBER: _builtins.int
     continuation: _builtins.str
     """Resumes right after this page; empty on the last message."""
     total: _builtins.int
@@ -1089,6 +1096,11 @@ class StreamExportDatasetResponse(_message.Message):
     """
     live: _builtins.bool
     """Follow mode: the message is a change (or a keepalive) after the snapshot."""
+    reset: _builtins.bool
+    """Follow mode: what the stream shows changed as a whole (see `follow`): drop every
+    comment received; the snapshot comes again from the next message on. The message
+    has nothing else, and no continuation: resuming from the one before it resets again.
+    """
     @_builtins.property
     def comments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportedComment]:
         """The page's comments, in export order."""
@@ -1107,10 +1119,11 @@ class StreamExportDatasetResponse(_message.Message):
         total: _builtins.int = ...,
         deleted_uids: _abc.Iterable[_builtins.str] | None = ...,
         live: _builtins.bool = ...,
+        reset: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "continuation", b"continuation", "deleted_uids", b"deleted_uids", "live", b"live", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "continuation", b"continuation", "deleted_uids", b"deleted_uids", "live", b"live", "reset", b"reset", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -95,6 +95,29 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "through both; {schedules} batch schedules",
         "same comments, none missing or repeated; all writes present; numbers 1..N gap-free",
     ),
+    "follow across replicas": (
+        "{writes} writes (syncs, labellings, deletes) through one replica; {followers} "
+        "followers on the other",
+        "every change reached every follower; each rebuilt state equals a fresh export "
+        "({comments} comments); delivery p50 {p50_ms} ms, p99 {p99_ms} ms over {samples} "
+        "syncs x followers",
+    ),
+    "follow through SIGKILL": (
+        "{kills} SIGKILLs while {followers} followers read and two writers wrote",
+        "{resumes} resumes from the last continuation; {acknowledged} acknowledged writes "
+        "all kept; each rebuilt state equals a fresh export ({comments} comments)",
+    ),
+    "stalled followers": (
+        "{streams} follow streams whose clients stopped reading after one message (half in "
+        "the snapshot, half live, {writes} syncs meanwhile); {calls} reads and writes meanwhile",
+        "every call answered OK in {seconds} s in all; no transaction held by a stream; "
+        "server RSS +{rss_stalled} MB while stalled, +{rss_end} MB after",
+    ),
+    "follow under load": (
+        "{writers} writers ({writes} writes) for {seconds} s against {followers} followers, "
+        "each cut off and resumed {cuts} times",
+        "each rebuilt state equals a fresh export ({comments} comments)",
+    ),
     "workers": (
         "`--workers 2`: {channels} channels; a worker SIGKILLed ({kills}) while "
         "{calls_during_kill} calls ran on the other; SIGTERM with a write in flight on "

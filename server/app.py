@@ -185,6 +185,7 @@ class CorrigoServer:
         token_use.start_recording()
         request_id_sweep.start_sweeping()
         change_retention.start_sweeping(config.change_retention)
+        memory.start_trimming()
         if database.is_postgres(config.database_url):
             work = background.current()
             work.spawn(commit_notices.run(config.database_url, work), "commit-notices")

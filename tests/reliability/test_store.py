@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import subprocess
 import time
 from collections import Counter
@@ -20,6 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from corrigo.client import AsyncClient, CorrigoError
 from corrigo.client.channel import async_interceptors
+from corrigo.server.ops import memory
 from corrigo.server.store import export_pages
 from corrigo.v1 import admin_pb2, datasets_pb2, datasets_pb2_grpc, sources_pb2
 from tests import dataset_helpers as h
@@ -29,25 +29,21 @@ from tests.reliability import report
 pytestmark = pytest.mark.heavy
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise AssertionError("no VmRSS")
 
 
-def _settled_rss_mb(pid: int) -> float:
-    """The process's RSS once glibc has given back the heap pages it freed (malloc_trim,
-    called through gdb): what the process holds, not what its allocator keeps cached (a
-    heap freed in the middle stays resident until trimmed). Plain RSS without gdb."""
-    if shutil.which("gdb"):
-        subprocess.run(
-            ["gdb", "-p", str(pid), "-batch", "-ex", "call (int)malloc_trim(0)"],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-    return _rss_mb(pid)
+def rss_back_mb(pid: int, bound_mb: float) -> float:
+    """The process's RSS once it is at most `bound_mb`, or after the server's memory trim
+    (`memory.TRIM_SECONDS`) has had two rounds and a half: freed heap stays resident until
+    a round hands it back."""
+    deadline = time.monotonic() + 2.5 * memory.TRIM_SECONDS
+    while (rss := rss_mb(pid)) > bound_mb and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return rss
 
 
 def fixed_window_channel(target: str, token: str) -> grpc.aio.Channel:
@@ -87,7 +83,7 @@ async def test_two_hundred_stalled_streams_starve_nothing(
     with server:
         async with _filled(server, token, 1000, 1024) as (client, owner):
             request = datasets_pb2.StreamExportDatasetRequest(owner=owner, name="ds", limit=64)
-            rss_start = _settled_rss_mb(server.process.pid)
+            rss_start = rss_mb(server.process.pid)
             stalled = fixed_window_channel(server.target, token)
             stub = datasets_pb2_grpc.DatasetServiceStub(stalled)
             streams = [stub.StreamExportDataset(request) for _ in range(count)]
@@ -95,7 +91,7 @@ async def test_two_hundred_stalled_streams_starve_nothing(
             assert all(len(first.comments) == 64 for first in firsts)
             # Longer than a page read ahead is held for a client that does not read.
             await asyncio.sleep(2 * export_pages.AHEAD_HOLD_SECONDS)
-            rss_stalled = _rss_mb(server.process.pid)
+            rss_stalled = rss_mb(server.process.pid)
             began = time.monotonic()
             for i in range(20):
                 await client.datasets.CreateLabelDefs(h.label_defs(owner, [f"L{i}"]), timeout=5)
@@ -110,7 +106,7 @@ async def test_two_hundred_stalled_streams_starve_nothing(
             await asyncio.sleep(1)
             pages = [p async for p in client.datasets.StreamExportDataset(request)]
             assert sum(len(p.comments) for p in pages) == 1000
-            rss_end = _settled_rss_mb(server.process.pid)
+            rss_end = rss_back_mb(server.process.pid, rss_start + 30)
     assert answered_in < 5
     # A stalled stream holds the page it is sending (about 70 KB here), which grpc copies.
     assert rss_stalled - rss_start < 100, (rss_start, rss_stalled, rss_end)

@@ -201,9 +201,11 @@ class CorrigoServer:
 
     async def stop(self, grace: float) -> None:
         """Health turns NOT_SERVING, new calls are refused, in-flight calls get `grace`
-        seconds, background work gets `grace` seconds to reach the end of its step (then
-        it is cancelled), then the database pool closes."""
+        seconds (follow streams end at their next look), background work gets `grace`
+        seconds to reach the end of its step (then it is cancelled), then the database
+        pool closes."""
         await self.health.enter_graceful_shutdown()
+        background.current().drain()
         await self.server.stop(grace)
         await background.current().close(grace)
         await self.db.close_pool()

@@ -31,11 +31,16 @@ from dataclasses import replace
 from typing import ClassVar
 
 from corrigo.server.api import wire
-from corrigo.server.api.errors import FailedPrecondition, InvalidArgument, TooManyFollowers
+from corrigo.server.api.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    TooManyFollowers,
+    Unavailable,
+)
 from corrigo.server.config import DEFAULT_CHANGE_RETENTION, DEFAULT_MAX_FOLLOWERS
 from corrigo.server.domain import dataset_export
 from corrigo.server.domain.dataset_export import Export, comments_field, continuation_field
-from corrigo.server.ops import metrics
+from corrigo.server.ops import background, metrics
 from corrigo.server.store import changes, commits, positions
 from corrigo.server.store import export_pages as store
 from corrigo.v1 import errors_pb2
@@ -157,8 +162,15 @@ async def _live(
     quiet_since = time.monotonic()
     since = export.since
     me = object()
+    work = background.current()
     try:
         while True:
+            if work.draining:
+                raise Unavailable(
+                    "the server is shutting down: resume the stream from its last "
+                    "continuation, on another replica or once it is back",
+                    reason=errors_pb2.SERVER_STOPPING,
+                )
             _check_retention(since)
             seen = commits.seen()
             checked = int(time.time())

@@ -32,10 +32,20 @@ class Background:
     def __init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._draining = False
 
     @property
     def stopping(self) -> bool:
         return self._stopping.is_set()
+
+    @property
+    def draining(self) -> bool:
+        """Whether the server is shutting down (its calls are being given their grace):
+        calls that would run on without end (follow streams) end at their next step."""
+        return self._draining
+
+    def drain(self) -> None:
+        self._draining = True
 
     @property
     def running(self) -> int:

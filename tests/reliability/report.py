@@ -42,6 +42,11 @@ TEMPLATES: dict[str, tuple[str, str]] = {
         "the rest finished in the grace period; {completed} complete reads, 0 missing, "
         "0 repeated",
     ),
+    "shutdown of followers": (
+        "SIGTERM while a follow stream waits live, with a {grace} s grace period",
+        "the stream ended UNAVAILABLE (SERVER_STOPPING) and the server exited 0 within "
+        "{stop_seconds} s; resumed on the restarted server from its last continuation",
+    ),
     "overload": (
         "{burst} calls at once against a cap of {cap}; deadlines; oversized messages; "
         "a stalled stream consumer",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from corrigo.client import AsyncClient, CorrigoError
 from corrigo.v1 import admin_pb2, datasets_pb2, improvement_pb2
 from tests import dataset_helpers
-from tests.processes import ServerProcess, bootstrap
+from tests.processes import ServerProcess, bootstrap, bootstrapped_server
 from tests.reliability import report
 from tests.reliability.test_crash import schedulable_sessions
 
@@ -144,3 +145,47 @@ async def test_sigterm_mid_stream_then_resume(
         resumed=cut,
         completed=completed,
     )
+
+
+async def test_sigterm_ends_follow_streams_at_once_and_they_resume(
+    scratch_db: str, tmp_path: Path, backend: str
+) -> None:
+    # A grace far longer than the test: a follower that held the shutdown would show.
+    server, token = bootstrapped_server(
+        scratch_db, tmp_path / "server-1.log", "fterm", extra=["--grace", "120"]
+    )
+    async with AsyncClient(server.target, token) as client:
+        project = (
+            await client.admin.CreateProject(
+                admin_pb2.CreateProjectRequest(project=admin_pb2.Project(name="fterm"))
+            )
+        ).name
+        source = await dataset_helpers.source(client, project, "inbox")
+        await dataset_helpers.dataset(client, project, [source.id], "ds")
+        await dataset_helpers.sync(client, project, "inbox", [dataset_helpers.comment("c0", 0)])
+        request = datasets_pb2.StreamExportDatasetRequest(owner=project, name="ds", follow=True)
+        stream = client.datasets.StreamExportDataset(request)
+        messages = aiter(stream)
+        while not (last := await anext(messages)).live:
+            pass
+        stopped_at = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        with pytest.raises(CorrigoError) as ended:
+            while True:
+                last = await asyncio.wait_for(anext(messages), 60)
+    assert ended.value.code == grpc.StatusCode.UNAVAILABLE
+    assert ended.value.reason == "SERVER_STOPPING"
+    assert server.stop() == 0
+    stop_seconds = time.monotonic() - stopped_at
+    # Resumed on the restarted server from the last continuation.
+    server = ServerProcess(scratch_db, tmp_path / "server-2.log")
+    with server:
+        server.wait_serving()
+        async with AsyncClient(server.target, token) as client:
+            request.continuation = last.continuation
+            resumed = aiter(client.datasets.StreamExportDataset(request))
+            await dataset_helpers.sync(client, project, "inbox", [dataset_helpers.comment("c1", 1)])
+            while not (change := await asyncio.wait_for(anext(resumed), 30)).comments:
+                pass
+            assert [c.comment.id for c in change.comments] == ["c1"]
+    report.record("shutdown of followers", backend, grace=120, stop_seconds=round(stop_seconds, 2))

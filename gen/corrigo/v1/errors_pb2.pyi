@@ -100,6 +100,11 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     the time deletes are kept (`--change-retention`; code FAILED_PRECONDITION): the
     deletes since may be forgotten, so export the dataset again.
     """
+    SERVER_STOPPING: _ErrorReason.ValueType  # 22
+    """The server process is shutting down (code UNAVAILABLE): a follow stream ends at its
+    next look rather than at the end of the grace period; resume it from its last
+    continuation, on another replica or on the restarted server.
+    """
     NO_CANDIDATE_DOCUMENTS: _ErrorReason.ValueType  # 60
     """The model's dataset holds none of the documents a correction session would sample
     from (it has none, or none of the given documents or of the document group).
@@ -192,6 +197,11 @@ CHANGES_FORGOTTEN: ErrorReason.ValueType  # 21
 """A follow stream's continuation (or the stream itself, fallen behind) is older than
 the time deletes are kept (`--change-retention`; code FAILED_PRECONDITION): the
 deletes since may be forgotten, so export the dataset again.
+"""
+SERVER_STOPPING: ErrorReason.ValueType  # 22
+"""The server process is shutting down (code UNAVAILABLE): a follow stream ends at its
+next look rather than at the end of the grace period; resume it from its last
+continuation, on another replica or on the restarted server.
 """
 NO_CANDIDATE_DOCUMENTS: ErrorReason.ValueType  # 60
 """The model's dataset holds none of the documents a correction session would sample

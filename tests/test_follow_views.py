@@ -72,7 +72,7 @@ async def test_a_source_linked_unlinked_or_deleted_resets_the_stream(org: Org) -
         await _set_sources(org, owner, [src, other])
         await _reset(follower)
         both = await follower.snapshot()
-        assert sorted(h.uids(both)) == [f"{src}.c0", f"{src}.c1", f"{other}.o0"]
+        assert sorted(h.uids(both)) == sorted([f"{src}.c0", f"{src}.c1", f"{other}.o0"])
         # The new source's changes come live.
         await h.sync(org.admin, owner, "other", [h.comment("o1", 11)])
         assert [c.comment.uid for c in (await follower.live()).comments] == [f"{other}.o1"]
@@ -177,11 +177,8 @@ async def test_a_continuation_from_before_a_view_change_resets(org: Org) -> None
         again = Follower(org, follow_request(owner, limit=1, continuation=continuation))
         try:
             await _reset(again)
-            assert sorted(h.uids(await again.snapshot())) == [
-                f"{src}.c0",
-                f"{src}.c1",
-                f"{other}.o0",
-            ]
+            expected = sorted([f"{src}.c0", f"{src}.c1", f"{other}.o0"])
+            assert sorted(h.uids(await again.snapshot())) == expected
         finally:
             again.cancel()
 

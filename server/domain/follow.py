@@ -209,18 +209,27 @@ async def _live(
 async def _messages(
     export: Export, found: Sequence[changes.Change], since: int
 ) -> AsyncIterator[bytes]:
-    """The messages of `found`: runs of comments changed and of comments deleted, in
-    order, each message one kind and at most `export.limit` of it (their continuations
-    say the changes before them were read `since`)."""
+    """The messages of `found`, in order, read a message's worth (`export.limit`) of
+    changes at a time: a follower that stops reading holds one page of rows, as a
+    stalled snapshot does (their continuations say the changes before them were read
+    `since`)."""
     # A comment changed twice is sent once, at its last change.
     last = {comment: at for at, comment in enumerate(found)}
     ordered = [found[at] for at in sorted(last.values())]
-    ids = [comment for _, comment in ordered]
+    for at in range(0, len(ordered), export.limit):
+        async for message in _part(export, ordered[at : at + export.limit], since):
+            yield message
+
+
+async def _part(export: Export, part: Sequence[changes.Change], since: int) -> AsyncIterator[bytes]:
+    """Messages of up to a page of changes: runs of comments changed and of comments
+    deleted, in order, each message one kind."""
+    ids = [comment for _, comment in part]
     rows = await store.rows_of(export.query, ids)
     gone = await changes.removed([i for i in ids if i not in rows])
     # (row or None for a delete, deleted uid, change), in order.
     shown: list[tuple[store.Row | None, str, changes.Change]] = []
-    for change in ordered:
+    for change in part:
         row = rows.get(change[1])
         if row is not None:
             shown.append((row, "", change))
@@ -229,15 +238,13 @@ async def _messages(
             shown.append((None, f"{export.source_hex[source]}.{name}", change))
     for is_delete, group in itertools.groupby(shown, key=lambda item: item[0] is None):
         run = list(group)
-        for at in range(0, len(run), export.limit):
-            part = run[at : at + export.limit]
-            if is_delete:
-                uids = b"".join(wire.field(_DELETED, uid.encode()) for _, uid, _ in part)
-                yield uids + _tail(export, part[-1][2], since)
-            else:
-                changed = [(row, change) for row, _, change in part if row is not None]
-                for message in _comments(export, changed, since):
-                    yield message
+        if is_delete:
+            uids = b"".join(wire.field(_DELETED, uid.encode()) for _, uid, _ in run)
+            yield uids + _tail(export, run[-1][2], since)
+        else:
+            changed = [(row, change) for row, _, change in run if row is not None]
+            for message in _comments(export, changed, since):
+                yield message
 
 
 def _comments(

@@ -49,6 +49,7 @@ from corrigo.v1.datasets_pb2 import StreamExportDatasetRequest, StreamExportData
 # How often a stream looks for other processes' commits, and how long it stays silent.
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
+LAG_SECONDS = 0.25
 # Changes read at once, in messages of the stream's limit: a few pages' worth per read.
 BATCH_PAGES = 4
 # Taken off the retention for the transactions that ran while a position was current.
@@ -67,10 +68,16 @@ class _Followers:
     current = 0
     # Per stream behind (its cursor), since when it has had changes not yet sent.
     behind: ClassVar[dict[object, float]] = {}
+    reported = 0.0
 
     @classmethod
     def report_lag(cls) -> None:
+        """The lag metric, at most every LAG_SECONDS: every stream looks at each commit,
+        and each report reads every stream's."""
         now = time.monotonic()
+        if now - cls.reported < LAG_SECONDS:
+            return
+        cls.reported = now
         metrics.follow_lag(max((now - since for since in cls.behind.values()), default=0.0))
 
 

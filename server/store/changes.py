@@ -15,7 +15,7 @@ import datetime
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from corrigo.server.store.database import Sql, fetch, write
+from corrigo.server.store.database import Sql, delete_older, fetch
 from corrigo.server.store.export_pages import MERGE_SOURCES_MAX
 from corrigo.server.store.sources import CommentRemoved
 
@@ -145,26 +145,10 @@ async def removed(ids: Sequence[int]) -> dict[int, tuple[int, str]]:
     return {int(c): (int(s), name) for c, s, name in await fetch(read, list(ids))}
 
 
-# Deletes' rows forgotten per statement.
-FORGET_STEP = 2000
-_FORGET = (
-    "DELETE FROM {table} WHERE ({key}) IN (SELECT {key} FROM {table} WHERE removed_at < ? LIMIT ?)"
-)
-
-
 async def forget_removed(before: datetime.datetime) -> int:
     """Forget the deletes (`comment_removed`, `labelling_removed`) made before `before`,
-    FORGET_STEP rows a statement; how many."""
+    in bounded steps; how many."""
     stamp = CommentRemoved.removed_at.db_value(before)
-    forgotten = 0
-    for table, key in (
-        ("comment_removed", "comment_id"),
-        ("labelling_removed", "dataset_id, comment_id"),
-    ):
-        statement = Sql(_FORGET.format(table=table, key=key))
-        while True:
-            done = (await write(statement, (stamp, FORGET_STEP))).rowcount
-            forgotten += done
-            if done < FORGET_STEP:
-                break
-    return forgotten
+    return await delete_older(
+        "comment_removed", "comment_id", "removed_at", stamp
+    ) + await delete_older("labelling_removed", "dataset_id, comment_id", "removed_at", stamp)

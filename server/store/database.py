@@ -458,6 +458,26 @@ async def write(statement: Sql, params: Sequence[Any]) -> Result:
     return await execute(statement.render(_store()), params, writes=True)
 
 
+# Rows a step of `delete_older` removes.
+DELETE_STEP = 2000
+
+
+async def delete_older(table: str, key: str, column: str, before: Any) -> int:
+    """Delete the rows of `table` whose `column` (indexed) is below `before`, DELETE_STEP
+    rows a statement (picked by the columns `key`, its primary key), so no statement's
+    cost grows with the table; how many."""
+    statement = Sql(
+        f"DELETE FROM {table} WHERE ({key}) IN "
+        f"(SELECT {key} FROM {table} WHERE {column} < ? LIMIT ?)"
+    )
+    deleted = 0
+    while True:
+        done = (await write(statement, (before, DELETE_STEP))).rowcount
+        deleted += done
+        if done < DELETE_STEP:
+            return deleted
+
+
 async def read_page(statement: Sql, params: Sequence[Any], pace: Pace) -> list[Any]:
     """The rows of one page of a long read (on the loop's thread a slice at a time, when
     the loop rule allows and `pace` says the rows come quickly)."""

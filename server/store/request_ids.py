@@ -11,7 +11,7 @@ import datetime
 
 import peewee
 
-from corrigo.server.store.database import BaseModel, as_datetime, database, utcnow
+from corrigo.server.store.database import BaseModel, as_datetime, database, delete_older, utcnow
 from corrigo.server.store.identity import User
 from corrigo.server.store.sources import BytesField
 
@@ -68,8 +68,6 @@ async def record(user_id: int, method: str, request_id: str, answer: bytes) -> N
 
 
 async def sweep() -> int:
-    """Forget the ids older than a day; how many."""
-    swept: int = await database.aexecute(
-        RequestId.delete().where(RequestId.created_at < utcnow() - KEPT)
-    )
-    return swept
+    """Forget the ids older than a day, in bounded steps; how many."""
+    before = RequestId.created_at.db_value(utcnow() - KEPT)
+    return await delete_older("request_id", "user_id, method, request_id", "created_at", before)

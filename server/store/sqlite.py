@@ -159,7 +159,12 @@ class SqliteConnection:
     async def settle(self) -> None:
         running = self._running
         if running is not None and not running.done():
-            await asyncio.wait([asyncio.wrap_future(running)])
+            waited = asyncio.wrap_future(running)
+            await asyncio.wait([waited])
+            # Its failure (such as _Stopped, once its caller was cancelled) was its
+            # caller's to report: taken here, it is not logged as never retrieved.
+            if not waited.cancelled():
+                waited.exception()
 
     def in_transaction(self) -> bool:
         return self._conn.in_transaction

@@ -94,8 +94,6 @@ def export_pages(
                 failures = 0
                 yield page
                 request.include_total = False
-                if page.reset:
-                    continue  # a follow stream's reset: resumed from before it, it resets again
                 if not page.continuation:
                     return
                 request.continuation = page.continuation

@@ -41,8 +41,8 @@ async def _reset(follower: Follower) -> datasets_pb2.StreamExportDatasetResponse
         message = await follower.next()
         if message.comments or message.deleted_uids or message.reset:
             break
-    assert message.reset
-    assert not message.comments and not message.deleted_uids and not message.continuation
+    assert message.reset and message.continuation
+    assert not message.comments and not message.deleted_uids
     return message
 
 
@@ -176,11 +176,20 @@ async def test_a_continuation_from_before_a_view_change_resets(org: Org) -> None
     for continuation in (m.continuation for m in messages):
         again = Follower(org, follow_request(owner, limit=1, continuation=continuation))
         try:
-            await _reset(again)
+            reset = await _reset(again)
             expected = sorted([f"{src}.c0", f"{src}.c1", f"{other}.o0"])
             assert sorted(h.uids(await again.snapshot())) == expected
         finally:
             again.cancel()
+    # The reset's continuation starts the new snapshot, without a second reset.
+    resumed = Follower(org, follow_request(owner, limit=1, continuation=reset.continuation))
+    try:
+        first = await resumed.next()
+        assert not first.reset and len(first.comments) == 1
+        rest = await resumed.snapshot()
+        assert sorted(h.uids([first, *rest])) == expected
+    finally:
+        resumed.cancel()
 
 
 @_ASYNC

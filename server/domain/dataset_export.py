@@ -86,6 +86,14 @@ class Export:
     digest: int = 0
     reset: bool = False
 
+    def continuation(self, after: tuple[int, int]) -> str:
+        """The continuation resuming the export (a follow stream's snapshot) after the
+        keyset position `after`."""
+        position = [self.query.moves_until, self.query.version_id or 0, *after]
+        if self.follow_start is not None:
+            position += (self.follow_start, self.since, self.digest)
+        return pagination.issue(self.token_query, position)
+
     def live_continuation(self, position: tuple[int, int], since: int) -> str:
         """The continuation resuming a follow stream's live part after `position`, every
         change before it read `since`."""
@@ -122,10 +130,7 @@ class Export:
                     live = "" if start is None else self.live_continuation((start, 0), self.since)
                     yield comments, live
                     return
-                position = [self.query.moves_until, self.query.version_id or 0, *after]
-                if start is not None:
-                    position += (start, self.since, self.digest)
-                yield comments, pagination.issue(self.token_query, position)
+                yield comments, self.continuation(after)
         finally:
             await read.aclose()
 
@@ -134,9 +139,11 @@ class Export:
         if len(rows) <= taken:
             return comments, "", None
         last_id, last_key = rows[taken - 1][0], rows[taken - 1][1]
-        position = [self.query.moves_until, self.query.version_id or 0, last_key, last_id]
-        continuation = pagination.issue(self.token_query, position)
-        return comments, continuation, replace(self, after=(last_key, last_id))
+        return (
+            comments,
+            self.continuation((last_key, last_id)),
+            replace(self, after=(last_key, last_id)),
+        )
 
 
 def _page_number(name: str) -> int:

@@ -58,6 +58,8 @@ _RESPONSE = StreamExportDatasetResponse.DESCRIPTOR.fields_by_name
 _DELETED = _RESPONSE["deleted_uids"].number
 _LIVE = wire.true_flag(_RESPONSE["live"].number)
 _RESET = wire.true_flag(_RESPONSE["reset"].number)
+# A keyset position before every comment (sort keys are microseconds since the epoch).
+_BEFORE_ALL = (-(2**62), 0)
 # Filters a follow stream cannot take: a change is not placed in a time range or uid list.
 _NOT_WITH_FOLLOW = ("comment_uids", "from", "to")
 
@@ -138,12 +140,13 @@ async def stream(request: StreamExportDatasetRequest) -> AsyncIterator[bytes]:
     with _slot():
         export = await dataset_export.plan(request)
         while True:
-            if export.reset:
-                yield _RESET
             if export.follow_start is None and export.live is None:
                 # Taken before the snapshot's first read: what commits later comes live.
                 since = int(time.time())
                 export = replace(export, follow_start=await positions.horizon(), since=since)
+            if export.reset:
+                # Resumed from here, the stream starts the new snapshot.
+                yield _RESET + continuation_field(export.continuation(_BEFORE_ALL))
             _check_retention(export.since)
             live = export.live
             if live is None:

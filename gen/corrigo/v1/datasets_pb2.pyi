@@ -1099,7 +1099,8 @@ class StreamExportDatasetResponse(_message.Message):
     reset: _builtins.bool
     """Follow mode: what the stream shows changed as a whole (see `follow`): drop every
     comment received; the snapshot comes again from the next message on. The message
-    has nothing else, and no continuation: resuming from the one before it resets again.
+    holds no comments; its continuation starts the new snapshot (resumed from an
+    earlier one, the stream resets again).
     """
     @_builtins.property
     def comments(self) -> _containers.RepeatedCompositeFieldContainer[Global___ExportedComment]:

@@ -94,14 +94,16 @@ async def test_a_source_linked_unlinked_or_deleted_resets_the_stream(org: Org) -
 
 
 @_ASYNC
-async def test_a_dataset_update_that_changes_no_source_does_not_reset(org: Org) -> None:
+async def test_a_dataset_update_that_changes_no_source_read_does_not_reset(org: Org) -> None:
     owner, src = await world(org, comments=1)
-    follower = Follower(org, follow_request(owner))
+    other = await _second_source(org, owner)
+    follower = Follower(org, follow_request(owner, source_ids=[src]))
     try:
         await follower.snapshot()
-        # The same sources written again move their version: the stream reads its view
-        # again and finds it unchanged.
-        await _set_sources(org, owner, [src])
+        # A source linked that the stream does not read: it reads its view again and
+        # finds the same; the same sources written again, or the title, move nothing.
+        await _set_sources(org, owner, [src, other])
+        await _set_sources(org, owner, [other, src])
         await org.admin.datasets.UpdateDataset(
             datasets_pb2.UpdateDatasetRequest(
                 owner=owner, name="ds", dataset=datasets_pb2.Dataset(title="renamed")

@@ -49,7 +49,7 @@ class Dataset(BaseModel):
     has_sentiment = peewee.BooleanField()
     created = peewee.DateTimeField(default=utcnow)
     last_modified = peewee.DateTimeField(default=utcnow)
-    # Moved by each change of the dataset's sources (migration 0051).
+    # Moved by each change of the set of the dataset's sources (migration 0051).
     sources_version = peewee.BigIntegerField(default=0)
 
     class Meta:
@@ -148,7 +148,9 @@ async def _source_hex_ids(dataset_ids: Sequence[int]) -> dict[int, list[str]]:
     return found
 
 
-async def _link_sources(dataset_id: int, source_ids: Sequence[int]) -> None:
+async def _link_sources(dataset_id: int, source_ids: Sequence[int]) -> bool:
+    """Link the dataset to `source_ids` (in that order) instead of its sources; whether
+    the set of its sources changed."""
     # The sources first (linked and to link), locked on PostgreSQL as a source's delete
     # locks them before its links: taken in the other order, the two would deadlock. A
     # source deleted meanwhile answers NOT_FOUND (the guard).
@@ -163,6 +165,7 @@ async def _link_sources(dataset_id: int, source_ids: Sequence[int]) -> None:
     present = {key for key, project in await database.list(sources.tuples()) if project is not None}
     if not present.issuperset(source_ids):
         raise Source.DoesNotExist()
+    was = {source for (source,) in await database.list(linked.tuples())}
     await database.aexecute(DatasetSource.delete().where(DatasetSource.dataset == dataset_id))
     if source_ids:
         await database.aexecute(
@@ -177,6 +180,7 @@ async def _link_sources(dataset_id: int, source_ids: Sequence[int]) -> None:
                 ]
             )
         )
+    return was != set(source_ids)
 
 
 async def create_dataset(
@@ -387,19 +391,21 @@ async def update_dataset(
         dataset.last_modified = utcnow()
         for field, value in changes.items():
             setattr(dataset, field, value)
-        moved: dict[str, Any] = {}
-        if source_ids is not None:
-            moved["sources_version"] = Dataset.sources_version + 1
         written(
             await database.aexecute(
-                Dataset.update(**changes, **moved, last_modified=dataset.last_modified).where(
+                Dataset.update(**changes, last_modified=dataset.last_modified).where(
                     Dataset.id == dataset.id, *Dataset.present()
                 )
             ),
             Dataset,
         )
-        if source_ids is not None:
-            await _link_sources(dataset.id, source_ids)
+        if source_ids is not None and await _link_sources(dataset.id, source_ids):
+            # Only a change of the set: a retried update leaves the state of one.
+            await database.aexecute(
+                Dataset.update(sources_version=Dataset.sources_version + 1).where(
+                    Dataset.id == dataset.id
+                )
+            )
 
 
 # One row of NULLs for a dataset without sources, none for a dataset that is gone.

@@ -49,6 +49,7 @@ from corrigo.v1.datasets_pb2 import StreamExportDatasetRequest, StreamExportData
 # How often a stream looks for other processes' commits, and how long it stays silent.
 POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
+# How often at most the lag metric is worked out.
 LAG_SECONDS = 0.25
 # Changes read at once, in messages of the stream's limit: a few pages' worth per read.
 BATCH_PAGES = 4

@@ -107,12 +107,14 @@ class View:
 
 # A look's row for a view that changed (no change has a negative comment id).
 _VIEW_CHANGED = -1
+# A position no change reaches: a look reads the first change after the cursor at any.
+_ANY_POSITION = 2**62
 
 
 async def look(scope: Scope, after: Change, view: View) -> tuple[bool, bool]:
     """Whether `scope` has a change after `after` at any position, and whether `view` is
     no longer the dataset's (or the dataset is gone): one statement."""
-    probe, params = statement(scope, after, 2**62, 1)
+    probe, params = statement(scope, after, _ANY_POSITION, 1)
     holds, held = view.unchanged(scope.dataset_id)
     read = Sql(
         f"SELECT * FROM ({probe.text}) AS c UNION ALL SELECT {_VIEW_CHANGED}, {_VIEW_CHANGED} "

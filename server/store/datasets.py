@@ -275,13 +275,19 @@ _EXPORT_COLUMNS = (
 )
 # ... read with its access check.
 SOURCES_WITH_ACCESS = Companion(columns=_EXPORT_COLUMNS, joins=_WITH_SOURCES)
-# ... read again by a follow stream: none once the dataset is deleted.
-_EXPORT_SOURCES = Sql(
-    f"SELECT {_EXPORT_COLUMNS} FROM dataset AS d "
-    "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
-    "LEFT JOIN source AS s ON s.id = ds.source_id WHERE d.id = ? AND d.project_id IS NOT NULL",
-    bounded=True,
+# The dataset `d` by id with its sources `s`, a row each (one row of NULLs for those when
+# it has none), none for a dataset that is gone.
+_BY_ID_WITH_SOURCES = (
+    "FROM dataset AS d LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
+    "LEFT JOIN source AS s ON s.id = ds.source_id WHERE d.id = ? AND d.project_id IS NOT NULL"
 )
+# ... read again by a follow stream.
+_EXPORT_SOURCES = Sql(f"SELECT {_EXPORT_COLUMNS} {_BY_ID_WITH_SOURCES}", bounded=True)
+
+
+def _gone() -> NotFound:
+    """A dataset a caller's row refers to, deleted by a concurrent call."""
+    return NotFound("the dataset was deleted", metadata={"resource": "dataset"})
 
 
 def _companion_first(project: Project, name: str, rows: Sequence[Sequence[Any]]) -> Sequence[Any]:
@@ -330,7 +336,7 @@ async def export_sources(dataset_id: int) -> ExportSources:
     deleted."""
     rows = await fetch(_EXPORT_SOURCES, (dataset_id,))
     if not rows:
-        raise NotFound("the dataset was deleted", metadata={"resource": "dataset"})
+        raise _gone()
     return _export_sources(rows)
 
 
@@ -354,7 +360,7 @@ async def by_id(dataset_id: int) -> Dataset:
     concurrent call deleted it."""
     row: Dataset | None = await Dataset.aget_or_none(Dataset.id == dataset_id, *Dataset.present())
     if row is None:
-        raise NotFound("the dataset was deleted", metadata={"resource": "dataset"})
+        raise _gone()
     return row
 
 
@@ -408,13 +414,7 @@ async def update_dataset(
             )
 
 
-# One row of NULLs for a dataset without sources, none for a dataset that is gone.
-_SOURCES = Sql(
-    "SELECT s.hex_id, s.id FROM dataset AS d "
-    "LEFT JOIN dataset_source AS ds ON ds.dataset_id = d.id "
-    "LEFT JOIN source AS s ON s.id = ds.source_id WHERE d.id = ? AND d.project_id IS NOT NULL",
-    bounded=True,
-)
+_SOURCES = Sql(f"SELECT s.hex_id, s.id {_BY_ID_WITH_SOURCES}", bounded=True)
 
 
 async def dataset_sources(dataset_id: int) -> dict[str, int]:
@@ -423,7 +423,7 @@ async def dataset_sources(dataset_id: int) -> dict[str, int]:
     the source is not the dataset's)."""
     rows = await fetch(_SOURCES, (dataset_id,))
     if not rows:
-        raise NotFound("the dataset was deleted", metadata={"resource": "dataset"})
+        raise _gone()
     return {hex_id: source_id for hex_id, source_id in rows if hex_id is not None}
 
 
